@@ -1,0 +1,261 @@
+//! Broker configuration: defaults, then `tessera.toml`, then `TESSERA_<SECTION>__<KEY>`
+//! environment overrides (figment). Unknown keys are errors that name their source, so a
+//! typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::issue::SigningAlg;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub trust: TrustConfig,
+    pub tokens: TokensConfig,
+    pub saml: SamlConfig,
+    pub outbound: OutboundConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The `iss` of issued tokens and the base URL of the endpoints (no trailing slash).
+    pub issuer: String,
+    /// HTTP worker threads; default: one per core.
+    pub workers: Option<usize>,
+    /// How long SIGTERM waits for requests in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (embedded default) or `postgres://…` / `postgresql://…`.
+    pub url: String,
+    /// Connections in the pool; default 4 for SQLite, 8 for PostgreSQL.
+    pub pool_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    #[serde(with = "humantime_serde")]
+    pub default_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    pub signing_alg: SigningAlg,
+    /// How often each replica re-reads the signing keys from the database (rotation).
+    #[serde(with = "humantime_serde")]
+    pub key_refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlConfig {
+    pub entity_id: Option<String>,
+    pub decryption_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Total time for one discovery/JWKS fetch.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest discovery/JWKS document accepted.
+    pub max_response_bytes: usize,
+    /// An unknown `kid` triggers at most one JWKS refresh per issuer per this interval.
+    #[serde(with = "humantime_serde")]
+    pub refresh_cooldown: Duration,
+    /// Keys are re-fetched in the background once they are this old.
+    #[serde(with = "humantime_serde")]
+    pub keys_ttl: Duration,
+    /// When refreshing fails, the last good keys keep serving for at most this long
+    /// after they were fetched.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                issuer: "http://127.0.0.1:8080".to_owned(),
+                workers: None,
+                shutdown_timeout: Duration::from_secs(10),
+            },
+            database: DatabaseConfig {
+                url: "sqlite://tessera.db".to_owned(),
+                pool_size: None,
+            },
+            trust: TrustConfig {
+                dir: PathBuf::from("trust"),
+            },
+            tokens: TokensConfig {
+                default_lifetime: Duration::from_secs(600),
+                max_lifetime: Duration::from_secs(3600),
+                signing_alg: SigningAlg::ES256,
+                key_refresh_interval: Duration::from_secs(10),
+            },
+            saml: SamlConfig::default(),
+            outbound: OutboundConfig {
+                timeout: Duration::from_secs(5),
+                max_response_bytes: 512 * 1024,
+                refresh_cooldown: Duration::from_secs(30),
+                keys_ttl: Duration::from_secs(3600),
+                max_stale: Duration::from_secs(24 * 3600),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration file {path}: not found")]
+    Missing { path: PathBuf },
+}
+
+/// Environment variables under the `TESSERA_` prefix that are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &[
+    "config",
+    "admin_token",
+    "key_encryption_key",
+    "log_format",
+    "test_database_url",
+];
+
+impl Config {
+    /// Defaults ← `path` (when given, it must exist; `tessera.toml` in the working directory
+    /// is read when present) ← `TESSERA_<SECTION>__<KEY>`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Missing {
+                        path: p.to_path_buf(),
+                    });
+                }
+                figment = figment.merge(Toml::file_exact(p));
+            }
+            None => figment = figment.merge(Toml::file_exact("tessera.toml").nested()),
+        }
+        let figment = figment.merge(
+            Env::prefixed("TESSERA_")
+                .filter(|k| !NON_CONFIG_ENV.contains(&k.as_str().to_ascii_lowercase().as_str()))
+                .split("__"),
+        );
+        Self::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if self.server.issuer.ends_with('/') {
+            return bad("server.issuer", "must not end with '/'");
+        }
+        if url::Url::parse(&self.server.issuer).is_err() {
+            return bad("server.issuer", "must be an absolute URL");
+        }
+        if self.tokens.default_lifetime.is_zero() || self.tokens.max_lifetime.is_zero() {
+            return bad("tokens", "lifetimes must be positive");
+        }
+        if !(self.database.url.starts_with("sqlite://")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return bad(
+                "database.url",
+                "must start with sqlite://, postgres:// or postgresql://",
+            );
+        }
+        Ok(())
+    }
+
+    /// The token endpoint URL: the audience RFC 7523/7522 assertions must name.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.server.issuer)
+    }
+}
+
+/// figment errors name the key and where the value came from ("in tessera.toml",
+/// "in `TESSERA_SERVER__LISTEN` environment variable"); keep every one of them.
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {} {src})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[server]\nlisten = \"127.0.0.1:1\"\nisuer = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            assert!(err.contains("isuer"), "{err}");
+            assert!(err.contains("t.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_file_and_names_the_variable_on_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[tokens]\ndefault_lifetime = \"5m\"\n")?;
+            jail.set_env("TESSERA_TOKENS__DEFAULT_LIFETIME", "7m");
+            jail.set_env("TESSERA_CONFIG", "t.toml");
+            let c = Config::load(Some(Path::new("t.toml"))).unwrap();
+            assert_eq!(c.tokens.default_lifetime, Duration::from_secs(420));
+            jail.set_env("TESSERA_TOKENS__MAX_LIFETIME", "forever");
+            let err = Config::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            assert!(err.contains("tokens.max_lifetime"), "{err}");
+            assert!(err.contains("TESSERA_TOKENS__MAX_LIFETIME"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,24 @@
+//! tessera — a federation broker.
+//!
+//! Takes credentials minted in another trust domain (OIDC ID tokens, JWT access tokens;
+//! SAML assertions and opaque tokens later), verifies them against a registry of trusted
+//! issuers and mints a short-lived local access token for the next hop (RFC 8693).
+//!
+//! Dependency direction: `http → exchange → {trust, verify, issue, audit} → store`.
+//! Nothing below `http` names actix; only `store` names diesel backends.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod exchange;
+pub mod http;
+pub mod issue;
+pub mod metrics;
+pub mod metrics_process;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod trust;
+pub mod verify;

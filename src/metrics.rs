@@ -1,0 +1,173 @@
+//! Every `tessera_*` series lives in this one struct with its own registry (no globals).
+//! Label values come from the registry (issuer ids) or from closed enums (grant, token
+//! type, outcome, rejection reason), never from request input: cardinality stays bounded.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    issued,
+    refused,
+    error,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabels {
+    pub grant: &'static str,
+    pub subject_token_type: &'static str,
+    pub issuer: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    pub grant: &'static str,
+    pub subject_token_type: &'static str,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabels {
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    pub issuer: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub exchanges: Family<ExchangeLabels, Counter>,
+    pub exchange_duration: Family<DurationLabels, Histogram>,
+    pub rejections: Family<ReasonLabels, Counter>,
+    pub issuer_key_fetches: Family<FetchLabels, Counter>,
+    pub issuer_keys_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
+    pub replays_blocked: Family<IssuerLabels, Counter>,
+    pub signing_key_age: Gauge<f64, AtomicU64>,
+    pub trust_reloads: Family<OutcomeLabels, Counter>,
+    pub audit_queue_depth: Gauge,
+    pub process: crate::metrics_process::ProcessMetrics,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 250 µs … ~4 s: an exchange is sub-millisecond; a cold JWKS fetch can take seconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.00025, 2.0, 15,
+    ))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tessera");
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "exchanges",
+            "Token requests by grant, subject token type, issuer and outcome",
+            exchanges.clone(),
+        );
+        let exchange_duration =
+            Family::<DurationLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register(
+            "exchange_duration_seconds",
+            "Time to answer a token request",
+            exchange_duration.clone(),
+        );
+        let rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rejections",
+            "Refused token requests by the check that failed",
+            rejections.clone(),
+        );
+        let issuer_key_fetches = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "issuer_key_fetches",
+            "Discovery/JWKS fetches per issuer and outcome",
+            issuer_key_fetches.clone(),
+        );
+        let issuer_keys_age = Family::<IssuerLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "issuer_keys_age_seconds",
+            "Age of the keys in use per issuer (time since the last successful fetch)",
+            issuer_keys_age.clone(),
+        );
+        let replays_blocked = Family::<IssuerLabels, Counter>::default();
+        registry.register(
+            "replays_blocked",
+            "Subject tokens refused because they were already used",
+            replays_blocked.clone(),
+        );
+        let signing_key_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "signing_key_age_seconds",
+            "Age of the current signing key",
+            signing_key_age.clone(),
+        );
+        let trust_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "trust_reloads",
+            "Trust registry reloads by outcome",
+            trust_reloads.clone(),
+        );
+        let audit_queue_depth = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit events waiting for their group commit",
+            audit_queue_depth.clone(),
+        );
+        let process = crate::metrics_process::ProcessMetrics::register(&mut registry);
+        Self {
+            registry,
+            exchanges,
+            exchange_duration,
+            rejections,
+            issuer_key_fetches,
+            issuer_keys_age,
+            replays_blocked,
+            signing_key_age,
+            trust_reloads,
+            audit_queue_depth,
+            process,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        self.process.update();
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
