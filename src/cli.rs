@@ -1,1 +1,108 @@
-//! placeholder
+//! Command line (clap derive): `serve`, `migrate`, `trust check`, `keys list|rotate`,
+//! `clients new-secret`, `dev id-token`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Federation broker: RFC 8693 token exchange across trust domains"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./tessera.toml when present).
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (applies pending migrations first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Trust registry commands.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Signing key commands.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Client commands.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Developer helpers: mint subject tokens with the demo issuers' keys.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Load and validate the registry; one line per entry; non-zero exit on any error.
+    Check {
+        /// Registry directory (default: trust.dir from the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their state.
+    List,
+    /// Promote the next key to current, retire the current one, pre-publish a new next.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Print a fresh 256-bit secret and the `secret_hash` line for the client file.
+    NewSecret,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Mint an ID token signed by a demo issuer's key (`demo_signing_key_file`).
+    IdToken(IdTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdTokenArgs {
+    /// Registry id of the demo issuer.
+    #[arg(long, default_value = "demo-oidc")]
+    pub issuer: String,
+    /// `sub` claim.
+    #[arg(long, default_value = "alice")]
+    pub sub: String,
+    /// `aud` claim (repeatable; default: the issuer's first audience).
+    #[arg(long)]
+    pub aud: Vec<String>,
+    /// Extra claim as name=value; the value is parsed as JSON when it is JSON, else taken
+    /// as a string (repeatable), e.g. --claim email=alice@example.com --claim 'groups=["a"]'.
+    #[arg(long = "claim", value_parser = parse_claim)]
+    pub claims: Vec<(String, serde_json::Value)>,
+    /// Lifetime, e.g. 5m, 1h.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lifetime: Duration,
+    /// JOSE `typ` header ("JWT" for an ID token, "at+jwt" to mint an access token).
+    #[arg(long, default_value = "JWT")]
+    pub typ: String,
+    /// Registry directory (default: trust.dir from the configuration).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_claim(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))?;
+    if k.is_empty() {
+        return Err("claim name is empty".into());
+    }
+    let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+    Ok((k.to_owned(), value))
+}

@@ -1,1 +1,134 @@
-fn main() {}
+//! The `tessera` binary: parse the command line, set up logging, dispatch.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use clap::Parser;
+use sha2::{Digest, Sha256};
+
+use tessera::cli::{Cli, ClientsCommand, Command, DevCommand, KeysCommand, TrustCommand};
+use tessera::clock::{Clock, SystemClock};
+use tessera::config::Config;
+use tessera::startup::Application;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tessera::telemetry::init();
+    match cli.command {
+        Command::Clients(ClientsCommand::NewSecret) => {
+            new_secret();
+            Ok(())
+        }
+        Command::Trust(TrustCommand::Check { dir }) => {
+            let dir = match dir {
+                Some(d) => d,
+                None => Config::load(cli.config.as_deref())?.trust.dir,
+            };
+            trust_check(&dir)
+        }
+        Command::Dev(DevCommand::IdToken(args)) => {
+            let dir = match &args.dir {
+                Some(d) => d.clone(),
+                None => Config::load(cli.config.as_deref())?.trust.dir,
+            };
+            let token = tessera::dev::mint_id_token(&dir, &args, &SystemClock)?;
+            println!("{token}");
+            Ok(())
+        }
+        command => {
+            let config = Config::load(cli.config.as_deref())?;
+            actix_web::rt::System::new().block_on(run_async(command, config))
+        }
+    }
+}
+
+async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(config.clone()).await?;
+            tracing::info!(
+                listen = %config.server.listen,
+                port = app.port(),
+                issuer = %config.server.issuer,
+                "tessera serving"
+            );
+            app.run_until_stopped().await?;
+            tracing::info!("tessera stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let url = config.database.url.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let store = tessera::store::Store::connect(&url, Some(1))?;
+                store.run_migrations()?;
+                Ok(())
+            })
+            .await??;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys(cmd) => {
+            let url = config.database.url.clone();
+            let store = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let store = tessera::store::Store::connect(&url, Some(1))?;
+                store.run_migrations()?;
+                Ok(store)
+            })
+            .await??;
+            let clock = Arc::new(SystemClock);
+            if let KeysCommand::Rotate = cmd {
+                tessera::issue::rotate(
+                    &store,
+                    config.tokens.signing_alg,
+                    clock.clone(),
+                    config.tokens.max_lifetime,
+                )
+                .await
+                .context("rotating signing keys")?;
+                println!(
+                    "rotated; replicas pick the new current key up within {:?}",
+                    config.tokens.key_refresh_interval
+                );
+            }
+            let now = clock.now();
+            for key in tessera::issue::list_keys(&store).await? {
+                println!("{}", key.describe(now));
+            }
+            Ok(())
+        }
+        Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
+    }
+}
+
+fn trust_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    match tessera::trust::load_registry(dir) {
+        Ok(registry) => {
+            for line in tessera::trust::describe(&registry) {
+                println!("{line}");
+            }
+            println!(
+                "ok: {} issuers, {} clients, {} audiences in {}",
+                registry.issuers.len(),
+                registry.clients.len(),
+                registry.audiences.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// SPEC §2.1: 256-bit base64url secret; `secret_hash` is SHA-256 of its UTF-8 bytes.
+fn new_secret() {
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+    println!("secret: {secret}");
+    println!("secret_hash = \"sha256:{hash}\"");
+}

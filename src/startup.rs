@@ -1,1 +1,220 @@
-//! placeholder
+//! Builds the broker from its configuration: database, registry, keys, verifier, audit
+//! writer, HTTP server. `serve` and the integration tests both go through `Application`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use crate::audit::AuditLog;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::exchange::{ExchangeSettings, Exchanger, LifetimeBounds};
+use crate::http::{self, AppState};
+use crate::issue::KeyRing;
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::store::Store;
+use crate::trust::{TrustError, TrustStore};
+use crate::verify::JwtVerifier;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    audit: AuditLog,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let trust = Arc::new(
+            TrustStore::load(&config.trust.dir)
+                .with_context(|| format!("trust registry in {}", config.trust.dir.display()))?,
+        );
+        warn_about_demo_issuers(&trust);
+        let metrics = Arc::new(Metrics::new());
+        let verifier = Arc::new(
+            JwtVerifier::new(&config.outbound, clock.clone(), metrics.clone())
+                .context("building the token verifier")?,
+        );
+        verifier.warm_up(&trust.snapshot());
+        let keys = Arc::new(
+            KeyRing::open(&store, config.tokens.signing_alg, clock.clone())
+                .await
+                .context("opening the signing keys")?,
+        );
+        let audit = AuditLog::start(store.clone(), metrics.clone());
+        let exchanger = Arc::new(Exchanger {
+            trust: trust.clone(),
+            verifier: verifier.clone(),
+            keys: keys.clone(),
+            audit: audit.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            settings: ExchangeSettings {
+                issuer: config.server.issuer.clone(),
+                bearer_audiences: vec![config.token_endpoint(), config.server.issuer.clone()],
+                lifetimes: LifetimeBounds {
+                    default_lifetime: config.tokens.default_lifetime,
+                    max_lifetime: config.tokens.max_lifetime,
+                },
+            },
+        });
+        let admin_token_sha256 = std::env::var("TESSERA_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|t| Sha256::digest(t.as_bytes()).into());
+        let state = web::Data::new(AppState {
+            exchanger,
+            store: store.clone(),
+            trust,
+            verifier,
+            keys: keys.clone(),
+            metrics,
+            issuer: config.server.issuer.clone(),
+            admin_token_sha256,
+        });
+
+        let listener = TcpListener::bind(config.server.listen)
+            .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(http::routes)
+        })
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+        .listen(listener)?;
+        if let Some(n) = config.server.workers {
+            server = server.workers(n);
+        }
+        let server = server.run();
+
+        let mut background = Vec::new();
+        // Rotation by another process or replica reaches this one within the interval.
+        let refresh_store = store.clone();
+        let interval = config.tokens.key_refresh_interval;
+        background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = keys.refresh(&refresh_store).await {
+                    tracing::warn!(error = %e, "signing key refresh failed; keeping the keys in use");
+                }
+            }
+        }));
+        background.push(spawn_reload_on_sighup(state.clone()));
+
+        Ok(Self {
+            port,
+            server,
+            state,
+            audit,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &web::Data<AppState> {
+        &self.state
+    }
+
+    /// Serves until SIGTERM/SIGINT (actix stops accepting and drains requests in flight),
+    /// then flushes the audit queue.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
+        self.audit.shutdown().await;
+        result
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database.url.clone();
+    let pool = config.database.pool_size;
+    let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
+        let store = Store::connect(&url, pool).context("connecting to database.url")?;
+        store.run_migrations().context("applying migrations")?;
+        Ok(store)
+    })
+    .await
+    .context("database set-up task")??;
+    Ok(store)
+}
+
+fn warn_about_demo_issuers(trust: &TrustStore) {
+    for issuer in trust.snapshot().demo_issuers() {
+        tracing::warn!(
+            issuer = %issuer.id,
+            "DEMO ISSUER LOADED: its private key is public (demo_signing_key_file); \
+             anyone can mint tokens it accepts. Remove it from trust/ before production."
+        );
+    }
+}
+
+/// Reloads the registry (SIGHUP, `POST /admin/reload`); returns the number of entries.
+pub fn reload_trust(
+    trust: &TrustStore,
+    verifier: &JwtVerifier,
+    metrics: &Metrics,
+) -> Result<usize, TrustError> {
+    match trust.reload() {
+        Ok(registry) => {
+            metrics
+                .trust_reloads
+                .get_or_create(&OutcomeLabels { outcome: "ok" })
+                .inc();
+            verifier.warm_up(&registry);
+            warn_about_demo_issuers(trust);
+            tracing::info!(
+                issuers = registry.issuers.len(),
+                clients = registry.clients.len(),
+                audiences = registry.audiences.len(),
+                "trust registry reloaded"
+            );
+            Ok(registry.issuers.len() + registry.clients.len() + registry.audiences.len())
+        }
+        Err(e) => {
+            metrics
+                .trust_reloads
+                .get_or_create(&OutcomeLabels { outcome: "refused" })
+                .inc();
+            tracing::error!(error = %e, "trust registry reload refused; the previous registry keeps serving");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(unix)]
+fn spawn_reload_on_sighup(state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = reload_trust(&state.trust, &state.verifier, &state.metrics);
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_sighup(_state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {})
+}

@@ -1,1 +1,535 @@
-//! placeholder
+//! The exchange pipeline: authenticate the client, verify what it presents, apply the
+//! registry's policy, sign, audit, answer. No actix here: `http::token` hands over the
+//! form and the credentials and maps the result.
+//!
+//! Rule: nothing leaves without its audit row committed, and a refused request changes
+//! no state but the audit trail.
+
+pub mod error;
+pub mod policy;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::audit::{AuditEvent, AuditLog, AuditOutcome};
+use crate::clock::{SharedClock, UnixTime};
+use crate::issue::KeyRing;
+use crate::metrics::{DurationLabels, ExchangeLabels, Metrics, Outcome, ReasonLabels};
+use crate::telemetry::token_fingerprint;
+use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore};
+use crate::verify::{AudienceRule, Expectation, JwtVerifier, VerifiedToken, VerifyError};
+
+pub use error::{ExchangeError, TokenRole};
+pub use policy::LifetimeBounds;
+pub use request::{Form, Grant, GrantKind};
+
+/// How the client presented its credentials (RFC 6749 §2.3.1).
+#[derive(Debug, Clone)]
+pub enum ClientCredentials {
+    Basic { client_id: String, secret: String },
+    Post { client_id: String, secret: String },
+    None,
+}
+
+/// The successful token response (RFC 8693 §2.2.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub issued_token_type: &'static str,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+/// Claims of an issued access token (RFC 9068 §2.2, RFC 8693 §4).
+#[derive(Debug, Serialize)]
+struct AccessTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: UnixTime,
+    iat: UnixTime,
+    jti: &'a str,
+    client_id: &'a str,
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<&'a Value>,
+    #[serde(flatten)]
+    claims: &'a Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub struct ExchangeSettings {
+    /// `server.issuer`: `iss` of issued tokens.
+    pub issuer: String,
+    /// Audiences an RFC 7523 assertion may name: the token endpoint and the issuer.
+    pub bearer_audiences: Vec<String>,
+    pub lifetimes: LifetimeBounds,
+}
+
+pub struct Exchanger {
+    pub trust: Arc<TrustStore>,
+    pub verifier: Arc<JwtVerifier>,
+    pub keys: Arc<KeyRing>,
+    pub audit: AuditLog,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub settings: ExchangeSettings,
+}
+
+/// What the audit row and the metric labels learn as the pipeline progresses.
+#[derive(Debug, Default)]
+struct Trail {
+    grant: Option<GrantKind>,
+    token_type: Option<TokenType>,
+    client_id: Option<String>,
+    issuer: Option<String>,
+    subject: Option<String>,
+    actor: Option<String>,
+    audience: Option<String>,
+    scopes: Option<String>,
+    jti: Option<String>,
+    token_sha256: Option<String>,
+}
+
+/// Compared against when the client id is unknown, so unknown clients cost the same
+/// hash-and-compare as known ones and response time does not reveal client ids.
+const UNKNOWN_CLIENT_SECRET: [u8; 32] = [0x5a; 32];
+
+impl Exchanger {
+    /// Handles one `POST /token`. `credentials` is what the HTTP layer read from the
+    /// `Authorization` header (an error if that header was malformed).
+    pub async fn token(
+        &self,
+        credentials: Result<ClientCredentials, ExchangeError>,
+        form: &Form,
+    ) -> Result<TokenResponse, ExchangeError> {
+        let started = Instant::now();
+        let mut trail = Trail::default();
+        let result = match credentials {
+            Ok(credentials) => self.run(credentials, form, &mut trail).await,
+            Err(e) => Err(e),
+        };
+        self.finish(trail, result, started).await
+    }
+
+    /// Audits and counts a request refused before it could be parsed (body too large,
+    /// wrong content type), and hands the error back for the response.
+    pub async fn refuse(&self, error: ExchangeError) -> ExchangeError {
+        match self
+            .finish(Trail::default(), Err(error), Instant::now())
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => ExchangeError::Internal("refusal turned into a token".into()),
+        }
+    }
+
+    async fn finish(
+        &self,
+        trail: Trail,
+        result: Result<TokenResponse, ExchangeError>,
+        started: Instant,
+    ) -> Result<TokenResponse, ExchangeError> {
+        let outcome = match &result {
+            Ok(_) => AuditOutcome::Issued,
+            Err(e) if e.is_server_side() => AuditOutcome::Error,
+            Err(_) => AuditOutcome::Refused,
+        };
+        let reason = result.as_ref().err().map(|e| e.reason());
+        let event = AuditEvent {
+            at: self.clock.now(),
+            grant: trail.grant.map_or("unknown", GrantKind::label),
+            client_id: trail.client_id.clone(),
+            issuer: trail.issuer.clone(),
+            subject: trail.subject.clone(),
+            actor: trail.actor.clone(),
+            audience: trail.audience.clone(),
+            scopes: trail.scopes.clone(),
+            outcome,
+            reason: result
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", e.reason())),
+            jti: trail.jti.clone(),
+            subject_token_sha256: trail.token_sha256.clone(),
+        };
+        // The row must be committed before the token leaves; if it cannot be, the token
+        // is never handed out.
+        let audited = self.audit.record(event).await;
+        let result = match (result, audited) {
+            (Ok(resp), Ok(())) => Ok(resp),
+            (Ok(_), Err(e)) => {
+                tracing::error!(error = %e, "audit write failed; token withheld");
+                Err(ExchangeError::AuditUnavailable)
+            }
+            (Err(e), Err(audit_err)) => {
+                tracing::error!(error = %audit_err, "audit write failed for a refusal");
+                Err(e)
+            }
+            (Err(e), Ok(())) => Err(e),
+        };
+        self.observe(&trail, &result, reason, started);
+        result
+    }
+
+    fn observe(
+        &self,
+        trail: &Trail,
+        result: &Result<TokenResponse, ExchangeError>,
+        reason: Option<&'static str>,
+        started: Instant,
+    ) {
+        let grant = trail.grant.map_or("unknown", GrantKind::label);
+        let subject_token_type = trail.token_type.map_or("unknown", TokenType::label);
+        let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
+        let outcome = match result {
+            Ok(_) => Outcome::issued,
+            Err(e) if e.is_server_side() => Outcome::error,
+            Err(_) => Outcome::refused,
+        };
+        self.metrics
+            .exchange_duration
+            .get_or_create(&DurationLabels {
+                grant,
+                subject_token_type,
+                issuer: issuer.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .exchanges
+            .get_or_create(&ExchangeLabels {
+                grant,
+                subject_token_type,
+                issuer: issuer.clone(),
+                outcome,
+            })
+            .inc();
+        let client_id = trail.client_id.as_deref().unwrap_or("-");
+        let token_sha256 = trail.token_sha256.as_deref().unwrap_or("-");
+        match result {
+            Ok(_) => tracing::info!(
+                target: "exchange",
+                outcome = "issued", grant, issuer, client_id, token_sha256,
+                jti = trail.jti.as_deref().unwrap_or("-"),
+                "exchange"
+            ),
+            Err(e) => {
+                let reason = reason.unwrap_or("unknown");
+                self.metrics
+                    .rejections
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+                tracing::info!(
+                    target: "exchange",
+                    outcome = if e.is_server_side() { "error" } else { "refused" },
+                    grant, issuer, client_id, token_sha256, reason, error = %e,
+                    "exchange"
+                );
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        credentials: ClientCredentials,
+        form: &Form,
+        trail: &mut Trail,
+    ) -> Result<TokenResponse, ExchangeError> {
+        let grant_type = form.single("grant_type")?;
+        let registry = self.trust.snapshot();
+        let client = authenticate(&registry, credentials, form)?;
+        trail.client_id = Some(client.client_id.clone());
+        let grant_type = grant_type
+            .ok_or_else(|| ExchangeError::InvalidRequest("missing parameter grant_type".into()))?;
+        let grant = request::parse_grant(grant_type, form)?;
+        trail.grant = Some(grant.kind());
+        match grant {
+            Grant::TokenExchange(req) => {
+                trail.token_type = Some(req.subject.token_type);
+                trail.token_sha256 = Some(token_fingerprint(&req.subject.token));
+                let subject = self
+                    .verify(
+                        &registry,
+                        &client,
+                        TokenRole::Subject,
+                        &req.subject.token,
+                        req.subject.token_type,
+                        trail,
+                    )
+                    .await?;
+                let actor = match &req.actor {
+                    Some(a) => Some(
+                        self.verify(
+                            &registry,
+                            &client,
+                            TokenRole::Actor,
+                            &a.token,
+                            a.token_type,
+                            trail,
+                        )
+                        .await?,
+                    ),
+                    None => None,
+                };
+                self.issue(
+                    &registry,
+                    &client,
+                    subject,
+                    actor,
+                    &req.target,
+                    req.requested_token_type,
+                    trail,
+                )
+                .await
+            }
+            Grant::JwtBearer(req) => {
+                trail.token_type = Some(TokenType::Jwt);
+                trail.token_sha256 = Some(token_fingerprint(&req.assertion));
+                let subject = self
+                    .verify(
+                        &registry,
+                        &client,
+                        TokenRole::Assertion,
+                        &req.assertion,
+                        TokenType::Jwt,
+                        trail,
+                    )
+                    .await?;
+                self.issue(
+                    &registry,
+                    &client,
+                    subject,
+                    None,
+                    &req.target,
+                    TokenType::AccessToken.urn(),
+                    trail,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Verifies a presented token and applies its issuer's mapping.
+    async fn verify(
+        &self,
+        registry: &Registry,
+        client: &ClientEntry,
+        role: TokenRole,
+        token: &str,
+        token_type: TokenType,
+        trail: &mut Trail,
+    ) -> Result<Verified, ExchangeError> {
+        let (allowed, audience) = match role {
+            TokenRole::Subject => (&client.subject_issuers, AudienceRule::Issuer),
+            TokenRole::Actor => (&client.actor_issuers, AudienceRule::Issuer),
+            TokenRole::Assertion => (
+                &client.subject_issuers,
+                AudienceRule::OneOf(&self.settings.bearer_audiences),
+            ),
+        };
+        let expect = Expectation {
+            token_type,
+            allowed_issuers: allowed,
+            audience,
+        };
+        let token = self
+            .verifier
+            .verify(registry, token, &expect)
+            .await
+            .map_err(|error| match error {
+                VerifyError::IssuerUnavailable { issuer } => {
+                    ExchangeError::IssuerUnavailable { issuer }
+                }
+                error => ExchangeError::Token { role, error },
+            })?;
+        if role != TokenRole::Actor {
+            trail.issuer = Some(token.issuer.id.clone());
+        }
+        // SPEC §2: an app exchanges only tokens addressed to it.
+        if role != TokenRole::Actor {
+            if let Some(wanted) = &client.subject_audiences {
+                let auds = policy::token_audiences(&token.claims);
+                if !wanted.iter().any(|w| auds.contains(w.as_str())) {
+                    return Err(ExchangeError::Unacceptable {
+                        role,
+                        reason: "subject_audience_not_allowed",
+                        message: "not addressed to an audience this client may exchange".into(),
+                    });
+                }
+            }
+        }
+        let mapped =
+            token
+                .issuer
+                .mapping
+                .apply(&token.claims)
+                .map_err(|e| ExchangeError::Unacceptable {
+                    role,
+                    reason: "mapping_refused",
+                    message: e.to_string(),
+                })?;
+        if role == TokenRole::Actor {
+            trail.actor = Some(mapped.subject.clone());
+        } else {
+            trail.subject = Some(mapped.subject.clone());
+        }
+        Ok(Verified { token, mapped })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn issue(
+        &self,
+        registry: &Registry,
+        client: &ClientEntry,
+        subject: Verified,
+        actor: Option<Verified>,
+        target: &request::Target,
+        issued_token_type: &'static str,
+        trail: &mut Trail,
+    ) -> Result<TokenResponse, ExchangeError> {
+        let now = self.clock.now();
+        let audience = policy::resolve_audience(registry, client, target)?;
+        trail.audience = Some(audience.audience.clone());
+        let scopes = policy::grant_scopes(target.scopes.as_deref(), client, &audience, None)?;
+        let scope = scopes.join(" ");
+        trail.scopes = Some(scope.clone());
+
+        let mut expiries = vec![subject.token.expires_at];
+        if let Some(a) = &actor {
+            expiries.push(a.token.expires_at);
+        }
+        let lifetime =
+            policy::lifetime(now, &self.settings.lifetimes, &audience, client, &expiries)?;
+
+        let actor_id = actor.as_ref().map(|a| policy::Actor {
+            sub: a.mapped.subject.clone(),
+            iss: Some(a.token.issuer.issuer.clone()),
+        });
+        // The effective actor: the actor token's subject, else the calling client.
+        let (acting_sub, acting_iss) = match &actor_id {
+            Some(a) => (
+                a.sub.as_str(),
+                a.iss.as_deref().unwrap_or(&self.settings.issuer),
+            ),
+            None => (client.client_id.as_str(), self.settings.issuer.as_str()),
+        };
+        policy::check_may_act(subject.token.claims.get("may_act"), acting_sub, acting_iss)?;
+        let act = policy::act_claim(
+            client.on_behalf_of,
+            &client.client_id,
+            actor_id.as_ref(),
+            subject.token.claims.get("act"),
+        );
+        if actor.is_none()
+            && act.is_some()
+            && client.on_behalf_of == crate::trust::OnBehalfOf::Delegate
+        {
+            trail.actor = Some(client.client_id.clone());
+        }
+
+        let claims = policy::audience_claims(&subject.mapped.claims, &audience);
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let body = AccessTokenClaims {
+            iss: &self.settings.issuer,
+            sub: &subject.mapped.subject,
+            aud: &audience.audience,
+            exp: now + lifetime,
+            iat: now,
+            jti: &jti,
+            client_id: &client.client_id,
+            scope: &scope,
+            act: act.as_ref(),
+            claims: &claims,
+        };
+        let signed = self
+            .keys
+            .sign(&body)
+            .map_err(|e| ExchangeError::Internal(format!("signing failed: {e}")))?;
+        trail.jti = Some(jti);
+        Ok(TokenResponse {
+            access_token: signed.token,
+            issued_token_type,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope,
+        })
+    }
+}
+
+struct Verified {
+    token: VerifiedToken,
+    mapped: crate::trust::Mapped,
+}
+
+/// RFC 6749 §2.3: exactly one authentication method, the one registered for the client,
+/// and the secret compared in constant time.
+fn authenticate(
+    registry: &Registry,
+    credentials: ClientCredentials,
+    form: &Form,
+) -> Result<Arc<ClientEntry>, ExchangeError> {
+    let form_id = form.single("client_id")?;
+    let form_secret = form.single("client_secret")?;
+    let (client_id, secret, method, basic) = match credentials {
+        ClientCredentials::Basic { client_id, secret } => {
+            if form_secret.is_some() {
+                return Err(ExchangeError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
+            }
+            if form_id.is_some_and(|id| id != client_id) {
+                return Err(ExchangeError::InvalidRequest(
+                    "client_id differs from the Authorization header".into(),
+                ));
+            }
+            (client_id, secret, ClientAuthMethod::ClientSecretBasic, true)
+        }
+        ClientCredentials::Post { client_id, secret } => {
+            (client_id, secret, ClientAuthMethod::ClientSecretPost, false)
+        }
+        ClientCredentials::None => match (form_id, form_secret) {
+            (Some(id), Some(secret)) => (
+                id.to_owned(),
+                secret.to_owned(),
+                ClientAuthMethod::ClientSecretPost,
+                false,
+            ),
+            _ => {
+                return Err(ExchangeError::InvalidClient {
+                    basic_attempted: false,
+                    reason: "client_unauthenticated",
+                })
+            }
+        },
+    };
+    let client = registry.client(&client_id);
+    let matches = match client {
+        Some(c) => c.secret_matches(&secret),
+        None => {
+            // Same work as a known client (see UNKNOWN_CLIENT_SECRET).
+            use sha2::Digest;
+            use subtle::ConstantTimeEq;
+            let digest = sha2::Sha256::digest(secret.as_bytes());
+            let _ = digest.as_slice().ct_eq(&UNKNOWN_CLIENT_SECRET);
+            false
+        }
+    };
+    match client {
+        Some(c) if matches && c.auth == method => Ok(c.clone()),
+        // A right secret sent the wrong way is still refused: the registry says how
+        // this client authenticates.
+        Some(_) if matches => Err(ExchangeError::InvalidClient {
+            basic_attempted: basic,
+            reason: "client_auth_method_mismatch",
+        }),
+        _ => Err(ExchangeError::InvalidClient {
+            basic_attempted: basic,
+            reason: "client_secret_mismatch",
+        }),
+    }
+}

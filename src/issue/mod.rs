@@ -31,7 +31,11 @@ pub struct SignedToken {
 pub struct KeyRing {}
 
 impl KeyRing {
-    pub async fn open(store: &Store, alg: SigningAlg, clock: SharedClock) -> Result<Self, IssueError> {
+    pub async fn open(
+        store: &Store,
+        alg: SigningAlg,
+        clock: SharedClock,
+    ) -> Result<Self, IssueError> {
         let _ = (store, alg, clock);
         unimplemented!()
     }
@@ -49,4 +53,26 @@ impl KeyRing {
     pub fn current_created_at(&self) -> UnixTime {
         unimplemented!()
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyInfo {}
+impl KeyInfo {
+    pub fn describe(&self, now: UnixTime) -> String {
+        let _ = now;
+        unimplemented!()
+    }
+}
+pub async fn rotate(
+    store: &Store,
+    alg: SigningAlg,
+    clock: SharedClock,
+    retire_publish_for: std::time::Duration,
+) -> Result<(), IssueError> {
+    let _ = (store, alg, clock, retire_publish_for);
+    unimplemented!()
+}
+pub async fn list_keys(store: &Store) -> Result<Vec<KeyInfo>, IssueError> {
+    let _ = store;
+    unimplemented!()
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load_registry, TrustError};
+pub use load::{describe, load_registry, TrustError};
 pub use mapping::{Mapped, Mapping, MappingError};
 pub use registry::{Registry, TrustStore};
 
@@ -111,7 +111,10 @@ pub enum KeySource {
     Discovery(url::Url),
     JwksUri(url::Url),
     /// A JWKS file beside the registry entry, read at load.
-    JwksFile { path: PathBuf, jwks: Arc<serde_json::Value> },
+    JwksFile {
+        path: PathBuf,
+        jwks: Arc<serde_json::Value>,
+    },
 }
 
 #[derive(Debug)]

@@ -1,0 +1,77 @@
+//! `tessera dev …`: mint subject tokens with a demo issuer's published private key, so a
+//! newcomer can try an exchange with curl. Only issuers with `demo_signing_key_file` can
+//! be used: real issuers' keys are never on this machine.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Map, Value};
+
+use crate::cli::IdTokenArgs;
+use crate::clock::Clock;
+use crate::trust::KeySource;
+
+pub fn mint_id_token(dir: &Path, args: &IdTokenArgs, clock: &dyn Clock) -> anyhow::Result<String> {
+    let registry = crate::trust::load_registry(dir)
+        .with_context(|| format!("loading the trust registry in {}", dir.display()))?;
+    let Some(issuer) = registry.issuers.get(&args.issuer) else {
+        bail!("no issuer {:?} in {}/issuers", args.issuer, dir.display());
+    };
+    let Some(key_file) = &issuer.demo_signing_key_file else {
+        bail!(
+            "issuer {:?} is not a demo issuer (it has no demo_signing_key_file)",
+            args.issuer
+        );
+    };
+    let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+    let pkey = openssl::pkey::PKey::private_key_from_pem(&pem)
+        .with_context(|| format!("{} is not a PEM private key", key_file.display()))?;
+    let (alg, key, kty) = match pkey.id() {
+        openssl::pkey::Id::RSA => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)?, "RSA"),
+        openssl::pkey::Id::EC => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)?, "EC"),
+        openssl::pkey::Id::ED25519 => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)?, "OKP"),
+        other => bail!("unsupported demo key type {other:?}"),
+    };
+    let kid = match &issuer.keys {
+        KeySource::JwksFile { jwks, .. } => jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .and_then(|keys| {
+                keys.iter()
+                    .find(|k| k.get("kty").and_then(Value::as_str) == Some(kty))
+            })
+            .and_then(|k| k.get("kid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    };
+    let now = clock.now();
+    let lifetime = i64::try_from(args.lifetime.as_secs()).unwrap_or(i64::MAX);
+    let mut claims = Map::new();
+    claims.insert("iss".into(), issuer.issuer.clone().into());
+    claims.insert("sub".into(), args.sub.clone().into());
+    let aud = if args.aud.is_empty() {
+        issuer.audiences.first().cloned().into_iter().collect()
+    } else {
+        args.aud.clone()
+    };
+    claims.insert(
+        "aud".into(),
+        if aud.len() == 1 {
+            Value::String(aud[0].clone())
+        } else {
+            aud.into()
+        },
+    );
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), now.saturating_add(lifetime).into());
+    claims.insert("auth_time".into(), now.into());
+    for (k, v) in &args.claims {
+        claims.insert(k.clone(), v.clone());
+    }
+    let mut header = Header::new(alg);
+    header.kid = kid;
+    header.typ = Some(args.typ.clone());
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+}

@@ -1,0 +1,188 @@
+use super::*;
+use crate::exchange::request::Target;
+use crate::trust::{ClientAuthMethod, ClientEntry};
+use serde_json::json;
+use std::path::PathBuf;
+
+fn audience(id: &str, aud: &str, scopes: &[&str]) -> AudienceEntry {
+    AudienceEntry {
+        id: id.into(),
+        audience: aud.into(),
+        resources: vec![format!("{aud}/")],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        lifetime: Some(Duration::from_secs(600)),
+        claims: vec!["email".into()],
+        source: PathBuf::new(),
+    }
+}
+
+fn client(audiences: &[&str], scopes: &[&str]) -> ClientEntry {
+    ClientEntry {
+        client_id: "c".into(),
+        auth: ClientAuthMethod::ClientSecretBasic,
+        secret_sha256: [0; 32],
+        subject_issuers: vec![],
+        subject_audiences: None,
+        actor_issuers: vec![],
+        audiences: audiences.iter().map(|s| s.to_string()).collect(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        on_behalf_of: OnBehalfOf::Delegate,
+        max_lifetime: Some(Duration::from_secs(300)),
+        source: PathBuf::new(),
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(
+        vec![],
+        vec![],
+        vec![
+            audience("orders", "https://orders.example", &["o:r", "o:w"]),
+            audience("inv", "https://inv.example", &["i:r"]),
+        ],
+    )
+}
+
+fn target(aud: &[&str], res: &[&str]) -> Target {
+    Target {
+        audiences: aud.iter().map(|s| s.to_string()).collect(),
+        resources: res.iter().map(|s| s.to_string()).collect(),
+        scopes: None,
+    }
+}
+
+#[test]
+fn audience_resolution_rules() {
+    let r = registry();
+    let both = client(&["orders", "inv"], &[]);
+    let one = client(&["orders"], &[]);
+    // by value, by id, by resource
+    assert_eq!(
+        resolve_audience(&r, &both, &target(&["https://orders.example"], &[]))
+            .unwrap()
+            .id,
+        "orders"
+    );
+    assert_eq!(
+        resolve_audience(&r, &both, &target(&["inv"], &[]))
+            .unwrap()
+            .id,
+        "inv"
+    );
+    assert_eq!(
+        resolve_audience(&r, &both, &target(&[], &["https://orders.example/"]))
+            .unwrap()
+            .id,
+        "orders"
+    );
+    // nothing named: only audience, else invalid_target
+    assert_eq!(
+        resolve_audience(&r, &one, &target(&[], &[])).unwrap().id,
+        "orders"
+    );
+    assert!(matches!(
+        resolve_audience(&r, &both, &target(&[], &[])),
+        Err(ExchangeError::InvalidTarget(_))
+    ));
+    // not allowed, unknown, two targets
+    assert!(matches!(
+        resolve_audience(&r, &one, &target(&["inv"], &[])),
+        Err(ExchangeError::InvalidTarget(_))
+    ));
+    assert!(matches!(
+        resolve_audience(&r, &both, &target(&["nope"], &[])),
+        Err(ExchangeError::InvalidTarget(_))
+    ));
+    assert!(matches!(
+        resolve_audience(&r, &both, &target(&["inv"], &["https://orders.example/"])),
+        Err(ExchangeError::InvalidTarget(_))
+    ));
+}
+
+#[test]
+fn scopes_are_intersected_and_never_silently_narrowed() {
+    let a = audience("orders", "https://orders.example", &["o:r", "o:w"]);
+    let c = client(&["orders"], &["o:r", "x"]);
+    assert_eq!(grant_scopes(None, &c, &a, None).unwrap(), vec!["o:r"]);
+    let req = vec!["o:r".to_string()];
+    assert_eq!(grant_scopes(Some(&req), &c, &a, None).unwrap(), vec!["o:r"]);
+    let esc = vec!["o:r".to_string(), "o:w".to_string()];
+    assert!(matches!(
+        grant_scopes(Some(&esc), &c, &a, None),
+        Err(ExchangeError::InvalidScope(_))
+    ));
+    let none = client(&["orders"], &["x"]);
+    assert!(matches!(
+        grant_scopes(None, &none, &a, None),
+        Err(ExchangeError::InvalidScope(_))
+    ));
+    let sub = vec!["o:w".to_string()];
+    let c2 = client(&["orders"], &["o:r", "o:w"]);
+    assert_eq!(
+        grant_scopes(None, &c2, &a, Some(&sub)).unwrap(),
+        vec!["o:w"]
+    );
+}
+
+#[test]
+fn lifetime_is_the_smallest_bound() {
+    let a = audience("orders", "https://orders.example", &[]);
+    let c = client(&[], &[]);
+    let b = LifetimeBounds {
+        default_lifetime: Duration::from_secs(900),
+        max_lifetime: Duration::from_secs(3600),
+    };
+    assert_eq!(lifetime(1000, &b, &a, &c, &[5000]).unwrap(), 300); // client max
+    assert_eq!(lifetime(1000, &b, &a, &c, &[1100]).unwrap(), 100); // subject exp
+    assert_eq!(lifetime(1000, &b, &a, &c, &[5000, 1050]).unwrap(), 50); // actor exp
+    assert!(lifetime(1000, &b, &a, &c, &[1000]).is_err());
+}
+
+#[test]
+fn act_nests_and_is_never_dropped() {
+    let prev = json!({"sub": "svc-a"});
+    assert_eq!(
+        act_claim(OnBehalfOf::Delegate, "c", None, None),
+        Some(json!({"sub": "c"}))
+    );
+    assert_eq!(act_claim(OnBehalfOf::Impersonate, "c", None, None), None);
+    assert_eq!(
+        act_claim(OnBehalfOf::Impersonate, "c", None, Some(&prev)),
+        Some(prev.clone())
+    );
+    assert_eq!(
+        act_claim(OnBehalfOf::Delegate, "c", None, Some(&prev)),
+        Some(json!({"sub": "c", "act": {"sub": "svc-a"}}))
+    );
+    let actor = Actor {
+        sub: "bot".into(),
+        iss: Some("https://idp".into()),
+    };
+    assert_eq!(
+        act_claim(OnBehalfOf::Impersonate, "c", Some(&actor), None),
+        Some(json!({"sub": "bot", "iss": "https://idp"}))
+    );
+}
+
+#[test]
+fn may_act_must_admit_the_actor() {
+    let m = json!({"sub": "c"});
+    assert!(check_may_act(None, "c", "x").is_ok());
+    assert!(check_may_act(Some(&m), "c", "x").is_ok());
+    assert!(check_may_act(Some(&m), "d", "x").is_err());
+    let mi = json!({"sub": "c", "iss": "https://t"});
+    assert!(check_may_act(Some(&mi), "c", "https://t").is_ok());
+    assert!(check_may_act(Some(&mi), "c", "https://u").is_err());
+    assert!(check_may_act(Some(&json!("c")), "c", "x").is_err());
+}
+
+#[test]
+fn audiences_see_only_their_claims_and_never_reserved_ones() {
+    let a = audience("orders", "https://orders.example", &[]);
+    let mut m = Map::new();
+    m.insert("email".into(), json!("a@x"));
+    m.insert("groups".into(), json!(["g"]));
+    let out = audience_claims(&m, &a);
+    assert_eq!(out.len(), 1);
+    assert!(out.contains_key("email"));
+}

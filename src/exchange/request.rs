@@ -1,0 +1,289 @@
+//! The token request as parsed from its form body: grant, tokens, targets, scope.
+//! RFC 6749 §3.2: parameters must not repeat, except `audience` and `resource`
+//! (RFC 8693 §2.1, RFC 8707 §2).
+
+use crate::trust::TokenType;
+
+use super::error::ExchangeError;
+
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Label values for `grant` (SPEC §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    TokenExchange,
+    JwtBearer,
+}
+
+impl GrantKind {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::TokenExchange => "token_exchange",
+            Self::JwtBearer => "jwt_bearer",
+        }
+    }
+}
+
+/// A decoded `application/x-www-form-urlencoded` body.
+#[derive(Debug, Default)]
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+/// More parameters than any legitimate request carries; beyond it the body is refused
+/// before any work is done per parameter.
+const MAX_PARAMS: usize = 64;
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Result<Self, ExchangeError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|_| ExchangeError::InvalidRequest("body is not a valid form".into()))?;
+        if pairs.len() > MAX_PARAMS {
+            return Err(ExchangeError::InvalidRequest(
+                "too many form parameters".into(),
+            ));
+        }
+        Ok(Self { pairs })
+    }
+
+    /// A parameter that may appear at most once; empty values count as absent
+    /// (RFC 6749 §3.1).
+    pub fn single(&self, name: &'static str) -> Result<Option<&str>, ExchangeError> {
+        let mut found = None;
+        for (k, v) in &self.pairs {
+            if k == name {
+                if found.is_some() {
+                    return Err(ExchangeError::InvalidRequest(format!(
+                        "parameter {name} is repeated"
+                    )));
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found.filter(|v| !v.is_empty()))
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<&str, ExchangeError> {
+        self.single(name)?
+            .ok_or_else(|| ExchangeError::InvalidRequest(format!("missing parameter {name}")))
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// What the caller asks for: applies to both grants.
+#[derive(Debug, Default, Clone)]
+pub struct Target {
+    pub audiences: Vec<String>,
+    pub resources: Vec<String>,
+    /// `None` when no `scope` was sent (then every allowed scope is granted).
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct PresentedToken {
+    pub token: String,
+    pub token_type: TokenType,
+}
+
+#[derive(Debug)]
+pub struct TokenExchangeRequest {
+    pub subject: PresentedToken,
+    pub actor: Option<PresentedToken>,
+    /// Echoed as `issued_token_type`: tessera issues JWT access tokens for both.
+    pub requested_token_type: &'static str,
+    pub target: Target,
+}
+
+#[derive(Debug)]
+pub struct JwtBearerRequest {
+    pub assertion: String,
+    pub target: Target,
+}
+
+#[derive(Debug)]
+pub enum Grant {
+    TokenExchange(TokenExchangeRequest),
+    JwtBearer(JwtBearerRequest),
+}
+
+impl Grant {
+    pub fn kind(&self) -> GrantKind {
+        match self {
+            Self::TokenExchange(_) => GrantKind::TokenExchange,
+            Self::JwtBearer(_) => GrantKind::JwtBearer,
+        }
+    }
+}
+
+/// Largest token accepted in any parameter (SPEC §4.1 limits).
+pub const MAX_TOKEN_BYTES: usize = 48 * 1024;
+
+fn parse_target(form: &Form) -> Result<Target, ExchangeError> {
+    let resources = form.all("resource");
+    for r in &resources {
+        // RFC 8707 §2: an absolute URI without a fragment.
+        match url::Url::parse(r) {
+            Ok(u) if u.fragment().is_none() => {}
+            _ => {
+                return Err(ExchangeError::InvalidTarget(
+                    "resource must be an absolute URI without a fragment".into(),
+                ))
+            }
+        }
+    }
+    let scopes = form.single("scope")?.map(|s| {
+        let mut v: Vec<String> = s
+            .split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect();
+        v.dedup();
+        v
+    });
+    Ok(Target {
+        audiences: form.all("audience"),
+        resources,
+        scopes,
+    })
+}
+
+fn token_param(form: &Form, name: &'static str) -> Result<Option<String>, ExchangeError> {
+    match form.single(name)? {
+        Some(t) if t.len() > MAX_TOKEN_BYTES => Err(ExchangeError::InvalidRequest(format!(
+            "{name} is larger than {MAX_TOKEN_BYTES} bytes"
+        ))),
+        Some(t) => Ok(Some(t.to_owned())),
+        None => Ok(None),
+    }
+}
+
+fn token_type_param(form: &Form, name: &'static str) -> Result<Option<TokenType>, ExchangeError> {
+    match form.single(name)? {
+        None => Ok(None),
+        Some(urn) => TokenType::from_urn(urn).map(Some).ok_or_else(|| {
+            ExchangeError::InvalidRequest(format!("{name} is not a supported token type"))
+        }),
+    }
+}
+
+/// Reads the grant-specific parameters; `grant_type` itself was read by the caller.
+pub fn parse_grant(grant_type: &str, form: &Form) -> Result<Grant, ExchangeError> {
+    match grant_type {
+        GRANT_TOKEN_EXCHANGE => {
+            let subject_token = token_param(form, "subject_token")?.ok_or_else(|| {
+                ExchangeError::InvalidRequest("missing parameter subject_token".into())
+            })?;
+            let subject_type = token_type_param(form, "subject_token_type")?.ok_or_else(|| {
+                ExchangeError::InvalidRequest("missing parameter subject_token_type".into())
+            })?;
+            // RFC 8693 §2.1: actor_token_type is required exactly when actor_token is present.
+            let actor = match (
+                token_param(form, "actor_token")?,
+                token_type_param(form, "actor_token_type")?,
+            ) {
+                (Some(token), Some(token_type)) => Some(PresentedToken { token, token_type }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(ExchangeError::InvalidRequest(
+                        "actor_token_type is required with actor_token".into(),
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(ExchangeError::InvalidRequest(
+                        "actor_token_type must not be sent without actor_token".into(),
+                    ))
+                }
+            };
+            let requested_token_type = match form.single("requested_token_type")? {
+                None => TokenType::AccessToken.urn(),
+                Some(t) if t == TokenType::AccessToken.urn() => TokenType::AccessToken.urn(),
+                Some(t) if t == TokenType::Jwt.urn() => TokenType::Jwt.urn(),
+                Some(_) => {
+                    return Err(ExchangeError::InvalidRequest(
+                        "requested_token_type must be access_token or jwt".into(),
+                    ))
+                }
+            };
+            Ok(Grant::TokenExchange(TokenExchangeRequest {
+                subject: PresentedToken {
+                    token: subject_token,
+                    token_type: subject_type,
+                },
+                actor,
+                requested_token_type,
+                target: parse_target(form)?,
+            }))
+        }
+        GRANT_JWT_BEARER => {
+            let assertion = token_param(form, "assertion")?.ok_or_else(|| {
+                ExchangeError::InvalidRequest("missing parameter assertion".into())
+            })?;
+            Ok(Grant::JwtBearer(JwtBearerRequest {
+                assertion,
+                target: parse_target(form)?,
+            }))
+        }
+        _ => Err(ExchangeError::UnsupportedGrantType),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_single_parameter_is_refused() {
+        let f = Form::parse(b"scope=a&scope=b").unwrap();
+        assert!(f.single("scope").is_err());
+    }
+
+    #[test]
+    fn audience_and_resource_may_repeat() {
+        let f = Form::parse(
+            b"subject_token=x&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&audience=a&audience=b&resource=https%3A%2F%2Fr.example%2F",
+        )
+        .unwrap();
+        let Grant::TokenExchange(r) = parse_grant(GRANT_TOKEN_EXCHANGE, &f).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.target.audiences, vec!["a", "b"]);
+        assert_eq!(r.target.resources.len(), 1);
+        assert_eq!(r.requested_token_type, TokenType::AccessToken.urn());
+    }
+
+    #[test]
+    fn actor_token_needs_its_type() {
+        let f = Form::parse(
+            b"subject_token=x&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&actor_token=y",
+        )
+        .unwrap();
+        assert!(parse_grant(GRANT_TOKEN_EXCHANGE, &f).is_err());
+    }
+
+    #[test]
+    fn resource_with_fragment_is_invalid_target() {
+        let f = Form::parse(
+            b"subject_token=x&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&resource=https%3A%2F%2Fr%2F%23frag",
+        )
+        .unwrap();
+        assert!(matches!(
+            parse_grant(GRANT_TOKEN_EXCHANGE, &f),
+            Err(ExchangeError::InvalidTarget(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_bodies_never_panic() {
+        for body in [&b"%"[..], b"&&&=", b"a=%ZZ", &[0xff, 0xfe], b"=x"] {
+            let _ = Form::parse(body);
+        }
+    }
+}
