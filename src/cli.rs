@@ -68,6 +68,14 @@ pub enum ClientsCommand {
 pub enum DevCommand {
     /// Mint an ID token signed by a demo issuer's key (`demo_signing_key_file`).
     IdToken(IdTokenArgs),
+    /// Decode a JWT and verify its signature against a JWKS URL (e.g. tessera's /jwks.json).
+    Inspect {
+        /// JWKS to verify against, e.g. http://127.0.0.1:8080/jwks.json
+        #[arg(long)]
+        jwks_url: String,
+        /// The token (or `-` to read it from standard input).
+        token: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +102,9 @@ pub struct IdTokenArgs {
     /// Registry directory (default: trust.dir from the configuration).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Mint this many tokens, one per line, with subjects `<sub>-1` … `<sub>-N` (load tests).
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
 }
 
 fn parse_claim(s: &str) -> Result<(String, serde_json::Value), String> {

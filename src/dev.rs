@@ -12,7 +12,12 @@ use crate::cli::IdTokenArgs;
 use crate::clock::Clock;
 use crate::trust::KeySource;
 
-pub fn mint_id_token(dir: &Path, args: &IdTokenArgs, clock: &dyn Clock) -> anyhow::Result<String> {
+/// Mints `args.count` tokens (subjects suffixed `-1`…`-N` when more than one).
+pub fn mint_id_tokens(
+    dir: &Path,
+    args: &IdTokenArgs,
+    clock: &dyn Clock,
+) -> anyhow::Result<Vec<String>> {
     let registry = crate::trust::load_registry(dir)
         .with_context(|| format!("loading the trust registry in {}", dir.display()))?;
     let Some(issuer) = registry.issuers.get(&args.issuer) else {
@@ -73,5 +78,47 @@ pub fn mint_id_token(dir: &Path, args: &IdTokenArgs, clock: &dyn Clock) -> anyho
     let mut header = Header::new(alg);
     header.kid = kid;
     header.typ = Some(args.typ.clone());
-    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+    (1..=args.count.max(1))
+        .map(|i| {
+            if args.count > 1 {
+                claims.insert("sub".into(), format!("{}-{i}", args.sub).into());
+            }
+            Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+        })
+        .collect()
+}
+
+/// Decodes `token`, verifies its signature with the key its `kid` names in the JWKS at
+/// `jwks_url`, and returns header and claims as pretty JSON. Fails when the signature
+/// does not verify.
+pub async fn inspect(jwks_url: &str, token: &str) -> anyhow::Result<String> {
+    let header = jsonwebtoken::decode_header(token).context("not a JWT")?;
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::Client::new()
+        .get(jwks_url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("fetching {jwks_url}"))?
+        .error_for_status()?
+        .json()
+        .await
+        .context("JWKS is not valid JSON")?;
+    let kid = header.kid.clone().context("token has no kid")?;
+    let jwk = jwks
+        .find(&kid)
+        .with_context(|| format!("no key {kid} in {jwks_url}"))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    // Only the signature is checked here: audience and times belong to the resource server.
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .context("signature does not verify")?;
+    Ok(format!(
+        "header: {}\nclaims: {}\nsignature: valid (kid {kid}, {:?})",
+        serde_json::to_string_pretty(&data.header)?,
+        serde_json::to_string_pretty(&data.claims)?,
+        header.alg
+    ))
 }

@@ -32,8 +32,20 @@ fn main() -> anyhow::Result<()> {
                 Some(d) => d.clone(),
                 None => Config::load(cli.config.as_deref())?.trust.dir,
             };
-            let token = tessera::dev::mint_id_token(&dir, &args, &SystemClock)?;
-            println!("{token}");
+            for token in tessera::dev::mint_id_tokens(&dir, &args, &SystemClock)? {
+                println!("{token}");
+            }
+            Ok(())
+        }
+        Command::Dev(DevCommand::Inspect { jwks_url, token }) => {
+            let token = if token == "-" {
+                std::io::read_to_string(std::io::stdin())?.trim().to_owned()
+            } else {
+                token
+            };
+            let report = actix_web::rt::System::new()
+                .block_on(tessera::dev::inspect(&jwks_url, &token))?;
+            println!("{report}");
             Ok(())
         }
         command => {
