@@ -132,6 +132,11 @@ impl Application {
         &self.state
     }
 
+    /// Stops the server from elsewhere (tests; SIGTERM is handled by actix itself).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGTERM/SIGINT (actix stops accepting and drains requests in flight),
     /// then flushes the audit queue.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

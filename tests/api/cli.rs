@@ -1,0 +1,156 @@
+//! The `tessera` binary as a user runs it: the README walk-through, `trust check`,
+//! `clients new-secret`, `keys rotate` seen by a running server.
+
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+const REPO_TRUST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/trust");
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TESSERA_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run tessera")
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_readme_walk_through_works_against_the_demo_registry() {
+    let app = TestApp::builder(backends()[0])
+        .copy_registry(Path::new(REPO_TRUST))
+        .spawn()
+        .await;
+    // 1. Mint a demo ID token (the demo issuer's key file path is relative to its entry).
+    let out = tessera(&[
+        "dev", "id-token", "--dir", REPO_TRUST, "--sub", "alice",
+        "--claim", "email=alice@example.com", "--claim", r#"groups=["buyers"]"#,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id_token = stdout(&out).trim().to_owned();
+    // The demo token was minted with the system clock; align the broker's.
+    let iat = jsonwebtoken::dangerous::insecure_decode::<Value>(&id_token).unwrap().claims["iat"]
+        .as_i64()
+        .unwrap();
+    app.clock.set(iat);
+
+    // 2. Exchange it as demo-client.
+    let resp = app
+        .post_token(
+            Auth::Basic("demo-client", "demo-secret"),
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token_type", ID_TOKEN),
+                ("subject_token", &id_token),
+                ("audience", "https://api.orders.example"),
+                ("scope", "orders:read"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+
+    // 3. Decode and verify it against /jwks.json with the CLI.
+    let out = tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), access]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    assert!(text.contains("signature: valid"), "{text}");
+    assert!(text.contains(r#""sub": "alice""#), "{text}");
+    assert!(text.contains(r#""email": "alice@example.com""#), "{text}");
+    assert!(text.contains(r#""act""#), "{text}");
+
+    // A tampered token does not verify.
+    let mut bad = access.to_owned();
+    bad.pop();
+    bad.push(if access.ends_with('A') { 'B' } else { 'A' });
+    assert!(!tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), &bad]).status.success());
+}
+
+#[test]
+fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
+    let out = tessera(&["trust", "check", "--dir", REPO_TRUST]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("demo-oidc"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issuers")).unwrap();
+    std::fs::write(
+        dir.path().join("issuers/bad.toml"),
+        "kind = \"oidc\"\nissuer = \"https://x.example\"\njwks_uri = \"https://x.example/k\"\naudiences = [\"a\"]\nalgorithms = [\"HS256\"]\n",
+    )
+    .unwrap();
+    let out = tessera(&["trust", "check", "--dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("algorithms"), "{err}");
+}
+
+#[test]
+fn clients_new_secret_prints_a_secret_and_its_hash() {
+    let out = tessera(&["clients", "new-secret"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let secret = text.lines().find_map(|l| l.strip_prefix("secret: ")).unwrap();
+    assert_eq!(secret.len(), 43, "256 bits, base64url without padding");
+    let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+    assert!(text.contains(&format!("secret_hash = \"sha256:{hash}\"")), "{text}");
+}
+
+#[test]
+fn a_config_error_names_the_key_and_its_source() {
+    let out = Command::new(BIN)
+        .args(["migrate"])
+        .env("TESSERA_TOKENS__MAX_LIFETIME", "forever")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tokens.max_lifetime") && err.contains("TESSERA_TOKENS__MAX_LIFETIME"), "{err}");
+}
+
+#[tokio::test]
+async fn keys_rotate_is_picked_up_by_a_running_server() {
+    for kind in backends() {
+        let app = TestApp::builder(kind)
+            .configure(|c| c.tokens.key_refresh_interval = std::time::Duration::from_millis(200))
+            .spawn()
+            .await;
+        let jwks: Value = app.get("/jwks.json").await.json().await.unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        let t = app.issuer.id_token().sign();
+        let body: Value = app.exchange(&t, ID_TOKEN, &[("audience", "inventory")]).await.json().await.unwrap();
+        let old_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
+
+        let out = Command::new(BIN)
+            .args(["keys", "rotate"])
+            .env("TESSERA_DATABASE__URL", app.database_url())
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+
+        let jwks: Value = app.get("/jwks.json").await.json().await.unwrap();
+        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert_eq!(kids.len(), 3, "retired + current + new next: {jwks}");
+        assert!(kids.contains(&old_kid.as_str()), "the retired key stays published");
+        let t = app.issuer.id_token().sign();
+        let body: Value = app.exchange(&t, ID_TOKEN, &[("audience", "inventory")]).await.json().await.unwrap();
+        let new_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
+        assert_ne!(new_kid, old_kid);
+        app.verify_issued(body["access_token"].as_str().unwrap()).await;
+    }
+}

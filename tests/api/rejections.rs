@@ -1,0 +1,399 @@
+//! Every refusal: the RFC error code and status, no token in the response, no token ever
+//! issued, and an audit row that says why.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::issuer::TestIssuer;
+
+type Build = fn(&TestIssuer) -> String;
+
+struct Case {
+    name: &'static str,
+    token: Build,
+    token_type: &'static str,
+    extra: &'static [(&'static str, &'static str)],
+    code: &'static str,
+    reason: &'static str,
+}
+
+const INV: &[(&str, &str)] = &[("audience", "inventory")];
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "expired",
+            token: |i| i.id_token().lifetime(-120).sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "expired",
+        },
+        Case {
+            name: "not yet valid",
+            token: |i| {
+                let now = i.now();
+                i.id_token().nbf(now + 600).sign()
+            },
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "not_yet_valid",
+        },
+        Case {
+            name: "issued in the future",
+            token: |i| {
+                let now = i.now();
+                i.id_token().iat(now + 600).exp(now + 900).sign()
+            },
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "issued_in_future",
+        },
+        Case {
+            name: "unknown issuer",
+            token: |i| i.id_token().iss("https://evil.example").sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "unknown_issuer",
+        },
+        Case {
+            name: "wrong audience",
+            token: |i| i.id_token().aud(json!("someone-else")).sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "wrong_audience",
+        },
+        Case {
+            name: "id token with an extra audience",
+            token: |i| i.id_token().aud(json!(["tessera", "someone-else"])).sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "wrong_audience",
+        },
+        Case {
+            name: "bad signature",
+            token: |i| i.id_token().bad_signature().sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "bad_signature",
+        },
+        Case {
+            name: "alg none",
+            token: |i| i.id_token().alg_none().sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "alg_not_allowed",
+        },
+        Case {
+            name: "HS256 keyed with the issuer's public key",
+            token: |i| i.id_token().hs256_with_public_key().sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "alg_not_allowed",
+        },
+        Case {
+            name: "crit header",
+            token: |i| i.id_token().header("crit", json!(["exp"])).sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "unsupported_jose",
+        },
+        Case {
+            name: "duplicate claim",
+            token: |i| i.id_token().duplicate_claim("sub", json!("mallory")).sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "duplicate_member",
+        },
+        Case {
+            name: "ID token presented as access token",
+            token: |i| i.id_token().sign(),
+            token_type: ACCESS_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "wrong_typ",
+        },
+        Case {
+            name: "access token presented as ID token",
+            token: |i| i.access_token().sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "wrong_typ",
+        },
+        Case {
+            name: "not a JWT",
+            token: |_| "not-a-token".to_owned(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "malformed",
+        },
+        Case {
+            name: "audience the client may not use",
+            token: |i| i.id_token().sign(),
+            token_type: ID_TOKEN,
+            extra: &[("audience", "https://elsewhere.example")],
+            code: "invalid_target",
+            reason: "invalid_target",
+        },
+        Case {
+            name: "no audience with two allowed",
+            token: |i| i.id_token().sign(),
+            token_type: ID_TOKEN,
+            extra: &[],
+            code: "invalid_target",
+            reason: "invalid_target",
+        },
+        Case {
+            name: "two targets",
+            token: |i| i.id_token().sign(),
+            token_type: ID_TOKEN,
+            extra: &[("audience", "inventory"), ("resource", "https://api.orders.example/")],
+            code: "invalid_target",
+            reason: "invalid_target",
+        },
+        Case {
+            name: "scope escalation",
+            token: |i| i.id_token().sign(),
+            token_type: ID_TOKEN,
+            extra: &[("audience", "inventory"), ("scope", "inventory:read orders:write")],
+            code: "invalid_scope",
+            reason: "invalid_scope",
+        },
+        Case {
+            name: "unsupported subject token type",
+            token: |i| i.id_token().sign(),
+            token_type: "urn:example:weird",
+            extra: INV,
+            code: "invalid_request",
+            reason: "invalid_request",
+        },
+    ]
+}
+
+#[tokio::test]
+async fn every_rejection_has_its_code_and_an_audit_row_and_issues_nothing() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        for case in cases() {
+            let token = (case.token)(&app.issuer);
+            let resp = app.exchange(&token, case.token_type, case.extra).await;
+            let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, case.code).await;
+            let description = body["error_description"].as_str().unwrap();
+            assert!(!description.contains(&token), "{}: token echoed", case.name);
+            let rows = app.audit_rows().await;
+            let last = &rows[0];
+            assert_eq!(last.outcome, "refused", "{}", case.name);
+            assert!(
+                last.reason.as_deref().is_some_and(|r| r.starts_with(case.reason)),
+                "{}: audit reason {:?}, wanted {}",
+                case.name,
+                last.reason,
+                case.reason
+            );
+        }
+        assert!(app.audit_rows().await.iter().all(|r| r.outcome != "issued" && r.jti.is_none()));
+    }
+}
+
+#[tokio::test]
+async fn unknown_kid_triggers_one_refresh_then_refusal() {
+    let app = TestApp::spawn(backends()[0]).await;
+    // Warm the cache with a good exchange.
+    let ok = app.issuer.id_token().sign();
+    assert_eq!(app.exchange(&ok, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    let before = app.issuer.fetch_count();
+    let bad = app.issuer.id_token().kid(Some("no-such-key")).sign();
+    let resp = app.exchange(&bad, ID_TOKEN, INV).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_eq!(app.issuer.fetch_count(), before + 1, "exactly one refresh");
+    // Within the cooldown a second unknown kid does not fetch again.
+    let resp = app.exchange(&bad, ID_TOKEN, INV).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_eq!(app.issuer.fetch_count(), before + 1, "cooldown honoured");
+    app.assert_refusal_audited_after_issue("unknown_kid").await;
+}
+
+#[tokio::test]
+async fn a_rotated_issuer_key_is_picked_up_by_the_refresh() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let ok = app.issuer.id_token().sign();
+    assert_eq!(app.exchange(&ok, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    app.issuer.rotate_key();
+    let fresh = app.issuer.id_token().sign();
+    assert_eq!(app.exchange(&fresh, ID_TOKEN, INV).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_dead_jwks_endpoint_keeps_the_last_good_keys_working() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let first = app.issuer.id_token().sub("a").sign();
+    assert_eq!(app.exchange(&first, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    app.issuer.set_down(true);
+    let second = app.issuer.id_token().sub("b").sign();
+    let resp = app.exchange(&second, ID_TOKEN, INV).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_issuer_that_never_answered_is_a_503_not_the_callers_fault() {
+    let issuer = std::sync::Arc::new(TestIssuer::start().await);
+    issuer.set_down(true);
+    let app = TestApp::builder(backends()[0]).with_issuer(issuer).spawn().await;
+    let t = app.issuer.id_token().sign();
+    let resp = app.exchange(&t, ID_TOKEN, INV).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_oauth_error(resp, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable").await;
+    let rows = app.audit_rows().await;
+    assert_eq!(rows[0].outcome, "error");
+    assert!(rows[0].jti.is_none());
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_401_with_a_basic_challenge() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let t = app.issuer.id_token().sign();
+        let resp = app
+            .post_token(
+                Auth::Basic("orders-service", "wrong"),
+                &[("grant_type", TOKEN_EXCHANGE), ("subject_token", &t), ("subject_token_type", ID_TOKEN), ("audience", "inventory")],
+            )
+            .await;
+        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+        app.assert_refusal_audited("client_secret_mismatch").await;
+
+        // Unknown client, and the right secret sent the wrong way (post for a basic client).
+        let resp = app
+            .post_token(Auth::Basic("nobody", "x"), &[("grant_type", TOKEN_EXCHANGE)])
+            .await;
+        assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+        let resp = app
+            .post_token(
+                Auth::None,
+                &[("grant_type", TOKEN_EXCHANGE), ("client_id", "orders-service"), ("client_secret", ORDERS_SECRET)],
+            )
+            .await;
+        assert!(resp.headers().get("www-authenticate").is_none());
+        assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+        let resp = app.post_token(Auth::None, &[("grant_type", TOKEN_EXCHANGE)]).await;
+        assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+        app.assert_refusal_audited("client_unauthenticated").await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_with_the_rfc_codes() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let basic = Auth::Basic("orders-service", ORDERS_SECRET);
+    let resp = app.post_token(basic, &[("grant_type", "password")]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
+    let resp = app.post_token(basic, &[("scope", "x")]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let resp = app
+        .post_token(basic, &[("grant_type", TOKEN_EXCHANGE), ("grant_type", TOKEN_EXCHANGE)])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let resp = app.post_token(basic, &[("grant_type", TOKEN_EXCHANGE), ("subject_token_type", ID_TOKEN)]).await;
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(body["error_description"].as_str().unwrap().contains("subject_token"));
+    app.assert_refusal_audited("invalid_request").await;
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_413_and_audited() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let big = "a".repeat(70 * 1024);
+    let resp = app
+        .post_token(
+            Auth::Basic("orders-service", ORDERS_SECRET),
+            &[("grant_type", TOKEN_EXCHANGE), ("subject_token", &big), ("subject_token_type", ID_TOKEN)],
+        )
+        .await;
+    assert_oauth_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request").await;
+    app.assert_refusal_audited("body_too_large").await;
+}
+
+#[tokio::test]
+async fn a_non_form_body_is_415() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let resp = app
+        .http
+        .post(app.url("/token"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request").await;
+    app.assert_refusal_audited("unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn a_client_bound_to_its_app_audience_refuses_other_tokens() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let bound = Auth::Basic("app-bound", "app-secret");
+    let foreign = app.issuer.id_token().sign(); // aud "tessera"
+    let params = |t: &str| {
+        vec![
+            ("grant_type", TOKEN_EXCHANGE.to_owned()),
+            ("subject_token", t.to_owned()),
+            ("subject_token_type", ID_TOKEN.to_owned()),
+        ]
+    };
+    let p = params(&foreign);
+    let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let resp = app.post_token(bound, &p).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_refusal_audited("subject_audience_not_allowed").await;
+
+    let own = app.issuer.id_token().aud(json!("app-only")).sign();
+    let p = params(&own);
+    let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(app.post_token(bound, &p).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_mapping_condition_that_is_false_refuses_the_token() {
+    let app = TestApp::builder(backends()[0])
+        .file(
+            "issuers/acme.toml",
+            r#"kind = "oidc"
+issuer = "{issuer}"
+jwks_uri = "{issuer}/jwks.json"
+audiences = ["tessera"]
+[mapping]
+subject = "assertion.email"
+condition = "assertion.email.endsWith('@acme.example')"
+"#,
+        )
+        .spawn()
+        .await;
+    let ok = app.issuer.id_token().claim("email", json!("bob@acme.example")).sign();
+    let resp = app.exchange(&ok, ID_TOKEN, INV).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], "bob@acme.example");
+
+    let evil = app.issuer.id_token().claim("email", json!("eve@evil.example")).sign();
+    let resp = app.exchange(&evil, ID_TOKEN, INV).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let missing = app.issuer.id_token().sign();
+    let resp = app.exchange(&missing, ID_TOKEN, INV).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_refusal_audited_after_issue("mapping_refused").await;
+}
