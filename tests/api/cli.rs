@@ -154,3 +154,44 @@ async fn keys_rotate_is_picked_up_by_a_running_server() {
         app.verify_issued(body["access_token"].as_str().unwrap()).await;
     }
 }
+
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_remove("TESSERA_CONFIG")
+        .env("TESSERA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("TESSERA_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .env("TESSERA_TRUST__DIR", REPO_TRUST)
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+            ready = r.status().is_success();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "server became ready");
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "exits within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("DEMO ISSUER"), "serve warns about the demo issuer: {log}");
+}

@@ -397,3 +397,26 @@ condition = "assertion.email.endsWith('@acme.example')"
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     app.assert_refusal_audited_after_issue("mapping_refused").await;
 }
+
+#[tokio::test]
+async fn no_token_leaves_when_its_audit_row_cannot_be_written() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let t = app.issuer.id_token().sign();
+        assert_eq!(app.exchange(&t, ID_TOKEN, INV).await.status(), StatusCode::OK);
+        // Break the audit table underneath the running broker.
+        app.store
+            .run(|conn| {
+                use diesel::connection::SimpleConnection;
+                conn.batch_execute("DROP TABLE audit_events")
+                    .map_err(|e| tessera::store::StoreError::Query(e.to_string()))
+            })
+            .await
+            .unwrap();
+        let t = app.issuer.id_token().sign();
+        let resp = app.exchange(&t, ID_TOKEN, INV).await;
+        assert!(resp.headers().contains_key("retry-after"));
+        let body = assert_oauth_error(resp, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable").await;
+        assert!(body.get("access_token").is_none());
+    }
+}
