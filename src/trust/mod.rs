@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load_registry, TrustError};
+pub use load::{describe, load_registry, TrustError};
 pub use mapping::{Mapped, Mapping, MappingError};
 pub use registry::{Registry, TrustStore};
 
