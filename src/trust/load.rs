@@ -150,7 +150,10 @@ pub fn describe(registry: &Registry) -> Vec<String> {
             line.push_str(&format!("  actor_issuers={}", c.actor_issuers.join(",")));
         }
         if let Some(max) = c.max_lifetime {
-            line.push_str(&format!("  max_lifetime={}", humantime::format_duration(max)));
+            line.push_str(&format!(
+                "  max_lifetime={}",
+                humantime::format_duration(max)
+            ));
         }
         lines.push(line);
     }
@@ -341,13 +344,37 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> (Option<String>, Stri
     (key.map(with_table), problem)
 }
 
+/// Durations are humantime strings ("60s", "15m"). They are read as any TOML value so
+/// that a bare number (a common slip) gets a precise message and does not stop the rest
+/// of the file from being checked.
 fn parse_duration(
     path: &Path,
     field: &str,
-    value: Option<&str>,
+    value: Option<&toml::Value>,
     errs: &mut Errors,
 ) -> Option<Duration> {
-    let value = value?;
+    let value = match value? {
+        toml::Value::String(s) => s.as_str(),
+        toml::Value::Integer(n) => {
+            errs.field(
+                path,
+                field,
+                format!("{n} has no unit: write it as a string, e.g. \"{n}s\""),
+            );
+            return None;
+        }
+        other => {
+            errs.field(
+                path,
+                field,
+                format!(
+                    "a {} is not a duration: write it as a string, e.g. \"60s\"",
+                    other.type_str()
+                ),
+            );
+            return None;
+        }
+    };
     match humantime::parse_duration(value) {
         Ok(d) if d.is_zero() => {
             errs.field(path, field, "must be longer than zero");
@@ -428,7 +455,11 @@ fn check_scopes(path: &Path, scopes: &[String], errs: &mut Errors) {
                 format!("{s:?} is not a valid scope token (RFC 6749 §3.3: printable ASCII, no space, '\"' or '\\')"),
             );
         } else if !seen.insert(s.as_str()) {
-            errs.field(path, format!("scopes[{i}]"), format!("{s:?} is listed twice"));
+            errs.field(
+                path,
+                format!("scopes[{i}]"),
+                format!("{s:?} is listed twice"),
+            );
         }
     }
 }
@@ -441,7 +472,10 @@ fn check_scopes(path: &Path, scopes: &[String], errs: &mut Errors) {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIssuer {
-    #[expect(dead_code, reason = "read by the KindOnly pre-pass; declared so deny_unknown_fields accepts it")]
+    #[expect(
+        dead_code,
+        reason = "read by the KindOnly pre-pass; declared so deny_unknown_fields accepts it"
+    )]
     kind: String,
     issuer: String,
     discovery_url: Option<String>,
@@ -450,8 +484,8 @@ struct RawIssuer {
     audiences: Vec<String>,
     token_types: Option<Vec<String>>,
     algorithms: Option<Vec<String>>,
-    clock_skew: Option<String>,
-    max_age: Option<String>,
+    clock_skew: Option<toml::Value>,
+    max_age: Option<toml::Value>,
     one_time_use: Option<bool>,
     require_access_token_typ: Option<bool>,
     demo_signing_key_file: Option<String>,
@@ -542,7 +576,11 @@ fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<IssuerEntry> 
         None => vec![TokenType::IdToken, TokenType::AccessToken, TokenType::Jwt],
         Some(list) => {
             if list.is_empty() {
-                errs.field(path, "token_types", "must not be empty (omit it for the default: id_token, access_token, jwt)");
+                errs.field(
+                    path,
+                    "token_types",
+                    "must not be empty (omit it for the default: id_token, access_token, jwt)",
+                );
             }
             let mut out = Vec::new();
             for (i, t) in list.iter().enumerate() {
@@ -584,7 +622,7 @@ fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<IssuerEntry> 
         }
     };
 
-    let clock_skew = parse_duration(path, "clock_skew", raw.clock_skew.as_deref(), errs)
+    let clock_skew = parse_duration(path, "clock_skew", raw.clock_skew.as_ref(), errs)
         .unwrap_or(DEFAULT_CLOCK_SKEW);
     if clock_skew > MAX_CLOCK_SKEW {
         errs.field(
@@ -597,7 +635,7 @@ fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<IssuerEntry> 
             ),
         );
     }
-    let max_age = parse_duration(path, "max_age", raw.max_age.as_deref(), errs);
+    let max_age = parse_duration(path, "max_age", raw.max_age.as_ref(), errs);
 
     let demo_signing_key_file = raw.demo_signing_key_file.as_deref().and_then(|rel| {
         let p = resolve_beside(path, rel);
@@ -697,7 +735,11 @@ fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Ke
                 set.join(" and ")
             )
         };
-        errs.field(path, set.first().copied().unwrap_or("discovery_url"), problem);
+        errs.field(
+            path,
+            set.first().copied().unwrap_or("discovery_url"),
+            problem,
+        );
         return None;
     }
     if let Some(u) = &raw.discovery_url {
@@ -782,7 +824,7 @@ struct RawAudience {
     resources: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,
-    lifetime: Option<String>,
+    lifetime: Option<toml::Value>,
     #[serde(default)]
     claims: Vec<String>,
 }
@@ -817,7 +859,7 @@ fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<AudienceEnt
     }
     check_scopes(path, &raw.scopes, errs);
     check_nonempty_strings(path, "claims", &raw.claims, errs);
-    let lifetime = parse_duration(path, "lifetime", raw.lifetime.as_deref(), errs);
+    let lifetime = parse_duration(path, "lifetime", raw.lifetime.as_ref(), errs);
     if errs.0.len() != before {
         return None;
     }
@@ -837,8 +879,7 @@ fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<AudienceEnt
 fn check_audiences(audiences: &[AudienceEntry], errs: &mut Errors) {
     let mut by_value: HashMap<&str, &AudienceEntry> = HashMap::new();
     let mut by_resource: HashMap<&str, &AudienceEntry> = HashMap::new();
-    let ids: HashMap<&str, &AudienceEntry> =
-        audiences.iter().map(|a| (a.id.as_str(), a)).collect();
+    let ids: HashMap<&str, &AudienceEntry> = audiences.iter().map(|a| (a.id.as_str(), a)).collect();
     for a in audiences {
         if let Some(first) = by_value.get(a.audience.as_str()) {
             errs.field(
@@ -871,10 +912,7 @@ fn check_audiences(audiences: &[AudienceEntry], errs: &mut Errors) {
                 errs.field(
                     &a.source,
                     format!("resources[{i}]"),
-                    format!(
-                        "{r:?} is already a resource of {}",
-                        first.source.display()
-                    ),
+                    format!("{r:?} is already a resource of {}", first.source.display()),
                 );
             } else {
                 by_resource.insert(r.as_str(), a);
@@ -905,7 +943,7 @@ struct RawClient {
     #[serde(default)]
     scopes: Vec<String>,
     on_behalf_of: Option<String>,
-    max_lifetime: Option<String>,
+    max_lifetime: Option<toml::Value>,
 }
 
 /// What clients may refer to: issuer ids (every file found, so that a broken issuer is
@@ -958,7 +996,9 @@ fn load_client(
             errs.field(
                 path,
                 "auth",
-                format!("\"{m}\" is not supported yet; use client_secret_basic or client_secret_post"),
+                format!(
+                    "\"{m}\" is not supported yet; use client_secret_basic or client_secret_post"
+                ),
             );
             None
         }
@@ -1036,7 +1076,9 @@ fn load_client(
             None => errs.field(
                 path,
                 format!("audiences[{i}]"),
-                format!("{name:?} is not an audience in audiences/ (by id or by its audience value)"),
+                format!(
+                    "{name:?} is not an audience in audiences/ (by id or by its audience value)"
+                ),
             ),
         }
     }
@@ -1071,7 +1113,7 @@ fn load_client(
             OnBehalfOf::Delegate
         }
     };
-    let max_lifetime = parse_duration(path, "max_lifetime", raw.max_lifetime.as_deref(), errs);
+    let max_lifetime = parse_duration(path, "max_lifetime", raw.max_lifetime.as_ref(), errs);
 
     if errs.0.len() != before {
         return None;
@@ -1122,7 +1164,9 @@ fn load_secret(path: &Path, raw: &RawClient, errs: &mut Errors) -> Option<[u8; 3
         }
         (Some(h), None) => {
             let hex_part = h.strip_prefix("sha256:").filter(|x| {
-                x.len() == 64 && x.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                x.len() == 64
+                    && x.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             });
             let decoded = hex_part.and_then(|x| {
                 let mut out = [0u8; 32];

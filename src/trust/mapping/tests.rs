@@ -18,7 +18,9 @@ fn claims(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 #[test]
 fn default_for_jwt_maps_sub() {
     let m = Mapping::default_for_jwt();
-    let out = m.apply(&obj(json!({"sub": "alice", "email": "a@x"}))).unwrap();
+    let out = m
+        .apply(&obj(json!({"sub": "alice", "email": "a@x"})))
+        .unwrap();
     assert_eq!(out.subject, "alice");
     assert!(out.claims.is_empty());
 }
@@ -135,18 +137,41 @@ fn condition_errors_do_not_echo_claim_values() {
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
+/// (subject, claims, condition, the field the error must name)
+type CompileCase<'a> = (
+    Option<&'a str>,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    &'a str,
+);
+
 #[test]
 fn compile_errors_name_the_field() {
-    let cases: &[(Option<&str>, &[(&str, &str)], Option<&str>, &str)] = &[
+    let cases: &[CompileCase<'_>] = &[
         (Some("assertion.("), &[], None, "mapping.subject"),
         (Some(""), &[], None, "mapping.subject"),
-        (None, &[("email", "assertion..email")], None, "mapping.claims.email"),
-        (None, &[("sub", "assertion.email")], None, "mapping.claims.sub"),
-        (None, &[], Some("assertion.email.endsWith("), "mapping.condition"),
+        (
+            None,
+            &[("email", "assertion..email")],
+            None,
+            "mapping.claims.email",
+        ),
+        (
+            None,
+            &[("sub", "assertion.email")],
+            None,
+            "mapping.claims.sub",
+        ),
+        (
+            None,
+            &[],
+            Some("assertion.email.endsWith("),
+            "mapping.condition",
+        ),
     ];
     for (subject, cl, condition, field) in cases {
-        let err = Mapping::compile(*subject, &claims(cl), *condition, DEFAULT_JWT_SUBJECT)
-            .unwrap_err();
+        let err =
+            Mapping::compile(*subject, &claims(cl), *condition, DEFAULT_JWT_SUBJECT).unwrap_err();
         match err {
             MappingError::Compile { field: f, .. } => assert_eq!(&f, field),
             other => panic!("expected Compile for {field}, got {other:?}"),
