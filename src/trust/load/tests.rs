@@ -1,5 +1,7 @@
 use super::*;
+use crate::trust::{JwsAlg, TokenType};
 use std::path::Path;
+use std::path::PathBuf;
 
 use tempfile::TempDir;
 
@@ -279,6 +281,7 @@ fn secret_matches_compares_the_sha256() {
     assert!(c.secret_matches("test"));
     assert!(!c.secret_matches("Test"));
     assert!(!c.secret_matches(""));
+    assert!(format!("{c:?}").contains("secret_sha256: \"[redacted]\""));
 }
 
 #[test]
