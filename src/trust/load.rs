@@ -84,9 +84,9 @@ pub fn load_registry(dir: &Path) -> Result<Registry, TrustError> {
     check_issuers(&issuers, &mut errs);
     check_audiences(&audiences, &mut errs);
 
-    // Clients are checked against what did load; an issuer or audience with its own
-    // errors is therefore also reported as unknown where clients name it, which is
-    // noise but never hides a problem.
+    // Clients are checked against every issuer *file* (a broken issuer is reported once,
+    // for itself) but against the audiences that loaded: a client naming a broken
+    // audience also reports it as unknown, which is noise but never hides a problem.
     let ctx = ClientRefs::new(&issuer_files, &audiences);
     let clients: Vec<ClientEntry> = client_files
         .iter()
