@@ -1,7 +1,27 @@
-//! STUB — to be replaced: reads `trust/{issuers,clients,audiences}/*.toml`.
-use std::path::{Path, PathBuf};
+//! Reads a registry directory (`trust/{issuers,clients,audiences}/*.toml`) into a
+//! [`Registry`], or reports every problem found.
+//!
+//! The rule: a registry is accepted whole or not at all. Every file is parsed (serde,
+//! `deny_unknown_fields`), turned into domain types, and cross-checked (references,
+//! uniqueness); all problems are collected into [`TrustError::Many`], each naming the
+//! file and the field and saying what is wrong, so `tessera trust check` shows a
+//! reviewer the complete list in one run. Other directories (`examples/`) and files
+//! that do not end in `.toml` are ignored.
 
-use super::Registry;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use self::audience::{check_audiences, load_audience};
+use self::client::{load_client, ClientRefs};
+use self::issuer::{check_issuers, load_issuer};
+use super::{
+    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, IssuerKind, KeySource, OnBehalfOf,
+    Registry,
+};
 
 /// Every problem found while loading, each naming its file and field.
 #[derive(Debug, thiserror::Error)]
@@ -18,19 +38,435 @@ pub enum TrustError {
     Many(Vec<TrustError>),
 }
 
-pub fn load_registry(dir: &Path) -> Result<Registry, TrustError> {
-    let _ = dir;
-    unimplemented!("trust loader")
-}
-
-impl super::ClientEntry {
-    pub fn secret_matches(&self, presented: &str) -> bool {
-        let _ = presented;
-        unimplemented!()
+impl TrustError {
+    /// The individual problems (a `Many` flattened; anything else as a single item).
+    pub fn problems(&self) -> Vec<&TrustError> {
+        match self {
+            TrustError::Many(all) => all.iter().flat_map(TrustError::problems).collect(),
+            other => vec![other],
+        }
     }
 }
 
-pub fn describe(registry: &Registry) -> Vec<String> {
-    let _ = registry;
-    unimplemented!()
+/// A registry entry file is a few hundred bytes; anything this large is a mistake.
+const MAX_ENTRY_BYTES: u64 = 64 * 1024;
+/// JWKS files hold public keys only; a few dozen RSA keys fit easily.
+const MAX_JWKS_BYTES: u64 = 256 * 1024;
+/// A PEM private key (RSA-4096 is ~3.3 KiB).
+const MAX_PEM_BYTES: u64 = 64 * 1024;
+/// Clock skew beyond this makes `exp`/`nbf` checks meaningless; refuse it at load.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Loads and validates the registry in `dir`. Missing `issuers/`, `clients/` or
+/// `audiences/` subdirectories count as empty; a missing `dir` is an error.
+pub fn load_registry(dir: &Path) -> Result<Registry, TrustError> {
+    let mut errs = Errors::default();
+    if !dir.is_dir() {
+        return Err(TrustError::Many(vec![TrustError::File {
+            file: dir.to_path_buf(),
+            problem: "registry directory not found".to_owned(),
+        }]));
+    }
+
+    let issuer_files = list_entries(&dir.join("issuers"), &mut errs);
+    let client_files = list_entries(&dir.join("clients"), &mut errs);
+    let audience_files = list_entries(&dir.join("audiences"), &mut errs);
+
+    let issuers: Vec<IssuerEntry> = issuer_files
+        .iter()
+        .filter_map(|(id, path)| load_issuer(id, path, &mut errs))
+        .collect();
+    let audiences: Vec<AudienceEntry> = audience_files
+        .iter()
+        .filter_map(|(id, path)| load_audience(id, path, &mut errs))
+        .collect();
+    check_issuers(&issuers, &mut errs);
+    check_audiences(&audiences, &mut errs);
+
+    // Clients are checked against every issuer *file* (a broken issuer is reported once,
+    // for itself) but against the audiences that loaded: a client naming a broken
+    // audience also reports it as unknown, which is noise but never hides a problem.
+    let ctx = ClientRefs::new(&issuer_files, &audiences);
+    let clients: Vec<ClientEntry> = client_files
+        .iter()
+        .filter_map(|(id, path)| load_client(id, path, &ctx, &mut errs))
+        .collect();
+
+    if errs.0.is_empty() {
+        Ok(Registry::new(issuers, clients, audiences))
+    } else {
+        Err(TrustError::Many(errs.0))
+    }
 }
+
+/// One line per entry for `tessera trust check`.
+pub fn describe(registry: &Registry) -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in registry.issuers.values() {
+        let keys = match &i.keys {
+            KeySource::Discovery(_) => "discovery",
+            KeySource::JwksUri(_) => "jwks_uri",
+            KeySource::JwksFile { .. } => "jwks_file",
+        };
+        let kind = match i.kind {
+            IssuerKind::Oidc => "oidc",
+        };
+        let types: Vec<&str> = i.token_types.iter().map(|t| t.label()).collect();
+        let algs: Vec<String> = i.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let mut line = format!(
+            "issuer    {}  {kind}  {}  keys={keys}  aud={}  types={}  algs={}",
+            i.id,
+            i.issuer,
+            i.audiences.join(","),
+            types.join(","),
+            algs.join(",")
+        );
+        if i.mapping.has_condition() {
+            line.push_str("  condition");
+        }
+        if i.demo_signing_key_file.is_some() {
+            line.push_str("  DEMO (private key is public: never trust in production)");
+        }
+        lines.push(line);
+    }
+    for c in registry.clients.values() {
+        let auth = match c.auth {
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+        };
+        let obo = match c.on_behalf_of {
+            OnBehalfOf::Delegate => "delegate",
+            OnBehalfOf::Impersonate => "impersonate",
+        };
+        let mut line = format!(
+            "client    {}  {auth}  subject_issuers={}  audiences={}  scopes={}  {obo}",
+            c.client_id,
+            c.subject_issuers.join(","),
+            c.audiences.join(","),
+            c.scopes.join(",")
+        );
+        if !c.actor_issuers.is_empty() {
+            line.push_str(&format!("  actor_issuers={}", c.actor_issuers.join(",")));
+        }
+        if let Some(max) = c.max_lifetime {
+            line.push_str(&format!(
+                "  max_lifetime={}",
+                humantime::format_duration(max)
+            ));
+        }
+        lines.push(line);
+    }
+    for a in registry.audiences.values() {
+        let mut line = format!(
+            "audience  {}  {}  scopes={}  claims={}",
+            a.id,
+            a.audience,
+            a.scopes.join(","),
+            a.claims.join(",")
+        );
+        if !a.resources.is_empty() {
+            line.push_str(&format!("  resources={}", a.resources.join(",")));
+        }
+        if let Some(l) = a.lifetime {
+            line.push_str(&format!("  lifetime={}", humantime::format_duration(l)));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+impl ClientEntry {
+    /// Whether `presented` is this client's secret: its SHA-256 compared with
+    /// `secret_sha256` in constant time. A single fast hash is enough because secrets
+    /// are 256-bit random values (`tessera clients new-secret`), not passwords.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.secret_sha256).into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Collecting errors
+
+#[derive(Default)]
+struct Errors(Vec<TrustError>);
+
+impl Errors {
+    fn field(&mut self, file: &Path, field: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(TrustError::Field {
+            file: file.to_path_buf(),
+            field: field.into(),
+            problem: problem.into(),
+        });
+    }
+    fn file(&mut self, file: &Path, problem: impl Into<String>) {
+        self.0.push(TrustError::File {
+            file: file.to_path_buf(),
+            problem: problem.into(),
+        });
+    }
+}
+
+/// `(id, path)` of every `*.toml` file directly in `dir`, sorted by id.
+fn list_entries(dir: &Path, errs: &mut Errors) -> Vec<(String, PathBuf)> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errs.file(dir, format!("cannot read directory: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                errs.file(dir, format!("cannot read directory: {e}"));
+                continue;
+            }
+        };
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") || !path.is_file() {
+            continue;
+        }
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            errs.file(&path, "file name is not valid UTF-8");
+            continue;
+        };
+        // Ids appear in metric labels, audit rows and log fields: keep them plain.
+        if stem.is_empty()
+            || !stem
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            errs.file(
+                &path,
+                format!("entry id {stem:?} (the file name) may only use ASCII letters, digits, '-', '_' and '.'"),
+            );
+            continue;
+        }
+        out.push((stem.to_owned(), path));
+    }
+    out.sort();
+    out
+}
+
+/// Reads a file with a size cap.
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if meta.len() > cap {
+        return Err(format!(
+            "{} is {} bytes, over the {cap}-byte limit",
+            path.display(),
+            meta.len()
+        ));
+    }
+    fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Reads and parses one entry file into `T`; on failure records an error naming the
+/// field serde or toml complained about.
+fn parse_entry<T: for<'de> Deserialize<'de>>(path: &Path, errs: &mut Errors) -> Option<T> {
+    let text = match read_capped(path, MAX_ENTRY_BYTES)
+        .and_then(|b| String::from_utf8(b).map_err(|_| "file is not valid UTF-8".to_owned()))
+    {
+        Ok(t) => t,
+        Err(problem) => {
+            errs.file(path, problem);
+            return None;
+        }
+    };
+    match toml::from_str::<T>(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let (field, problem) = describe_toml_error(&text, &e);
+            match field {
+                Some(field) => errs.field(path, field, problem),
+                None => errs.file(path, problem),
+            }
+            None
+        }
+    }
+}
+
+/// Names the field a toml/serde error is about: the key in the message (`unknown field
+/// `x``, `missing field `x``), else the key on the line the error points at, prefixed by
+/// the enclosing `[table]`.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> (Option<String>, String) {
+    let message = e.message().trim().to_owned();
+    let line_no = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let table = e.span().and_then(|s| {
+        text[..s.start.min(text.len())]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && !l.starts_with("[["))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let with_table = |key: String| match &table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key,
+    };
+    let problem = match line_no {
+        Some(n) => format!("{message} (line {n})"),
+        None => message.clone(),
+    };
+    if let Some(key) = quoted("unknown field `") {
+        return (Some(with_table(key)), problem);
+    }
+    if let Some(key) = quoted("missing field `") {
+        // A missing field is reported at the start of its table.
+        return (Some(with_table(key)), problem);
+    }
+    let key = e.span().and_then(|s| {
+        let start = text[..s.start.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        let line = text[start..].lines().next().unwrap_or("");
+        line.split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty() && !k.starts_with('#'))
+    });
+    (key.map(with_table), problem)
+}
+
+/// Durations are humantime strings ("60s", "15m"). They are read as any TOML value so
+/// that a bare number (a common slip) gets a precise message and does not stop the rest
+/// of the file from being checked.
+fn parse_duration(
+    path: &Path,
+    field: &str,
+    value: Option<&toml::Value>,
+    errs: &mut Errors,
+) -> Option<Duration> {
+    let value = match value? {
+        toml::Value::String(s) => s.as_str(),
+        toml::Value::Integer(n) => {
+            errs.field(
+                path,
+                field,
+                format!("{n} has no unit: write it as a string, e.g. \"{n}s\""),
+            );
+            return None;
+        }
+        other => {
+            errs.field(
+                path,
+                field,
+                format!(
+                    "a {} is not a duration: write it as a string, e.g. \"60s\"",
+                    other.type_str()
+                ),
+            );
+            return None;
+        }
+    };
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => {
+            errs.field(path, field, "must be longer than zero");
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            errs.field(
+                path,
+                field,
+                format!("{value:?} is not a duration ({e}); write e.g. \"60s\", \"15m\", \"12h\""),
+            );
+            None
+        }
+    }
+}
+
+/// An absolute `http(s)` URL without credentials or fragment.
+fn parse_http_url(path: &Path, field: &str, value: &str, errs: &mut Errors) -> Option<url::Url> {
+    match url::Url::parse(value) {
+        Ok(u) if !matches!(u.scheme(), "https" | "http") => {
+            errs.field(
+                path,
+                field,
+                format!("{value:?} must be an http(s) URL, not {}:", u.scheme()),
+            );
+            None
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            errs.field(
+                path,
+                field,
+                "must not carry credentials in the URL (they would end up in logs)",
+            );
+            None
+        }
+        Ok(u) if u.fragment().is_some() => {
+            errs.field(path, field, format!("{value:?} must not have a #fragment"));
+            None
+        }
+        Ok(u) => Some(u),
+        Err(e) => {
+            errs.field(
+                path,
+                field,
+                format!("{value:?} is not an absolute URL: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn check_nonempty_strings(path: &Path, field: &str, values: &[String], errs: &mut Errors) {
+    for (i, v) in values.iter().enumerate() {
+        if v.trim().is_empty() {
+            errs.field(path, format!("{field}[{i}]"), "must not be empty");
+        } else if v.trim() != v {
+            errs.field(
+                path,
+                format!("{field}[{i}]"),
+                format!("{v:?} has surrounding whitespace; values are compared exactly"),
+            );
+        }
+    }
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+fn check_scopes(path: &Path, scopes: &[String], errs: &mut Errors) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in scopes.iter().enumerate() {
+        let valid = !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !valid {
+            errs.field(
+                path,
+                format!("scopes[{i}]"),
+                format!("{s:?} is not a valid scope token (RFC 6749 §3.3: printable ASCII, no space, '\"' or '\\')"),
+            );
+        } else if !seen.insert(s.as_str()) {
+            errs.field(
+                path,
+                format!("scopes[{i}]"),
+                format!("{s:?} is listed twice"),
+            );
+        }
+    }
+}
+
+mod audience;
+mod client;
+mod issuer;
+
+#[cfg(test)]
+mod tests;

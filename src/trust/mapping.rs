@@ -1,43 +1,415 @@
-//! STUB — to be replaced: CEL mapping compiled once at load.
-use std::collections::BTreeMap;
+//! Claim mapping: CEL programs over the verified `assertion`, compiled once when the
+//! registry loads and evaluated on every exchange.
+//!
+//! The rule (SPEC §2, §2.1): the `subject` program must yield a non-empty string, or the
+//! token is refused; a `claims` program that fails or yields `null` contributes nothing
+//! (the claim is omitted); the `condition`, when set, must yield exactly `true` — `false`
+//! refuses the token, and so does any evaluation error (cel 0.15 reports a missing key as
+//! an error, and a policy that cannot be evaluated must never admit anyone).
+//!
+//! `assertion` is the verified claim set (JWT payload, or the SAML view), converted to a
+//! CEL value once per `apply` and shared by every program of the mapping. Its size is
+//! bounded upstream (a token is at most 48 KiB), and nesting is capped here.
 
-use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
+use serde_json::{Map, Number, Value};
+
+/// The CEL variable the verified token is bound to.
+pub const ASSERTION_VAR: &str = "assertion";
+
+/// Subject program used for JWT issuers when the entry has no `mapping.subject`.
+pub const DEFAULT_JWT_SUBJECT: &str = "assertion.sub";
+
+/// Deeper JSON is replaced by `null` when handed to CEL. Verified tokens are at most
+/// 48 KiB and parsed with serde_json's own recursion limit (128); this keeps the
+/// conversion's recursion, and the programs' view, shallow regardless.
+const MAX_DEPTH: usize = 32;
+
+/// Claim names a mapping may not produce: tessera sets these itself on issued tokens
+/// (RFC 9068 §2.2, RFC 8693 §4), so a mapped value must never override them.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "act",
+    "may_act",
+    "cnf",
+    "auth_time",
+    "azp",
+    "typ",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
-    #[error("{field}: CEL does not compile: {message}")]
+    /// `field` is the registry field, e.g. `mapping.subject`, `mapping.claims.email`.
+    #[error("{field}: {message}")]
     Compile { field: String, message: String },
     #[error("mapping condition is false")]
     ConditionFalse,
+    /// `message` never carries claim values (see `describe_execution_error`).
     #[error("mapping condition failed to evaluate: {message}")]
     ConditionError { message: String },
     #[error("mapped subject is empty or missing")]
     SubjectMissing,
 }
 
-#[derive(Debug)]
-pub struct Mapping {}
+/// A compiled mapping. `Send + Sync`: it lives in `Arc<IssuerEntry>` shared across the
+/// workers (asserted at compile time below).
+pub struct Mapping {
+    env: Arc<Env>,
+    subject: Compiled,
+    claims: Vec<(String, Compiled)>,
+    condition: Option<Compiled>,
+}
 
+/// A program and the source it came from (for `Debug` and `tessera trust check`).
+struct Compiled {
+    source: String,
+    program: Program,
+}
+
+// `Program` holds only the parsed AST and `Env` only declarations; both are plain data.
+// If a future cel release broke this, the build fails here rather than at the use site.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Mapping>();
+};
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("subject", &self.subject.source)
+            .field(
+                "claims",
+                &self
+                    .claims
+                    .iter()
+                    .map(|(k, c)| (k.as_str(), c.source.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("condition", &self.condition.as_ref().map(|c| &c.source))
+            .finish()
+    }
+}
+
+/// What a mapping produced for one verified token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
     pub subject: String,
     pub claims: Map<String, Value>,
 }
 
+/// The CEL environment every mapping is compiled and run with: the standard library
+/// plus the strings extension (`lowerAscii()`, `split()`, ... are handy for emails and
+/// group names). Built once per process; contexts only clone the `Arc`.
+fn shared_env() -> Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // The extension only declares functions; it cannot conflict with a fresh stdlib
+        // env. Should it ever fail, the plain stdlib still serves.
+        let _ = env.add_extension(cel::extensions::strings);
+        Arc::new(env)
+    })
+    .clone()
+}
+
 impl Mapping {
-    /// `default_subject` is used when `subject` is `None` (e.g. `assertion.sub`).
+    /// Compiles every program; `default_subject` (e.g. [`DEFAULT_JWT_SUBJECT`]) is used
+    /// when `subject` is `None`. Returns the first problem; see [`Mapping::compile_all`].
     pub fn compile(
         subject: Option<&str>,
         claims: &BTreeMap<String, String>,
         condition: Option<&str>,
         default_subject: &str,
     ) -> Result<Self, MappingError> {
-        let _ = (subject, claims, condition, default_subject);
-        unimplemented!()
+        Self::compile_all(subject, claims, condition, default_subject).map_err(|mut errors| {
+            // compile_all never returns an empty error list.
+            errors.swap_remove(0)
+        })
     }
 
+    /// Like [`Mapping::compile`], but reports every problem (the registry loader shows
+    /// them all at once). Never returns `Err` with an empty vector.
+    pub fn compile_all(
+        subject: Option<&str>,
+        claims: &BTreeMap<String, String>,
+        condition: Option<&str>,
+        default_subject: &str,
+    ) -> Result<Self, Vec<MappingError>> {
+        let env = shared_env();
+        let mut errors = Vec::new();
+
+        let subject = compile_one(&env, "mapping.subject", subject.unwrap_or(default_subject))
+            .map_err(|e| errors.push(e))
+            .ok();
+
+        let mut compiled_claims = Vec::with_capacity(claims.len());
+        for (name, source) in claims {
+            let field = format!("mapping.claims.{name}");
+            if let Some(problem) = claim_name_problem(name) {
+                errors.push(MappingError::Compile {
+                    field,
+                    message: problem,
+                });
+                continue;
+            }
+            match compile_one(&env, &field, source) {
+                Ok(c) => compiled_claims.push((name.clone(), c)),
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let condition = match condition {
+            Some(source) => match compile_one(&env, "mapping.condition", source) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            None => None,
+        };
+
+        match subject {
+            Some(subject) if errors.is_empty() => Ok(Self {
+                env,
+                subject,
+                claims: compiled_claims,
+                condition,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Subject = `assertion.sub`, no claims, no condition: what an OIDC issuer without a
+    /// `[mapping]` table gets.
+    pub fn default_for_jwt() -> Self {
+        let env = shared_env();
+        #[expect(
+            clippy::expect_used,
+            reason = "a constant expression; mapping::tests::default_for_jwt_maps_sub covers it"
+        )]
+        let program = env
+            .compile(DEFAULT_JWT_SUBJECT)
+            .expect("assertion.sub compiles");
+        Self {
+            env,
+            subject: Compiled {
+                source: DEFAULT_JWT_SUBJECT.to_owned(),
+                program,
+            },
+            claims: Vec::new(),
+            condition: None,
+        }
+    }
+
+    /// The source of the subject program.
+    pub fn subject_source(&self) -> &str {
+        &self.subject.source
+    }
+
+    /// Names of the claims this mapping may produce, in order.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.claims.iter().map(|(name, _)| name.as_str())
+    }
+
+    pub fn has_condition(&self) -> bool {
+        self.condition.is_some()
+    }
+
+    /// Evaluates the mapping against a verified claim set.
+    ///
+    /// Subject: a non-empty string; an integer (signed or unsigned) is accepted and
+    /// written in decimal, since some IdPs use numeric user ids. Anything else — a
+    /// float, a list, `null`, an empty string, an evaluation error — is
+    /// [`MappingError::SubjectMissing`].
     pub fn apply(&self, assertion: &Map<String, Value>) -> Result<Mapped, MappingError> {
-        let _ = assertion;
-        unimplemented!()
+        let mut ctx = Context::with_env(self.env.clone());
+        ctx.add_variable_from_value(ASSERTION_VAR, object_to_cel(assertion, 0));
+
+        // The condition gates everything else, so it runs first.
+        if let Some(condition) = &self.condition {
+            match condition.program.execute(&ctx) {
+                Ok(CelValue::Bool(true)) => {}
+                Ok(CelValue::Bool(false)) => return Err(MappingError::ConditionFalse),
+                Ok(other) => {
+                    return Err(MappingError::ConditionError {
+                        message: format!("yielded {}, not a bool", other.type_of()),
+                    })
+                }
+                Err(e) => {
+                    return Err(MappingError::ConditionError {
+                        message: describe_execution_error(&e),
+                    })
+                }
+            }
+        }
+
+        let subject = match self.subject.program.execute(&ctx) {
+            Ok(CelValue::String(s)) if !s.is_empty() => s.as_str().to_owned(),
+            Ok(CelValue::Int(i)) => i.to_string(),
+            Ok(CelValue::UInt(u)) => u.to_string(),
+            _ => return Err(MappingError::SubjectMissing),
+        };
+
+        let mut claims = Map::new();
+        for (name, compiled) in &self.claims {
+            // SPEC §2.1: a claim that yields nothing is omitted — errors included.
+            if let Ok(value) = compiled.program.execute(&ctx) {
+                if let Some(json) = cel_to_json(&value, 0) {
+                    if !json.is_null() {
+                        claims.insert(name.clone(), json);
+                    }
+                }
+            }
+        }
+
+        Ok(Mapped { subject, claims })
     }
 }
+
+fn compile_one(env: &Env, field: &str, source: &str) -> Result<Compiled, MappingError> {
+    if source.trim().is_empty() {
+        return Err(MappingError::Compile {
+            field: field.to_owned(),
+            message: "empty CEL expression".to_owned(),
+        });
+    }
+    env.compile(source)
+        .map(|program| Compiled {
+            source: source.to_owned(),
+            program,
+        })
+        .map_err(|e| MappingError::Compile {
+            field: field.to_owned(),
+            message: format!(
+                "CEL does not compile: {}",
+                e.to_string().replace('\n', "; ")
+            ),
+        })
+}
+
+fn claim_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a claim name must not be empty".to_owned());
+    }
+    if RESERVED_CLAIMS.contains(&name) {
+        return Some(format!(
+            "\"{name}\" is a claim tessera sets itself on issued tokens; a mapping may not produce it"
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Some(format!(
+            "{name:?} is not a usable claim name (whitespace or control characters)"
+        ));
+    }
+    None
+}
+
+/// A safe summary of an evaluation error: names of keys, functions and types, never the
+/// values themselves, which come from the token and may end up in `error_description`
+/// or a log line.
+fn describe_execution_error(e: &ExecutionError) -> String {
+    match e {
+        ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
+        ExecutionError::UndeclaredReference(r) => format!("undeclared reference to '{r}'"),
+        ExecutionError::NoSuchOverload(o) => o.to_string(),
+        ExecutionError::UnexpectedType { got, want } => {
+            format!("unexpected type: got '{got}', want '{want}'")
+        }
+        ExecutionError::FunctionError { function, .. } => {
+            format!("function '{function}' failed")
+        }
+        ExecutionError::InvalidArgumentCount { expected, actual } => {
+            format!("invalid argument count: expected {expected}, got {actual}")
+        }
+        _ => "evaluation error".to_owned(),
+    }
+}
+
+fn object_to_cel(obj: &Map<String, Value>, depth: usize) -> CelValue {
+    let mut map = HashMap::with_capacity(obj.len());
+    for (k, v) in obj {
+        map.insert(Key::String(Arc::new(k.clone())), json_to_cel(v, depth + 1));
+    }
+    CelValue::Map(CelMap { map: Arc::new(map) })
+}
+
+fn json_to_cel(value: &Value, depth: usize) -> CelValue {
+    if depth > MAX_DEPTH {
+        return CelValue::Null;
+    }
+    match value {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                CelValue::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                CelValue::UInt(u)
+            } else {
+                n.as_f64().map_or(CelValue::Null, CelValue::Float)
+            }
+        }
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(items) => CelValue::List(Arc::new(
+            items.iter().map(|v| json_to_cel(v, depth + 1)).collect(),
+        )),
+        Value::Object(obj) => object_to_cel(obj, depth),
+    }
+}
+
+/// CEL result → JSON claim value. `None` for what JSON cannot carry faithfully
+/// (non-finite floats, bytes, durations, functions, opaque values); such a claim is
+/// omitted. Timestamps become RFC 3339 strings.
+fn cel_to_json(value: &CelValue, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    Some(match value {
+        CelValue::Null => Value::Null,
+        CelValue::Bool(b) => Value::Bool(*b),
+        CelValue::Int(i) => Value::Number((*i).into()),
+        CelValue::UInt(u) => Value::Number((*u).into()),
+        CelValue::Float(f) => Value::Number(Number::from_f64(*f)?),
+        CelValue::String(s) => Value::String(s.as_str().to_owned()),
+        CelValue::List(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| cel_to_json(v, depth + 1))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        CelValue::Map(m) => {
+            // Sorted keys: deterministic output whatever the HashMap order.
+            let mut entries: Vec<(String, Value)> = Vec::with_capacity(m.map.len());
+            for (k, v) in m.map.iter() {
+                let key = match k {
+                    Key::String(s) => s.as_str().to_owned(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                entries.push((key, cel_to_json(v, depth + 1)?));
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        CelValue::Timestamp(t) => Value::String(t.to_rfc3339()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

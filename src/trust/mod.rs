@@ -154,7 +154,8 @@ pub enum OnBehalfOf {
     Impersonate,
 }
 
-#[derive(Debug)]
+/// `Debug` is written by hand so the secret's hash never reaches a log line (a hash of a
+/// low-entropy `secret_env` secret could be brute-forced).
 pub struct ClientEntry {
     pub client_id: String,
     pub auth: ClientAuthMethod,
@@ -171,6 +172,24 @@ pub struct ClientEntry {
     pub on_behalf_of: OnBehalfOf,
     pub max_lifetime: Option<Duration>,
     pub source: PathBuf,
+}
+
+impl std::fmt::Debug for ClientEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientEntry")
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("secret_sha256", &"[redacted]")
+            .field("subject_issuers", &self.subject_issuers)
+            .field("subject_audiences", &self.subject_audiences)
+            .field("actor_issuers", &self.actor_issuers)
+            .field("audiences", &self.audiences)
+            .field("scopes", &self.scopes)
+            .field("on_behalf_of", &self.on_behalf_of)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 #[derive(Debug)]

@@ -53,6 +53,16 @@ impl Registry {
             .and_then(|id| self.issuers.get(id))
     }
 
+    /// An issuer by registry id (the file stem), e.g. from a client's `subject_issuers`.
+    pub fn issuer(&self, id: &str) -> Option<&Arc<IssuerEntry>> {
+        self.issuers.get(id)
+    }
+
+    /// An audience by registry id (what `ClientEntry::audiences` holds).
+    pub fn audience(&self, id: &str) -> Option<&Arc<AudienceEntry>> {
+        self.audiences.get(id)
+    }
+
     pub fn client(&self, client_id: &str) -> Option<&Arc<ClientEntry>> {
         self.clients.get(client_id)
     }

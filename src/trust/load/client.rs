@@ -1,0 +1,299 @@
+//! `trust/clients/<client_id>.toml`: parsing one client entry and resolving what it
+//! names (issuers, audiences) against the rest of the registry.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{check_nonempty_strings, check_scopes, parse_duration, parse_entry, Errors};
+use crate::trust::{AudienceEntry, ClientAuthMethod, ClientEntry, OnBehalfOf, LOCAL_ISSUER};
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: String,
+    auth: String,
+    secret_hash: Option<String>,
+    secret_env: Option<String>,
+    /// Accepted by the parser only to be refused with a clear message.
+    secret: Option<toml::Value>,
+    /// For `private_key_jwt` (not supported yet); accepted so the `auth` message wins.
+    jwks_file: Option<String>,
+    subject_issuers: Vec<String>,
+    subject_audiences: Option<Vec<String>>,
+    #[serde(default)]
+    actor_issuers: Vec<String>,
+    audiences: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    on_behalf_of: Option<String>,
+    max_lifetime: Option<toml::Value>,
+}
+
+/// What clients may refer to: issuer ids (every file found, so that a broken issuer is
+/// reported once, for itself) and loaded audiences.
+pub(super) struct ClientRefs<'a> {
+    issuer_ids: Vec<&'a str>,
+    audiences: &'a [AudienceEntry],
+}
+
+impl<'a> ClientRefs<'a> {
+    pub(super) fn new(
+        issuer_files: &'a [(String, PathBuf)],
+        audiences: &'a [AudienceEntry],
+    ) -> Self {
+        Self {
+            issuer_ids: issuer_files.iter().map(|(id, _)| id.as_str()).collect(),
+            audiences,
+        }
+    }
+    fn audience(&self, name: &str) -> Option<&'a AudienceEntry> {
+        // Same precedence as `Registry::audience_by_name`: the `aud` value, then the id.
+        self.audiences
+            .iter()
+            .find(|a| a.audience == name)
+            .or_else(|| self.audiences.iter().find(|a| a.id == name))
+    }
+}
+
+pub(super) fn load_client(
+    id: &str,
+    path: &Path,
+    refs: &ClientRefs<'_>,
+    errs: &mut Errors,
+) -> Option<ClientEntry> {
+    let raw: RawClient = parse_entry(path, errs)?;
+    let before = errs.0.len();
+
+    if raw.client_id != id {
+        errs.field(
+            path,
+            "client_id",
+            format!(
+                "{:?} must equal the file name ({id:?}): the file name is the client's id",
+                raw.client_id
+            ),
+        );
+    }
+
+    let auth = match raw.auth.as_str() {
+        "client_secret_basic" => Some(ClientAuthMethod::ClientSecretBasic),
+        "client_secret_post" => Some(ClientAuthMethod::ClientSecretPost),
+        m @ ("private_key_jwt" | "tls_client_auth") => {
+            errs.field(
+                path,
+                "auth",
+                format!(
+                    "\"{m}\" is not supported yet; use client_secret_basic or client_secret_post"
+                ),
+            );
+            None
+        }
+        other => {
+            errs.field(
+                path,
+                "auth",
+                format!("{other:?} is not a client authentication method (expected client_secret_basic or client_secret_post)"),
+            );
+            None
+        }
+    };
+    if raw.jwks_file.is_some() && auth.is_some() {
+        errs.field(
+            path,
+            "jwks_file",
+            "only used with auth = \"private_key_jwt\", which is not supported yet",
+        );
+    }
+
+    let secret_sha256 = load_secret(path, &raw, errs);
+
+    let check_issuer_refs = |field: &str, list: &[String], errs: &mut Errors| {
+        for (i, name) in list.iter().enumerate() {
+            if name != LOCAL_ISSUER && !refs.issuer_ids.contains(&name.as_str()) {
+                errs.field(
+                    path,
+                    format!("{field}[{i}]"),
+                    format!("{name:?} is not an issuer in issuers/ (nor \"local\", tessera's own tokens)"),
+                );
+            }
+        }
+    };
+    if raw.subject_issuers.is_empty() {
+        errs.field(
+            path,
+            "subject_issuers",
+            "must name at least one issuer (an id from issuers/, or \"local\")",
+        );
+    }
+    check_issuer_refs("subject_issuers", &raw.subject_issuers, errs);
+    check_issuer_refs("actor_issuers", &raw.actor_issuers, errs);
+
+    if let Some(list) = &raw.subject_audiences {
+        if list.is_empty() {
+            errs.field(
+                path,
+                "subject_audiences",
+                "must not be empty (omit it to accept the issuers' audiences)",
+            );
+        }
+        check_nonempty_strings(path, "subject_audiences", list, errs);
+    }
+
+    if raw.audiences.is_empty() {
+        errs.field(
+            path,
+            "audiences",
+            "must name at least one audience (an id from audiences/ or its audience value)",
+        );
+    }
+    let mut audience_ids: Vec<String> = Vec::new();
+    let mut offered_scopes: Vec<&str> = Vec::new();
+    for (i, name) in raw.audiences.iter().enumerate() {
+        match refs.audience(name) {
+            Some(a) if audience_ids.contains(&a.id) => errs.field(
+                path,
+                format!("audiences[{i}]"),
+                format!("{name:?} names audiences/{}.toml a second time", a.id),
+            ),
+            Some(a) => {
+                audience_ids.push(a.id.clone());
+                offered_scopes.extend(a.scopes.iter().map(String::as_str));
+            }
+            None => errs.field(
+                path,
+                format!("audiences[{i}]"),
+                format!(
+                    "{name:?} is not an audience in audiences/ (by id or by its audience value)"
+                ),
+            ),
+        }
+    }
+
+    check_scopes(path, &raw.scopes, errs);
+    // Scopes = requested ∩ client ∩ audience (SPEC §5): a client scope no audience of
+    // this client offers can never be granted, which is a mistake worth reporting.
+    if audience_ids.len() == raw.audiences.len() {
+        for (i, s) in raw.scopes.iter().enumerate() {
+            if !offered_scopes.contains(&s.as_str()) {
+                errs.field(
+                    path,
+                    format!("scopes[{i}]"),
+                    format!(
+                        "{s:?} is not offered by any of this client's audiences ({})",
+                        audience_ids.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    let on_behalf_of = match raw.on_behalf_of.as_deref() {
+        None | Some("delegate") => OnBehalfOf::Delegate,
+        Some("impersonate") => OnBehalfOf::Impersonate,
+        Some(other) => {
+            errs.field(
+                path,
+                "on_behalf_of",
+                format!("{other:?} is not allowed (expected \"delegate\" or \"impersonate\")"),
+            );
+            OnBehalfOf::Delegate
+        }
+    };
+    let max_lifetime = parse_duration(path, "max_lifetime", raw.max_lifetime.as_ref(), errs);
+
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(ClientEntry {
+        client_id: raw.client_id,
+        auth: auth?,
+        secret_sha256: secret_sha256?,
+        subject_issuers: raw.subject_issuers,
+        subject_audiences: raw.subject_audiences,
+        actor_issuers: raw.actor_issuers,
+        audiences: audience_ids,
+        scopes: raw.scopes,
+        on_behalf_of,
+        max_lifetime,
+        source: path.to_path_buf(),
+    })
+}
+
+/// SPEC §2.1: exactly one of `secret_hash` (`sha256:` + 64 lowercase hex) or
+/// `secret_env` (the plain secret in an environment variable, hashed here). A plain
+/// `secret` in the file is refused: registry files are reviewed and committed.
+fn load_secret(path: &Path, raw: &RawClient, errs: &mut Errors) -> Option<[u8; 32]> {
+    if raw.secret.is_some() {
+        errs.field(
+            path,
+            "secret",
+            "plain secrets are not allowed in registry files: use secret_hash (see `tessera clients new-secret`) or secret_env",
+        );
+        return None;
+    }
+    match (&raw.secret_hash, &raw.secret_env) {
+        (Some(_), Some(_)) => {
+            errs.field(
+                path,
+                "secret_hash",
+                "secret_hash and secret_env are both set: use exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            errs.field(
+                path,
+                "secret_hash",
+                "missing: set secret_hash (see `tessera clients new-secret`) or secret_env",
+            );
+            None
+        }
+        (Some(h), None) => {
+            let hex_part = h.strip_prefix("sha256:").filter(|x| {
+                x.len() == 64
+                    && x.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+            let decoded = hex_part.and_then(|x| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(x, &mut out).ok().map(|()| out)
+            });
+            if decoded.is_none() {
+                errs.field(
+                    path,
+                    "secret_hash",
+                    "must be \"sha256:\" followed by 64 lowercase hex digits (the SHA-256 of the secret)",
+                );
+            }
+            decoded
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(secret) if !secret.is_empty() => Some(Sha256::digest(secret.as_bytes()).into()),
+            Ok(_) => {
+                errs.field(
+                    path,
+                    "secret_env",
+                    format!("environment variable {var} is empty"),
+                );
+                None
+            }
+            Err(std::env::VarError::NotPresent) => {
+                errs.field(
+                    path,
+                    "secret_env",
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                errs.field(
+                    path,
+                    "secret_env",
+                    format!("environment variable {var} is not valid UTF-8"),
+                );
+                None
+            }
+        },
+    }
+}

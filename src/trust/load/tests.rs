@@ -1,0 +1,459 @@
+use super::*;
+use crate::trust::{JwsAlg, TokenType};
+use std::path::Path;
+use std::path::PathBuf;
+
+use tempfile::TempDir;
+
+const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"k1","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB"}]}"#;
+
+const ISSUER: &str = r#"
+kind = "oidc"
+issuer = "https://idp.acme.example"
+jwks_file = "acme.jwks.json"
+audiences = ["tessera"]
+"#;
+
+const AUDIENCE: &str = r#"
+audience = "https://api.orders.example"
+resources = ["https://api.orders.example/"]
+scopes = ["orders:read", "orders:write"]
+lifetime = "10m"
+claims = ["email"]
+"#;
+
+const CLIENT: &str = r#"
+client_id = "orders-service"
+auth = "client_secret_basic"
+secret_hash = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+subject_issuers = ["acme", "local"]
+audiences = ["https://api.orders.example"]
+scopes = ["orders:read"]
+"#;
+
+/// A registry directory with one valid issuer (`acme`), audience (`orders`) and client
+/// (`orders-service`), each replaceable.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        for sub in ["issuers", "clients", "audiences"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let f = Self { dir };
+        f.write("issuers/acme.jwks.json", JWKS);
+        f.write("issuers/acme.toml", ISSUER);
+        f.write("audiences/orders.toml", AUDIENCE);
+        f.write("clients/orders-service.toml", CLIENT);
+        f
+    }
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.dir.path().join(rel)).unwrap();
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn load(&self) -> Result<Registry, TrustError> {
+        load_registry(self.path())
+    }
+    fn errors(&self) -> Vec<String> {
+        match self.load() {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+#[test]
+fn the_fixture_loads() {
+    let f = Fixture::new();
+    let r = f.load().unwrap();
+    let i = &r.issuers["acme"];
+    assert_eq!(i.issuer, "https://idp.acme.example");
+    assert_eq!(
+        i.token_types,
+        vec![TokenType::IdToken, TokenType::AccessToken, TokenType::Jwt]
+    );
+    assert_eq!(i.algorithms, JwsAlg::DEFAULT_ALLOWED.to_vec());
+    assert_eq!(i.clock_skew, Duration::from_secs(60));
+    assert_eq!(i.max_age, None);
+    assert!(!i.one_time_use);
+    assert!(i.require_access_token_typ);
+    assert!(matches!(i.keys, KeySource::JwksFile { .. }));
+    assert_eq!(i.mapping.subject_source(), "assertion.sub");
+    let c = &r.clients["orders-service"];
+    assert_eq!(c.audiences, vec!["orders".to_owned()]);
+    assert_eq!(c.on_behalf_of, OnBehalfOf::Delegate);
+    assert_eq!(c.actor_issuers, Vec::<String>::new());
+    assert!(r
+        .issuer_by_iss("https://idp.acme.example", IssuerKind::Oidc)
+        .is_some());
+    assert!(r
+        .audience_by_resource("https://api.orders.example/")
+        .is_some());
+}
+
+/// Each row: (reason, file to write, its content, expected file name, expected field,
+/// expected words in the problem).
+#[test]
+fn every_loader_error_names_file_and_field() {
+    let issuer_with = |extra: &str| format!("{ISSUER}{extra}");
+    let client_with = |extra: &str| format!("{CLIENT}{extra}");
+    let rows: Vec<(&str, &str, String, &str, &str, &str)> = vec![
+        ("unknown issuer field", "issuers/acme.toml", issuer_with("colour = \"blue\"\n"), "acme.toml", "colour", "unknown field"),
+        ("saml not yet", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\""), "acme.toml", "kind", "not supported yet"),
+        ("introspection not yet", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"introspection\""), "acme.toml", "kind", "not supported yet"),
+        ("unknown kind", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"ldap\""), "acme.toml", "kind", "not an issuer kind"),
+        ("missing kind", "issuers/acme.toml", ISSUER.replace("kind = \"oidc\"", ""), "acme.toml", "kind", "missing"),
+        ("empty issuer", "issuers/acme.toml", ISSUER.replace("https://idp.acme.example", ""), "acme.toml", "issuer", "must not be empty"),
+        ("missing issuer", "issuers/acme.toml", ISSUER.replace("issuer = \"https://idp.acme.example\"", ""), "acme.toml", "issuer", "missing field"),
+        ("no key material", "issuers/acme.toml", ISSUER.replace("jwks_file = \"acme.jwks.json\"", ""), "acme.toml", "discovery_url", "exactly one"),
+        ("two key sources", "issuers/acme.toml", issuer_with("jwks_uri = \"https://idp.acme.example/jwks\"\n"), "acme.toml", "jwks_uri", "exactly one"),
+        ("relative discovery url", "issuers/acme.toml", ISSUER.replace("jwks_file = \"acme.jwks.json\"", "discovery_url = \"/.well-known/openid-configuration\""), "acme.toml", "discovery_url", "not an absolute URL"),
+        ("ftp jwks uri", "issuers/acme.toml", ISSUER.replace("jwks_file = \"acme.jwks.json\"", "jwks_uri = \"ftp://idp.acme.example/jwks\""), "acme.toml", "jwks_uri", "http(s)"),
+        ("jwks file missing", "issuers/acme.toml", ISSUER.replace("acme.jwks.json", "nope.json"), "acme.toml", "jwks_file", "cannot read"),
+        ("jwks file not json", "issuers/acme.jwks.json", "not json".to_owned(), "acme.toml", "jwks_file", "not JSON"),
+        ("jwks without keys", "issuers/acme.jwks.json", "{}".to_owned(), "acme.toml", "jwks_file", "no \"keys\" array"),
+        ("jwks with empty keys", "issuers/acme.jwks.json", r#"{"keys":[]}"#.to_owned(), "acme.toml", "jwks_file", "empty"),
+        ("jwks with a private key", "issuers/acme.jwks.json", r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}]}"#.to_owned(), "acme.toml", "jwks_file", "private"),
+        ("empty audiences", "issuers/acme.toml", ISSUER.replace("[\"tessera\"]", "[]"), "acme.toml", "audiences", "at least one"),
+        ("HS256", "issuers/acme.toml", issuer_with("algorithms = [\"RS256\", \"HS256\"]\n"), "acme.toml", "algorithms[1]", "\"HS256\" is not allowed: HMAC algorithms cannot be verified with a public key"),
+        ("none", "issuers/acme.toml", issuer_with("algorithms = [\"none\"]\n"), "acme.toml", "algorithms[0]", "unsigned"),
+        ("unknown alg", "issuers/acme.toml", issuer_with("algorithms = [\"XS1\"]\n"), "acme.toml", "algorithms[0]", "not a known JWS algorithm"),
+        ("empty algorithms", "issuers/acme.toml", issuer_with("algorithms = []\n"), "acme.toml", "algorithms", "must not be empty"),
+        ("bad token type", "issuers/acme.toml", issuer_with("token_types = [\"refresh_token\"]\n"), "acme.toml", "token_types[0]", "not a token type"),
+        ("saml2 for oidc", "issuers/acme.toml", issuer_with("token_types = [\"saml2\"]\n"), "acme.toml", "token_types[0]", "oidc"),
+        ("bad clock skew", "issuers/acme.toml", issuer_with("clock_skew = \"soon\"\n"), "acme.toml", "clock_skew", "not a duration"),
+        ("huge clock skew", "issuers/acme.toml", issuer_with("clock_skew = \"1h\"\n"), "acme.toml", "clock_skew", "more than"),
+        ("integer clock skew", "issuers/acme.toml", issuer_with("clock_skew = 60\n"), "acme.toml", "clock_skew", "write it as a string"),
+        ("bad max age", "issuers/acme.toml", issuer_with("max_age = \"12 parsecs\"\n"), "acme.toml", "max_age", "not a duration"),
+        ("wrong type", "issuers/acme.toml", issuer_with("one_time_use = \"yes\"\n"), "acme.toml", "one_time_use", "invalid type"),
+        ("demo key missing", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"nope.pem\"\n"), "acme.toml", "demo_signing_key_file", "cannot read"),
+        ("demo key not a key", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"acme.jwks.json\"\n"), "acme.toml", "demo_signing_key_file", "not a PEM private key"),
+        ("mapping subject", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"assertion.(\"\n"), "acme.toml", "mapping.subject", "does not compile"),
+        ("mapping claim", "issuers/acme.toml", issuer_with("[mapping]\nclaims = { email = \"assertion..email\" }\n"), "acme.toml", "mapping.claims.email", "does not compile"),
+        ("mapping reserved claim", "issuers/acme.toml", issuer_with("[mapping]\nclaims = { aud = \"assertion.aud\" }\n"), "acme.toml", "mapping.claims.aud", "tessera sets itself"),
+        ("mapping condition", "issuers/acme.toml", issuer_with("[mapping]\ncondition = \"assertion.email.endsWith(\"\n"), "acme.toml", "mapping.condition", "does not compile"),
+        ("mapping unknown field", "issuers/acme.toml", issuer_with("[mapping]\nsubjekt = \"assertion.sub\"\n"), "acme.toml", "mapping.subjekt", "unknown field"),
+        ("local is reserved", "issuers/local.toml", ISSUER.replace("idp.acme", "idp.local"), "local.toml", "", "reserved"),
+        ("bad id", "issuers/ac me.toml", ISSUER.replace("idp.acme", "idp.other"), "ac me.toml", "", "may only use"),
+        ("toml syntax", "issuers/acme.toml", "kind = \"oidc\nissuer".to_owned(), "acme.toml", "", "line"),
+        // audiences
+        ("empty audience", "audiences/orders.toml", AUDIENCE.replace("\"https://api.orders.example\"\n", "\"\"\n"), "orders.toml", "audience", "must not be empty"),
+        ("relative resource", "audiences/orders.toml", AUDIENCE.replace("[\"https://api.orders.example/\"]", "[\"/orders\"]"), "orders.toml", "resources[0]", "absolute URI"),
+        ("resource with fragment", "audiences/orders.toml", AUDIENCE.replace("example/\"]", "example/#x\"]"), "orders.toml", "resources[0]", "fragment"),
+        ("bad scope", "audiences/orders.toml", AUDIENCE.replace("\"orders:write\"", "\"orders write\""), "orders.toml", "scopes[1]", "RFC 6749"),
+        ("duplicate scope", "audiences/orders.toml", AUDIENCE.replace("\"orders:write\"", "\"orders:read\""), "orders.toml", "scopes[1]", "twice"),
+        ("bad lifetime", "audiences/orders.toml", AUDIENCE.replace("\"10m\"", "\"ten minutes\""), "orders.toml", "lifetime", "not a duration"),
+        ("zero lifetime", "audiences/orders.toml", AUDIENCE.replace("\"10m\"", "\"0s\""), "orders.toml", "lifetime", "longer than zero"),
+        ("duplicate audience", "audiences/orders2.toml", AUDIENCE.replace("example/\"]", "example/v2/\"]"), "orders2.toml", "audience", "already the audience"),
+        ("duplicate resource", "audiences/orders2.toml", AUDIENCE.replace("audience = \"https://api.orders.example\"", "audience = \"orders-2\""), "orders2.toml", "resources[0]", "already a resource"),
+        ("audience value is another id", "audiences/x.toml", "audience = \"orders\"\n".to_owned(), "x.toml", "audience", "also the id"),
+        // clients
+        ("client id mismatch", "clients/orders-service.toml", CLIENT.replace("client_id = \"orders-service\"", "client_id = \"billing\""), "orders-service.toml", "client_id", "file name"),
+        ("private_key_jwt", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "private_key_jwt"), "orders-service.toml", "auth", "not supported yet"),
+        ("tls_client_auth", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "tls_client_auth"), "orders-service.toml", "auth", "not supported yet"),
+        ("unknown auth", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "password"), "orders-service.toml", "auth", "not a client authentication method"),
+        ("plain secret", "clients/orders-service.toml", client_with("secret = \"hunter2\"\n"), "orders-service.toml", "secret", "use secret_hash"),
+        ("bad hash prefix", "clients/orders-service.toml", CLIENT.replace("sha256:9f86", "sha512:9f86"), "orders-service.toml", "secret_hash", "64 lowercase hex"),
+        ("uppercase hash", "clients/orders-service.toml", CLIENT.replace("sha256:9f86d", "sha256:9F86D"), "orders-service.toml", "secret_hash", "64 lowercase hex"),
+        ("short hash", "clients/orders-service.toml", CLIENT.replace("0f00a08\"", "0f00a0\""), "orders-service.toml", "secret_hash", "64 lowercase hex"),
+        ("no secret", "clients/orders-service.toml", CLIENT.replace("secret_hash = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"", ""), "orders-service.toml", "secret_hash", "missing"),
+        ("hash and env", "clients/orders-service.toml", client_with("secret_env = \"X\"\n"), "orders-service.toml", "secret_hash", "both set"),
+        ("missing env", "clients/orders-service.toml", CLIENT.replace("secret_hash = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"", "secret_env = \"TESSERA_TEST_SURELY_UNSET_SECRET\""), "orders-service.toml", "secret_env", "TESSERA_TEST_SURELY_UNSET_SECRET is not set"),
+        ("unknown subject issuer", "clients/orders-service.toml", CLIENT.replace("[\"acme\", \"local\"]", "[\"acme\", \"partner\"]"), "orders-service.toml", "subject_issuers[1]", "\"partner\" is not an issuer"),
+        ("no subject issuers", "clients/orders-service.toml", CLIENT.replace("[\"acme\", \"local\"]", "[]"), "orders-service.toml", "subject_issuers", "at least one"),
+        ("unknown actor issuer", "clients/orders-service.toml", client_with("actor_issuers = [\"ghost\"]\n"), "orders-service.toml", "actor_issuers[0]", "\"ghost\" is not an issuer"),
+        ("unknown audience", "clients/orders-service.toml", CLIENT.replace("[\"https://api.orders.example\"]", "[\"https://api.billing.example\"]"), "orders-service.toml", "audiences[0]", "not an audience"),
+        ("no audiences", "clients/orders-service.toml", CLIENT.replace("[\"https://api.orders.example\"]", "[]"), "orders-service.toml", "audiences", "at least one"),
+        ("same audience twice", "clients/orders-service.toml", CLIENT.replace("[\"https://api.orders.example\"]", "[\"https://api.orders.example\", \"orders\"]"), "orders-service.toml", "audiences[1]", "second time"),
+        ("scope not offered", "clients/orders-service.toml", CLIENT.replace("[\"orders:read\"]", "[\"orders:read\", \"billing:read\"]"), "orders-service.toml", "scopes[1]", "not offered"),
+        ("bad on_behalf_of", "clients/orders-service.toml", client_with("on_behalf_of = \"proxy\"\n"), "orders-service.toml", "on_behalf_of", "delegate"),
+        ("bad max_lifetime", "clients/orders-service.toml", client_with("max_lifetime = \"forever\"\n"), "orders-service.toml", "max_lifetime", "not a duration"),
+        ("empty subject_audiences", "clients/orders-service.toml", client_with("subject_audiences = []\n"), "orders-service.toml", "subject_audiences", "must not be empty"),
+        ("unknown client field", "clients/orders-service.toml", client_with("redirect_uris = []\n"), "orders-service.toml", "redirect_uris", "unknown field"),
+    ];
+    for (why, file, content, want_file, want_field, want_words) in rows {
+        let f = Fixture::new();
+        f.write(file, &content);
+        let errors = f.errors();
+        let hit = errors.iter().find(|e| {
+            let prefix = if want_field.is_empty() {
+                format!("{want_file}: ")
+            } else {
+                format!("{want_file}: {want_field}: ")
+            };
+            e.contains(&prefix) && e.contains(want_words)
+        });
+        assert!(
+            hit.is_some(),
+            "{why}: expected {want_file} / {want_field:?} / {want_words:?}, got {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn all_problems_are_reported_not_just_the_first() {
+    let f = Fixture::new();
+    f.write(
+        "issuers/acme.toml",
+        &format!("{ISSUER}algorithms = [\"HS256\", \"none\"]\nclock_skew = \"x\"\n"),
+    );
+    f.write(
+        "audiences/orders.toml",
+        &AUDIENCE.replace("\"10m\"", "\"y\""),
+    );
+    let errors = f.errors();
+    assert!(errors.len() >= 4, "{errors:#?}");
+}
+
+#[test]
+fn duplicate_iss_with_the_same_kind_is_refused() {
+    let f = Fixture::new();
+    f.write("issuers/acme2.jwks.json", JWKS);
+    f.write(
+        "issuers/acme2.toml",
+        &ISSUER.replace("acme.jwks", "acme2.jwks"),
+    );
+    let errors = f.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("acme2.toml: issuer: ") && e.contains("acme.toml")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn secret_env_is_hashed_at_load() {
+    let var = "TESSERA_TEST_LOAD_SECRET_ENV";
+    // Edition 2021: set_var is safe; the name is unique to this test.
+    std::env::set_var(var, "s3cret");
+    let f = Fixture::new();
+    f.write(
+        "clients/orders-service.toml",
+        &CLIENT.replace(
+            "secret_hash = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"",
+            &format!("secret_env = \"{var}\""),
+        ),
+    );
+    let r = f.load().unwrap();
+    let c = &r.clients["orders-service"];
+    assert!(c.secret_matches("s3cret"));
+    assert!(!c.secret_matches("s3cret "));
+}
+
+#[test]
+fn empty_secret_env_is_refused() {
+    let var = "TESSERA_TEST_LOAD_EMPTY_SECRET_ENV";
+    std::env::set_var(var, "");
+    let f = Fixture::new();
+    f.write(
+        "clients/orders-service.toml",
+        &CLIENT.replace(
+            "secret_hash = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"",
+            &format!("secret_env = \"{var}\""),
+        ),
+    );
+    let errors = f.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("secret_env: ") && e.contains(var) && e.contains("empty")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn secret_matches_compares_the_sha256() {
+    // The fixture's hash is sha256("test").
+    let f = Fixture::new();
+    let r = f.load().unwrap();
+    let c = &r.clients["orders-service"];
+    assert!(c.secret_matches("test"));
+    assert!(!c.secret_matches("Test"));
+    assert!(!c.secret_matches(""));
+    assert!(format!("{c:?}").contains("secret_sha256: \"[redacted]\""));
+}
+
+#[test]
+fn a_missing_issuer_is_reported_where_a_client_names_it() {
+    let f = Fixture::new();
+    f.remove("issuers/acme.toml");
+    let errors = f.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("orders-service.toml: subject_issuers[0]: \"acme\"")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_missing_audience_is_reported_where_a_client_names_it() {
+    let f = Fixture::new();
+    f.remove("audiences/orders.toml");
+    let errors = f.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("orders-service.toml: audiences[0]: ")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn other_directories_and_files_are_ignored() {
+    let f = Fixture::new();
+    f.write("examples/broken.toml", "this is not toml = = =");
+    f.write("issuers/examples/broken.toml", "this is not toml = = =");
+    f.write("issuers/README.md", "# notes");
+    f.write("issuers/acme.toml.bak", "junk");
+    f.load().unwrap();
+}
+
+#[test]
+fn a_missing_registry_directory_is_an_error() {
+    let err = load_registry(Path::new("/nonexistent/tessera-trust")).unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[test]
+fn kinds_may_share_an_iss_only_when_they_differ_so_oidc_twice_is_refused_but_distinct_iss_load() {
+    let f = Fixture::new();
+    f.write("issuers/other.jwks.json", JWKS);
+    f.write(
+        "issuers/other.toml",
+        &ISSUER
+            .replace("acme.jwks", "other.jwks")
+            .replace("idp.acme.example", "idp.other.example"),
+    );
+    let r = f.load().unwrap();
+    assert_eq!(r.issuers.len(), 2);
+}
+
+#[test]
+fn mapping_and_options_are_parsed() {
+    let f = Fixture::new();
+    f.write(
+        "issuers/acme.toml",
+        &format!(
+            "{ISSUER}token_types = [\"access_token\"]\nalgorithms = [\"ES256\", \"EdDSA\"]\n\
+             clock_skew = \"30s\"\nmax_age = \"12h\"\none_time_use = true\n\
+             require_access_token_typ = false\n\
+             [mapping]\nsubject = \"assertion.uid\"\nclaims = {{ email = \"assertion.email\" }}\n\
+             condition = \"assertion.email.endsWith('@acme.example')\"\n"
+        ),
+    );
+    let r = f.load().unwrap();
+    let i = &r.issuers["acme"];
+    assert_eq!(i.token_types, vec![TokenType::AccessToken]);
+    assert_eq!(i.algorithms, vec![JwsAlg::ES256, JwsAlg::EdDSA]);
+    assert_eq!(i.clock_skew, Duration::from_secs(30));
+    assert_eq!(i.max_age, Some(Duration::from_secs(12 * 3600)));
+    assert!(i.one_time_use);
+    assert!(!i.require_access_token_typ);
+    let claims = serde_json::json!({"uid": "u1", "email": "a@acme.example"});
+    let mapped = i.mapping.apply(claims.as_object().unwrap()).unwrap();
+    assert_eq!(mapped.subject, "u1");
+    assert_eq!(mapped.claims["email"], "a@acme.example");
+}
+
+#[test]
+fn describe_prints_one_line_per_entry() {
+    let f = Fixture::new();
+    let r = f.load().unwrap();
+    let lines = describe(&r);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with("issuer    acme  oidc  https://idp.acme.example  keys=jwks_file"));
+    assert!(lines[1].starts_with("client    orders-service  client_secret_basic"));
+    assert!(lines[2].starts_with("audience  orders  https://api.orders.example"));
+}
+
+// ----------------------------------------------------------------------------------------
+// The repository's own trust/ directory
+
+fn repo_trust() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("trust")
+}
+
+#[test]
+fn the_repository_demo_registry_loads_cleanly() {
+    let r = load_registry(&repo_trust()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.issuers.contains_key("demo-oidc"));
+    assert!(r.clients.contains_key("demo-client"));
+    assert!(r.audiences.contains_key("orders-api"));
+    assert!(r.audiences.contains_key("inventory"));
+    let demo = &r.issuers["demo-oidc"];
+    assert!(demo.demo_signing_key_file.is_some());
+    assert_eq!(r.demo_issuers().count(), 1);
+    let c = &r.clients["demo-client"];
+    assert!(c.secret_matches("demo-secret"));
+    assert_eq!(
+        c.audiences,
+        vec!["orders-api".to_owned(), "inventory".to_owned()]
+    );
+    assert_eq!(c.max_lifetime, Some(Duration::from_secs(15 * 60)));
+    let lines = describe(&r);
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("demo-oidc") && l.contains("DEMO")));
+}
+
+/// Each example must load as shipped (placeholders are syntactically valid values):
+/// copy it into a fresh registry, with the issuers/audiences a client example names.
+#[test]
+fn every_example_loads_when_copied_into_a_registry() {
+    let examples = repo_trust().join("examples");
+    let list = |sub: &str| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(examples.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        v.sort();
+        v
+    };
+    let issuers = list("issuers");
+    let clients = list("clients");
+    assert!(issuers.len() >= 6, "{issuers:?}");
+    assert!(!clients.is_empty());
+    for path in &issuers {
+        let f = Fixture::new();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        f.write(
+            &format!("issuers/{name}"),
+            &std::fs::read_to_string(path).unwrap(),
+        );
+        f.load()
+            .unwrap_or_else(|e| panic!("example issuers/{name} does not load:\n{e}"));
+    }
+    // All issuer examples together: the Google pair shares a kind but not an iss.
+    let f = Fixture::new();
+    for path in &issuers {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        f.write(
+            &format!("issuers/{name}"),
+            &std::fs::read_to_string(path).unwrap(),
+        );
+    }
+    for path in &clients {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        f.write(
+            &format!("clients/{name}"),
+            &std::fs::read_to_string(path).unwrap(),
+        );
+    }
+    let r = f
+        .load()
+        .unwrap_or_else(|e| panic!("the examples together do not load:\n{e}"));
+    assert_eq!(r.clients.len(), clients.len() + 1);
+}
