@@ -399,3 +399,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
