@@ -88,7 +88,8 @@ pub enum AuditError {
 type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Message {
-    Event(AuditEvent, Ack),
+    // Boxed: events are large and the channel slot is sized by the largest variant.
+    Event(Box<AuditEvent>, Ack),
     /// Everything queued before this is flushed, then the writer stops and acks.
     Shutdown(oneshot::Sender<()>),
 }
@@ -113,7 +114,12 @@ impl AuditLog {
         let wait = async {
             // Counted before the send so the writer's decrement never runs first.
             self.metrics.audit_queue_depth.inc();
-            if self.tx.send(Message::Event(event, ack)).await.is_err() {
+            if self
+                .tx
+                .send(Message::Event(Box::new(event), ack))
+                .await
+                .is_err()
+            {
                 self.metrics.audit_queue_depth.dec();
                 return Err(AuditError::Unavailable("audit writer stopped".to_owned()));
             }
@@ -125,20 +131,18 @@ impl AuditLog {
         };
         tokio::time::timeout(RECORD_TIMEOUT, wait)
             .await
-            .unwrap_or_else(|_| {
-                Err(AuditError::Unavailable(
-                    "audit commit timed out".to_owned(),
-                ))
-            })
+            .unwrap_or_else(|_| Err(AuditError::Unavailable("audit commit timed out".to_owned())))
     }
 
     /// Flushes everything queued so far and stops the writer; later `record`s fail.
     pub async fn shutdown(&self) {
         let (done, flushed) = oneshot::channel();
-        if self.tx.send(Message::Shutdown(done)).await.is_ok() {
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, flushed).await.is_err() {
-                tracing::warn!("audit flush did not finish before the shutdown deadline");
-            }
+        if self.tx.send(Message::Shutdown(done)).await.is_ok()
+            && tokio::time::timeout(SHUTDOWN_TIMEOUT, flushed)
+                .await
+                .is_err()
+        {
+            tracing::warn!("audit flush did not finish before the shutdown deadline");
         }
     }
 }
@@ -155,7 +159,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
         while let Some(msg) = next.take() {
             match msg {
                 Message::Event(event, ack) => {
-                    batch.push(event);
+                    batch.push(*event);
                     acks.push(ack);
                 }
                 Message::Shutdown(done) => {

@@ -38,7 +38,11 @@ async fn concurrent_records_are_all_committed_in_group_commits() {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let log = log.clone();
-                let outcome = if i % 3 == 0 { AuditOutcome::Refused } else { AuditOutcome::Issued };
+                let outcome = if i % 3 == 0 {
+                    AuditOutcome::Refused
+                } else {
+                    AuditOutcome::Issued
+                };
                 tokio::spawn(async move { log.record(event(i, outcome)).await })
             })
             .collect();
@@ -46,7 +50,10 @@ async fn concurrent_records_are_all_committed_in_group_commits() {
             t.await.unwrap().unwrap();
         }
         // Every record returned Ok, so every row is already committed.
-        let rows = store.run(move |c| Ok(recent_events(c, 10_000)?)).await.unwrap();
+        let rows = store
+            .run(move |c| Ok(recent_events(c, 10_000)?))
+            .await
+            .unwrap();
         assert_eq!(rows.len(), n, "{kind:?}");
         assert_eq!(metrics.audit_queue_depth.get(), 0);
         let by_jti = store.run(|c| Ok(events_by_jti(c, "jti-1")?)).await.unwrap();
@@ -77,7 +84,11 @@ async fn a_record_against_an_unreachable_database_fails_quickly() {
         let err = t.await.unwrap().unwrap_err();
         assert!(err.to_string().contains("unavailable"), "{err}");
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(metrics.audit_queue_depth.get(), 0);
 }
 
@@ -100,6 +111,10 @@ async fn shutdown_flushes_queued_events_and_refuses_later_ones() {
         }
     }
     let rows = store.run(|c| Ok(recent_events(c, 100)?)).await.unwrap();
-    assert_eq!(rows.len(), committed, "a record that returned Ok is in the table");
+    assert_eq!(
+        rows.len(),
+        committed,
+        "a record that returned Ok is in the table"
+    );
     assert!(log.record(event(99, AuditOutcome::Issued)).await.is_err());
 }

@@ -113,13 +113,17 @@ pub fn open_stored(
         return Ok(stored.to_owned());
     }
     let Some(kek) = kek else {
-        return Err(CryptError::KeyMissing { kid: kid.to_owned() });
+        return Err(CryptError::KeyMissing {
+            kid: kid.to_owned(),
+        });
     };
     let blob = stored
         .strip_prefix(PREFIX)
         .and_then(|b| STANDARD.decode(b).ok())
         .filter(|b| b.len() > NONCE_LEN + TAG_LEN)
-        .ok_or_else(|| CryptError::UnknownFormat { kid: kid.to_owned() })?;
+        .ok_or_else(|| CryptError::UnknownFormat {
+            kid: kid.to_owned(),
+        })?;
     let (nonce, rest) = blob.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
     let plaintext = decrypt_aead(
@@ -130,8 +134,12 @@ pub fn open_stored(
         ciphertext,
         tag,
     )
-    .map_err(|_| CryptError::DecryptFailed { kid: kid.to_owned() })?;
-    String::from_utf8(plaintext).map_err(|_| CryptError::DecryptFailed { kid: kid.to_owned() })
+    .map_err(|_| CryptError::DecryptFailed {
+        kid: kid.to_owned(),
+    })?;
+    String::from_utf8(plaintext).map_err(|_| CryptError::DecryptFailed {
+        kid: kid.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -150,7 +158,9 @@ mod tests {
         );
         assert_eq!(
             open_stored(Some(&kek), "kid-2", &stored),
-            Err(CryptError::DecryptFailed { kid: "kid-2".into() })
+            Err(CryptError::DecryptFailed {
+                kid: "kid-2".into()
+            })
         );
     }
 
@@ -160,9 +170,13 @@ mod tests {
         let other = KeyEncryptionKey::generate().unwrap();
         let stored = encrypt(&kek, "k", "pem").unwrap();
         let wrong = open_stored(Some(&other), "k", &stored).unwrap_err();
-        assert!(wrong.to_string().contains("wrong TESSERA_KEY_ENCRYPTION_KEY"));
+        assert!(wrong
+            .to_string()
+            .contains("wrong TESSERA_KEY_ENCRYPTION_KEY"));
         let missing = open_stored(None, "k", &stored).unwrap_err();
-        assert!(missing.to_string().contains("TESSERA_KEY_ENCRYPTION_KEY is not set"));
+        assert!(missing
+            .to_string()
+            .contains("TESSERA_KEY_ENCRYPTION_KEY is not set"));
     }
 
     #[test]

@@ -67,20 +67,16 @@ pub fn generate(alg: SigningAlg) -> Result<GeneratedKey, IssueError> {
 
 /// Parses a stored PKCS#8 PEM and checks that its key type fits `alg`.
 pub fn parse_private_pem(alg: SigningAlg, pem: &str) -> Result<PKey<Private>, IssueError> {
-    let pkey = PKey::private_key_from_pem(pem.as_bytes())
-        .map_err(|_| IssueError::Key("stored signing key is not a valid PEM private key".to_owned()))?;
+    let pkey = PKey::private_key_from_pem(pem.as_bytes()).map_err(|_| {
+        IssueError::Key("stored signing key is not a valid PEM private key".to_owned())
+    })?;
     let fits = match alg {
         SigningAlg::ES256 => {
             pkey.id() == Id::EC
-                && pkey
-                    .ec_key()
-                    .ok()
-                    .and_then(|k| k.group().curve_name())
+                && pkey.ec_key().ok().and_then(|k| k.group().curve_name())
                     == Some(Nid::X9_62_PRIME256V1)
         }
-        SigningAlg::RS256 | SigningAlg::PS256 => {
-            pkey.id() == Id::RSA && pkey.bits() >= RSA_BITS
-        }
+        SigningAlg::RS256 | SigningAlg::PS256 => pkey.id() == Id::RSA && pkey.bits() >= RSA_BITS,
         SigningAlg::EdDSA => pkey.id() == Id::ED25519,
     };
     if fits {
@@ -114,7 +110,12 @@ pub fn public_jwk(alg: SigningAlg, pkey: &PKey<Private>) -> Result<(String, Stri
             let y = b64(&y.to_vec_padded(32).map_err(ossl)?);
             (
                 format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
-                vec![("kty", "EC".into()), ("crv", "P-256".into()), ("x", x), ("y", y)],
+                vec![
+                    ("kty", "EC".into()),
+                    ("crv", "P-256".into()),
+                    ("x", x),
+                    ("y", y),
+                ],
             )
         }
         SigningAlg::RS256 | SigningAlg::PS256 => {

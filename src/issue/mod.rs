@@ -81,7 +81,9 @@ impl FromStr for SigningAlg {
             "RS256" => Ok(SigningAlg::RS256),
             "PS256" => Ok(SigningAlg::PS256),
             "EdDSA" => Ok(SigningAlg::EdDSA),
-            other => Err(IssueError::Key(format!("unknown signing algorithm {other:?}"))),
+            other => Err(IssueError::Key(format!(
+                "unknown signing algorithm {other:?}"
+            ))),
         }
     }
 }
@@ -216,7 +218,9 @@ impl KeyRing {
             );
         }
         if kek.is_none() {
-            tracing::warn!("TESSERA_KEY_ENCRYPTION_KEY is not set: signing keys are stored unencrypted");
+            tracing::warn!(
+                "TESSERA_KEY_ENCRYPTION_KEY is not set: signing keys are stored unencrypted"
+            );
         }
         Ok(Self {
             clock,
@@ -286,7 +290,15 @@ pub async fn rotate(
     retire_publish_for: Duration,
 ) -> Result<KeyInfo, IssueError> {
     let kek = KeyEncryptionKey::from_env()?;
-    rotate_with(store, alg, clock, retire_publish_for, kek.as_ref(), NEXT_KEY_MIN_AGE).await
+    rotate_with(
+        store,
+        alg,
+        clock,
+        retire_publish_for,
+        kek.as_ref(),
+        NEXT_KEY_MIN_AGE,
+    )
+    .await
 }
 
 /// [`rotate`] with the key-encryption key and the minimum next-key age given.
@@ -337,7 +349,11 @@ pub async fn rotate_with(
 
 /// Every stored key, newest first.
 pub async fn list_keys(store: &Store) -> Result<Vec<KeyInfo>, IssueError> {
-    load_rows(store).await?.iter().map(KeyInfo::from_row).collect()
+    load_rows(store)
+        .await?
+        .iter()
+        .map(KeyInfo::from_row)
+        .collect()
 }
 
 fn secs(d: Duration) -> i64 {
@@ -357,7 +373,12 @@ struct PreparedKey {
 }
 
 impl PreparedKey {
-    fn as_new<'a>(&'a self, state: &'a str, now: UnixTime, activated: Option<UnixTime>) -> NewSigningKey<'a> {
+    fn as_new<'a>(
+        &'a self,
+        state: &'a str,
+        now: UnixTime,
+        activated: Option<UnixTime>,
+    ) -> NewSigningKey<'a> {
         NewSigningKey {
             kid: &self.kid,
             alg: self.alg.as_str(),
@@ -494,8 +515,9 @@ fn build_snapshot(
             // Fail now, not at the rotation that would make it current.
             open_private(kek, row)?;
         }
-        let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk)
-            .map_err(|_| IssueError::Key(format!("signing key {}: stored JWK is not JSON", row.kid)))?;
+        let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk).map_err(|_| {
+            IssueError::Key(format!("signing key {}: stored JWK is not JSON", row.kid))
+        })?;
         jwks.push(jwk);
         published.push((row.kid.clone(), row.state.clone()));
     }
@@ -520,7 +542,10 @@ fn open_private(kek: Option<&KeyEncryptionKey>, row: &SigningKeyRow) -> Result<S
 /// not the first request.
 fn self_test(signer: &Signer, public_jwk: &str, pem: &str) -> Result<(), IssueError> {
     let failed = |what: String| {
-        IssueError::Key(format!("signing self-test failed for key {}: {what}", signer.kid()))
+        IssueError::Key(format!(
+            "signing self-test failed for key {}: {what}",
+            signer.kid()
+        ))
     };
     let alg = signer.alg().to_jsonwebtoken();
     let claims = serde_json::json!({ "sub": "tessera-self-test" });

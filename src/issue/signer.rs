@@ -88,15 +88,16 @@ impl Signer {
         let payload = serde_json::to_vec(claims)
             .map_err(|e| IssueError::Key(format!("claims do not serialise: {e}")))?;
         // header . payload . signature (≤ 342 base64 chars for RSA-2048)
-        let mut token =
-            String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 350);
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 350);
         token.push_str(&self.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let failed = |_| IssueError::Key("signing failed".to_owned());
         match &self.key {
             KeyPair::Ecdsa(k) => {
-                let sig = k.sign(&SystemRandom::new(), token.as_bytes()).map_err(failed)?;
+                let sig = k
+                    .sign(&SystemRandom::new(), token.as_bytes())
+                    .map_err(failed)?;
                 token.push('.');
                 URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
             }

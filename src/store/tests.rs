@@ -22,7 +22,10 @@ fn migrated(kind: TestDbKind) -> (testing::TestDatabase, Store) {
 #[test]
 fn database_url_picks_the_backend_by_scheme_only() {
     let t = DatabaseTarget::parse("sqlite://data/tessera.db").unwrap();
-    assert_eq!((t.backend, t.target.as_str()), (Backend::Sqlite, "data/tessera.db"));
+    assert_eq!(
+        (t.backend, t.target.as_str()),
+        (Backend::Sqlite, "data/tessera.db")
+    );
     let t = DatabaseTarget::parse("sqlite:///var/lib/t.db").unwrap();
     assert_eq!(t.target, "/var/lib/t.db");
     for url in ["postgres://u:pw@h/db", "postgresql://u:pw@h/db"] {
@@ -32,11 +35,22 @@ fn database_url_picks_the_backend_by_scheme_only() {
         assert!(!t.redacted.contains("pw"), "{}", t.redacted);
     }
     let t = DatabaseTarget::parse("postgres://h/db?connect_timeout=9&sslmode=disable").unwrap();
-    assert_eq!(t.target, "postgres://h/db?connect_timeout=9&sslmode=disable");
+    assert_eq!(
+        t.target,
+        "postgres://h/db?connect_timeout=9&sslmode=disable"
+    );
     let t = DatabaseTarget::parse("postgres://h/db?sslmode=disable").unwrap();
-    assert_eq!(t.target, "postgres://h/db?sslmode=disable&connect_timeout=2");
+    assert_eq!(
+        t.target,
+        "postgres://h/db?sslmode=disable&connect_timeout=2"
+    );
     // No silent fallback to a SQLite file named like the URL.
-    for bad in ["tessera.db", "mysql://h/db", "sqlite://", "postgress://h/db"] {
+    for bad in [
+        "tessera.db",
+        "mysql://h/db",
+        "sqlite://",
+        "postgress://h/db",
+    ] {
         assert!(DatabaseTarget::parse(bad).is_err(), "{bad}");
     }
 }
@@ -60,7 +74,11 @@ fn migrations_apply_once_on_every_backend() {
         )
         .load(&mut *conn)
         .unwrap();
-        assert_eq!(n.iter().map(|c| c.n).collect::<Vec<_>>(), [0, 0], "{kind:?}");
+        assert_eq!(
+            n.iter().map(|c| c.n).collect::<Vec<_>>(),
+            [0, 0],
+            "{kind:?}"
+        );
     }
 }
 
@@ -73,14 +91,18 @@ fn sqlite_connections_use_wal_and_a_busy_timeout() {
         #[diesel(sql_type = Text)]
         journal_mode: String,
     }
-    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode").load(&mut *conn).unwrap();
+    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode")
+        .load(&mut *conn)
+        .unwrap();
     assert_eq!(mode[0].journal_mode, "wal");
     #[derive(QueryableByName)]
     struct Busy {
         #[diesel(sql_type = BigInt)]
         timeout: i64,
     }
-    let busy: Vec<Busy> = diesel::sql_query("PRAGMA busy_timeout").load(&mut *conn).unwrap();
+    let busy: Vec<Busy> = diesel::sql_query("PRAGMA busy_timeout")
+        .load(&mut *conn)
+        .unwrap();
     assert_eq!(busy[0].timeout, 5000);
 }
 
@@ -99,7 +121,10 @@ fn postgres_test_databases_are_isolated_schemas() {
     .bind::<Text, _>(&schema)
     .load(&mut *conn)
     .unwrap();
-    assert_eq!(n[0].n, 3, "tables and migration history land in the test schema");
+    assert_eq!(
+        n[0].n, 3,
+        "tables and migration history land in the test schema"
+    );
     drop(conn);
     drop(store);
     let admin = testing::postgres_admin_url().unwrap();
@@ -140,7 +165,11 @@ async fn an_unreachable_postgres_is_unavailable_quickly() {
     let started = Instant::now();
     let err = store.ping().await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
