@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{SharedClock, UnixTime};
+use crate::metrics::Metrics;
 use crate::store::keys::{
     self as key_rows, NewSigningKey, SigningKeyRow, KEYS_LOCK, STATE_CURRENT, STATE_NEXT,
     STATE_RETIRED,
@@ -277,6 +278,38 @@ impl KeyRing {
     pub fn current_alg(&self) -> SigningAlg {
         self.snapshot.load().signer.alg()
     }
+
+    /// Sets `tessera_signing_key_age_seconds` to the current key's age.
+    pub fn record_metrics(&self, metrics: &Metrics) {
+        let age = self
+            .clock
+            .now()
+            .saturating_sub(self.current_created_at())
+            .max(0);
+        metrics.signing_key_age.set(age as f64);
+    }
+}
+
+/// Spawns the task that calls [`KeyRing::refresh`] every `every` (`tokens.key_refresh_interval`)
+/// and updates the key-age gauge, so this replica sees rotations made elsewhere. A failed
+/// refresh keeps the previous keys and is retried next tick. Must run within a Tokio runtime.
+pub fn spawn_refresher(
+    ring: Arc<KeyRing>,
+    store: Store,
+    every: Duration,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = ring.refresh(&store).await {
+                tracing::warn!(%error, "signing key refresh failed; keeping the previous keys");
+            }
+            ring.record_metrics(&metrics);
+        }
+    })
 }
 
 /// Rotates now: next → current, current → retired (published for `retire_publish_for` —

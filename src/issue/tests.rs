@@ -356,3 +356,42 @@ fn signing_alg_names_round_trip() {
     assert!("HS256".parse::<SigningAlg>().is_err());
     assert_eq!(SigningAlg::default(), SigningAlg::ES256);
 }
+
+#[tokio::test]
+async fn the_refresher_picks_up_rotations_and_reports_key_age() {
+    let (_db, store) = migrated(TestDbKind::Sqlite);
+    let (fixed, clock) = clock();
+    let ring = Arc::new(
+        KeyRing::open_with(&store, SigningAlg::ES256, clock.clone(), None)
+            .await
+            .unwrap(),
+    );
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    fixed.advance(120);
+    let promoted = rotate_with(
+        &store,
+        SigningAlg::ES256,
+        clock,
+        Duration::from_secs(60),
+        None,
+        NEXT_KEY_MIN_AGE,
+    )
+    .await
+    .unwrap();
+    let task = spawn_refresher(
+        ring.clone(),
+        store.clone(),
+        Duration::from_secs(1),
+        metrics.clone(),
+    );
+    for _ in 0..50 {
+        if ring.current_kid() == promoted.kid {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert_eq!(ring.current_kid(), promoted.kid);
+    // The promoted key was created at T0 (as next) and it is now T0 + 120.
+    assert_eq!(metrics.signing_key_age.get(), 120.0);
+}

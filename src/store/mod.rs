@@ -58,35 +58,27 @@ fn is_transient(e: &DieselError) -> bool {
         DieselError::DatabaseError(kind, info) => match kind {
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => true,
             // SQLite reports lock contention past busy_timeout as an unclassified error.
-            _ => {
-                let m = info.message();
-                m.contains("database is locked") || m.contains("database is busy")
-            }
+            _ => is_sqlite_busy(info.message()),
         },
         _ => false,
     }
 }
 
 /// True for the errors a racing writer produces (unique violation, serialization failure,
-/// SQLite lock upgrade conflict): the transaction is worth re-running from a fresh read.
+/// SQLite lock contention): the transaction is worth re-running from a fresh read.
 pub fn is_conflict(e: &DieselError) -> bool {
     match e {
-        DieselError::DatabaseError(
-            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
-            _,
-        ) => true,
-        other => {
-            is_transient(other)
-                && !matches!(
-                    other,
-                    DieselError::DatabaseError(
-                        DatabaseErrorKind::ClosedConnection
-                            | DatabaseErrorKind::UnableToSendCommand,
-                        _
-                    )
-                )
-        }
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure => true,
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => false,
+            _ => is_sqlite_busy(info.message()),
+        },
+        _ => false,
     }
+}
+
+fn is_sqlite_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
 }
 
 /// One connection of either backend. Built by [`Store`] from the URL scheme, never through
@@ -366,7 +358,9 @@ impl Store {
 ///
 /// PostgreSQL: a transaction-scoped advisory lock per (name, schema). SQLite: the first
 /// statement is a write, so the transaction takes the database write lock up front and
-/// waits on `busy_timeout` instead of failing when it would upgrade a stale read snapshot.
+/// waits on `busy_timeout` instead of failing when it would upgrade a stale read snapshot
+/// (the no-op write names `signing_keys` only because the first migration guarantees it;
+/// SQLite has one write lock for the whole file).
 pub fn locked_transaction<T, F>(conn: &mut DbConn, lock: &str, mut f: F) -> Result<T, StoreError>
 where
     F: FnMut(&mut DbConn) -> Result<T, DieselError>,

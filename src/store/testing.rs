@@ -81,8 +81,13 @@ pub fn fresh_database_url(kind: TestDbKind) -> Result<TestDatabase, TestDbError>
                 .map_err(|e| TestDbError::Setup(format!("connect: {e}")))?;
             conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
                 .map_err(|e| TestDbError::Setup(format!("create schema: {e}")))?;
+            // application_name lets a test find (and kill) exactly its own sessions.
+            let url = format!(
+                "{}&application_name={schema}",
+                with_search_path(&admin_url, &schema)
+            );
             Ok(TestDatabase {
-                url: with_search_path(&admin_url, &schema),
+                url,
                 kind,
                 cleanup: Cleanup::PgSchema { admin_url, schema },
             })

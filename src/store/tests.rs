@@ -181,3 +181,25 @@ async fn run_returns_the_closure_result_and_ping_works() {
         assert_eq!(v, 42);
     }
 }
+
+#[tokio::test]
+async fn the_pool_recovers_when_its_postgres_sessions_are_killed() {
+    if !test_kinds().contains(&TestDbKind::Postgres) {
+        return;
+    }
+    let (db, store) = migrated(TestDbKind::Postgres);
+    store.ping().await.unwrap();
+    // What a PostgreSQL restart does to pooled connections.
+    let schema = db.schema().unwrap().to_owned();
+    let mut admin = PgConnection::establish(&testing::postgres_admin_url().unwrap()).unwrap();
+    let killed: Vec<Count> = diesel::sql_query(
+        "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind::<Text, _>(&schema)
+    .load(&mut admin)
+    .unwrap();
+    assert!(killed[0].n >= 1);
+    // The dead connection fails its checkout test and is replaced.
+    store.ping().await.unwrap();
+    store.run(|c| Ok(keys::all_keys(c)?.len())).await.unwrap();
+}
