@@ -50,13 +50,10 @@ async fn concurrent_records_are_all_committed_in_group_commits() {
             t.await.unwrap().unwrap();
         }
         // Every record returned Ok, so every row is already committed.
-        let rows = store
-            .run(move |c| Ok(recent_events(c, 10_000)?))
-            .await
-            .unwrap();
+        let rows = store.run(move |c| recent_events(c, 10_000)).await.unwrap();
         assert_eq!(rows.len(), n, "{kind:?}");
         assert_eq!(metrics.audit_queue_depth.get(), 0);
-        let by_jti = store.run(|c| Ok(events_by_jti(c, "jti-1")?)).await.unwrap();
+        let by_jti = store.run(|c| events_by_jti(c, "jti-1")).await.unwrap();
         assert_eq!(by_jti.len(), 1);
         let row = &by_jti[0];
         assert_eq!(row.grant_type, "token_exchange");
@@ -110,7 +107,7 @@ async fn shutdown_flushes_queued_events_and_refuses_later_ones() {
             committed += 1;
         }
     }
-    let rows = store.run(|c| Ok(recent_events(c, 100)?)).await.unwrap();
+    let rows = store.run(|c| recent_events(c, 100)).await.unwrap();
     assert_eq!(
         rows.len(),
         committed,

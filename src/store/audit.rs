@@ -1,11 +1,13 @@
 //! The `audit_events` table. Rows are only ever inserted (by the `audit` writer, in group
 //! commits) and read back for tests and operators; nothing here updates or deletes.
+//! Writers return diesel's error so they compose inside a caller's transaction; readers
+//! return `StoreError`.
 
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::schema::audit_events;
-use super::DbConn;
+use super::{DbConn, StoreError};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
@@ -56,17 +58,17 @@ pub fn insert_events(conn: &mut DbConn, rows: &[NewAuditRow<'_>]) -> Result<(), 
 }
 
 /// The `limit` newest events, newest first.
-pub fn recent_events(conn: &mut DbConn, limit: i64) -> Result<Vec<AuditRow>, DieselError> {
-    audit_events::table
+pub fn recent_events(conn: &mut DbConn, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    Ok(audit_events::table
         .order(audit_events::id.desc())
         .limit(limit)
-        .load(conn)
+        .load(conn)?)
 }
 
 /// Events that recorded the issued token `jti`.
-pub fn events_by_jti(conn: &mut DbConn, jti: &str) -> Result<Vec<AuditRow>, DieselError> {
-    audit_events::table
+pub fn events_by_jti(conn: &mut DbConn, jti: &str) -> Result<Vec<AuditRow>, StoreError> {
+    Ok(audit_events::table
         .filter(audit_events::jti.eq(jti))
         .order(audit_events::id.asc())
-        .load(conn)
+        .load(conn)?)
 }

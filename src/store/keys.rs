@@ -1,5 +1,6 @@
 //! The `signing_keys` table: rows in, rows out. Which key signs, and when keys move between
-//! states, is decided in `issue::keys`; these functions only read and write.
+//! states, is decided in `issue`; these functions only read and write. They return diesel's
+//! error so they compose inside `store::locked_transaction`, which retries on conflicts.
 
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
