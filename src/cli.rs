@@ -55,7 +55,13 @@ pub enum KeysCommand {
     /// List signing keys with their state.
     List,
     /// Promote the next key to current, retire the current one, pre-publish a new next.
-    Rotate,
+    Rotate {
+        /// Rotate even if the next key was published less than 30 s ago. Replicas that
+        /// have not yet re-read the keys will not publish the new current key until they do
+        /// (within `tokens.key_refresh_interval`): only for a single replica or tests.
+        #[arg(long)]
+        insecure_skip_publish_wait: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,8 +43,8 @@ fn main() -> anyhow::Result<()> {
             } else {
                 token
             };
-            let report = actix_web::rt::System::new()
-                .block_on(tessera::dev::inspect(&jwks_url, &token))?;
+            let report =
+                actix_web::rt::System::new().block_on(tessera::dev::inspect(&jwks_url, &token))?;
             println!("{report}");
             Ok(())
         }
@@ -89,23 +89,53 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
             })
             .await??;
             let clock = Arc::new(SystemClock);
-            if let KeysCommand::Rotate = cmd {
-                tessera::issue::rotate(
+            if let KeysCommand::Rotate {
+                insecure_skip_publish_wait,
+            } = cmd
+            {
+                let kek = tessera::issue::KeyEncryptionKey::from_env()?;
+                let min_next_age = if insecure_skip_publish_wait {
+                    std::time::Duration::ZERO
+                } else {
+                    tessera::issue::NEXT_KEY_MIN_AGE
+                };
+                let current = tessera::issue::rotate_with(
                     &store,
                     config.tokens.signing_alg,
                     clock.clone(),
                     config.tokens.max_lifetime,
+                    kek.as_ref(),
+                    min_next_age,
                 )
                 .await
                 .context("rotating signing keys")?;
                 println!(
-                    "rotated; replicas pick the new current key up within {:?}",
-                    config.tokens.key_refresh_interval
+                    "rotated: {} is now current; replicas sign with it within {}",
+                    current.kid,
+                    humantime::format_duration(config.tokens.key_refresh_interval)
                 );
             }
             let now = clock.now();
+            println!(
+                "{:<45} {:<6} {:<8} {:>12}  published until",
+                "kid", "alg", "state", "age"
+            );
             for key in tessera::issue::list_keys(&store).await? {
-                println!("{}", key.describe(now));
+                let age = humantime::format_duration(std::time::Duration::from_secs(
+                    u64::try_from(now.saturating_sub(key.created_at)).unwrap_or(0),
+                ));
+                let until = match (key.state, key.publish_until) {
+                    (tessera::issue::KeyState::Retired, Some(t)) => format!("{t} (unix)"),
+                    _ => "-".to_owned(),
+                };
+                println!(
+                    "{:<45} {:<6} {:<8} {:>12}  {until}{}",
+                    key.kid,
+                    key.alg,
+                    key.state.as_str(),
+                    age.to_string(),
+                    if key.encrypted { "  [encrypted]" } else { "" }
+                );
             }
             Ok(())
         }

@@ -99,21 +99,16 @@ impl Application {
         }
         let server = server.run();
 
-        let mut background = Vec::new();
-        // Rotation by another process or replica reaches this one within the interval.
-        let refresh_store = store.clone();
-        let interval = config.tokens.key_refresh_interval;
-        background.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = keys.refresh(&refresh_store).await {
-                    tracing::warn!(error = %e, "signing key refresh failed; keeping the keys in use");
-                }
-            }
-        }));
-        background.push(spawn_reload_on_sighup(state.clone()));
+        let background = vec![
+            // Rotation by another process or replica reaches this one within the interval.
+            crate::issue::spawn_refresher(
+                keys,
+                store.clone(),
+                config.tokens.key_refresh_interval,
+                state.metrics.clone(),
+            ),
+            spawn_reload_on_sighup(state.clone()),
+        ];
 
         Ok(Self {
             port,

@@ -1,24 +1,108 @@
-//! STUB — issuing: signing keys (current/next/retired) and the signer.
-use serde::{Deserialize, Serialize};
+//! Issuing: tessera's signing keys (next → current → retired, shared by every replica
+//! through the database) and the signer for RFC 9068 access tokens.
+//!
+//! Rule: the key set lives in the database; a [`KeyRing`] is one replica's snapshot of it,
+//! swapped atomically on [`KeyRing::refresh`], so [`KeyRing::sign`] is lock-free. A key is
+//! published (as `next`) before any replica signs with it, and stays published (as
+//! `retired`) until every token it signed has expired.
+
+pub mod crypt;
+pub mod keys;
+pub mod signer;
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::{SharedClock, UnixTime};
-use crate::store::Store;
+use crate::metrics::Metrics;
+use crate::store::keys::{
+    self as key_rows, NewSigningKey, SigningKeyRow, KEYS_LOCK, STATE_CURRENT, STATE_NEXT,
+    STATE_RETIRED,
+};
+use crate::store::{locked_transaction, Store, StoreError};
+pub use crypt::{CryptError, KeyEncryptionKey};
+use signer::Signer;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A replica sees a rotation within its key refresh interval (10 s default, 30 s promised):
+/// until then it may still sign with the key just retired. Retired keys stay published this
+/// much longer than the longest token lifetime.
+pub const REPLICA_LAG_MARGIN: Duration = Duration::from_secs(60);
+
+/// A next key must have been published this long before a rotation makes it current, so
+/// every replica (refreshing at least every 30 s) publishes it before anyone signs with it.
+pub const NEXT_KEY_MIN_AGE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum SigningAlg {
+    #[default]
     ES256,
     RS256,
     PS256,
     EdDSA,
 }
 
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::PS256 => "PS256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+
+    /// The same algorithm in jsonwebtoken's terms (for verifying tessera's own tokens).
+    pub fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
+        match self {
+            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+            SigningAlg::PS256 => jsonwebtoken::Algorithm::PS256,
+            SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SigningAlg {
+    type Err = IssueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ES256" => Ok(SigningAlg::ES256),
+            "RS256" => Ok(SigningAlg::RS256),
+            "PS256" => Ok(SigningAlg::PS256),
+            "EdDSA" => Ok(SigningAlg::EdDSA),
+            other => Err(IssueError::Key(format!(
+                "unknown signing algorithm {other:?}"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// Key material is missing, unusable or undecryptable; the text names the key id and
+    /// the fix, never key material.
     #[error("key: {0}")]
     Key(String),
+}
+
+impl From<CryptError> for IssueError {
+    fn from(e: CryptError) -> Self {
+        IssueError::Key(e.to_string())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -27,52 +111,511 @@ pub struct SignedToken {
     pub kid: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Next,
+    /// Signing (and published).
+    Current,
+    /// No longer signing; published until `publish_until`.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => STATE_NEXT,
+            KeyState::Current => STATE_CURRENT,
+            KeyState::Retired => STATE_RETIRED,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, IssueError> {
+        match s {
+            STATE_NEXT => Ok(KeyState::Next),
+            STATE_CURRENT => Ok(KeyState::Current),
+            STATE_RETIRED => Ok(KeyState::Retired),
+            other => Err(IssueError::Key(format!("unknown key state {other:?}"))),
+        }
+    }
+}
+
+/// What `tessera keys list` shows about a key: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub state: KeyState,
+    pub created_at: UnixTime,
+    pub activated_at: Option<UnixTime>,
+    pub retired_at: Option<UnixTime>,
+    pub publish_until: Option<UnixTime>,
+    /// Stored encrypted under `TESSERA_KEY_ENCRYPTION_KEY`.
+    pub encrypted: bool,
+}
+
+impl KeyInfo {
+    fn from_row(row: &SigningKeyRow) -> Result<Self, IssueError> {
+        Ok(Self {
+            kid: row.kid.clone(),
+            alg: row.alg.clone(),
+            state: KeyState::parse(&row.state)?,
+            created_at: row.created_at,
+            activated_at: row.activated_at,
+            retired_at: row.retired_at,
+            publish_until: row.publish_until,
+            encrypted: crypt::is_encrypted(&row.private_key),
+        })
+    }
+}
+
+/// One replica's view of the key set, replaced whole on refresh.
 #[derive(Debug)]
-pub struct KeyRing {}
+struct Snapshot {
+    signer: Arc<Signer>,
+    current_created_at: UnixTime,
+    jwks: Arc<str>,
+    /// (kid, state) of every published key, in JWKS order: what `jwks` was built from.
+    published: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct KeyRing {
+    clock: SharedClock,
+    kek: Option<KeyEncryptionKey>,
+    snapshot: ArcSwap<Snapshot>,
+}
 
 impl KeyRing {
+    /// Opens the key set: creates a current and a next key when missing (safe when several
+    /// replicas start together), loads them and self-tests signing. Reads
+    /// `TESSERA_KEY_ENCRYPTION_KEY`; see [`KeyRing::open_with`] to pass it explicitly.
     pub async fn open(
         store: &Store,
         alg: SigningAlg,
         clock: SharedClock,
     ) -> Result<Self, IssueError> {
-        let _ = (store, alg, clock);
-        unimplemented!()
+        let kek = KeyEncryptionKey::from_env()?;
+        Self::open_with(store, alg, clock, kek).await
     }
+
+    /// [`KeyRing::open`] with the key-encryption key given.
+    pub async fn open_with(
+        store: &Store,
+        alg: SigningAlg,
+        clock: SharedClock,
+        kek: Option<KeyEncryptionKey>,
+    ) -> Result<Self, IssueError> {
+        ensure_keys(store, alg, &clock, kek.as_ref()).await?;
+        let rows = load_rows(store).await?;
+        let snapshot = build_snapshot(&rows, clock.now(), kek.as_ref(), None)?;
+        if snapshot.signer.alg() != alg {
+            tracing::warn!(
+                configured = %alg,
+                current = %snapshot.signer.alg(),
+                "tokens.signing_alg differs from the current key's; new keys use the configured \
+                 algorithm, which signs after two rotations"
+            );
+        }
+        if kek.is_none() {
+            tracing::warn!(
+                "TESSERA_KEY_ENCRYPTION_KEY is not set: signing keys are stored unencrypted"
+            );
+        }
+        Ok(Self {
+            clock,
+            kek,
+            snapshot: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
+    /// Re-reads the key set, so a rotation by another process is seen; also drops retired
+    /// keys whose publication ended. On error the previous snapshot keeps serving.
     pub async fn refresh(&self, store: &Store) -> Result<(), IssueError> {
-        let _ = store;
-        unimplemented!()
+        let rows = load_rows(store).await?;
+        let now = self.clock.now();
+        let old = self.snapshot.load_full();
+        if published_keys(&rows, now)
+            .map(|r| (r.kid.as_str(), r.state.as_str()))
+            .eq(old.published.iter().map(|(k, s)| (k.as_str(), s.as_str())))
+        {
+            return Ok(());
+        }
+        let new = build_snapshot(&rows, now, self.kek.as_ref(), Some(&old))?;
+        if new.signer.kid() != old.signer.kid() {
+            tracing::info!(kid = new.signer.kid(), "signing with a new current key");
+        }
+        self.snapshot.store(Arc::new(new));
+        Ok(())
     }
+
+    /// Signs `claims` as an RFC 9068 access token with the current key.
+    /// Hot path: one atomic load, no locks, no key parsing.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<SignedToken, IssueError> {
-        let _ = claims;
-        unimplemented!()
+        let snapshot = self.snapshot.load();
+        let token = snapshot.signer.sign(claims)?;
+        Ok(SignedToken {
+            token,
+            kid: snapshot.signer.kid().to_owned(),
+        })
     }
+
+    /// `{"keys":[current, next, retired-but-published…]}`.
     pub fn jwks_json(&self) -> Arc<str> {
-        unimplemented!()
+        self.snapshot.load().jwks.clone()
     }
+
     pub fn current_created_at(&self) -> UnixTime {
-        unimplemented!()
+        self.snapshot.load().current_created_at
+    }
+
+    pub fn current_kid(&self) -> String {
+        self.snapshot.load().signer.kid().to_owned()
+    }
+
+    /// Algorithm of the current key (may differ from the configured one after a change).
+    pub fn current_alg(&self) -> SigningAlg {
+        self.snapshot.load().signer.alg()
+    }
+
+    /// Sets `tessera_signing_key_age_seconds` to the current key's age.
+    pub fn record_metrics(&self, metrics: &Metrics) {
+        let age = self
+            .clock
+            .now()
+            .saturating_sub(self.current_created_at())
+            .max(0);
+        metrics.signing_key_age.set(age as f64);
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct KeyInfo {}
-impl KeyInfo {
-    pub fn describe(&self, now: UnixTime) -> String {
-        let _ = now;
-        unimplemented!()
-    }
+/// Spawns the task that calls [`KeyRing::refresh`] every `every` (`tokens.key_refresh_interval`)
+/// and updates the key-age gauge, so this replica sees rotations made elsewhere. A failed
+/// refresh keeps the previous keys and is retried next tick. Must run within a Tokio runtime.
+pub fn spawn_refresher(
+    ring: Arc<KeyRing>,
+    store: Store,
+    every: Duration,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = ring.refresh(&store).await {
+                tracing::warn!(%error, "signing key refresh failed; keeping the previous keys");
+            }
+            ring.record_metrics(&metrics);
+        }
+    })
 }
+
+/// Rotates now: next → current, current → retired (published for `retire_publish_for` —
+/// pass `tokens.max_lifetime` — plus [`REPLICA_LAG_MARGIN`]), and a new next key of `alg`.
+/// Refuses when the next key is younger than [`NEXT_KEY_MIN_AGE`]. Returns the new current
+/// key. Reads `TESSERA_KEY_ENCRYPTION_KEY`.
 pub async fn rotate(
     store: &Store,
     alg: SigningAlg,
     clock: SharedClock,
-    retire_publish_for: std::time::Duration,
-) -> Result<(), IssueError> {
-    let _ = (store, alg, clock, retire_publish_for);
-    unimplemented!()
+    retire_publish_for: Duration,
+) -> Result<KeyInfo, IssueError> {
+    let kek = KeyEncryptionKey::from_env()?;
+    rotate_with(
+        store,
+        alg,
+        clock,
+        retire_publish_for,
+        kek.as_ref(),
+        NEXT_KEY_MIN_AGE,
+    )
+    .await
 }
+
+/// [`rotate`] with the key-encryption key and the minimum next-key age given.
+pub async fn rotate_with(
+    store: &Store,
+    alg: SigningAlg,
+    clock: SharedClock,
+    retire_publish_for: Duration,
+    kek: Option<&KeyEncryptionKey>,
+    min_next_age: Duration,
+) -> Result<KeyInfo, IssueError> {
+    ensure_keys(store, alg, &clock, kek).await?;
+    let [fresh] = prepare_keys::<1>(alg, kek).await?;
+    let retire_for = secs(retire_publish_for).saturating_add(secs(REPLICA_LAG_MARGIN));
+    let min_age = secs(min_next_age);
+    let outcome = store
+        .run(move |conn| {
+            locked_transaction(conn, KEYS_LOCK, |conn| {
+                let now = clock.now();
+                let rows = key_rows::all_keys(conn)?;
+                let Some(next) = rows.iter().find(|r| r.state == STATE_NEXT) else {
+                    return Ok(Err(IssueError::Key("no next key to promote".to_owned())));
+                };
+                let age = now.saturating_sub(next.created_at);
+                if age < min_age {
+                    return Ok(Err(IssueError::Key(format!(
+                        "next key {} was published {age}s ago; rotate again after {}s so every \
+                         replica publishes it before it signs",
+                        next.kid,
+                        min_age - age
+                    ))));
+                }
+                let promoted = next.kid.clone();
+                key_rows::retire_current(conn, now, now.saturating_add(retire_for))?;
+                key_rows::promote_next(conn, now)?;
+                key_rows::insert_key(conn, &fresh.as_new(STATE_NEXT, now, None))?;
+                key_rows::delete_unpublished_retired(conn, now)?;
+                Ok(Ok(promoted))
+            })
+        })
+        .await??;
+    let infos = list_keys(store).await?;
+    infos
+        .into_iter()
+        .find(|k| k.kid == outcome)
+        .ok_or_else(|| IssueError::Key("the promoted key vanished".to_owned()))
+}
+
+/// Every stored key, newest first.
 pub async fn list_keys(store: &Store) -> Result<Vec<KeyInfo>, IssueError> {
-    let _ = store;
-    unimplemented!()
+    load_rows(store)
+        .await?
+        .iter()
+        .map(KeyInfo::from_row)
+        .collect()
 }
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+async fn load_rows(store: &Store) -> Result<Vec<SigningKeyRow>, StoreError> {
+    store.run(|conn| Ok(key_rows::all_keys(conn)?)).await
+}
+
+/// A generated key, already in its stored form.
+struct PreparedKey {
+    kid: String,
+    alg: SigningAlg,
+    stored_private: String,
+    public_jwk: String,
+}
+
+impl PreparedKey {
+    fn as_new<'a>(
+        &'a self,
+        state: &'a str,
+        now: UnixTime,
+        activated: Option<UnixTime>,
+    ) -> NewSigningKey<'a> {
+        NewSigningKey {
+            kid: &self.kid,
+            alg: self.alg.as_str(),
+            state,
+            private_key: &self.stored_private,
+            public_jwk: &self.public_jwk,
+            created_at: now,
+            activated_at: activated,
+        }
+    }
+}
+
+/// Generates `N` keys off the async workers (RSA generation takes a while) and encrypts
+/// them when a key-encryption key is set.
+async fn prepare_keys<const N: usize>(
+    alg: SigningAlg,
+    kek: Option<&KeyEncryptionKey>,
+) -> Result<[PreparedKey; N], IssueError> {
+    let kek = kek.cloned();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(N);
+        for _ in 0..N {
+            let k = keys::generate(alg)?;
+            let stored_private = match &kek {
+                Some(kek) => crypt::encrypt(kek, &k.kid, &k.private_pem)?,
+                None => k.private_pem.clone(),
+            };
+            out.push(PreparedKey {
+                kid: k.kid,
+                alg,
+                stored_private,
+                public_jwk: k.public_jwk,
+            });
+        }
+        out.try_into()
+            .map_err(|_| IssueError::Key("key generation count".to_owned()))
+    })
+    .await
+    .map_err(|e| IssueError::Key(format!("key generation task failed: {e}")))?
+}
+
+/// Makes sure a current and a next key exist. Keys are generated before the transaction;
+/// inside it (under the key lock) the set is re-read, so when two replicas race only one
+/// set of keys is written and the other replica's candidates are discarded.
+async fn ensure_keys(
+    store: &Store,
+    alg: SigningAlg,
+    clock: &SharedClock,
+    kek: Option<&KeyEncryptionKey>,
+) -> Result<(), IssueError> {
+    let rows = load_rows(store).await?;
+    let has = |state: &str| rows.iter().any(|r| r.state == state);
+    if has(STATE_CURRENT) && has(STATE_NEXT) {
+        return Ok(());
+    }
+    // Two always cover every case (no key; only current; only next).
+    let fresh = prepare_keys::<2>(alg, kek).await?;
+    let clock = clock.clone();
+    store
+        .run(move |conn| {
+            locked_transaction(conn, KEYS_LOCK, |conn| {
+                let now = clock.now();
+                let rows = key_rows::all_keys(conn)?;
+                let has = |state: &str| rows.iter().any(|r| r.state == state);
+                let mut fresh = fresh.iter();
+                let mut created = Vec::new();
+                if !has(STATE_CURRENT) {
+                    if has(STATE_NEXT) {
+                        // The next key is already published: it is the one to sign with.
+                        key_rows::promote_next(conn, now)?;
+                    } else if let Some(k) = fresh.next() {
+                        key_rows::insert_key(conn, &k.as_new(STATE_CURRENT, now, Some(now)))?;
+                        created.push(k.kid.clone());
+                    }
+                }
+                let next_exists = key_rows::all_keys(conn)?
+                    .iter()
+                    .any(|r| r.state == STATE_NEXT);
+                if !next_exists {
+                    if let Some(k) = fresh.next() {
+                        key_rows::insert_key(conn, &k.as_new(STATE_NEXT, now, None))?;
+                        created.push(k.kid.clone());
+                    }
+                }
+                if !created.is_empty() {
+                    tracing::info!(kids = ?created, alg = %alg, "created signing keys");
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(())
+}
+
+/// Keys in the JWKS at `now`: current, next, then retired ones still published (newest
+/// retirement first).
+fn published_keys(rows: &[SigningKeyRow], now: UnixTime) -> impl Iterator<Item = &SigningKeyRow> {
+    let by_state = move |state: &'static str| rows.iter().filter(move |r| r.state == state);
+    let mut retired: Vec<&SigningKeyRow> = by_state(STATE_RETIRED)
+        .filter(|r| r.publish_until.is_some_and(|until| until > now))
+        .collect();
+    retired.sort_by(|a, b| b.retired_at.cmp(&a.retired_at).then(a.kid.cmp(&b.kid)));
+    by_state(STATE_CURRENT)
+        .chain(by_state(STATE_NEXT))
+        .chain(retired)
+}
+
+fn build_snapshot(
+    rows: &[SigningKeyRow],
+    now: UnixTime,
+    kek: Option<&KeyEncryptionKey>,
+    old: Option<&Snapshot>,
+) -> Result<Snapshot, IssueError> {
+    let current = rows
+        .iter()
+        .find(|r| r.state == STATE_CURRENT)
+        .ok_or_else(|| IssueError::Key("no current signing key in the database".to_owned()))?;
+    let signer = match old {
+        Some(old) if old.signer.kid() == current.kid => old.signer.clone(),
+        _ => {
+            let alg = SigningAlg::from_str(&current.alg)?;
+            let pem = open_private(kek, current)?;
+            let signer = Signer::from_pem(alg, &current.kid, &pem)?;
+            self_test(&signer, &current.public_jwk, &pem)?;
+            Arc::new(signer)
+        }
+    };
+    let mut published = Vec::new();
+    let mut jwks = Vec::new();
+    for row in published_keys(rows, now) {
+        let is_new_next = row.state == STATE_NEXT
+            && !old.is_some_and(|o| o.published.iter().any(|(k, _)| *k == row.kid));
+        if is_new_next {
+            // Fail now, not at the rotation that would make it current.
+            open_private(kek, row)?;
+        }
+        let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk).map_err(|_| {
+            IssueError::Key(format!("signing key {}: stored JWK is not JSON", row.kid))
+        })?;
+        jwks.push(jwk);
+        published.push((row.kid.clone(), row.state.clone()));
+    }
+    Ok(Snapshot {
+        signer,
+        current_created_at: current.created_at,
+        jwks: serde_json::json!({ "keys": jwks }).to_string().into(),
+        published,
+    })
+}
+
+fn open_private(kek: Option<&KeyEncryptionKey>, row: &SigningKeyRow) -> Result<String, IssueError> {
+    if kek.is_some() && !crypt::is_encrypted(&row.private_key) {
+        tracing::warn!(kid = %row.kid, "signing key is stored unencrypted although TESSERA_KEY_ENCRYPTION_KEY is set; it is encrypted only when rotated out and replaced");
+    }
+    Ok(crypt::open_stored(kek, &row.kid, &row.private_key)?)
+}
+
+/// Signs and verifies through jsonwebtoken with the loaded key: jsonwebtoken panics at run
+/// time when built with zero or two crypto backends, and a key whose published JWK does not
+/// match its private half would issue tokens nobody can verify. Both must stop start-up,
+/// not the first request.
+fn self_test(signer: &Signer, public_jwk: &str, pem: &str) -> Result<(), IssueError> {
+    let failed = |what: String| {
+        IssueError::Key(format!(
+            "signing self-test failed for key {}: {what}",
+            signer.kid()
+        ))
+    };
+    let alg = signer.alg().to_jsonwebtoken();
+    let claims = serde_json::json!({ "sub": "tessera-self-test" });
+    let ours = signer.sign(&claims)?;
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_str(public_jwk).map_err(|e| format!("published JWK: {e}"))?;
+        let decoding =
+            jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| format!("published JWK: {e}"))?;
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<serde_json::Value>(&ours, &decoding, &validation)
+            .map_err(|e| format!("verifying tessera's signature: {e}"))?;
+        let encoding = match signer.alg() {
+            SigningAlg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()),
+            SigningAlg::RS256 | SigningAlg::PS256 => {
+                jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+            }
+            SigningAlg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()),
+        }
+        .map_err(|e| format!("jsonwebtoken cannot load the key: {e}"))?;
+        let theirs = jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &encoding)
+            .map_err(|e| format!("jsonwebtoken signing: {e}"))?;
+        jsonwebtoken::decode::<serde_json::Value>(&theirs, &decoding, &validation)
+            .map_err(|e| format!("jsonwebtoken round trip: {e}"))?;
+        Ok(())
+    }));
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(what)) => Err(failed(what)),
+        Err(_) => Err(failed(
+            "jsonwebtoken panicked (is exactly one crypto backend enabled?)".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! The `signing_keys` table: rows in, rows out. Which key signs, and when keys move between
+//! states, is decided in `issue`; these functions only read and write. They return diesel's
+//! error so they compose inside `store::locked_transaction`, which retries on conflicts.
+
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+
+use super::schema::signing_keys;
+use super::DbConn;
+use crate::clock::UnixTime;
+
+pub const STATE_NEXT: &str = "next";
+pub const STATE_CURRENT: &str = "current";
+pub const STATE_RETIRED: &str = "retired";
+
+/// Lock name for every change to the key set (see `store::locked_transaction`).
+pub const KEYS_LOCK: &str = "tessera:signing_keys";
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub state: String,
+    /// PKCS#8 PEM, or `enc:v1:` ciphertext. Never log it.
+    pub private_key: String,
+    pub public_jwk: String,
+    pub created_at: UnixTime,
+    pub activated_at: Option<UnixTime>,
+    pub retired_at: Option<UnixTime>,
+    pub publish_until: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct NewSigningKey<'a> {
+    pub kid: &'a str,
+    pub alg: &'a str,
+    pub state: &'a str,
+    pub private_key: &'a str,
+    pub public_jwk: &'a str,
+    pub created_at: UnixTime,
+    pub activated_at: Option<UnixTime>,
+}
+
+/// Every key, newest first.
+pub fn all_keys(conn: &mut DbConn) -> Result<Vec<SigningKeyRow>, DieselError> {
+    signing_keys::table
+        .order((signing_keys::created_at.desc(), signing_keys::kid.asc()))
+        .load(conn)
+}
+
+pub fn insert_key(conn: &mut DbConn, key: &NewSigningKey<'_>) -> Result<(), DieselError> {
+    diesel::insert_into(signing_keys::table)
+        .values(key)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// current → retired, published until `publish_until`. Returns rows changed.
+pub fn retire_current(
+    conn: &mut DbConn,
+    now: UnixTime,
+    publish_until: UnixTime,
+) -> Result<usize, DieselError> {
+    diesel::update(signing_keys::table.filter(signing_keys::state.eq(STATE_CURRENT)))
+        .set((
+            signing_keys::state.eq(STATE_RETIRED),
+            signing_keys::retired_at.eq(Some(now)),
+            signing_keys::publish_until.eq(Some(publish_until)),
+        ))
+        .execute(conn)
+}
+
+/// next → current. Returns rows changed.
+pub fn promote_next(conn: &mut DbConn, now: UnixTime) -> Result<usize, DieselError> {
+    diesel::update(signing_keys::table.filter(signing_keys::state.eq(STATE_NEXT)))
+        .set((
+            signing_keys::state.eq(STATE_CURRENT),
+            signing_keys::activated_at.eq(Some(now)),
+        ))
+        .execute(conn)
+}
+
+/// Deletes retired keys no longer published: their tokens have all expired, and a private
+/// key kept past its use is only a liability.
+pub fn delete_unpublished_retired(conn: &mut DbConn, now: UnixTime) -> Result<usize, DieselError> {
+    diesel::delete(
+        signing_keys::table
+            .filter(signing_keys::state.eq(STATE_RETIRED))
+            .filter(signing_keys::publish_until.le(now)),
+    )
+    .execute(conn)
+}

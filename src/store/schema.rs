@@ -1,0 +1,36 @@
+//! The one hand-written diesel schema, valid for both backends: only types both SQLite and
+//! PostgreSQL map the same way (BIGINT, TEXT). Keep it in step with `migrations/*/`.
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        state -> Text,
+        private_key -> Text,
+        public_jwk -> Text,
+        created_at -> BigInt,
+        activated_at -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
+        publish_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        grant_type -> Text,
+        client_id -> Nullable<Text>,
+        issuer -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        actor -> Nullable<Text>,
+        audience -> Nullable<Text>,
+        scopes -> Nullable<Text>,
+        outcome -> Text,
+        reason -> Nullable<Text>,
+        jti -> Nullable<Text>,
+        subject_token_sha256 -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(signing_keys, audit_events);

@@ -1,0 +1,205 @@
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::testing::{fresh_database_url, test_kinds, TestDbKind};
+use super::*;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn migrated(kind: TestDbKind) -> (testing::TestDatabase, Store) {
+    let db = fresh_database_url(kind).unwrap();
+    let store = Store::connect(&db.url, None).unwrap();
+    store.run_migrations().unwrap();
+    (db, store)
+}
+
+#[test]
+fn database_url_picks_the_backend_by_scheme_only() {
+    let t = DatabaseTarget::parse("sqlite://data/tessera.db").unwrap();
+    assert_eq!(
+        (t.backend, t.target.as_str()),
+        (Backend::Sqlite, "data/tessera.db")
+    );
+    let t = DatabaseTarget::parse("sqlite:///var/lib/t.db").unwrap();
+    assert_eq!(t.target, "/var/lib/t.db");
+    for url in ["postgres://u:pw@h/db", "postgresql://u:pw@h/db"] {
+        let t = DatabaseTarget::parse(url).unwrap();
+        assert_eq!(t.backend, Backend::Postgres);
+        assert!(t.target.ends_with("?connect_timeout=2"), "{}", t.target);
+        assert!(!t.redacted.contains("pw"), "{}", t.redacted);
+    }
+    let t = DatabaseTarget::parse("postgres://h/db?connect_timeout=9&sslmode=disable").unwrap();
+    assert_eq!(
+        t.target,
+        "postgres://h/db?connect_timeout=9&sslmode=disable"
+    );
+    let t = DatabaseTarget::parse("postgres://h/db?sslmode=disable").unwrap();
+    assert_eq!(
+        t.target,
+        "postgres://h/db?sslmode=disable&connect_timeout=2"
+    );
+    // No silent fallback to a SQLite file named like the URL.
+    for bad in [
+        "tessera.db",
+        "mysql://h/db",
+        "sqlite://",
+        "postgress://h/db",
+    ] {
+        assert!(DatabaseTarget::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn connect_error_never_shows_the_password() {
+    let err = Store::connect("postgres://postgres:s3cret@127.0.0.1:1/x", None).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)));
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+#[test]
+fn migrations_apply_once_on_every_backend() {
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        // Idempotent: a second run (another replica, a restart) finds nothing pending.
+        store.run_migrations().unwrap();
+        let mut conn = store.get().unwrap();
+        let n: Vec<Count> = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM signing_keys UNION ALL SELECT COUNT(*) AS n FROM audit_events",
+        )
+        .load(&mut *conn)
+        .unwrap();
+        assert_eq!(
+            n.iter().map(|c| c.n).collect::<Vec<_>>(),
+            [0, 0],
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn sqlite_connections_use_wal_and_a_busy_timeout() {
+    let (_db, store) = migrated(TestDbKind::Sqlite);
+    let mut conn = store.get().unwrap();
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = Text)]
+        journal_mode: String,
+    }
+    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode")
+        .load(&mut *conn)
+        .unwrap();
+    assert_eq!(mode[0].journal_mode, "wal");
+    #[derive(QueryableByName)]
+    struct Busy {
+        #[diesel(sql_type = BigInt)]
+        timeout: i64,
+    }
+    let busy: Vec<Busy> = diesel::sql_query("PRAGMA busy_timeout")
+        .load(&mut *conn)
+        .unwrap();
+    assert_eq!(busy[0].timeout, 5000);
+}
+
+#[test]
+fn postgres_test_databases_are_isolated_schemas() {
+    if !test_kinds().contains(&TestDbKind::Postgres) {
+        return;
+    }
+    let (db, store) = migrated(TestDbKind::Postgres);
+    let schema = db.schema().unwrap().to_owned();
+    let mut conn = store.get().unwrap();
+    let n: Vec<Count> = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = $1 \
+         AND table_name IN ('signing_keys', 'audit_events', '__diesel_schema_migrations')",
+    )
+    .bind::<Text, _>(&schema)
+    .load(&mut *conn)
+    .unwrap();
+    assert_eq!(
+        n[0].n, 3,
+        "tables and migration history land in the test schema"
+    );
+    drop(conn);
+    drop(store);
+    let admin = testing::postgres_admin_url().unwrap();
+    drop(db);
+    let mut admin = PgConnection::establish(&admin).unwrap();
+    let n: Vec<Count> = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind::<Text, _>(&schema)
+    .load(&mut admin)
+    .unwrap();
+    assert_eq!(n[0].n, 0, "dropping the test database drops its schema");
+}
+
+#[test]
+fn replicas_migrating_a_fresh_postgres_together_migrate_it_once() {
+    if !test_kinds().contains(&TestDbKind::Postgres) {
+        return;
+    }
+    let db = fresh_database_url(TestDbKind::Postgres).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let store = Store::connect(&url, Some(1)).unwrap();
+                store.run_migrations()
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_unavailable_quickly() {
+    let store = Store::connect_lazy("postgres://postgres@127.0.0.1:1/x", Some(2)).unwrap();
+    let started = Instant::now();
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn run_returns_the_closure_result_and_ping_works() {
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        store.ping().await.unwrap();
+        let v = store.run(|_conn| Ok(41 + 1)).await.unwrap();
+        assert_eq!(v, 42);
+    }
+}
+
+#[tokio::test]
+async fn the_pool_recovers_when_its_postgres_sessions_are_killed() {
+    if !test_kinds().contains(&TestDbKind::Postgres) {
+        return;
+    }
+    let (db, store) = migrated(TestDbKind::Postgres);
+    store.ping().await.unwrap();
+    // What a PostgreSQL restart does to pooled connections.
+    let schema = db.schema().unwrap().to_owned();
+    let mut admin = PgConnection::establish(&testing::postgres_admin_url().unwrap()).unwrap();
+    let killed: Vec<Count> = diesel::sql_query(
+        "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind::<Text, _>(&schema)
+    .load(&mut admin)
+    .unwrap();
+    assert!(killed[0].n >= 1);
+    // The dead connection fails its checkout test and is replaced.
+    store.ping().await.unwrap();
+    store.run(|c| Ok(keys::all_keys(c)?.len())).await.unwrap();
+}
