@@ -214,14 +214,18 @@ fn describe_figment_error(err: figment::Error) -> String {
             } else {
                 format!("{}: ", e.path.join("."))
             };
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| match &m.source {
+            let source = match e.metadata.as_ref() {
+                // figment says "`TESSERA_` environment variable(s)"; name the one variable.
+                Some(m) if m.name.contains("environment") && !e.path.is_empty() => format!(
+                    " (from environment variable TESSERA_{})",
+                    e.path.join("__").to_ascii_uppercase()
+                ),
+                Some(m) => match &m.source {
                     Some(src) => format!(" (from {} {src})", m.name),
                     None => format!(" (from {})", m.name),
-                })
-                .unwrap_or_default();
+                },
+                None => String::new(),
+            };
             format!("{key}{}{source}", e.kind)
         })
         .collect::<Vec<_>>()
