@@ -235,8 +235,13 @@ mod tests {
     #[test]
     fn unknown_key_in_file_is_named() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("t.toml", "[server]\nlisten = \"127.0.0.1:1\"\nisuer = \"x\"\n")?;
-            let err = Config::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            jail.create_file(
+                "t.toml",
+                "[server]\nlisten = \"127.0.0.1:1\"\nisuer = \"x\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("t.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("isuer"), "{err}");
             assert!(err.contains("t.toml"), "{err}");
             Ok(())
@@ -252,7 +257,9 @@ mod tests {
             let c = Config::load(Some(Path::new("t.toml"))).unwrap();
             assert_eq!(c.tokens.default_lifetime, Duration::from_secs(420));
             jail.set_env("TESSERA_TOKENS__MAX_LIFETIME", "forever");
-            let err = Config::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            let err = Config::load(Some(Path::new("t.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("tokens.max_lifetime"), "{err}");
             assert!(err.contains("TESSERA_TOKENS__MAX_LIFETIME"), "{err}");
             Ok(())

@@ -97,8 +97,9 @@ impl Metrics {
             "Token requests by grant, subject token type, issuer and outcome",
             exchanges.clone(),
         );
-        let exchange_duration =
-            Family::<DurationLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let exchange_duration = Family::<DurationLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         registry.register(
             "exchange_duration_seconds",
             "Time to answer a token request",

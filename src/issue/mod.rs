@@ -31,7 +31,11 @@ pub struct SignedToken {
 pub struct KeyRing {}
 
 impl KeyRing {
-    pub async fn open(store: &Store, alg: SigningAlg, clock: SharedClock) -> Result<Self, IssueError> {
+    pub async fn open(
+        store: &Store,
+        alg: SigningAlg,
+        clock: SharedClock,
+    ) -> Result<Self, IssueError> {
         let _ = (store, alg, clock);
         unimplemented!()
     }

@@ -111,7 +111,10 @@ pub enum KeySource {
     Discovery(url::Url),
     JwksUri(url::Url),
     /// A JWKS file beside the registry entry, read at load.
-    JwksFile { path: PathBuf, jwks: Arc<serde_json::Value> },
+    JwksFile {
+        path: PathBuf,
+        jwks: Arc<serde_json::Value>,
+    },
 }
 
 #[derive(Debug)]

@@ -161,7 +161,7 @@ fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
             let e = b64(str_member(jwk, "e")?)?;
             let n_trim = n.iter().skip_while(|b| **b == 0).count();
             let e_trim = e.iter().skip_while(|b| **b == 0).count();
-            if n_trim < MIN_RSA_MODULUS_BYTES || n_trim > 2048 || e_trim == 0 || e_trim > 8 {
+            if !(MIN_RSA_MODULUS_BYTES..=2048).contains(&n_trim) || !(1..=8).contains(&e_trim) {
                 return None;
             }
             (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))

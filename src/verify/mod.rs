@@ -274,6 +274,21 @@ impl Inner {
             issuer: entry.id.clone(),
             outcome,
         };
+        // Each get_or_create returns a read guard: take one handle per statement, or the
+        // second call deadlocks waiting for the first guard.
+        let fetch_ok = self.metrics.issuer_key_fetches.get_or_create(&label("ok")).clone();
+        let fetch_error = self
+            .metrics
+            .issuer_key_fetches
+            .get_or_create(&label("error"))
+            .clone();
+        let age = self
+            .metrics
+            .issuer_keys_age
+            .get_or_create(&IssuerLabels {
+                issuer: entry.id.clone(),
+            })
+            .clone();
         let cache = Arc::new(KeyCache {
             issuer_id: entry.id.clone(),
             issuer: entry.issuer.clone(),
@@ -283,23 +298,9 @@ impl Inner {
             generation: AtomicU64::new(0),
             last_attempt: AtomicI64::new(NEVER),
             background: AtomicBool::new(false),
-            fetch_ok: self
-                .metrics
-                .issuer_key_fetches
-                .get_or_create(&label("ok"))
-                .clone(),
-            fetch_error: self
-                .metrics
-                .issuer_key_fetches
-                .get_or_create(&label("error"))
-                .clone(),
-            age: self
-                .metrics
-                .issuer_keys_age
-                .get_or_create(&IssuerLabels {
-                    issuer: entry.id.clone(),
-                })
-                .clone(),
+            fetch_ok,
+            fetch_error,
+            age,
         });
         map.insert(entry.id.clone(), cache.clone());
         cache

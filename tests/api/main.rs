@@ -1,0 +1,3 @@
+//! The integration test binary (one binary, modules per feature).
+mod issuer;
+mod verify;
