@@ -334,6 +334,11 @@ async fn an_unknown_kid_triggers_exactly_one_refresh_within_the_cooldown() {
     let f = Fixture::new().await;
     f.id(&f.issuer.id_token().sign()).await.unwrap();
     assert_eq!(f.issuer.fetch_count(), 1);
+    // Any fetch starts the cooldown, the first one included.
+    let unknown0 = f.issuer.id_token().kid(Some("nope")).sign();
+    assert_eq!(f.id(&unknown0).await.unwrap_err().reason(), "unknown_kid");
+    assert_eq!(f.issuer.fetch_count(), 1, "no refetch within 30 s of the first fetch");
+    f.clock.advance(31);
 
     let unknown = f.issuer.id_token().kid(Some("nope")).sign();
     let err = f.id(&unknown).await.unwrap_err();
@@ -361,6 +366,7 @@ async fn a_rotated_key_is_picked_up_by_the_unknown_kid_refresh() {
     let kid = f.issuer.rotate_key();
     let new = f.issuer.id_token().sign();
     assert!(new.len() > 10 && kid == "rsa-2");
+    f.clock.advance(31);
     f.id(&new).await.unwrap();
     assert_eq!(f.issuer.fetch_count(), 2);
     // The old key is gone from the JWKS; within the cooldown no refetch.
