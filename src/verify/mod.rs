@@ -276,7 +276,11 @@ impl Inner {
         };
         // Each get_or_create returns a read guard: take one handle per statement, or the
         // second call deadlocks waiting for the first guard.
-        let fetch_ok = self.metrics.issuer_key_fetches.get_or_create(&label("ok")).clone();
+        let fetch_ok = self
+            .metrics
+            .issuer_key_fetches
+            .get_or_create(&label("ok"))
+            .clone();
         let fetch_error = self
             .metrics
             .issuer_key_fetches

@@ -9,7 +9,11 @@
 //! issuer.rotate_key();            // a new RSA key replaces the old one in the JWKS
 //! assert_eq!(issuer.fetch_count(), 1);
 //! ```
-#![allow(dead_code, reason = "a shared helper: not every test binary uses every part")]
+#![allow(dead_code, reason = "a shared helper: not every test uses every part")]
+#![allow(
+    clippy::expect_used,
+    reason = "test helper: a set-up failure must fail the test loudly"
+)]
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -192,7 +196,10 @@ impl TestIssuer {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .route("/.well-known/openid-configuration", web::get().to(discovery))
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(discovery),
+                )
                 .route("/jwks.json", web::get().to(jwks))
         })
         .workers(1)
@@ -340,7 +347,11 @@ impl TokenBuilder {
     }
     /// `exp = iat + secs`.
     pub fn lifetime(mut self, secs: i64) -> Self {
-        let iat = self.claims.get("iat").and_then(Value::as_i64).unwrap_or(self.now);
+        let iat = self
+            .claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or(self.now);
         self.claims.insert("exp".into(), json!(iat + secs));
         self
     }

@@ -1,5 +1,9 @@
 //! `JwtVerifier` against a real HTTP test issuer and the real Entra ID vectors: one test
 //! per SPEC §4.1 JWT rule, plus the SPEC §6 key-cache promises.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a set-up failure must fail the test loudly"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -149,10 +153,14 @@ async fn verifies_an_id_token_through_discovery() {
 async fn verifies_es256_ps256_and_kidless_tokens() {
     let f = Fixture::new().await;
     f.id(&f.issuer.id_token().ec().sign()).await.unwrap();
-    f.id(&f.issuer.id_token().alg("PS256").sign()).await.unwrap();
+    f.id(&f.issuer.id_token().alg("PS256").sign())
+        .await
+        .unwrap();
     // SPEC §4.1: kid absent ⇒ the issuer's keys of matching type are tried.
     f.id(&f.issuer.id_token().kid(None).sign()).await.unwrap();
-    f.id(&f.issuer.id_token().ec().kid(None).sign()).await.unwrap();
+    f.id(&f.issuer.id_token().ec().kid(None).sign())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -160,21 +168,55 @@ async fn refuses_tokens_outside_their_time_window() {
     let f = Fixture::with(|e| e.max_age = Some(Duration::from_secs(3600))).await;
     let i = &f.issuer;
     let cases: Vec<(&str, String, &str)> = vec![
-        ("expired beyond skew", i.id_token().iat(T0 - 1000).exp(T0 - 61).sign(), "expired"),
-        ("nbf in the future", i.id_token().nbf(T0 + 61).sign(), "not_yet_valid"),
-        ("iat in the future", i.id_token().iat(T0 + 61).exp(T0 + 600).sign(), "issued_in_future"),
-        ("older than max_age", i.id_token().iat(T0 - 3661 - 60).exp(T0 + 60).sign(), "too_old"),
-        ("no exp", i.id_token().without_claim("exp").sign(), "missing_claim"),
-        ("no iat in an id token", i.id_token().without_claim("iat").sign(), "missing_claim"),
-        ("exp as a string", i.id_token().claim("exp", json!("1800000300")).sign(), "bad_numeric_date"),
-        ("exp negative", i.id_token().claim("nbf", json!(-5)).sign(), "bad_numeric_date"),
+        (
+            "expired beyond skew",
+            i.id_token().iat(T0 - 1000).exp(T0 - 61).sign(),
+            "expired",
+        ),
+        (
+            "nbf in the future",
+            i.id_token().nbf(T0 + 61).sign(),
+            "not_yet_valid",
+        ),
+        (
+            "iat in the future",
+            i.id_token().iat(T0 + 61).exp(T0 + 600).sign(),
+            "issued_in_future",
+        ),
+        (
+            "older than max_age",
+            i.id_token().iat(T0 - 3661 - 60).exp(T0 + 60).sign(),
+            "too_old",
+        ),
+        (
+            "no exp",
+            i.id_token().without_claim("exp").sign(),
+            "missing_claim",
+        ),
+        (
+            "no iat in an id token",
+            i.id_token().without_claim("iat").sign(),
+            "missing_claim",
+        ),
+        (
+            "exp as a string",
+            i.id_token().claim("exp", json!("1800000300")).sign(),
+            "bad_numeric_date",
+        ),
+        (
+            "exp negative",
+            i.id_token().claim("nbf", json!(-5)).sign(),
+            "bad_numeric_date",
+        ),
     ];
     for (why, token, reason) in cases {
         let err = f.id(&token).await.expect_err(why);
         assert_eq!(err.reason(), reason, "{why}: {err}");
     }
     // Within skew is fine.
-    f.id(&i.id_token().iat(T0 - 1000).exp(T0 - 59).sign()).await.unwrap();
+    f.id(&i.id_token().iat(T0 - 1000).exp(T0 - 59).sign())
+        .await
+        .unwrap();
     f.id(&i.id_token().nbf(T0 + 59).sign()).await.unwrap();
 }
 
@@ -182,15 +224,24 @@ async fn refuses_tokens_outside_their_time_window() {
 async fn refuses_wrong_issuer_and_audience() {
     let f = Fixture::new().await;
     let i = &f.issuer;
-    let err = f.id(&i.id_token().iss("https://evil.example").sign()).await.unwrap_err();
+    let err = f
+        .id(&i.id_token().iss("https://evil.example").sign())
+        .await
+        .unwrap_err();
     assert_eq!(err, VerifyError::UnknownIssuer);
-    let err = f.id(&i.id_token().claim("iss", json!(7)).sign()).await.unwrap_err();
+    let err = f
+        .id(&i.id_token().claim("iss", json!(7)).sign())
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "malformed");
     // OIDC Core §3.1.3.7: an ID token with an extra audience is refused…
     let extra = i.id_token().aud(json!(["tessera", "someone-else"])).sign();
     assert_eq!(f.id(&extra).await.unwrap_err(), VerifyError::WrongAudience);
     // …an access token needs only one match.
-    let at = i.access_token().aud(json!(["tessera", "someone-else"])).sign();
+    let at = i
+        .access_token()
+        .aud(json!(["tessera", "someone-else"]))
+        .sign();
     f.verify(&at, TokenType::AccessToken).await.unwrap();
     let other = i.access_token().aud("someone-else").sign();
     assert_eq!(
@@ -198,7 +249,9 @@ async fn refuses_wrong_issuer_and_audience() {
         VerifyError::WrongAudience
     );
     assert_eq!(
-        f.id(&i.id_token().without_claim("aud").sign()).await.unwrap_err(),
+        f.id(&i.id_token().without_claim("aud").sign())
+            .await
+            .unwrap_err(),
         VerifyError::MissingClaim("aud")
     );
     // AudienceRule::OneOf replaces the issuer's audiences (RFC 7523 bearer grant).
@@ -210,10 +263,16 @@ async fn refuses_wrong_issuer_and_audience() {
         audience: AudienceRule::OneOf(&token_endpoint),
     };
     let bearer = i.id_token().aud("https://tessera.example/token").sign();
-    f.verifier.verify(&f.registry, &bearer, &expect).await.unwrap();
+    f.verifier
+        .verify(&f.registry, &bearer, &expect)
+        .await
+        .unwrap();
     let plain = i.id_token().sign();
     assert_eq!(
-        f.verifier.verify(&f.registry, &plain, &expect).await.unwrap_err(),
+        f.verifier
+            .verify(&f.registry, &plain, &expect)
+            .await
+            .unwrap_err(),
         VerifyError::WrongAudience
     );
 }
@@ -239,7 +298,10 @@ async fn refuses_issuers_the_client_may_not_use_and_token_types_the_issuer_does_
     assert_eq!(err, VerifyError::IssuerNotAllowed { issuer: ID.into() });
     let at = f.issuer.access_token().sign();
     assert_eq!(
-        f.verify(&at, TokenType::AccessToken).await.unwrap_err().reason(),
+        f.verify(&at, TokenType::AccessToken)
+            .await
+            .unwrap_err()
+            .reason(),
         "token_type_not_accepted"
     );
 }
@@ -249,23 +311,74 @@ async fn refuses_hostile_algorithms_and_headers() {
     let f = Fixture::new().await;
     let i = &f.issuer;
     let cases: Vec<(&str, String, &str)> = vec![
-        ("alg none", i.id_token().alg_none().sign(), "alg_not_allowed"),
-        ("HS256 keyed with the public key", i.id_token().hs256_with_public_key().sign(), "alg_not_allowed"),
-        ("RS384 not in the allow-list", i.id_token().alg("RS384").sign(), "alg_not_allowed"),
-        ("ES256 header on the RSA kid", i.id_token().alg("ES256").sign(), "alg_key_mismatch"),
-        ("RS256 header on the EC kid", i.id_token().ec().alg("RS256").sign(), "alg_key_mismatch"),
-        ("crit header", i.id_token().header("crit", json!(["exp"])).sign(), "unsupported_jose"),
-        ("nested JWT", i.id_token().header("cty", json!("JWT")).sign(), "unsupported_jose"),
-        ("JWE", "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d".into(), "unsupported_jose"),
-        ("duplicate header alg", i.id_token().duplicate_header("alg", json!("none")).sign(), "duplicate_member"),
-        ("duplicate sub", i.id_token().duplicate_claim("sub", json!("mallory")).sign(), "duplicate_member"),
-        ("bad signature", i.id_token().bad_signature().sign(), "bad_signature"),
-        ("too large", format!("{}.{}.x", "e".repeat(40_000), "e".repeat(10_000)), "too_large"),
+        (
+            "alg none",
+            i.id_token().alg_none().sign(),
+            "alg_not_allowed",
+        ),
+        (
+            "HS256 keyed with the public key",
+            i.id_token().hs256_with_public_key().sign(),
+            "alg_not_allowed",
+        ),
+        (
+            "RS384 not in the allow-list",
+            i.id_token().alg("RS384").sign(),
+            "alg_not_allowed",
+        ),
+        (
+            "ES256 header on the RSA kid",
+            i.id_token().alg("ES256").sign(),
+            "alg_key_mismatch",
+        ),
+        (
+            "RS256 header on the EC kid",
+            i.id_token().ec().alg("RS256").sign(),
+            "alg_key_mismatch",
+        ),
+        (
+            "crit header",
+            i.id_token().header("crit", json!(["exp"])).sign(),
+            "unsupported_jose",
+        ),
+        (
+            "nested JWT",
+            i.id_token().header("cty", json!("JWT")).sign(),
+            "unsupported_jose",
+        ),
+        (
+            "JWE",
+            "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d".into(),
+            "unsupported_jose",
+        ),
+        (
+            "duplicate header alg",
+            i.id_token().duplicate_header("alg", json!("none")).sign(),
+            "duplicate_member",
+        ),
+        (
+            "duplicate sub",
+            i.id_token().duplicate_claim("sub", json!("mallory")).sign(),
+            "duplicate_member",
+        ),
+        (
+            "bad signature",
+            i.id_token().bad_signature().sign(),
+            "bad_signature",
+        ),
+        (
+            "too large",
+            format!("{}.{}.x", "e".repeat(40_000), "e".repeat(10_000)),
+            "too_large",
+        ),
     ];
     for (why, token, reason) in cases {
         let err = f.id(&token).await.expect_err(why);
         assert_eq!(err.reason(), reason, "{why}: {err}");
-        assert!(!err.to_string().contains(&token[..20.min(token.len())]), "{why}");
+        assert!(
+            !err.to_string().contains(&token[..20.min(token.len())]),
+            "{why}"
+        );
     }
 }
 
@@ -283,7 +396,10 @@ async fn never_follows_jku_x5u_jwk_or_x5c() {
         .header("jwk", other.jwk.clone())
         .header("x5c", json!(["MIIB"]))
         .sign();
-    assert_eq!(f.id(&forged).await.unwrap_err(), VerifyError::SignatureInvalid);
+    assert_eq!(
+        f.id(&forged).await.unwrap_err(),
+        VerifyError::SignatureInvalid
+    );
     // The same headers on a genuine token are ignored.
     let fine = f
         .issuer
@@ -337,7 +453,11 @@ async fn an_unknown_kid_triggers_exactly_one_refresh_within_the_cooldown() {
     // Any fetch starts the cooldown, the first one included.
     let unknown0 = f.issuer.id_token().kid(Some("nope")).sign();
     assert_eq!(f.id(&unknown0).await.unwrap_err().reason(), "unknown_kid");
-    assert_eq!(f.issuer.fetch_count(), 1, "no refetch within 30 s of the first fetch");
+    assert_eq!(
+        f.issuer.fetch_count(),
+        1,
+        "no refetch within 30 s of the first fetch"
+    );
     f.clock.advance(31);
 
     let unknown = f.issuer.id_token().kid(Some("nope")).sign();
@@ -352,9 +472,10 @@ async fn an_unknown_kid_triggers_exactly_one_refresh_within_the_cooldown() {
 
     // Concurrent unknown kids after the cooldown: one fetch, everyone waits on it.
     f.clock.advance(25);
-    let results =
-        futures_util::future::join_all((0..8).map(|_| f.id(&unknown))).await;
-    assert!(results.iter().all(|r| r.as_ref().unwrap_err().reason() == "unknown_kid"));
+    let results = futures_util::future::join_all((0..8).map(|_| f.id(&unknown))).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().reason() == "unknown_kid"));
     assert_eq!(f.issuer.fetch_count(), 3, "single flight");
 }
 
@@ -423,7 +544,11 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
     f.issuer.set_discovery_issuer(Some("https://evil.example"));
     let err = f.id(&f.issuer.id_token().sign()).await.unwrap_err();
     assert!(err.is_issuer_unavailable());
-    assert_eq!(f.issuer.fetch_count(), 0, "jwks_uri of a mismatched document not used");
+    assert_eq!(
+        f.issuer.fetch_count(),
+        0,
+        "jwks_uri of a mismatched document not used"
+    );
 }
 
 #[tokio::test]
@@ -439,14 +564,21 @@ async fn garbled_and_foreign_jwks_entries_are_skipped() {
         json!("not an object"),
     ]);
     f.id(&f.issuer.id_token().sign()).await.unwrap();
-    let err = f.id(&f.issuer.id_token().kid(Some("hmac")).sign()).await.unwrap_err();
+    let err = f
+        .id(&f.issuer.id_token().kid(Some("hmac")).sign())
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "unknown_kid");
 }
 
 #[tokio::test]
 async fn a_jwks_uri_source_is_fetched_directly() {
     let f = Fixture::new().await;
-    let e = entry(ID, f.issuer.url(), KeySource::JwksUri(f.issuer.jwks_uri().parse().unwrap()));
+    let e = entry(
+        ID,
+        f.issuer.url(),
+        KeySource::JwksUri(f.issuer.jwks_uri().parse().unwrap()),
+    );
     let registry = Registry::new(vec![e], vec![], vec![]);
     let allowed = [ID.to_owned()];
     let expect = Expectation {
@@ -485,7 +617,11 @@ async fn a_jwks_file_source_needs_no_fetch() {
         .unwrap();
     let unknown = f.issuer.id_token().kid(Some("nope")).sign();
     assert_eq!(
-        f.verifier.verify(&registry, &unknown, &expect).await.unwrap_err().reason(),
+        f.verifier
+            .verify(&registry, &unknown, &expect)
+            .await
+            .unwrap_err()
+            .reason(),
         "unknown_kid"
     );
     assert_eq!(f.issuer.fetch_count() + f.issuer.discovery_count(), 0);
@@ -523,7 +659,10 @@ async fn a_slow_issuer_does_not_block_another() {
     });
     f.unwrap();
     s.unwrap();
-    assert!(took < Duration::from_millis(1000), "fast issuer waited {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "fast issuer waited {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -556,7 +695,10 @@ async fn warm_up_fetches_keys_without_waiting() {
 // --- Real Entra ID (Azure AD v1) vectors: typ JWT, no kid, x5t only -----------------
 
 fn fixture(dir: &str, file: &str) -> String {
-    let path = format!("{}/tests/fixtures/oidc/{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/oidc/{dir}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -607,31 +749,65 @@ const GRAPH_AUD: &str = "https://graph.windows.net";
 
 #[tokio::test]
 async fn verifies_the_real_entra_id_token() {
-    let v = verify_vector(CYRANO, CYRANO_ISS, CYRANO_AUD, 1_419_268_580, TokenType::IdToken, false)
-        .await
-        .unwrap();
-    assert_eq!(v.claims["sub"], "h2xzYW3mgTZfZwpwOWxA1Yp2tjoWsFq9iFkP1N2QRwk");
+    let v = verify_vector(
+        CYRANO,
+        CYRANO_ISS,
+        CYRANO_AUD,
+        1_419_268_580,
+        TokenType::IdToken,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v.claims["sub"],
+        "h2xzYW3mgTZfZwpwOWxA1Yp2tjoWsFq9iFkP1N2QRwk"
+    );
     // A year later it is expired.
-    let err = verify_vector(CYRANO, CYRANO_ISS, CYRANO_AUD, 1_450_000_000, TokenType::IdToken, false)
-        .await
-        .unwrap_err();
+    let err = verify_vector(
+        CYRANO,
+        CYRANO_ISS,
+        CYRANO_AUD,
+        1_450_000_000,
+        TokenType::IdToken,
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "expired");
 }
 
 #[tokio::test]
 async fn verifies_the_real_entra_access_token_per_typ_rules() {
     let at = 1_405_968_982;
-    let v = verify_vector(GRAPH, GRAPH_ISS, GRAPH_AUD, at, TokenType::AccessToken, true)
-        .await
-        .unwrap();
-    assert_eq!(v.claims["sub"], "5GE0VHAJPniGMIin7wL4PE0Q9203Lm4lrARpkpAAbjk");
+    let v = verify_vector(
+        GRAPH,
+        GRAPH_ISS,
+        GRAPH_AUD,
+        at,
+        TokenType::AccessToken,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v.claims["sub"],
+        "5GE0VHAJPniGMIin7wL4PE0Q9203Lm4lrARpkpAAbjk"
+    );
     verify_vector(GRAPH, GRAPH_ISS, GRAPH_AUD, at, TokenType::Jwt, false)
         .await
         .unwrap();
     // typ JWT is not at+jwt: refused as access_token by a strict issuer entry.
-    let err = verify_vector(GRAPH, GRAPH_ISS, GRAPH_AUD, at, TokenType::AccessToken, false)
-        .await
-        .unwrap_err();
+    let err = verify_vector(
+        GRAPH,
+        GRAPH_ISS,
+        GRAPH_AUD,
+        at,
+        TokenType::AccessToken,
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "wrong_typ");
     // An access token presented as an ID token fails the aud/iat rules or typ: it has
     // typ JWT, so it is the audience set that stops it here (aud is Graph's).
