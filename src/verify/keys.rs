@@ -141,9 +141,23 @@ fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
             return None;
         }
     }
+    // RFC 7517 §4.3: skip a key whose registered `key_ops` exclude "verify". Values
+    // outside the registry (Entra's source JWKS says "signing") are not held against it.
     if let Some(ops) = jwk.get("key_ops") {
+        const OTHER_OPS: [&str; 7] = [
+            "sign",
+            "encrypt",
+            "decrypt",
+            "wrapKey",
+            "unwrapKey",
+            "deriveKey",
+            "deriveBits",
+        ];
         let ops = ops.as_array()?;
-        if !ops.iter().any(|o| o.as_str() == Some("verify")) {
+        if ops
+            .iter()
+            .all(|o| o.as_str().is_some_and(|o| OTHER_OPS.contains(&o)))
+        {
             return None;
         }
     }
@@ -261,4 +275,54 @@ pub struct KeyCache {
     pub fetch_ok: Counter,
     pub fetch_error: Counter,
     pub age: Gauge<f64, AtomicU64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(dir: &str, file: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/oidc/{dir}/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn parses_the_entra_jwks_and_skips_what_it_cannot_use() {
+        let mut jwks = fixture("entra-id-v1-id-token-2014-cyrano", "jwks.json");
+        let keys = jwks["keys"].as_array_mut().unwrap();
+        keys.push(json!({"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+        keys.push(json!({"kty": "oct", "k": "c2VjcmV0"}));
+        keys.push(json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}));
+        keys.push(json!(42));
+        let set = parse_jwks(&jwks, 7).unwrap();
+        assert_eq!((set.keys.len(), set.skipped, set.fetched_at), (2, 4, 7));
+        assert!(set
+            .keys
+            .iter()
+            .all(|k| k.kind == KeyKind::Rsa && k.x5t.is_some()));
+    }
+
+    #[test]
+    fn the_non_base64url_source_jwks_has_no_usable_key() {
+        // `n` in standard base64 with padding: refused key by key, so the whole set is.
+        let jwks = fixture("entra-id-v1-id-token-2014-cyrano", "jwks.source.json");
+        assert!(matches!(
+            parse_jwks(&jwks, 0),
+            Err(JwksError::NoUsableKey { .. })
+        ));
+        assert_eq!(parse_jwks(&json!([]), 0).unwrap_err(), JwksError::NotAJwks);
+    }
+
+    #[test]
+    fn algorithms_fit_key_types() {
+        assert!(alg_fits(JwsAlg::PS256, KeyKind::Rsa));
+        assert!(!alg_fits(JwsAlg::ES256, KeyKind::Rsa));
+        assert!(!alg_fits(JwsAlg::ES256, KeyKind::EcP384));
+        assert!(alg_fits(JwsAlg::ES384, KeyKind::EcP384));
+        assert!(alg_fits(JwsAlg::EdDSA, KeyKind::Ed25519));
+    }
 }
