@@ -157,7 +157,7 @@ impl Config {
                 }
                 figment = figment.merge(Toml::file_exact(p));
             }
-            None => figment = figment.merge(Toml::file_exact("tessera.toml").nested()),
+            None => figment = figment.merge(Toml::file("tessera.toml")),
         }
         let figment = figment.merge(
             Env::prefixed("TESSERA_")

@@ -345,6 +345,7 @@ impl Exchanger {
                 VerifyError::IssuerUnavailable { issuer } => {
                     ExchangeError::IssuerUnavailable { issuer }
                 }
+                VerifyError::Internal(message) => ExchangeError::Internal(message.to_owned()),
                 error => ExchangeError::Token { role, error },
             })?;
         if role != TokenRole::Actor {

@@ -34,13 +34,27 @@ async fn the_readme_walk_through_works_against_the_demo_registry() {
         .await;
     // 1. Mint a demo ID token (the demo issuer's key file path is relative to its entry).
     let out = tessera(&[
-        "dev", "id-token", "--dir", REPO_TRUST, "--sub", "alice",
-        "--claim", "email=alice@example.com", "--claim", r#"groups=["buyers"]"#,
+        "dev",
+        "id-token",
+        "--dir",
+        REPO_TRUST,
+        "--sub",
+        "alice",
+        "--claim",
+        "email=alice@example.com",
+        "--claim",
+        r#"groups=["buyers"]"#,
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id_token = stdout(&out).trim().to_owned();
     // The demo token was minted with the system clock; align the broker's.
-    let iat = jsonwebtoken::dangerous::insecure_decode::<Value>(&id_token).unwrap().claims["iat"]
+    let iat = jsonwebtoken::dangerous::insecure_decode::<Value>(&id_token)
+        .unwrap()
+        .claims["iat"]
         .as_i64()
         .unwrap();
     app.clock.set(iat);
@@ -63,8 +77,18 @@ async fn the_readme_walk_through_works_against_the_demo_registry() {
     let access = body["access_token"].as_str().unwrap();
 
     // 3. Decode and verify it against /jwks.json with the CLI.
-    let out = tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), access]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&[
+        "dev",
+        "inspect",
+        "--jwks-url",
+        &app.url("/jwks.json"),
+        access,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = stdout(&out);
     assert!(text.contains("signature: valid"), "{text}");
     assert!(text.contains(r#""sub": "alice""#), "{text}");
@@ -75,13 +99,21 @@ async fn the_readme_walk_through_works_against_the_demo_registry() {
     let mut bad = access.to_owned();
     bad.pop();
     bad.push(if access.ends_with('A') { 'B' } else { 'A' });
-    assert!(!tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), &bad]).status.success());
+    assert!(
+        !tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), &bad])
+            .status
+            .success()
+    );
 }
 
 #[test]
 fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
     let out = tessera(&["trust", "check", "--dir", REPO_TRUST]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout(&out).contains("demo-oidc"));
 
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +126,10 @@ fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
     let out = tessera(&["trust", "check", "--dir", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml") && err.contains("algorithms"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("algorithms"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -102,10 +137,16 @@ fn clients_new_secret_prints_a_secret_and_its_hash() {
     let out = tessera(&["clients", "new-secret"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    let secret = text.lines().find_map(|l| l.strip_prefix("secret: ")).unwrap();
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap();
     assert_eq!(secret.len(), 43, "256 bits, base64url without padding");
     let hash = hex::encode(Sha256::digest(secret.as_bytes()));
-    assert!(text.contains(&format!("secret_hash = \"sha256:{hash}\"")), "{text}");
+    assert!(
+        text.contains(&format!("secret_hash = \"sha256:{hash}\"")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -118,7 +159,10 @@ fn a_config_error_names_the_key_and_its_source() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tokens.max_lifetime") && err.contains("TESSERA_TOKENS__MAX_LIFETIME"), "{err}");
+    assert!(
+        err.contains("tokens.max_lifetime") && err.contains("TESSERA_TOKENS__MAX_LIFETIME"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -131,8 +175,16 @@ async fn keys_rotate_is_picked_up_by_a_running_server() {
         let jwks: Value = app.get("/jwks.json").await.json().await.unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
         let t = app.issuer.id_token().sign();
-        let body: Value = app.exchange(&t, ID_TOKEN, &[("audience", "inventory")]).await.json().await.unwrap();
-        let old_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
+        let body: Value = app
+            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let old_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
+            .unwrap()
+            .kid
+            .unwrap();
 
         let out = Command::new(BIN)
             .args(["keys", "rotate", "--insecure-skip-publish-wait"])
@@ -140,30 +192,58 @@ async fn keys_rotate_is_picked_up_by_a_running_server() {
             .current_dir(std::env::temp_dir())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
 
         let jwks: Value = app.get("/jwks.json").await.json().await.unwrap();
-        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
         assert_eq!(kids.len(), 3, "retired + current + new next: {jwks}");
-        assert!(kids.contains(&old_kid.as_str()), "the retired key stays published");
+        assert!(
+            kids.contains(&old_kid.as_str()),
+            "the retired key stays published"
+        );
         let t = app.issuer.id_token().sign();
-        let body: Value = app.exchange(&t, ID_TOKEN, &[("audience", "inventory")]).await.json().await.unwrap();
-        let new_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
+        let body: Value = app
+            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let new_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
+            .unwrap()
+            .kid
+            .unwrap();
         assert_ne!(new_kid, old_kid);
-        app.verify_issued(body["access_token"].as_str().unwrap()).await;
+        app.verify_issued(body["access_token"].as_str().unwrap())
+            .await;
     }
 }
 
 #[tokio::test]
 async fn serve_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(BIN)
         .arg("serve")
         .env_remove("TESSERA_CONFIG")
         .env("TESSERA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("TESSERA_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .env(
+            "TESSERA_DATABASE__URL",
+            format!("sqlite://{}/t.db", dir.path().display()),
+        )
         .env("TESSERA_TRUST__DIR", REPO_TRUST)
         .current_dir(dir.path())
         .stderr(std::process::Stdio::piped())
@@ -172,7 +252,11 @@ async fn serve_exits_cleanly_on_sigterm() {
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..100 {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
             ready = r.status().is_success();
             if ready {
                 break;
@@ -182,16 +266,26 @@ async fn serve_exits_cleanly_on_sigterm() {
     }
     assert!(ready, "server became ready");
     let started = std::time::Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "exits within 10 s");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "exits within 10 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}");
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
-    assert!(log.contains("DEMO ISSUER"), "serve warns about the demo issuer: {log}");
+    assert!(
+        log.contains("DEMO ISSUER"),
+        "serve warns about the demo issuer: {log}"
+    );
 }

@@ -16,7 +16,9 @@ async fn metadata_describes_the_token_endpoint() {
     assert_eq!(m["jwks_uri"], format!("{ISSUER}/jwks.json"));
     let grants = m["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&Value::from(TOKEN_EXCHANGE)));
-    let auth = m["token_endpoint_auth_methods_supported"].as_array().unwrap();
+    let auth = m["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
     assert!(auth.contains(&Value::from("client_secret_basic")));
 }
 
@@ -53,15 +55,27 @@ async fn health_readiness_and_unknown_paths() {
 async fn metrics_count_exchanges_with_bounded_labels() {
     let app = TestApp::spawn(backends()[0]).await;
     let ok = app.issuer.id_token().sign();
-    app.exchange(&ok, ID_TOKEN, &[("audience", "inventory")]).await;
-    let bad = app.issuer.id_token().iss("https://attacker-chosen.example").sign();
-    app.exchange(&bad, ID_TOKEN, &[("audience", "inventory")]).await;
+    app.exchange(&ok, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    let bad = app
+        .issuer
+        .id_token()
+        .iss("https://attacker-chosen.example")
+        .sign();
+    app.exchange(&bad, ID_TOKEN, &[("audience", "inventory")])
+        .await;
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(text.contains(
         r#"tessera_exchanges_total{grant="token_exchange",subject_token_type="id_token",issuer="acme",outcome="issued"} 1"#
     ), "{text}");
-    assert!(text.contains(r#"issuer="unknown",outcome="refused"} 1"#), "{text}");
-    assert!(!text.contains("attacker-chosen"), "request input never becomes a label");
+    assert!(
+        text.contains(r#"issuer="unknown",outcome="refused"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("attacker-chosen"),
+        "request input never becomes a label"
+    );
     assert!(text.contains(r#"tessera_rejections_total{reason="unknown_issuer"} 1"#));
     assert!(text.contains("tessera_exchange_duration_seconds_bucket"));
     assert!(text.contains("tessera_issuer_key_fetches_total"));
@@ -83,19 +97,40 @@ async fn admin_reload_needs_the_admin_token_and_keeps_a_valid_registry() {
         }
         req.send()
     };
-    assert_eq!(reload(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(reload(Some("wrong")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(reload(Some("admin-secret-for-tests")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        reload(None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        reload(Some("wrong")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        reload(Some("admin-secret-for-tests"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 
     // A broken registry is refused and the old one keeps serving.
-    std::fs::write(app.trust_dir.join("issuers/broken.toml"), "kind = \"oidc\"\n").unwrap();
+    std::fs::write(
+        app.trust_dir.join("issuers/broken.toml"),
+        "kind = \"oidc\"\n",
+    )
+    .unwrap();
     let resp = reload(Some("admin-secret-for-tests")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("broken.toml"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("broken.toml"),
+        "{body}"
+    );
     let t = app.issuer.id_token().sign();
     assert_eq!(
-        app.exchange(&t, ID_TOKEN, &[("audience", "inventory")]).await.status(),
+        app.exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+            .await
+            .status(),
         StatusCode::OK
     );
     let text = app.get("/metrics").await.text().await.unwrap();

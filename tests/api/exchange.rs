@@ -14,6 +14,7 @@ async fn exchange_issues_an_access_token_for_an_id_token() {
             .issuer
             .id_token()
             .sub("alice")
+            .lifetime(3600)
             .claim("email", json!("alice@acme.example"))
             .claim("groups", json!(["buyers"]))
             .claim("phone", json!("+1 555"))
@@ -21,7 +22,14 @@ async fn exchange_issues_an_access_token_for_an_id_token() {
 
         // Act
         let resp = app
-            .exchange(&id_token, ID_TOKEN, &[("audience", "https://api.orders.example"), ("scope", "orders:read")])
+            .exchange(
+                &id_token,
+                ID_TOKEN,
+                &[
+                    ("audience", "https://api.orders.example"),
+                    ("scope", "orders:read"),
+                ],
+            )
             .await;
 
         // Assert
@@ -46,7 +54,10 @@ async fn exchange_issues_an_access_token_for_an_id_token() {
         assert_eq!(claims["email"], "alice@acme.example");
         assert_eq!(claims["groups"], json!(["buyers"]));
         assert!(claims.get("phone").is_none(), "unmapped claims never pass");
-        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            600
+        );
 
         let rows = app.audit_rows().await;
         let row = &rows[0];
@@ -67,13 +78,19 @@ async fn exchange_accepts_an_rfc9068_access_token_and_a_resource_indicator() {
         let app = TestApp::spawn(kind).await;
         let at = app.issuer.access_token().sub("svc-7").sign();
         let resp = app
-            .exchange(&at, ACCESS_TOKEN, &[("resource", "https://api.orders.example/")])
+            .exchange(
+                &at,
+                ACCESS_TOKEN,
+                &[("resource", "https://api.orders.example/")],
+            )
             .await;
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = resp.json().await.unwrap();
         // No scope parameter: every scope client and audience both allow.
         assert_eq!(body["scope"], "orders:read orders:write");
-        let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
+        let (_, claims) = app
+            .verify_issued(body["access_token"].as_str().unwrap())
+            .await;
         assert_eq!(claims["aud"], "https://api.orders.example");
         assert_eq!(claims["sub"], "svc-7");
     }
@@ -83,7 +100,9 @@ async fn exchange_accepts_an_rfc9068_access_token_and_a_resource_indicator() {
 async fn exchange_lifetime_is_bounded_by_the_subject_token() {
     let app = TestApp::spawn(backends()[0]).await;
     let short = app.issuer.id_token().lifetime(42).sign();
-    let resp = app.exchange(&short, ID_TOKEN, &[("audience", "inventory")]).await;
+    let resp = app
+        .exchange(&short, ID_TOKEN, &[("audience", "inventory")])
+        .await;
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["expires_in"], 42);
 }
@@ -91,7 +110,11 @@ async fn exchange_lifetime_is_bounded_by_the_subject_token() {
 #[tokio::test]
 async fn impersonating_client_with_client_secret_post_gets_no_act() {
     let app = TestApp::spawn(backends()[0]).await;
-    let id_token = app.issuer.id_token().claim("email", json!("a@acme.example")).sign();
+    let id_token = app
+        .issuer
+        .id_token()
+        .claim("email", json!("a@acme.example"))
+        .sign();
     let resp = app
         .post_token(
             Auth::None,
@@ -107,7 +130,9 @@ async fn impersonating_client_with_client_secret_post_gets_no_act() {
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["expires_in"], 300); // inventory's 5m
-    let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(claims["aud"], "inventory");
     assert!(claims.get("act").is_none());
     assert_eq!(claims["client_id"], "batch-job");
@@ -119,10 +144,17 @@ async fn an_existing_act_is_nested_and_never_dropped() {
     let app = TestApp::spawn(backends()[0]).await;
     let prior = json!({"sub": "gateway"});
     let id_token = app.issuer.id_token().claim("act", prior.clone()).sign();
-    let resp = app.exchange(&id_token, ID_TOKEN, &[("audience", "inventory")]).await;
+    let resp = app
+        .exchange(&id_token, ID_TOKEN, &[("audience", "inventory")])
+        .await;
     let body: Value = resp.json().await.unwrap();
-    let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
-    assert_eq!(claims["act"], json!({"sub": "orders-service", "act": {"sub": "gateway"}}));
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        claims["act"],
+        json!({"sub": "orders-service", "act": {"sub": "gateway"}})
+    );
 
     // Under impersonate the existing act survives as it is.
     let resp = app
@@ -138,7 +170,9 @@ async fn an_existing_act_is_nested_and_never_dropped() {
         )
         .await;
     let body: Value = resp.json().await.unwrap();
-    let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(claims["act"], prior);
 }
 
@@ -151,13 +185,22 @@ async fn an_actor_token_becomes_the_act_claim() {
         .exchange(
             &subject,
             ID_TOKEN,
-            &[("audience", "inventory"), ("actor_token", &actor), ("actor_token_type", ACCESS_TOKEN)],
+            &[
+                ("audience", "inventory"),
+                ("actor_token", &actor),
+                ("actor_token_type", ACCESS_TOKEN),
+            ],
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
-    let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
-    assert_eq!(claims["act"], json!({"sub": "robot", "iss": app.issuer.url()}));
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        claims["act"],
+        json!({"sub": "robot", "iss": app.issuer.url()})
+    );
     let row = &app.audit_rows().await[0];
     assert_eq!(row.actor.as_deref(), Some("robot"));
 }
@@ -165,14 +208,27 @@ async fn an_actor_token_becomes_the_act_claim() {
 #[tokio::test]
 async fn may_act_admits_only_the_named_actor() {
     let app = TestApp::spawn(backends()[0]).await;
-    let ok = app.issuer.id_token().claim("may_act", json!({"sub": "orders-service"})).sign();
-    let resp = app.exchange(&ok, ID_TOKEN, &[("audience", "inventory")]).await;
+    let ok = app
+        .issuer
+        .id_token()
+        .claim("may_act", json!({"sub": "orders-service"}))
+        .sign();
+    let resp = app
+        .exchange(&ok, ID_TOKEN, &[("audience", "inventory")])
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
-    let other = app.issuer.id_token().claim("may_act", json!({"sub": "someone-else"})).sign();
-    let resp = app.exchange(&other, ID_TOKEN, &[("audience", "inventory")]).await;
+    let other = app
+        .issuer
+        .id_token()
+        .claim("may_act", json!({"sub": "someone-else"}))
+        .sign();
+    let resp = app
+        .exchange(&other, ID_TOKEN, &[("audience", "inventory")])
+        .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
-    app.assert_refusal_audited_after_issue("invalid_request").await;
+    app.assert_refusal_audited_after_issue("invalid_request")
+        .await;
 }
 
 #[tokio::test]
@@ -180,7 +236,11 @@ async fn requested_token_type_jwt_is_echoed() {
     let app = TestApp::spawn(backends()[0]).await;
     let t = app.issuer.id_token().sign();
     let resp = app
-        .exchange(&t, ID_TOKEN, &[("audience", "inventory"), ("requested_token_type", JWT)])
+        .exchange(
+            &t,
+            ID_TOKEN,
+            &[("audience", "inventory"), ("requested_token_type", JWT)],
+        )
         .await;
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["issued_token_type"], JWT);
@@ -198,7 +258,11 @@ async fn jwt_bearer_grant_requires_the_token_endpoint_as_audience() {
     let resp = app
         .post_token(
             Auth::Basic("orders-service", ORDERS_SECRET),
-            &[("grant_type", JWT_BEARER), ("assertion", &good), ("audience", "inventory")],
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &good),
+                ("audience", "inventory"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -207,7 +271,11 @@ async fn jwt_bearer_grant_requires_the_token_endpoint_as_audience() {
     let resp = app
         .post_token(
             Auth::Basic("orders-service", ORDERS_SECRET),
-            &[("grant_type", JWT_BEARER), ("assertion", &wrong), ("audience", "inventory")],
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &wrong),
+                ("audience", "inventory"),
+            ],
         )
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
@@ -219,7 +287,12 @@ impl TestApp {
         let rows = self.audit_rows().await;
         let last = rows.first().expect("an audit row");
         assert_eq!(last.outcome, "refused");
-        assert!(last.reason.as_deref().is_some_and(|r| r.starts_with(reason)), "{last:?}");
+        assert!(
+            last.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(reason)),
+            "{last:?}"
+        );
         assert!(last.jti.is_none());
     }
 }

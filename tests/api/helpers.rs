@@ -55,7 +55,6 @@ pub struct TestApp {
     pub clock: Arc<FixedClock>,
     pub issuer: Arc<TestIssuer>,
     pub store: Store,
-    pub kind: TestDbKind,
     pub trust_dir: PathBuf,
     server: actix_web::dev::ServerHandle,
     _trust: tempfile::TempDir,
@@ -71,13 +70,15 @@ impl Drop for TestApp {
     }
 }
 
+type ConfigureFn = Box<dyn FnOnce(&mut Config)>;
+
 pub struct TestAppBuilder {
     kind: TestDbKind,
     now: Option<i64>,
     files: Vec<(String, String)>,
     default_registry: bool,
     issuer: Option<Arc<TestIssuer>>,
-    configure: Option<Box<dyn FnOnce(&mut Config)>>,
+    configure: Option<ConfigureFn>,
 }
 
 impl TestAppBuilder {
@@ -101,7 +102,9 @@ impl TestAppBuilder {
     pub fn copy_registry(mut self, dir: &Path) -> Self {
         self.default_registry = false;
         for sub in ["issuers", "clients", "audiences"] {
-            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
             for e in entries {
                 let e = e.expect("dir entry");
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -137,7 +140,11 @@ impl TestAppBuilder {
         };
         files.extend(self.files);
         for (path, content) in files {
-            write(trust.path(), &path, &content.replace("{issuer}", issuer.url()));
+            write(
+                trust.path(),
+                &path,
+                &content.replace("{issuer}", issuer.url()),
+            );
         }
         let db = fresh_database_url(self.kind).expect("test database");
         let mut config = Config::default();
@@ -166,7 +173,6 @@ impl TestAppBuilder {
             clock,
             issuer,
             store,
-            kind: self.kind,
             trust_dir: trust.path().to_path_buf(),
             server,
             _trust: trust,
@@ -347,7 +353,10 @@ impl TestApp {
         let data = jsonwebtoken::decode::<Value>(token, &key, &v).expect("issued token verifies");
         let claims = data.claims;
         assert!(claims["exp"].as_i64().expect("exp") > self.clock.now());
-        (serde_json::to_value(&data.header).expect("header json"), claims)
+        (
+            serde_json::to_value(&data.header).expect("header json"),
+            claims,
+        )
     }
 }
 
@@ -362,7 +371,10 @@ pub async fn assert_oauth_error(resp: reqwest::Response, status: StatusCode, cod
     );
     let body: Value = resp.json().await.expect("error body is JSON");
     assert_eq!(body["error"], code, "error code in {body}");
-    assert!(body["error_description"].is_string(), "description in {body}");
+    assert!(
+        body["error_description"].is_string(),
+        "description in {body}"
+    );
     assert!(body.get("access_token").is_none());
     body
 }
@@ -374,7 +386,9 @@ impl TestApp {
         let last = rows.first().expect("an audit row for the refusal");
         assert_eq!(last.outcome, "refused", "{last:?}");
         assert!(
-            last.reason.as_deref().is_some_and(|r| r.starts_with(reason)),
+            last.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(reason)),
             "audit reason {:?} should start with {reason}",
             last.reason
         );

@@ -160,7 +160,10 @@ fn cases() -> Vec<Case> {
             name: "two targets",
             token: |i| i.id_token().sign(),
             token_type: ID_TOKEN,
-            extra: &[("audience", "inventory"), ("resource", "https://api.orders.example/")],
+            extra: &[
+                ("audience", "inventory"),
+                ("resource", "https://api.orders.example/"),
+            ],
             code: "invalid_target",
             reason: "invalid_target",
         },
@@ -168,7 +171,10 @@ fn cases() -> Vec<Case> {
             name: "scope escalation",
             token: |i| i.id_token().sign(),
             token_type: ID_TOKEN,
-            extra: &[("audience", "inventory"), ("scope", "inventory:read orders:write")],
+            extra: &[
+                ("audience", "inventory"),
+                ("scope", "inventory:read orders:write"),
+            ],
             code: "invalid_scope",
             reason: "invalid_scope",
         },
@@ -197,14 +203,20 @@ async fn every_rejection_has_its_code_and_an_audit_row_and_issues_nothing() {
             let last = &rows[0];
             assert_eq!(last.outcome, "refused", "{}", case.name);
             assert!(
-                last.reason.as_deref().is_some_and(|r| r.starts_with(case.reason)),
+                last.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(case.reason)),
                 "{}: audit reason {:?}, wanted {}",
                 case.name,
                 last.reason,
                 case.reason
             );
         }
-        assert!(app.audit_rows().await.iter().all(|r| r.outcome != "issued" && r.jti.is_none()));
+        assert!(app
+            .audit_rows()
+            .await
+            .iter()
+            .all(|r| r.outcome != "issued" && r.jti.is_none()));
     }
 }
 
@@ -213,7 +225,12 @@ async fn unknown_kid_triggers_one_refresh_then_refusal() {
     let app = TestApp::spawn(backends()[0]).await;
     // Warm the cache with a good exchange.
     let ok = app.issuer.id_token().sign();
-    assert_eq!(app.exchange(&ok, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.exchange(&ok, ID_TOKEN, INV).await.status(),
+        StatusCode::OK
+    );
+    // Past the cooldown that the first fetch started (SPEC §6: one refresh per 30 s).
+    app.clock.advance(31);
     let before = app.issuer.fetch_count();
     let bad = app.issuer.id_token().kid(Some("no-such-key")).sign();
     let resp = app.exchange(&bad, ID_TOKEN, INV).await;
@@ -230,17 +247,32 @@ async fn unknown_kid_triggers_one_refresh_then_refusal() {
 async fn a_rotated_issuer_key_is_picked_up_by_the_refresh() {
     let app = TestApp::spawn(backends()[0]).await;
     let ok = app.issuer.id_token().sign();
-    assert_eq!(app.exchange(&ok, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.exchange(&ok, ID_TOKEN, INV).await.status(),
+        StatusCode::OK
+    );
     app.issuer.rotate_key();
     let fresh = app.issuer.id_token().sign();
-    assert_eq!(app.exchange(&fresh, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    // Within the cooldown of the last fetch the new kid is refused without a fetch…
+    let resp = app.exchange(&fresh, ID_TOKEN, INV).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // …and once it has passed, one refresh picks the new key up.
+    app.clock.advance(31);
+    let fresh = app.issuer.id_token().sign();
+    assert_eq!(
+        app.exchange(&fresh, ID_TOKEN, INV).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn a_dead_jwks_endpoint_keeps_the_last_good_keys_working() {
     let app = TestApp::spawn(backends()[0]).await;
     let first = app.issuer.id_token().sub("a").sign();
-    assert_eq!(app.exchange(&first, ID_TOKEN, INV).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.exchange(&first, ID_TOKEN, INV).await.status(),
+        StatusCode::OK
+    );
     app.issuer.set_down(true);
     let second = app.issuer.id_token().sub("b").sign();
     let resp = app.exchange(&second, ID_TOKEN, INV).await;
@@ -251,11 +283,19 @@ async fn a_dead_jwks_endpoint_keeps_the_last_good_keys_working() {
 async fn an_issuer_that_never_answered_is_a_503_not_the_callers_fault() {
     let issuer = std::sync::Arc::new(TestIssuer::start().await);
     issuer.set_down(true);
-    let app = TestApp::builder(backends()[0]).with_issuer(issuer).spawn().await;
+    let app = TestApp::builder(backends()[0])
+        .with_issuer(issuer)
+        .spawn()
+        .await;
     let t = app.issuer.id_token().sign();
     let resp = app.exchange(&t, ID_TOKEN, INV).await;
     assert!(resp.headers().contains_key("retry-after"));
-    assert_oauth_error(resp, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable").await;
+    assert_oauth_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
     let rows = app.audit_rows().await;
     assert_eq!(rows[0].outcome, "error");
     assert!(rows[0].jti.is_none());
@@ -269,27 +309,44 @@ async fn a_wrong_client_secret_is_401_with_a_basic_challenge() {
         let resp = app
             .post_token(
                 Auth::Basic("orders-service", "wrong"),
-                &[("grant_type", TOKEN_EXCHANGE), ("subject_token", &t), ("subject_token_type", ID_TOKEN), ("audience", "inventory")],
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", &t),
+                    ("subject_token_type", ID_TOKEN),
+                    ("audience", "inventory"),
+                ],
             )
             .await;
-        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert!(resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
         assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
         app.assert_refusal_audited("client_secret_mismatch").await;
 
         // Unknown client, and the right secret sent the wrong way (post for a basic client).
         let resp = app
-            .post_token(Auth::Basic("nobody", "x"), &[("grant_type", TOKEN_EXCHANGE)])
+            .post_token(
+                Auth::Basic("nobody", "x"),
+                &[("grant_type", TOKEN_EXCHANGE)],
+            )
             .await;
         assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
         let resp = app
             .post_token(
                 Auth::None,
-                &[("grant_type", TOKEN_EXCHANGE), ("client_id", "orders-service"), ("client_secret", ORDERS_SECRET)],
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("client_id", "orders-service"),
+                    ("client_secret", ORDERS_SECRET),
+                ],
             )
             .await;
         assert!(resp.headers().get("www-authenticate").is_none());
         assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
-        let resp = app.post_token(Auth::None, &[("grant_type", TOKEN_EXCHANGE)]).await;
+        let resp = app
+            .post_token(Auth::None, &[("grant_type", TOKEN_EXCHANGE)])
+            .await;
         assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
         app.assert_refusal_audited("client_unauthenticated").await;
     }
@@ -304,12 +361,29 @@ async fn malformed_requests_are_refused_with_the_rfc_codes() {
     let resp = app.post_token(basic, &[("scope", "x")]).await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     let resp = app
-        .post_token(basic, &[("grant_type", TOKEN_EXCHANGE), ("grant_type", TOKEN_EXCHANGE)])
+        .post_token(
+            basic,
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("grant_type", TOKEN_EXCHANGE),
+            ],
+        )
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
-    let resp = app.post_token(basic, &[("grant_type", TOKEN_EXCHANGE), ("subject_token_type", ID_TOKEN)]).await;
+    let resp = app
+        .post_token(
+            basic,
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token_type", ID_TOKEN),
+            ],
+        )
+        .await;
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
-    assert!(body["error_description"].as_str().unwrap().contains("subject_token"));
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("subject_token"));
     app.assert_refusal_audited("invalid_request").await;
 }
 
@@ -320,7 +394,11 @@ async fn a_body_over_64_kib_is_413_and_audited() {
     let resp = app
         .post_token(
             Auth::Basic("orders-service", ORDERS_SECRET),
-            &[("grant_type", TOKEN_EXCHANGE), ("subject_token", &big), ("subject_token_type", ID_TOKEN)],
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", &big),
+                ("subject_token_type", ID_TOKEN),
+            ],
         )
         .await;
     assert_oauth_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request").await;
@@ -358,7 +436,8 @@ async fn a_client_bound_to_its_app_audience_refuses_other_tokens() {
     let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let resp = app.post_token(bound, &p).await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
-    app.assert_refusal_audited("subject_audience_not_allowed").await;
+    app.assert_refusal_audited("subject_audience_not_allowed")
+        .await;
 
     let own = app.issuer.id_token().aud(json!("app-only")).sign();
     let p = params(&own);
@@ -382,20 +461,31 @@ condition = "assertion.email.endsWith('@acme.example')"
         )
         .spawn()
         .await;
-    let ok = app.issuer.id_token().claim("email", json!("bob@acme.example")).sign();
+    let ok = app
+        .issuer
+        .id_token()
+        .claim("email", json!("bob@acme.example"))
+        .sign();
     let resp = app.exchange(&ok, ID_TOKEN, INV).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: serde_json::Value = resp.json().await.unwrap();
-    let (_, claims) = app.verify_issued(body["access_token"].as_str().unwrap()).await;
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(claims["sub"], "bob@acme.example");
 
-    let evil = app.issuer.id_token().claim("email", json!("eve@evil.example")).sign();
+    let evil = app
+        .issuer
+        .id_token()
+        .claim("email", json!("eve@evil.example"))
+        .sign();
     let resp = app.exchange(&evil, ID_TOKEN, INV).await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     let missing = app.issuer.id_token().sign();
     let resp = app.exchange(&missing, ID_TOKEN, INV).await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
-    app.assert_refusal_audited_after_issue("mapping_refused").await;
+    app.assert_refusal_audited_after_issue("mapping_refused")
+        .await;
 }
 
 #[tokio::test]
@@ -403,7 +493,10 @@ async fn no_token_leaves_when_its_audit_row_cannot_be_written() {
     for kind in backends() {
         let app = TestApp::spawn(kind).await;
         let t = app.issuer.id_token().sign();
-        assert_eq!(app.exchange(&t, ID_TOKEN, INV).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.exchange(&t, ID_TOKEN, INV).await.status(),
+            StatusCode::OK
+        );
         // Break the audit table underneath the running broker.
         app.store
             .run(|conn| {
@@ -416,7 +509,12 @@ async fn no_token_leaves_when_its_audit_row_cannot_be_written() {
         let t = app.issuer.id_token().sign();
         let resp = app.exchange(&t, ID_TOKEN, INV).await;
         assert!(resp.headers().contains_key("retry-after"));
-        let body = assert_oauth_error(resp, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable").await;
+        let body = assert_oauth_error(
+            resp,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+        )
+        .await;
         assert!(body.get("access_token").is_none());
     }
 }

@@ -1,0 +1,109 @@
+//! Outbound HTTP for discovery and JWKS (SPEC §4 "Outbound fetches", §6).
+//!
+//! Rule: only URLs named in the registry (and a discovery document's `jwks_uri`) are
+//! fetched; no redirects; connect and total timeouts; the body is streamed into a buffer
+//! capped at `max_response_bytes`; nothing is taken from discovery but `jwks_uri`.
+
+use std::time::Duration;
+
+use reqwest::redirect::Policy;
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
+
+/// Why a fetch failed: for logs and metrics only, never shown to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("HTTP request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("response is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("discovery issuer {found:?} is not the registered issuer")]
+    IssuerMismatch { found: String },
+    #[error("discovery jwks_uri is not acceptable: {0}")]
+    BadJwksUri(&'static str),
+    #[error("timed out")]
+    Timeout,
+    #[error("JWKS: {0}")]
+    Jwks(#[from] super::keys::JwksError),
+}
+
+/// The only members of a discovery document tessera reads (OpenID Connect Discovery
+/// §3). Algorithms advertised there are never used: the allow-list is the registry's.
+#[derive(Debug, Deserialize)]
+struct DiscoveryDoc {
+    issuer: String,
+    jwks_uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    max_bytes: usize,
+}
+
+impl Fetcher {
+    pub fn new(timeout: Duration, max_bytes: usize) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, max_bytes })
+    }
+
+    /// GET a JSON document, streaming with a size cap.
+    pub async fn get_json(&self, url: &Url) -> Result<Value, FetchError> {
+        let mut resp = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await?;
+        // No redirects are followed: a 3xx is a failure like any other non-200.
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(FetchError::Status(resp.status().as_u16()));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(FetchError::TooLarge(self.max_bytes));
+        }
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if buf.len() + chunk.len() > self.max_bytes {
+                return Err(FetchError::TooLarge(self.max_bytes));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(serde_json::from_slice(&buf)?)
+    }
+
+    /// OpenID Connect Discovery §4.3: the document's `issuer` must equal the registered
+    /// issuer exactly. Returns its `jwks_uri`, which must be https unless the discovery
+    /// URL itself is http (a test or lab issuer).
+    pub async fn discover_jwks_uri(
+        &self,
+        discovery_url: &Url,
+        issuer: &str,
+    ) -> Result<Url, FetchError> {
+        let doc: DiscoveryDoc = serde_json::from_value(self.get_json(discovery_url).await?)?;
+        if doc.issuer != issuer {
+            return Err(FetchError::IssuerMismatch {
+                found: super::error::sanitize_label(&doc.issuer),
+            });
+        }
+        let jwks_uri =
+            Url::parse(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri("not a URL"))?;
+        match (jwks_uri.scheme(), discovery_url.scheme()) {
+            ("https", _) | ("http", "http") => Ok(jwks_uri),
+            _ => Err(FetchError::BadJwksUri("not https")),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Issuer verification keys: a JWKS parsed once per fetch into `DecodingKey`s, and the
+//! per-issuer cache entry the verifier keeps (SPEC §4, §6).
+//!
+//! Rule: a JWKS is read leniently key by key — a key with an unsupported `kty`, a
+//! `use` other than `sig`, or garbled members is skipped, not fatal (real JWKS such as
+//! Entra's carry odd fields) — but a set with no usable key is an error, so the last good
+//! keys keep serving.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use serde_json::Value;
+
+use crate::clock::UnixTime;
+use crate::trust::{JwsAlg, KeySource};
+
+/// Smallest RSA modulus accepted, in bytes (2048 bits).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+/// What a key is, as far as algorithm fit is concerned (SPEC §4.1: `alg` must fit the
+/// key's `kty`/`crv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+/// `alg` ↔ key type (RFC 7518 §3.3–3.5, RFC 8037 §3.1).
+pub fn alg_fits(alg: JwsAlg, kind: KeyKind) -> bool {
+    use JwsAlg::*;
+    match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => kind == KeyKind::Rsa,
+        ES256 => kind == KeyKind::EcP256,
+        ES384 => kind == KeyKind::EcP384,
+        EdDSA => kind == KeyKind::Ed25519,
+    }
+}
+
+pub fn jwt_algorithm(alg: JwsAlg) -> Algorithm {
+    match alg {
+        JwsAlg::RS256 => Algorithm::RS256,
+        JwsAlg::RS384 => Algorithm::RS384,
+        JwsAlg::RS512 => Algorithm::RS512,
+        JwsAlg::PS256 => Algorithm::PS256,
+        JwsAlg::PS384 => Algorithm::PS384,
+        JwsAlg::PS512 => Algorithm::PS512,
+        JwsAlg::ES256 => Algorithm::ES256,
+        JwsAlg::ES384 => Algorithm::ES384,
+        JwsAlg::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// One usable verification key.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub x5t: Option<String>,
+    pub kind: KeyKind,
+    /// The JWK's own `alg`, when it names a JWS algorithm: then only that one.
+    pub alg: Option<JwsAlg>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    pub fn accepts(&self, alg: JwsAlg) -> bool {
+        alg_fits(alg, self.kind) && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+/// A parsed JWKS and when it was obtained.
+#[derive(Debug)]
+pub struct KeySet {
+    pub keys: Vec<VerifyKey>,
+    pub fetched_at: UnixTime,
+    /// JWKs skipped as unusable (logged once per fetch).
+    pub skipped: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JwksError {
+    #[error("JWKS is not an object with a keys array")]
+    NotAJwks,
+    #[error("JWKS has no usable signing key ({skipped} skipped)")]
+    NoUsableKey { skipped: usize },
+}
+
+/// Parses a JWKS (RFC 7517 §5) into decoding keys, skipping what cannot be used.
+pub fn parse_jwks(jwks: &Value, fetched_at: UnixTime) -> Result<KeySet, JwksError> {
+    let list = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(JwksError::NotAJwks)?;
+    let mut keys = Vec::with_capacity(list.len());
+    let mut skipped = 0;
+    for jwk in list {
+        match parse_jwk(jwk) {
+            Some(k) => keys.push(k),
+            None => skipped += 1,
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwksError::NoUsableKey { skipped });
+    }
+    Ok(KeySet {
+        keys,
+        fetched_at,
+        skipped,
+    })
+}
+
+fn str_member<'a>(jwk: &'a Value, name: &str) -> Option<&'a str> {
+    jwk.get(name).and_then(Value::as_str)
+}
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(s).ok()
+}
+
+/// One JWK, or `None` when it is not a usable signature-verification key.
+fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
+    // RFC 7517 §4.2/4.3: a key meant for encryption is not a signing key.
+    if let Some(u) = jwk.get("use") {
+        if u.as_str() != Some("sig") {
+            return None;
+        }
+    }
+    // RFC 7517 §4.3: skip a key whose registered `key_ops` exclude "verify". Values
+    // outside the registry (Entra's source JWKS says "signing") are not held against it.
+    if let Some(ops) = jwk.get("key_ops") {
+        const OTHER_OPS: [&str; 7] = [
+            "sign",
+            "encrypt",
+            "decrypt",
+            "wrapKey",
+            "unwrapKey",
+            "deriveKey",
+            "deriveBits",
+        ];
+        let ops = ops.as_array()?;
+        if ops
+            .iter()
+            .all(|o| o.as_str().is_some_and(|o| OTHER_OPS.contains(&o)))
+        {
+            return None;
+        }
+    }
+    // A JWK `alg` naming something else than a supported JWS alg (Entra's source JWKS
+    // says "SHA256") is ignored; a real one pins the key to that algorithm.
+    let alg = str_member(jwk, "alg").and_then(JwsAlg::parse);
+    if let Some(a) = str_member(jwk, "alg") {
+        if a == "none" || a.starts_with("HS") {
+            return None;
+        }
+    }
+    let (kind, key) = match str_member(jwk, "kty")? {
+        "RSA" => {
+            let n = b64(str_member(jwk, "n")?)?;
+            let e = b64(str_member(jwk, "e")?)?;
+            let n_trim = n.iter().skip_while(|b| **b == 0).count();
+            let e_trim = e.iter().skip_while(|b| **b == 0).count();
+            if !(MIN_RSA_MODULUS_BYTES..=2048).contains(&n_trim) || !(1..=8).contains(&e_trim) {
+                return None;
+            }
+            (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+        }
+        "EC" => {
+            let (kind, len) = match str_member(jwk, "crv")? {
+                "P-256" => (KeyKind::EcP256, 32),
+                "P-384" => (KeyKind::EcP384, 48),
+                _ => return None,
+            };
+            let x = str_member(jwk, "x")?;
+            let y = str_member(jwk, "y")?;
+            if b64(x)?.len() != len || b64(y)?.len() != len {
+                return None;
+            }
+            (kind, DecodingKey::from_ec_components(x, y).ok()?)
+        }
+        "OKP" => {
+            if str_member(jwk, "crv")? != "Ed25519" {
+                return None;
+            }
+            let x = str_member(jwk, "x")?;
+            if b64(x)?.len() != 32 {
+                return None;
+            }
+            (KeyKind::Ed25519, DecodingKey::from_ed_components(x).ok()?)
+        }
+        _ => return None,
+    };
+    if alg.is_some_and(|a| !alg_fits(a, kind)) {
+        return None;
+    }
+    Some(VerifyKey {
+        kid: str_member(jwk, "kid").map(str::to_owned),
+        x5t: str_member(jwk, "x5t").map(str::to_owned),
+        kind,
+        alg,
+        key,
+    })
+}
+
+/// The source a cache entry was built for; a registry reload that changes an issuer's
+/// key source gets a fresh entry, one that keeps it keeps the cached keys.
+#[derive(Debug, Clone)]
+pub enum CachedSource {
+    Discovery(url::Url),
+    JwksUri(url::Url),
+    File(Arc<Value>),
+}
+
+impl CachedSource {
+    pub fn of(source: &KeySource) -> Self {
+        match source {
+            KeySource::Discovery(u) => Self::Discovery(u.clone()),
+            KeySource::JwksUri(u) => Self::JwksUri(u.clone()),
+            KeySource::JwksFile { jwks, .. } => Self::File(jwks.clone()),
+        }
+    }
+
+    pub fn matches(&self, source: &KeySource) -> bool {
+        match (self, source) {
+            (Self::Discovery(a), KeySource::Discovery(b)) => a == b,
+            (Self::JwksUri(a), KeySource::JwksUri(b)) => a == b,
+            // The loader parses the file into a fresh Arc on each reload; the entry holds
+            // its Arc, so the pointer cannot be reused while we compare.
+            (Self::File(a), KeySource::JwksFile { jwks, .. }) => Arc::ptr_eq(a, jwks),
+            _ => false,
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Self::File(_))
+    }
+}
+
+/// "Never attempted" marker for `last_attempt`.
+pub const NEVER: UnixTime = i64::MIN;
+
+/// Per-issuer key cache (one per (issuer id, key source)), owned by the verifier so it
+/// survives registry reloads. Readers take `current` with one atomic load; refreshes
+/// are single-flight through `flight`, never under a lock shared with other issuers.
+#[derive(Debug)]
+pub struct KeyCache {
+    pub issuer_id: String,
+    /// The entry's `iss`: a discovery document must name exactly this issuer.
+    pub issuer: String,
+    pub source: CachedSource,
+    pub current: ArcSwapOption<KeySet>,
+    /// Held for the duration of one fetch; waiters re-check `generation` afterwards.
+    pub flight: tokio::sync::Mutex<()>,
+    /// Bumped after every completed fetch attempt (success or failure).
+    pub generation: AtomicU64,
+    /// Clock time of the last fetch attempt (cooldown, SPEC §6).
+    pub last_attempt: AtomicI64,
+    /// A background refresh is queued or running.
+    pub background: AtomicBool,
+    pub fetch_ok: Counter,
+    pub fetch_error: Counter,
+    pub age: Gauge<f64, AtomicU64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(dir: &str, file: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/oidc/{dir}/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn parses_the_entra_jwks_and_skips_what_it_cannot_use() {
+        let mut jwks = fixture("entra-id-v1-id-token-2014-cyrano", "jwks.json");
+        let keys = jwks["keys"].as_array_mut().unwrap();
+        keys.push(json!({"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+        keys.push(json!({"kty": "oct", "k": "c2VjcmV0"}));
+        keys.push(json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}));
+        keys.push(json!(42));
+        let set = parse_jwks(&jwks, 7).unwrap();
+        assert_eq!((set.keys.len(), set.skipped, set.fetched_at), (2, 4, 7));
+        assert!(set
+            .keys
+            .iter()
+            .all(|k| k.kind == KeyKind::Rsa && k.x5t.is_some()));
+    }
+
+    #[test]
+    fn the_non_base64url_source_jwks_has_no_usable_key() {
+        // `n` in standard base64 with padding: refused key by key, so the whole set is.
+        let jwks = fixture("entra-id-v1-id-token-2014-cyrano", "jwks.source.json");
+        assert!(matches!(
+            parse_jwks(&jwks, 0),
+            Err(JwksError::NoUsableKey { .. })
+        ));
+        assert_eq!(parse_jwks(&json!([]), 0).unwrap_err(), JwksError::NotAJwks);
+    }
+
+    #[test]
+    fn algorithms_fit_key_types() {
+        assert!(alg_fits(JwsAlg::PS256, KeyKind::Rsa));
+        assert!(!alg_fits(JwsAlg::ES256, KeyKind::Rsa));
+        assert!(!alg_fits(JwsAlg::ES256, KeyKind::EcP384));
+        assert!(alg_fits(JwsAlg::ES384, KeyKind::EcP384));
+        assert!(alg_fits(JwsAlg::EdDSA, KeyKind::Ed25519));
+    }
+}

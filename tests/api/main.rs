@@ -1,0 +1,14 @@
+//! The integration test binary (one binary, modules per feature). Every test boots the
+//! real server on a random port (SQLite, and PostgreSQL when TESSERA_TEST_DATABASE_URL is
+//! set) and talks HTTP to it; foreign issuers are real HTTP servers (`issuer`).
+// Test code fails loudly by design: a panic with a message is the test's verdict.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod endpoints;
+mod exchange;
+mod helpers;
+mod issuer;
+mod rejections;
+mod vectors;
+mod verify;
