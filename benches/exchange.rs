@@ -145,6 +145,13 @@ fn benches(c: &mut Criterion) {
         b.iter(|| rt.block_on(verifier.verify(&reg, &token, &expect)).unwrap())
     });
 
+    // 1b. The issuer's CEL mapping over the verified claims (subject + one claim).
+    let verified = rt.block_on(verifier.verify(&reg, &token, &expect)).unwrap();
+    let issuer = reg.issuers.get("bench").unwrap().clone();
+    c.bench_function("cel_mapping_apply", |b| {
+        b.iter(|| issuer.mapping.apply(&verified.claims).unwrap())
+    });
+
     // 2. Sign an ES256 access token.
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());

@@ -29,6 +29,9 @@ pub struct AuditRow {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_events)]
+// NULL, not DEFAULT, for None: lets diesel write a batch as one multi-row INSERT on SQLite
+// (with DEFAULT it falls back to one statement per row).
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewAuditRow<'a> {
     pub at: UnixTime,
     pub grant_type: &'a str,
@@ -44,17 +47,30 @@ pub struct NewAuditRow<'a> {
     pub subject_token_sha256: Option<&'a str>,
 }
 
-/// Inserts all rows in one transaction (row by row: the combined backend has no multi-row
-/// insert). Either every row is committed or none is.
+/// Rows per multi-row `INSERT`: 12 binds each stays far below SQLite's and PostgreSQL's
+/// bind-parameter limits.
+const ROWS_PER_INSERT: usize = 128;
+
+/// Inserts all rows in one transaction, as multi-row `INSERT`s on the concrete backend (the
+/// combined `MultiConnection` backend cannot batch). Either every row is committed or none
+/// is. Batching matters: one statement per row cost a quarter of the broker's CPU under load.
 pub fn insert_events(conn: &mut DbConn, rows: &[NewAuditRow<'_>]) -> Result<(), DieselError> {
-    conn.transaction(|conn| {
-        for row in rows {
-            diesel::insert_into(audit_events::table)
-                .values(row)
-                .execute(conn)?;
-        }
-        Ok(())
-    })
+    macro_rules! insert_in_chunks {
+        ($c:expr) => {
+            $c.transaction(|c| {
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    diesel::insert_into(audit_events::table)
+                        .values(chunk)
+                        .execute(c)?;
+                }
+                Ok(())
+            })
+        };
+    }
+    match conn {
+        DbConn::Sqlite(c) => insert_in_chunks!(c),
+        DbConn::Pg(c) => insert_in_chunks!(c),
+    }
 }
 
 /// The `limit` newest events, newest first.
