@@ -14,7 +14,7 @@ use tessera::startup::Application;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tessera::telemetry::init();
+    let _log_guard = tessera::telemetry::init();
     match cli.command {
         Command::Clients(ClientsCommand::NewSecret) => {
             new_secret();

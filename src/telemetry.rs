@@ -1,6 +1,9 @@
 //! Logging set-up and the one way a token may appear in a log line: a SHA-256 prefix.
 
+use std::io::IsTerminal;
+
 use sha2::{Digest, Sha256};
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, EnvFilter};
 
 /// First 16 hex characters of SHA-256 over the token: enough to correlate, useless to replay.
@@ -10,15 +13,26 @@ pub fn token_fingerprint(token: &str) -> String {
 }
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `TESSERA_LOG_FORMAT=json`
-/// switches to JSON lines.
-pub fn init() {
+/// switches to JSON lines. Lines are written by a background thread (one `write` per
+/// batch instead of one per exchange on the request path); it never drops a line (it
+/// blocks instead when 128k lines are queued). Keep the returned guard until exit: dropping
+/// it flushes what is queued.
+pub fn init() -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // A second init (tests) is harmless: keep the first subscriber.
-    let _ = if json {
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    // A second init (tests) keeps the first subscriber; its guard is then not needed.
+    let installed = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    installed.ok().map(|()| guard)
 }

@@ -39,7 +39,8 @@ pub fn backends() -> Vec<TestDbKind> {
 
 pub fn init_logs() {
     if std::env::var("TEST_LOG").is_ok() {
-        tessera::telemetry::init();
+        // Leaked on purpose: the test process's logs flush until it exits.
+        std::mem::forget(tessera::telemetry::init());
     }
 }
 
