@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
+use crate::trust::mapping::RESERVED_CLAIMS;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 
 use super::error::ExchangeError;
@@ -209,31 +210,16 @@ pub fn check_may_act(
     }
 }
 
-/// Registered claims that a mapping may never set: the issued token's own.
-const RESERVED: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "client_id",
-    "scope",
-    "act",
-    "may_act",
-    "cnf",
-    "auth_time",
-];
-
-/// Data minimisation: only the mapped claims the audience may see.
+/// Data minimisation: only the mapped claims the audience may see. Reserved names are
+/// refused at load already; filtering them again keeps a mapping from ever overriding
+/// the issued token's own claims.
 pub fn audience_claims(
     mapped: &Map<String, Value>,
     audience: &AudienceEntry,
 ) -> Map<String, Value> {
     mapped
         .iter()
-        .filter(|(k, _)| audience.claims.contains(k) && !RESERVED.contains(&k.as_str()))
+        .filter(|(k, _)| audience.claims.contains(k) && !RESERVED_CLAIMS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
