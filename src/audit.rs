@@ -19,11 +19,7 @@ use crate::store::Store;
 
 /// Rows per transaction at most.
 pub const MAX_BATCH: usize = 512;
-/// Under concurrent load (more than one event already waiting), the writer lingers this
-/// long for more before committing: each commit costs BEGIN/COMMIT, WAL page writes and an
-/// fsync whatever its size, so fewer, larger commits are much cheaper per exchange. A lone
-/// request never waits.
-const LINGER: Duration = Duration::from_millis(2);
+
 /// Events waiting beyond this make `record` wait for room (back-pressure, bounded memory).
 const QUEUE_CAPACITY: usize = 16 * 1024;
 /// `record` gives up after this long: an answer of `temporarily_unavailable` beats a hung
@@ -176,22 +172,6 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
                 break;
             }
             next = rx.try_recv().ok();
-        }
-        if batch.len() > 1 && stop.is_none() {
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(Message::Event(event, ack))) => {
-                        batch.push(*event);
-                        acks.push(ack);
-                    }
-                    Ok(Some(Message::Shutdown(done))) => {
-                        stop = Some(done);
-                        break;
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
         }
         if batch.is_empty() {
             continue;
