@@ -461,20 +461,11 @@ impl Inner {
                     })
                 }
             };
-            let algorithm = keys::jwt_algorithm(alg);
             for key in candidates.into_iter().take(MAX_KEYS_TRIED) {
                 // Signature only: jsonwebtoken's claim validation reads the system
                 // clock, so claims are checked by jwt::check_claims with our Clock.
-                match jsonwebtoken::crypto::verify(
-                    jwt.signature,
-                    jwt.signing_input.as_bytes(),
-                    &key.key,
-                    algorithm,
-                ) {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    // Undecodable signature or a key the backend refuses.
-                    Err(_) => {}
+                if key.verify_signature(alg, jwt.signing_input.as_bytes(), jwt.signature) {
+                    return Ok(());
                 }
             }
             return Err(VerifyError::SignatureInvalid);
