@@ -70,24 +70,12 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let url = config.database.url.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let store = tessera::store::Store::connect(&url, Some(1))?;
-                store.run_migrations()?;
-                Ok(())
-            })
-            .await??;
+            tessera::startup::open_store(&config).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Keys(cmd) => {
-            let url = config.database.url.clone();
-            let store = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let store = tessera::store::Store::connect(&url, Some(1))?;
-                store.run_migrations()?;
-                Ok(store)
-            })
-            .await??;
+            let store = tessera::startup::open_store(&config).await?;
             let clock = Arc::new(SystemClock);
             if let KeysCommand::Rotate {
                 insecure_skip_publish_wait,

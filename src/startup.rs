@@ -144,7 +144,8 @@ impl Application {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Connects to `database.url` and applies pending migrations (`serve`, `migrate`, `keys`).
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database.url.clone();
     let pool = config.database.pool_size;
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {

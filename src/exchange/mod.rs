@@ -27,11 +27,11 @@ pub use error::{ExchangeError, TokenRole};
 pub use policy::LifetimeBounds;
 pub use request::{Form, Grant, GrantKind};
 
-/// How the client presented its credentials (RFC 6749 §2.3.1).
+/// Credentials from the `Authorization` header (RFC 6749 §2.3.1); `client_secret_post`
+/// credentials travel in the form and are read by `authenticate`.
 #[derive(Debug, Clone)]
 pub enum ClientCredentials {
     Basic { client_id: String, secret: String },
-    Post { client_id: String, secret: String },
     None,
 }
 
@@ -350,9 +350,7 @@ impl Exchanger {
             })?;
         if role != TokenRole::Actor {
             trail.issuer = Some(token.issuer.id.clone());
-        }
-        // SPEC §2: an app exchanges only tokens addressed to it.
-        if role != TokenRole::Actor {
+            // SPEC §2: an app exchanges only tokens addressed to it.
             if let Some(wanted) = &client.subject_audiences {
                 let auds = policy::token_audiences(&token.claims);
                 if !wanted.iter().any(|w| auds.contains(w.as_str())) {
@@ -489,9 +487,6 @@ fn authenticate(
                 ));
             }
             (client_id, secret, ClientAuthMethod::ClientSecretBasic, true)
-        }
-        ClientCredentials::Post { client_id, secret } => {
-            (client_id, secret, ClientAuthMethod::ClientSecretPost, false)
         }
         ClientCredentials::None => match (form_id, form_secret) {
             (Some(id), Some(secret)) => (

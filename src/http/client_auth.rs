@@ -1,13 +1,13 @@
 //! Reads client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: id and secret
-//! are form-urlencoded before base64) or the form body.
+//! are form-urlencoded before base64). Form-body credentials are the exchange's to read.
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::Engine;
 
-use crate::exchange::{ClientCredentials, ExchangeError, Form};
+use crate::exchange::{ClientCredentials, ExchangeError};
 
-pub fn credentials(req: &HttpRequest, form: &Form) -> Result<ClientCredentials, ExchangeError> {
+pub fn credentials(req: &HttpRequest) -> Result<ClientCredentials, ExchangeError> {
     let basic_failed = || ExchangeError::InvalidClient {
         basic_attempted: true,
         reason: "malformed_basic_credentials",
@@ -34,13 +34,7 @@ pub fn credentials(req: &HttpRequest, form: &Form) -> Result<ClientCredentials, 
             secret: unescape(secret)?,
         });
     }
-    match (form.single("client_id")?, form.single("client_secret")?) {
-        (Some(id), Some(secret)) => Ok(ClientCredentials::Post {
-            client_id: id.to_owned(),
-            secret: secret.to_owned(),
-        }),
-        _ => Ok(ClientCredentials::None),
-    }
+    Ok(ClientCredentials::None)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value: `+` is a space, `%XX` a byte.

@@ -26,9 +26,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let now = state.exchanger.clock.now();
-    let age = now.saturating_sub(state.keys.current_created_at());
-    state.metrics.signing_key_age.set(age as f64);
+    state.keys.record_metrics(&state.metrics);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())

@@ -45,7 +45,7 @@ pub async fn token(
         Ok(f) => f,
         Err(e) => return Err(exchanger.refuse(e).await.into()),
     };
-    let credentials = client_auth::credentials(&req, &form);
+    let credentials = client_auth::credentials(&req);
     let response = exchanger.token(credentials, &form).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
