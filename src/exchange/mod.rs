@@ -432,7 +432,9 @@ impl Exchanger {
         }
 
         let claims = policy::audience_claims(&subject.mapped.claims, &audience);
-        let jti = uuid::Uuid::new_v4().simple().to_string();
+        // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
+        // a random page per row. 74 random bits still make it unique.
+        let jti = uuid::Uuid::now_v7().simple().to_string();
         let body = AccessTokenClaims {
             iss: &self.settings.issuer,
             sub: &subject.mapped.subject,
