@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::UnixTime;
 use crate::metrics::Metrics;
-use crate::store::audit::{insert_events, NewAuditRow};
-use crate::store::Store;
+use crate::store::audit::{insert_events, prune_before, NewAuditRow};
+use crate::store::{Store, StoreError};
 
 /// Rows per transaction at most.
 pub const MAX_BATCH: usize = 512;
@@ -146,6 +146,12 @@ impl AuditLog {
             tracing::warn!("audit flush did not finish before the shutdown deadline");
         }
     }
+}
+
+/// Retention (`tessera audit prune`): deletes the events recorded before `cutoff` in
+/// short transactions, beside running writers; returns how many went.
+pub async fn prune(store: &Store, cutoff: UnixTime) -> Result<u64, StoreError> {
+    store.run(move |conn| prune_before(conn, cutoff)).await
 }
 
 async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metrics>) {

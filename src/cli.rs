@@ -1,5 +1,5 @@
 //! Command line (clap derive): `serve`, `migrate`, `trust check`, `keys list|rotate`,
-//! `clients new-secret`, `dev id-token`.
+//! `clients new-secret`, `audit prune`, `dev id-token`, `dev inspect`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +35,9 @@ pub enum Command {
     /// Client commands.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Audit trail commands.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Developer helpers: mint subject tokens with the demo issuers' keys.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -68,6 +71,18 @@ pub enum KeysCommand {
 pub enum ClientsCommand {
     /// Print a fresh 256-bit secret and the `secret_hash` line for the client file.
     NewSecret,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Delete audit events older than the given age (retention). Safe beside running
+    /// replicas: rows go in short transactions, oldest first.
+    Prune {
+        /// Age of the newest event to delete, e.g. 90d. At least `tokens.max_lifetime`:
+        /// the trail of a token that may still be valid is kept.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

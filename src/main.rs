@@ -7,7 +7,9 @@ use base64::Engine;
 use clap::Parser;
 use sha2::{Digest, Sha256};
 
-use tessera::cli::{Cli, ClientsCommand, Command, DevCommand, KeysCommand, TrustCommand};
+use tessera::cli::{
+    AuditCommand, Cli, ClientsCommand, Command, DevCommand, KeysCommand, TrustCommand,
+};
 use tessera::clock::{Clock, SystemClock};
 use tessera::config::Config;
 use tessera::startup::Application;
@@ -125,6 +127,29 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                     if key.encrypted { "  [encrypted]" } else { "" }
                 );
             }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Prune { older_than }) => {
+            if older_than < config.tokens.max_lifetime {
+                bail!(
+                    "--older-than {} is younger than tokens.max_lifetime ({}): the audit \
+                     trail of tokens that may still be valid is kept",
+                    humantime::format_duration(older_than),
+                    humantime::format_duration(config.tokens.max_lifetime)
+                );
+            }
+            let store = tessera::startup::open_store(&config).await?;
+            let age = i64::try_from(older_than.as_secs()).context("--older-than is too large")?;
+            let cutoff = SystemClock.now().saturating_sub(age);
+            let deleted = tessera::audit::prune(&store, cutoff)
+                .await
+                .context("pruning the audit trail")?;
+            let before = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(u64::try_from(cutoff).unwrap_or(0));
+            println!(
+                "pruned {deleted} audit events recorded before {}",
+                humantime::format_rfc3339_seconds(before)
+            );
             Ok(())
         }
         Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),

@@ -88,3 +88,58 @@ pub fn events_by_jti(conn: &mut DbConn, jti: &str) -> Result<Vec<AuditRow>, Stor
         .order(audit_events::id.asc())
         .load(conn)?)
 }
+
+/// Ids per `DELETE` in [`prune_before`]. Each window is its own short transaction, so
+/// the audit writer of a running broker waits milliseconds, never for the whole prune.
+const PRUNE_WINDOW: i64 = 5_000;
+
+/// Deletes events recorded before `cutoff` (unix seconds), oldest first, one id window
+/// per transaction; returns how many rows went. Blocking.
+///
+/// There is no index on `at` (it would cost a write on every exchange), but ids are
+/// assigned in commit order, so `at` grows with `id` give or take the moments a batch
+/// waits. A binary search over the primary key finds the first id recorded at or after
+/// the cutoff; the deletes only walk ids below it, by primary key, and still test `at`, so
+/// a row recorded at or after the cutoff is never deleted. The few older rows committed
+/// out of order past that id are left for the next prune.
+pub fn prune_before(conn: &mut DbConn, cutoff: UnixTime) -> Result<u64, StoreError> {
+    use diesel::dsl::{max, min};
+    let (first, last): (Option<i64>, Option<i64>) = audit_events::table
+        .select((min(audit_events::id), max(audit_events::id)))
+        .first(conn)?;
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(0);
+    };
+    // Invariant: every row below `lo` is older than the cutoff; the first row at or after
+    // `hi` (if any) is not.
+    let (mut lo, mut hi) = (first, last + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let probe: Option<(i64, UnixTime)> = audit_events::table
+            .filter(audit_events::id.ge(mid))
+            .order(audit_events::id.asc())
+            .select((audit_events::id, audit_events::at))
+            .first(conn)
+            .optional()?;
+        match probe {
+            Some((id, at)) if at < cutoff => lo = id + 1,
+            _ => hi = mid,
+        }
+    }
+    let boundary = lo;
+    let mut deleted = 0u64;
+    let mut start = first;
+    while start < boundary {
+        let end = start.saturating_add(PRUNE_WINDOW).min(boundary);
+        let n = diesel::delete(
+            audit_events::table
+                .filter(audit_events::id.ge(start))
+                .filter(audit_events::id.lt(end))
+                .filter(audit_events::at.lt(cutoff)),
+        )
+        .execute(conn)?;
+        deleted += u64::try_from(n).unwrap_or(0);
+        start = end;
+    }
+    Ok(deleted)
+}

@@ -7,6 +7,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tessera::clock::Clock;
 
 use crate::helpers::*;
 
@@ -288,4 +289,78 @@ async fn serve_exits_cleanly_on_sigterm() {
         log.contains("DEMO ISSUER"),
         "serve warns about the demo issuer: {log}"
     );
+}
+
+#[tokio::test]
+async fn audit_prune_deletes_old_events_only_and_keeps_live_tokens_trail() {
+    use tessera::store::audit::{insert_events, NewAuditRow};
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let t = app.issuer.id_token().sign();
+        let resp = app
+            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let old = app.clock.now() - 100 * 86_400;
+        app.store
+            .run(move |c| {
+                let row = |at| NewAuditRow {
+                    at,
+                    grant_type: "token_exchange",
+                    client_id: Some("orders-service"),
+                    issuer: None,
+                    subject: None,
+                    actor: None,
+                    audience: None,
+                    scopes: None,
+                    outcome: "issued",
+                    reason: None,
+                    jti: None,
+                    subject_token_sha256: None,
+                };
+                Ok(insert_events(c, &[row(old), row(old + 1), row(old + 2)])?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(app.audit_rows().await.len(), 4);
+
+        let prune = |age: &str| {
+            Command::new(BIN)
+                .args(["audit", "prune", "--older-than", age])
+                .env("TESSERA_DATABASE__URL", app.database_url())
+                .env_remove("TESSERA_CONFIG")
+                .current_dir(std::env::temp_dir())
+                .output()
+                .unwrap()
+        };
+        // Younger than tokens.max_lifetime: refused, nothing deleted.
+        let out = prune("5m");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("tokens.max_lifetime"), "{err}");
+        assert_eq!(app.audit_rows().await.len(), 4);
+
+        let out = prune("90days");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout(&out).starts_with("pruned 3 audit events recorded before "),
+            "{}",
+            stdout(&out)
+        );
+        let left = app.audit_rows().await;
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].at > old + 2);
+
+        // The running broker keeps writing its trail after the prune.
+        let t = app.issuer.id_token().sign();
+        let resp = app
+            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(app.audit_rows().await.len(), 2);
+    }
 }
