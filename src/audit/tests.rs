@@ -119,6 +119,7 @@ async fn shutdown_flushes_queued_events_and_refuses_later_ones() {
 #[tokio::test]
 async fn prune_deletes_only_rows_older_than_the_cutoff_across_many_windows() {
     use crate::store::audit::{insert_events, prune_before, NewAuditRow};
+    use crate::store::testing::audit_row_at;
     for kind in test_kinds() {
         let (_db, store) = migrated(kind);
         assert_eq!(
@@ -138,23 +139,8 @@ async fn prune_deletes_only_rows_older_than_the_cutoff_across_many_windows() {
         let inserted = ats.clone();
         store
             .run(move |c| {
-                let rows: Vec<NewAuditRow<'_>> = inserted
-                    .iter()
-                    .map(|&at| NewAuditRow {
-                        at,
-                        grant_type: "token_exchange",
-                        client_id: None,
-                        issuer: None,
-                        subject: None,
-                        actor: None,
-                        audience: None,
-                        scopes: None,
-                        outcome: "issued",
-                        reason: None,
-                        jti: None,
-                        subject_token_sha256: None,
-                    })
-                    .collect();
+                let rows: Vec<NewAuditRow<'_>> =
+                    inserted.iter().map(|&at| audit_row_at(at)).collect();
                 Ok(insert_events(c, &rows)?)
             })
             .await

@@ -131,3 +131,21 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// A bare `issued` audit row recorded at `at`, for tests that plant old rows.
+pub fn audit_row_at(at: crate::clock::UnixTime) -> super::audit::NewAuditRow<'static> {
+    super::audit::NewAuditRow {
+        at,
+        grant_type: "token_exchange",
+        client_id: None,
+        issuer: None,
+        subject: None,
+        actor: None,
+        audience: None,
+        scopes: None,
+        outcome: "issued",
+        reason: None,
+        jti: None,
+        subject_token_sha256: None,
+    }
+}

@@ -293,7 +293,8 @@ async fn serve_exits_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn audit_prune_deletes_old_events_only_and_keeps_live_tokens_trail() {
-    use tessera::store::audit::{insert_events, NewAuditRow};
+    use tessera::store::audit::insert_events;
+    use tessera::store::testing::audit_row_at;
     for kind in backends() {
         let app = TestApp::spawn(kind).await;
         let t = app.issuer.id_token().sign();
@@ -304,21 +305,14 @@ async fn audit_prune_deletes_old_events_only_and_keeps_live_tokens_trail() {
         let old = app.clock.now() - 100 * 86_400;
         app.store
             .run(move |c| {
-                let row = |at| NewAuditRow {
-                    at,
-                    grant_type: "token_exchange",
-                    client_id: Some("orders-service"),
-                    issuer: None,
-                    subject: None,
-                    actor: None,
-                    audience: None,
-                    scopes: None,
-                    outcome: "issued",
-                    reason: None,
-                    jti: None,
-                    subject_token_sha256: None,
-                };
-                Ok(insert_events(c, &[row(old), row(old + 1), row(old + 2)])?)
+                Ok(insert_events(
+                    c,
+                    &[
+                        audit_row_at(old),
+                        audit_row_at(old + 1),
+                        audit_row_at(old + 2),
+                    ],
+                )?)
             })
             .await
             .unwrap();
