@@ -377,7 +377,11 @@ impl Exchanger {
         } else {
             trail.subject = Some(mapped.subject.clone());
         }
-        Ok(Verified { token, mapped })
+        Ok(Verified {
+            role,
+            token,
+            mapped,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -398,9 +402,9 @@ impl Exchanger {
         let scope = scopes.join(" ");
         trail.scopes = Some(scope.clone());
 
-        let mut expiries = vec![subject.token.expires_at];
+        let mut expiries = vec![(subject.role, subject.token.expires_at)];
         if let Some(a) = &actor {
-            expiries.push(a.token.expires_at);
+            expiries.push((a.role, a.token.expires_at));
         }
         let lifetime =
             policy::lifetime(now, &self.settings.lifetimes, &audience, client, &expiries)?;
@@ -417,7 +421,13 @@ impl Exchanger {
             ),
             None => (client.client_id.as_str(), self.settings.issuer.as_str()),
         };
-        policy::check_may_act(subject.token.claims.get("may_act"), acting_sub, acting_iss)?;
+        policy::check_may_act(
+            subject.role,
+            subject.token.claims.get("may_act"),
+            acting_sub,
+            acting_iss,
+        )?;
+        policy::check_act_shape(subject.role, subject.token.claims.get("act"))?;
         let act = policy::act_claim(
             client.on_behalf_of,
             &client.client_id,
@@ -463,6 +473,7 @@ impl Exchanger {
 }
 
 struct Verified {
+    role: TokenRole,
     token: VerifiedToken,
     mapped: crate::trust::Mapped,
 }

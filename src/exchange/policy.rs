@@ -12,7 +12,7 @@ use crate::clock::UnixTime;
 use crate::trust::mapping::RESERVED_CLAIMS;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 
-use super::error::ExchangeError;
+use super::error::{ExchangeError, TokenRole};
 use super::request::Target;
 
 /// RFC 8693 §2.1 / RFC 8707: every `audience` and `resource` must name an audience the
@@ -114,13 +114,14 @@ pub struct LifetimeBounds {
 }
 
 /// Lifetime = min(audience lifetime or default, client max, broker max, remaining life of
-/// the subject and actor tokens). Returns seconds; a token with no life left is refused.
+/// the subject and actor tokens). Returns seconds; a token with no life left (expired
+/// within the clock skew) is refused, as a refusal of that token.
 pub fn lifetime(
     now: UnixTime,
     bounds: &LifetimeBounds,
     audience: &AudienceEntry,
     client: &ClientEntry,
-    token_expiries: &[UnixTime],
+    token_expiries: &[(TokenRole, UnixTime)],
 ) -> Result<i64, ExchangeError> {
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let mut life = secs(audience.lifetime.unwrap_or(bounds.default_lifetime));
@@ -128,12 +129,22 @@ pub fn lifetime(
     if let Some(m) = client.max_lifetime {
         life = life.min(secs(m));
     }
-    for exp in token_expiries {
-        life = life.min(exp.saturating_sub(now));
+    for &(role, exp) in token_expiries {
+        let left = exp.saturating_sub(now);
+        if left <= 0 {
+            return Err(ExchangeError::Unacceptable {
+                role,
+                reason: "no_lifetime_left",
+                message: "expired (accepted only within the clock skew): no lifetime left \
+                          to give an issued token"
+                    .into(),
+            });
+        }
+        life = life.min(left);
     }
     if life <= 0 {
-        return Err(ExchangeError::InvalidRequest(
-            "the presented token has no lifetime left".into(),
+        return Err(ExchangeError::Internal(
+            "a configured token lifetime is zero".into(),
         ));
     }
     Ok(life)
@@ -146,6 +157,37 @@ pub struct Actor {
     /// `None` when the actor is known to tessera itself (the calling client, local tokens).
     pub iss: Option<String>,
 }
+
+/// RFC 8693 §4.1: an `act` claim is an object naming its actor in a string `sub`, and
+/// any earlier actor nests the same way. Anything else (`null`, a string, an actor with no
+/// `sub`) is refused rather than copied: a downstream service may read a malformed `act`
+/// as "nobody acts", and the chain must never silently vanish (SPEC §2.1).
+pub fn check_act_shape(role: TokenRole, act: Option<&Value>) -> Result<(), ExchangeError> {
+    let mut next = act;
+    let mut depth = 0;
+    while let Some(value) = next {
+        depth += 1;
+        let well_formed = value
+            .as_object()
+            .filter(|obj| matches!(obj.get("sub"), Some(Value::String(s)) if !s.is_empty()));
+        let Some(obj) = well_formed.filter(|_| depth <= MAX_ACT_DEPTH) else {
+            return Err(ExchangeError::Unacceptable {
+                role,
+                reason: "malformed_act",
+                message: if depth > MAX_ACT_DEPTH {
+                    format!("act nests more than {MAX_ACT_DEPTH} actors")
+                } else {
+                    "act must be an object with a non-empty string sub, at every level".into()
+                },
+            });
+        };
+        next = obj.get("act");
+    }
+    Ok(())
+}
+
+/// Longest delegation chain accepted in a presented `act` (each hop adds one).
+const MAX_ACT_DEPTH: usize = 16;
 
 /// RFC 8693 §4.1 `act`: the current actor on top, earlier actors nested inside. A subject
 /// token that carries `act` never loses it (SPEC §2.1), even under `impersonate`.
@@ -181,8 +223,10 @@ pub fn act_claim(
 
 /// RFC 8693 §4.4: when the subject token names who may act for it, the actor must match
 /// every member it names (`sub`, and `iss` when given). `actor_iss` is the actor's issuer
-/// URL (tessera's own for the calling client).
+/// URL (tessera's own for the calling client). `role` is the subject's: a refusal is
+/// `invalid_request` for token exchange and `invalid_grant` for the bearer grant.
 pub fn check_may_act(
+    role: TokenRole,
     may_act: Option<&Value>,
     actor_sub: &str,
     actor_iss: &str,
@@ -191,9 +235,11 @@ pub fn check_may_act(
         return Ok(());
     };
     let refuse = |why: &str| {
-        Err(ExchangeError::InvalidRequest(format!(
-            "subject token's may_act does not admit this actor: {why}"
-        )))
+        Err(ExchangeError::Unacceptable {
+            role,
+            reason: "may_act_refused",
+            message: format!("may_act does not admit this actor: {why}"),
+        })
     };
     let Some(obj) = may_act.as_object() else {
         return refuse("may_act is not an object");

@@ -227,7 +227,7 @@ async fn may_act_admits_only_the_named_actor() {
         .exchange(&other, ID_TOKEN, &[("audience", "inventory")])
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
-    app.assert_refusal_audited_after_issue("invalid_request")
+    app.assert_refusal_audited_after_issue("may_act_refused")
         .await;
 }
 

@@ -200,6 +200,7 @@ issuer = "{issuer}"
 discovery_url = "{issuer}/.well-known/openid-configuration"
 audiences = ["tessera", "app-only"]
 algorithms = ["RS256", "ES256"]
+token_types = ["id_token", "access_token", "jwt"]
 [mapping]
 claims = { email = "assertion.email", groups = "assertion.groups" }
 "#

@@ -2,7 +2,7 @@
 //! issued, and an audit row that says why.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::issuer::TestIssuer;
@@ -516,5 +516,81 @@ async fn no_token_leaves_when_its_audit_row_cannot_be_written() {
         )
         .await;
         assert!(body.get("access_token").is_none());
+    }
+}
+
+#[tokio::test]
+async fn bearer_grant_refusals_are_invalid_grant_whatever_check_failed() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let token_endpoint = format!("{ISSUER}/token");
+    let bearer = |assertion: String| {
+        let app = &app;
+        async move {
+            app.post_token(
+                Auth::Basic("orders-service", ORDERS_SECRET),
+                &[
+                    ("grant_type", JWT_BEARER),
+                    ("assertion", &assertion),
+                    ("audience", "inventory"),
+                ],
+            )
+            .await
+        }
+    };
+    // Expired 5 s ago: inside the 60 s skew, so it verifies, but no life is left to give.
+    let now = app.issuer.now();
+    let expired = app
+        .issuer
+        .id_token()
+        .header_typ(None)
+        .aud(json!(token_endpoint))
+        .iat(now - 60)
+        .exp(now - 5)
+        .sign();
+    assert_oauth_error(
+        bearer(expired).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    app.assert_refusal_audited("no_lifetime_left").await;
+
+    let not_admitted = app
+        .issuer
+        .id_token()
+        .header_typ(None)
+        .aud(json!(token_endpoint))
+        .claim("may_act", json!({"sub": "someone-else"}))
+        .sign();
+    assert_oauth_error(
+        bearer(not_admitted).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    app.assert_refusal_audited("may_act_refused").await;
+}
+
+#[tokio::test]
+async fn a_subject_token_whose_act_is_not_an_actor_object_is_refused() {
+    let app = TestApp::spawn(backends()[0]).await;
+    for act in [
+        Value::Null,
+        json!("robot"),
+        json!({"iss": "https://idp"}),
+        json!({"sub": "svc", "act": null}),
+    ] {
+        let t = app.issuer.id_token().claim("act", act.clone()).sign();
+        let resp = app
+            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+            .await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("act must be an object")),
+            "{act}: {body}"
+        );
+        app.assert_refusal_audited("malformed_act").await;
     }
 }

@@ -125,8 +125,9 @@ async fn a_real_entra_access_token_with_typ_jwt_needs_the_relaxed_typ_rule() {
         .verify_issued(body["access_token"].as_str().unwrap())
         .await;
     assert_eq!(claims["sub"], "5GE0VHAJPniGMIin7wL4PE0Q9203Lm4lrARpkpAAbjk");
-    // As jwt: accepted too.
-    assert_eq!(exchange(&app, &token, JWT).await.status(), StatusCode::OK);
+    // As jwt: refused, since the entry keeps the default token_types (jwt is opt-in).
+    let resp = exchange(&app, &token, JWT).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
 #[tokio::test]

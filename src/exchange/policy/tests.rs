@@ -132,10 +132,49 @@ fn lifetime_is_the_smallest_bound() {
         default_lifetime: Duration::from_secs(900),
         max_lifetime: Duration::from_secs(3600),
     };
-    assert_eq!(lifetime(1000, &b, &a, &c, &[5000]).unwrap(), 300); // client max
-    assert_eq!(lifetime(1000, &b, &a, &c, &[1100]).unwrap(), 100); // subject exp
-    assert_eq!(lifetime(1000, &b, &a, &c, &[5000, 1050]).unwrap(), 50); // actor exp
-    assert!(lifetime(1000, &b, &a, &c, &[1000]).is_err());
+    use TokenRole::{Actor as A, Assertion as B, Subject as S};
+    assert_eq!(lifetime(1000, &b, &a, &c, &[(S, 5000)]).unwrap(), 300); // client max
+    assert_eq!(lifetime(1000, &b, &a, &c, &[(S, 1100)]).unwrap(), 100); // subject exp
+    assert_eq!(
+        lifetime(1000, &b, &a, &c, &[(S, 5000), (A, 1050)]).unwrap(),
+        50
+    ); // actor exp
+       // Expired within the skew: refused as a refusal of that token (its role picks the
+       // RFC error code: invalid_grant for the bearer grant).
+    for (role, expiries) in [
+        (S, vec![(S, 1000)]),
+        (A, vec![(S, 5000), (A, 990)]),
+        (B, vec![(B, 999)]),
+    ] {
+        match lifetime(1000, &b, &a, &c, &expiries) {
+            Err(ExchangeError::Unacceptable {
+                role: r,
+                reason: "no_lifetime_left",
+                ..
+            }) => assert_eq!(r, role),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_presented_act_must_be_a_chain_of_objects_with_a_sub() {
+    let ok = |v: Value| check_act_shape(TokenRole::Subject, Some(&v)).is_ok();
+    assert!(check_act_shape(TokenRole::Subject, None).is_ok());
+    assert!(ok(json!({"sub": "a"})));
+    assert!(ok(json!({"sub": "a", "iss": "x", "act": {"sub": "b"}})));
+    assert!(!ok(Value::Null));
+    assert!(!ok(json!("a")));
+    assert!(!ok(json!({})));
+    assert!(!ok(json!({"sub": ""})));
+    assert!(!ok(json!({"sub": 7})));
+    assert!(!ok(json!({"sub": "a", "act": null})));
+    assert!(!ok(json!({"sub": "a", "act": {"iss": "x"}})));
+    let mut deep = json!({"sub": "last"});
+    for i in 0..MAX_ACT_DEPTH {
+        deep = json!({"sub": format!("hop-{i}"), "act": deep});
+    }
+    assert!(!ok(deep), "deeper than MAX_ACT_DEPTH");
 }
 
 #[test]
@@ -166,14 +205,23 @@ fn act_nests_and_is_never_dropped() {
 
 #[test]
 fn may_act_must_admit_the_actor() {
+    let check = |m: Option<&Value>, sub, iss| check_may_act(TokenRole::Subject, m, sub, iss);
     let m = json!({"sub": "c"});
-    assert!(check_may_act(None, "c", "x").is_ok());
-    assert!(check_may_act(Some(&m), "c", "x").is_ok());
-    assert!(check_may_act(Some(&m), "d", "x").is_err());
+    assert!(check(None, "c", "x").is_ok());
+    assert!(check(Some(&m), "c", "x").is_ok());
+    assert!(check(Some(&m), "d", "x").is_err());
     let mi = json!({"sub": "c", "iss": "https://t"});
-    assert!(check_may_act(Some(&mi), "c", "https://t").is_ok());
-    assert!(check_may_act(Some(&mi), "c", "https://u").is_err());
-    assert!(check_may_act(Some(&json!("c")), "c", "x").is_err());
+    assert!(check(Some(&mi), "c", "https://t").is_ok());
+    assert!(check(Some(&mi), "c", "https://u").is_err());
+    assert!(check(Some(&json!("c")), "c", "x").is_err());
+    assert!(matches!(
+        check_may_act(TokenRole::Assertion, Some(&m), "d", "x"),
+        Err(ExchangeError::Unacceptable {
+            role: TokenRole::Assertion,
+            reason: "may_act_refused",
+            ..
+        })
+    ));
 }
 
 #[test]

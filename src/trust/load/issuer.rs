@@ -118,14 +118,27 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
     }
     check_nonempty_strings(path, "audiences", &raw.audiences, errs);
 
+    if raw.one_time_use == Some(true) {
+        // Accepting the flag without a replay cache would promise single use and deliver
+        // replayable tokens.
+        errs.field(
+            path,
+            "one_time_use",
+            "single-use JWTs need the replay cache, which this version does not have yet: \
+             remove the line or set it to false",
+        );
+    }
     let token_types = match &raw.token_types {
-        None => vec![TokenType::IdToken, TokenType::AccessToken, TokenType::Jwt],
+        // SPEC §2's default for oidc. `jwt` (the bearer grant, and the loosest typ and
+        // audience rules) is opt-in: an ID token refused as `id_token` must not pass
+        // because the caller declared it a plain `jwt`.
+        None => vec![TokenType::IdToken, TokenType::AccessToken],
         Some(list) => {
             if list.is_empty() {
                 errs.field(
                     path,
                     "token_types",
-                    "must not be empty (omit it for the default: id_token, access_token, jwt)",
+                    "must not be empty (omit it for the default: id_token, access_token)",
                 );
             }
             let mut out = Vec::new();
@@ -235,7 +248,7 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
         clock_skew,
         max_age,
         // SPEC §2: one_time_use defaults to false for oidc (true only for saml).
-        one_time_use: raw.one_time_use.unwrap_or(false),
+        one_time_use: false,
         require_access_token_typ: raw.require_access_token_typ.unwrap_or(true),
         mapping: mapping?,
         demo_signing_key_file,

@@ -80,7 +80,8 @@ fn the_fixture_loads() {
     assert_eq!(i.issuer, "https://idp.acme.example");
     assert_eq!(
         i.token_types,
-        vec![TokenType::IdToken, TokenType::AccessToken, TokenType::Jwt]
+        vec![TokenType::IdToken, TokenType::AccessToken],
+        "SPEC §2's oidc default: jwt is opt-in"
     );
     assert_eq!(i.algorithms, JwsAlg::DEFAULT_ALLOWED.to_vec());
     assert_eq!(i.clock_skew, Duration::from_secs(60));
@@ -136,6 +137,7 @@ fn every_loader_error_names_file_and_field() {
         ("integer clock skew", "issuers/acme.toml", issuer_with("clock_skew = 60\n"), "acme.toml", "clock_skew", "write it as a string"),
         ("bad max age", "issuers/acme.toml", issuer_with("max_age = \"12 parsecs\"\n"), "acme.toml", "max_age", "not a duration"),
         ("wrong type", "issuers/acme.toml", issuer_with("one_time_use = \"yes\"\n"), "acme.toml", "one_time_use", "invalid type"),
+        ("one_time_use without a replay cache", "issuers/acme.toml", issuer_with("one_time_use = true\n"), "acme.toml", "one_time_use", "replay cache"),
         ("demo key missing", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"nope.pem\"\n"), "acme.toml", "demo_signing_key_file", "cannot read"),
         ("demo key not a key", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"acme.jwks.json\"\n"), "acme.toml", "demo_signing_key_file", "not a PEM private key"),
         ("mapping subject", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"assertion.(\"\n"), "acme.toml", "mapping.subject", "does not compile"),
@@ -347,7 +349,7 @@ fn mapping_and_options_are_parsed() {
         "issuers/acme.toml",
         &format!(
             "{ISSUER}token_types = [\"access_token\"]\nalgorithms = [\"ES256\", \"EdDSA\"]\n\
-             clock_skew = \"30s\"\nmax_age = \"12h\"\none_time_use = true\n\
+             clock_skew = \"30s\"\nmax_age = \"12h\"\none_time_use = false\n\
              require_access_token_typ = false\n\
              [mapping]\nsubject = \"assertion.uid\"\nclaims = {{ email = \"assertion.email\" }}\n\
              condition = \"assertion.email.endsWith('@acme.example')\"\n"
@@ -359,7 +361,7 @@ fn mapping_and_options_are_parsed() {
     assert_eq!(i.algorithms, vec![JwsAlg::ES256, JwsAlg::EdDSA]);
     assert_eq!(i.clock_skew, Duration::from_secs(30));
     assert_eq!(i.max_age, Some(Duration::from_secs(12 * 3600)));
-    assert!(i.one_time_use);
+    assert!(!i.one_time_use);
     assert!(!i.require_access_token_typ);
     let claims = serde_json::json!({"uid": "u1", "email": "a@acme.example"});
     let mapped = i.mapping.apply(claims.as_object().unwrap()).unwrap();
