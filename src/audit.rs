@@ -25,8 +25,9 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 /// `record` gives up after this long: an answer of `temporarily_unavailable` beats a hung
 /// request when the database stalls (a pool checkout alone may take 2 s on a dead server).
 const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
-/// `shutdown` waits at most this long for the final flush.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// `shutdown` waits at most this long for the final flush: one group commit, normally
+/// milliseconds. With `server.shutdown_timeout` (8 s) it bounds the exit within 10 s.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditOutcome {

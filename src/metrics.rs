@@ -90,11 +90,14 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tessera");
+        let mut root = Registry::default();
+        let process = crate::metrics_process::ProcessMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("tessera");
         let exchanges = Family::<ExchangeLabels, Counter>::default();
         registry.register(
             "exchanges",
-            "Token requests by grant, subject token type, issuer and outcome",
+            "Token requests by grant, subject token type, issuer and outcome (requests refused \
+             before their grant and token type were known count in tessera_rejections_total only)",
             exchanges.clone(),
         );
         let exchange_duration = Family::<DurationLabels, Histogram>::new_with_constructor(
@@ -136,6 +139,10 @@ impl Metrics {
             signing_key_age.clone(),
         );
         let trust_reloads = Family::<OutcomeLabels, Counter>::default();
+        // Present at 0 from the start, so `increase()` sees the first refused reload.
+        for outcome in ["ok", "refused"] {
+            let _ = trust_reloads.get_or_create(&OutcomeLabels { outcome });
+        }
         registry.register(
             "trust_reloads",
             "Trust registry reloads by outcome",
@@ -147,9 +154,8 @@ impl Metrics {
             "Audit events waiting for their group commit",
             audit_queue_depth.clone(),
         );
-        let process = crate::metrics_process::ProcessMetrics::register(&mut registry);
         Self {
-            registry,
+            registry: root,
             exchanges,
             exchange_duration,
             rejections,

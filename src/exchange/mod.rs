@@ -184,31 +184,36 @@ impl Exchanger {
         reason: Option<&'static str>,
         started: Instant,
     ) {
-        let grant = trail.grant.map_or("unknown", GrantKind::label);
-        let subject_token_type = trail.token_type.map_or("unknown", TokenType::label);
-        let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
         let outcome = match result {
             Ok(_) => Outcome::issued,
             Err(e) if e.is_server_side() => Outcome::error,
             Err(_) => Outcome::refused,
         };
-        self.metrics
-            .exchange_duration
-            .get_or_create(&DurationLabels {
-                grant,
-                subject_token_type,
-                issuer: issuer.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .exchanges
-            .get_or_create(&ExchangeLabels {
-                grant,
-                subject_token_type,
-                issuer: issuer.clone(),
-                outcome,
-            })
-            .inc();
+        let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
+        // SPEC §2 closes the grant and token type label sets: a request refused before
+        // both were known (bad client, 413, 415, missing parameters) is counted in
+        // tessera_rejections_total only.
+        if let (Some(grant), Some(token_type)) = (trail.grant, trail.token_type) {
+            let (grant, subject_token_type) = (grant.label(), token_type.label());
+            self.metrics
+                .exchange_duration
+                .get_or_create(&DurationLabels {
+                    grant,
+                    subject_token_type,
+                    issuer: issuer.clone(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .exchanges
+                .get_or_create(&ExchangeLabels {
+                    grant,
+                    subject_token_type,
+                    issuer: issuer.clone(),
+                    outcome,
+                })
+                .inc();
+        }
+        let grant = trail.grant.map_or("unknown", GrantKind::label);
         let client_id = trail.client_id.as_deref().unwrap_or("-");
         let token_sha256 = trail.token_sha256.as_deref().unwrap_or("-");
         match result {

@@ -139,14 +139,14 @@ fn parse_target(form: &Form) -> Result<Target, ExchangeError> {
             }
         }
     }
+    // A scope named twice is granted once, in first-mention order (RFC 6749 §3.3: the
+    // order does not matter, and a repeat adds nothing).
     let scopes = form.single("scope")?.map(|s| {
-        let mut v: Vec<String> = s
-            .split(' ')
-            .filter(|x| !x.is_empty())
+        let mut seen = std::collections::HashSet::new();
+        s.split(' ')
+            .filter(|x| !x.is_empty() && seen.insert(*x))
             .map(str::to_owned)
-            .collect();
-        v.dedup();
-        v
+            .collect::<Vec<String>>()
     });
     Ok(Target {
         audiences: form.all("audience"),
@@ -278,6 +278,18 @@ mod tests {
             parse_grant(GRANT_TOKEN_EXCHANGE, &f),
             Err(ExchangeError::InvalidTarget(_))
         ));
+    }
+
+    #[test]
+    fn repeated_scopes_are_granted_once_in_first_mention_order() {
+        let f = Form::parse(
+            b"subject_token=x&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&scope=b+a++b+c+a",
+        )
+        .unwrap();
+        let Grant::TokenExchange(r) = parse_grant(GRANT_TOKEN_EXCHANGE, &f).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.target.scopes.unwrap(), vec!["b", "a", "c"]);
     }
 
     #[test]

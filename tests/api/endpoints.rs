@@ -81,7 +81,30 @@ async fn metrics_count_exchanges_with_bounded_labels() {
     assert!(text.contains("tessera_issuer_key_fetches_total"));
     assert!(text.contains("tessera_signing_key_age_seconds"));
     assert!(text.contains("tessera_audit_queue_depth"));
-    assert!(text.contains("process_resident_memory_bytes"));
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    assert!(
+        text.contains("# TYPE process_cpu_seconds counter"),
+        "{text}"
+    );
+    assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+    assert!(!text.contains("tessera_process_"), "{text}");
+    assert!(text.contains(r#"tessera_trust_reloads_total{outcome="refused"} 0"#));
+    // Refused before the grant was known (bad client secret): counted by reason only,
+    // since grant and subject_token_type are closed label sets (SPEC §2).
+    let resp = app
+        .post_token(
+            Auth::Basic("orders-service", "wrong"),
+            &[("grant_type", TOKEN_EXCHANGE)],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"tessera_rejections_total{reason="client_secret_mismatch"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"grant="unknown""#), "{text}");
+    assert!(!text.contains(r#"subject_token_type="unknown""#), "{text}");
 }
 
 #[tokio::test]
