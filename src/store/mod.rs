@@ -343,10 +343,16 @@ impl Store {
         Ok(())
     }
 
-    /// Readiness probe: one round trip to the database.
+    /// Readiness probe: can this broker write its audit trail right now? On SQLite that
+    /// means taking the write lock (and letting it go at once): a file another process
+    /// holds locked answers `SELECT 1` happily while every audit commit fails. On
+    /// PostgreSQL one round trip.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| {
-            conn.batch_execute("SELECT 1")?;
+            match conn {
+                DbConn::Sqlite(c) => c.batch_execute("BEGIN IMMEDIATE; ROLLBACK;")?,
+                DbConn::Pg(c) => c.batch_execute("SELECT 1")?,
+            }
             Ok(())
         })
         .await

@@ -203,3 +203,17 @@ async fn the_pool_recovers_when_its_postgres_sessions_are_killed() {
     store.ping().await.unwrap();
     store.run(|c| Ok(keys::all_keys(c)?.len())).await.unwrap();
 }
+
+#[tokio::test]
+async fn ping_fails_while_another_process_holds_the_sqlite_write_lock() {
+    let (db, store) = migrated(TestDbKind::Sqlite);
+    store.ping().await.unwrap();
+    let path = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let mut holder = SqliteConnection::establish(&path).unwrap();
+    holder.batch_execute("BEGIN IMMEDIATE").unwrap();
+    // Readable, yet no audit row could be committed: not ready (after busy_timeout).
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    holder.batch_execute("ROLLBACK").unwrap();
+    store.ping().await.unwrap();
+}
