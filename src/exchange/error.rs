@@ -34,11 +34,7 @@ pub enum ExchangeError {
     #[error("Content-Type must be application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("client authentication failed")]
-    InvalidClient {
-        /// `Authorization: Basic` was tried: the 401 carries `WWW-Authenticate`.
-        basic_attempted: bool,
-        reason: &'static str,
-    },
+    InvalidClient { reason: &'static str },
     #[error("{0}")]
     UnauthorizedClient(&'static str),
     #[error("unsupported grant_type")]

@@ -492,7 +492,7 @@ fn authenticate(
 ) -> Result<Arc<ClientEntry>, ExchangeError> {
     let form_id = form.single("client_id")?;
     let form_secret = form.single("client_secret")?;
-    let (client_id, secret, method, basic) = match credentials {
+    let (client_id, secret, method) = match credentials {
         ClientCredentials::Basic { client_id, secret } => {
             if form_secret.is_some() {
                 return Err(ExchangeError::InvalidRequest(
@@ -504,18 +504,16 @@ fn authenticate(
                     "client_id differs from the Authorization header".into(),
                 ));
             }
-            (client_id, secret, ClientAuthMethod::ClientSecretBasic, true)
+            (client_id, secret, ClientAuthMethod::ClientSecretBasic)
         }
         ClientCredentials::None => match (form_id, form_secret) {
             (Some(id), Some(secret)) => (
                 id.to_owned(),
                 secret.to_owned(),
                 ClientAuthMethod::ClientSecretPost,
-                false,
             ),
             _ => {
                 return Err(ExchangeError::InvalidClient {
-                    basic_attempted: false,
                     reason: "client_unauthenticated",
                 })
             }
@@ -538,11 +536,9 @@ fn authenticate(
         // A right secret sent the wrong way is still refused: the registry says how
         // this client authenticates.
         Some(_) if matches => Err(ExchangeError::InvalidClient {
-            basic_attempted: basic,
             reason: "client_auth_method_mismatch",
         }),
         _ => Err(ExchangeError::InvalidClient {
-            basic_attempted: basic,
             reason: "client_secret_mismatch",
         }),
     }

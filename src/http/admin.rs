@@ -7,6 +7,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::error::ADMIN_BEARER_CHALLENGE;
 use super::{AppState, ErrorCode, OAuthError};
 
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), OAuthError> {
@@ -21,18 +22,30 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), OAuthError> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     let digest = Sha256::digest(presented.as_bytes());
     if bool::from(digest.as_slice().ct_eq(expected)) && !presented.is_empty() {
         Ok(())
     } else {
-        Err(OAuthError::new(
-            ErrorCode::InvalidClient,
-            StatusCode::UNAUTHORIZED,
-            "admin bearer token required",
-        ))
+        Err(OAuthError {
+            challenge: Some(ADMIN_BEARER_CHALLENGE),
+            ..OAuthError::new(
+                ErrorCode::InvalidClient,
+                StatusCode::UNAUTHORIZED,
+                "admin bearer token required",
+            )
+        })
     }
+}
+
+/// The credentials of a `Bearer` Authorization value; the scheme name is
+/// case-insensitive (RFC 9110 §11.1), so `bearer x` and `BEARER x` count too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Reloads the trust registry; an invalid registry is refused and the old one keeps serving.
@@ -47,5 +60,19 @@ pub async fn reload(
         }
         Err(e) => Ok(HttpResponse::UnprocessableEntity()
             .json(json!({"status": "refused", "error": e.to_string()}))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 }

@@ -9,7 +9,6 @@ use crate::exchange::{ClientCredentials, ExchangeError};
 
 pub fn credentials(req: &HttpRequest) -> Result<ClientCredentials, ExchangeError> {
     let basic_failed = || ExchangeError::InvalidClient {
-        basic_attempted: true,
         reason: "malformed_basic_credentials",
     };
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
@@ -19,7 +18,6 @@ pub fn credentials(req: &HttpRequest) -> Result<ClientCredentials, ExchangeError
         };
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(ExchangeError::InvalidClient {
-                basic_attempted: false,
                 reason: "unsupported_auth_scheme",
             });
         }

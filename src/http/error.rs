@@ -1,5 +1,5 @@
-//! The one place where errors become HTTP: RFC 6749 §5.2 JSON bodies, RFC 6750-style
-//! `WWW-Authenticate` on 401, `Cache-Control: no-store` on every error.
+//! The one place where errors become HTTP: RFC 6749 §5.2 JSON bodies, `WWW-Authenticate`
+//! on every 401 (RFC 9110 §15.5.2), `Allow` on 405, `Cache-Control: no-store` on every error.
 
 use std::borrow::Cow;
 
@@ -41,14 +41,50 @@ pub enum ErrorCode {
 pub struct OAuthError {
     #[serde(rename = "error")]
     pub code: ErrorCode,
-    #[serde(rename = "error_description")]
+    /// Kept as written (logs may show it); sanitised only on its way into the body.
+    #[serde(rename = "error_description", serialize_with = "serialize_description")]
     pub description: Cow<'static, str>,
     #[serde(skip)]
     pub status: StatusCode,
+    /// `WWW-Authenticate` value; RFC 9110 §15.5.2 requires one on every 401.
     #[serde(skip)]
-    pub basic_challenge: bool,
+    pub challenge: Option<&'static str>,
+    /// `Allow` value; RFC 9110 §15.5.6 requires one on every 405.
+    #[serde(skip)]
+    pub allow: Option<&'static str>,
     #[serde(skip)]
     pub retry_after: Option<u32>,
+}
+
+/// `/token`'s client authentication challenge (RFC 6749 §5.2, RFC 7617).
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\", charset=\"UTF-8\"";
+/// `/admin/*`'s challenge (RFC 6750 §3).
+pub const ADMIN_BEARER_CHALLENGE: &str = "Bearer realm=\"tessera-admin\"";
+
+/// Longest `error_description` sent; the full text stays in logs and audit reasons.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E in `error_description`, and
+/// descriptions can echo request values (an audience, a `typ`), so every one is forced into
+/// that set here: `"` becomes `'` (keeps quoting readable), anything else outside it `?`.
+pub fn sanitize_description(s: &str) -> Cow<'_, str> {
+    let allowed = |c: char| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e');
+    if s.chars().count() <= MAX_DESCRIPTION_CHARS && s.chars().all(allowed) {
+        return Cow::Borrowed(s);
+    }
+    s.chars()
+        .take(MAX_DESCRIPTION_CHARS)
+        .map(|c| match c {
+            '"' => '\'',
+            c if allowed(c) => c,
+            _ => '?',
+        })
+        .collect::<String>()
+        .into()
+}
+
+fn serialize_description<S: serde::Serializer>(d: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&sanitize_description(d))
 }
 
 impl OAuthError {
@@ -61,8 +97,23 @@ impl OAuthError {
             code,
             description: description.into(),
             status,
-            basic_challenge: false,
+            challenge: None,
+            allow: None,
             retry_after: None,
+        }
+    }
+
+    /// 405 for a registered path asked with a method it does not serve; `allow` is the
+    /// `Allow` header value, e.g. `"GET, HEAD"`.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let description = format!("method not allowed; use {}", allow.replace(", ", " or "));
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                ErrorCode::InvalidRequest,
+                StatusCode::METHOD_NOT_ALLOWED,
+                description,
+            )
         }
     }
 
@@ -90,11 +141,14 @@ impl ResponseError for OAuthError {
         let mut resp = HttpResponse::build(self.status);
         resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
-        if self.basic_challenge {
+        if let Some(challenge) = self.challenge {
             resp.insert_header((
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"tessera\", charset=\"UTF-8\""),
+                HeaderValue::from_static(challenge),
             ));
+        }
+        if let Some(allow) = self.allow {
+            resp.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         if let Some(secs) = self.retry_after {
             resp.insert_header((header::RETRY_AFTER, secs));
@@ -121,10 +175,10 @@ impl From<ExchangeError> for OAuthError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 description,
             ),
-            ExchangeError::InvalidClient {
-                basic_attempted, ..
-            } => Self {
-                basic_challenge: basic_attempted,
+            // Challenged even when no or non-Basic credentials came: RFC 9110 §15.5.2
+            // wants a challenge on every 401, and Basic is the scheme that works here.
+            ExchangeError::InvalidClient { .. } => Self {
+                challenge: Some(BASIC_CHALLENGE),
                 ..Self::new(C::InvalidClient, StatusCode::UNAUTHORIZED, description)
             },
             ExchangeError::UnauthorizedClient(_) => {
@@ -167,5 +221,37 @@ impl From<ExchangeError> for OAuthError {
                 "internal error",
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sanitize_description as clean, MAX_DESCRIPTION_CHARS};
+
+    fn in_rfc6749_set(s: &str) -> bool {
+        s.bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    }
+
+    #[test]
+    fn descriptions_are_forced_into_the_rfc6749_character_set() {
+        assert_eq!(clean("subject token expired"), "subject token expired");
+        assert_eq!(
+            clean("audience \"h\u{e9}llo\\x\" is not a registered target"),
+            "audience 'h?llo?x' is not a registered target"
+        );
+        assert_eq!(clean("a\tb\nc\u{7f}d\u{0}"), "a?b?c?d?");
+        // One `?` per char, not per byte: multi-byte input does not grow.
+        assert_eq!(clean("\u{1f600}\u{e9}"), "??");
+        let hostile: String = (0u32..0x300).filter_map(char::from_u32).collect();
+        assert!(in_rfc6749_set(&clean(&hostile)));
+    }
+
+    #[test]
+    fn descriptions_are_capped() {
+        let long = "x".repeat(MAX_DESCRIPTION_CHARS + 50);
+        assert_eq!(clean(&long).len(), MAX_DESCRIPTION_CHARS);
+        let exact = "y".repeat(MAX_DESCRIPTION_CHARS);
+        assert_eq!(clean(&exact), exact);
     }
 }

@@ -1,24 +1,42 @@
 //! RFC 8414 authorization server metadata and the published signing keys.
 
+use std::collections::BTreeSet;
+
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::exchange::request::{GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE};
+use crate::trust::Registry;
 
 use super::AppState;
 
+/// Every scope some registered audience grants, sorted and de-duplicated.
+fn scopes_supported(registry: &Registry) -> Vec<&str> {
+    let scopes: BTreeSet<&str> = registry
+        .audiences
+        .values()
+        .flat_map(|a| a.scopes.iter().map(String::as_str))
+        .collect();
+    scopes.into_iter().collect()
+}
+
 pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
     let issuer = &state.issuer;
-    let body = json!({
+    let mut body = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks.json"),
         "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
-        "scopes_supported": [],
     });
+    // An empty array would claim "no scopes at all"; RFC 8414 §2 lets the field be omitted.
+    let registry = state.trust.snapshot();
+    let scopes = scopes_supported(&registry);
+    if !scopes.is_empty() {
+        body["scopes_supported"] = json!(scopes);
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(body)

@@ -10,7 +10,7 @@ pub mod token;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::{guard, web, HttpResponse, Resource, Route};
 
 use crate::exchange::Exchanger;
 use crate::issue::KeyRing;
@@ -38,18 +38,34 @@ pub struct AppState {
     pub admin_token_sha256: Option<[u8; 32]>,
 }
 
+const ALLOW_POST: &str = "POST";
+const ALLOW_GET: &str = "GET, HEAD";
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/token", web::post().to(token::token))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            web::get().to(metadata::authorization_server),
+    cfg.service(endpoint("/token", ALLOW_POST).route(web::post().to(token::token)))
+        .service(
+            endpoint("/.well-known/oauth-authorization-server", ALLOW_GET)
+                .route(get().to(metadata::authorization_server)),
         )
-        .route("/jwks.json", web::get().to(metadata::jwks))
-        .route("/metrics", web::get().to(health::metrics))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/admin/reload", web::post().to(admin::reload))
+        .service(endpoint("/jwks.json", ALLOW_GET).route(get().to(metadata::jwks)))
+        .service(endpoint("/metrics", ALLOW_GET).route(get().to(health::metrics)))
+        .service(endpoint("/healthz", ALLOW_GET).route(get().to(health::healthz)))
+        .service(endpoint("/readyz", ALLOW_GET).route(get().to(health::readyz)))
+        .service(endpoint("/admin/reload", ALLOW_POST).route(web::post().to(admin::reload)))
         .default_service(web::to(not_found));
+}
+
+/// A path whose other methods get 405 with `Allow` (RFC 9110 §15.5.6); a bare
+/// `cfg.route` would let them fall through to the app-wide 404.
+fn endpoint(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(OAuthError::method_not_allowed(allow))
+    }))
+}
+
+/// GET, and HEAD with it (RFC 9110 §9.1); actix drops the body of a HEAD response.
+fn get() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, OAuthError> {

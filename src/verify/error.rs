@@ -31,7 +31,7 @@ pub enum VerifyError {
     AlgorithmNotAllowed { alg: String },
     #[error("signing algorithm {alg} does not fit the key")]
     AlgorithmKeyMismatch { alg: String },
-    #[error("token typ {typ:?} is not acceptable for a {token_type} token")]
+    #[error("{}", wrong_typ_message(typ.as_deref(), token_type))]
     WrongTyp {
         typ: Option<String>,
         token_type: &'static str,
@@ -101,6 +101,20 @@ impl VerifyError {
     }
 }
 
+/// Plain text, not `Debug`: `Some("JWT")` in an error description reads as a Rust leak.
+fn wrong_typ_message(typ: Option<&str>, token_type: &str) -> String {
+    // The labels are access_token, id_token, jwt, saml2: a vowel means "an".
+    let article = if token_type.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    match typ {
+        Some(typ) => format!("token typ {typ} is not acceptable for {article} {token_type}"),
+        None => format!("token has no typ, which is not acceptable for {article} {token_type}"),
+    }
+}
+
 /// Header text echoed in an error (`alg`, `typ`): printable ASCII only, at most 32 chars,
 /// so a hostile header cannot inject into logs or error descriptions.
 pub(crate) fn sanitize_label(s: &str) -> String {
@@ -108,4 +122,29 @@ pub(crate) fn sanitize_label(s: &str) -> String {
         .take(32)
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerifyError;
+
+    #[test]
+    fn wrong_typ_reads_as_plain_text() {
+        let e = |typ: Option<&str>, token_type| VerifyError::WrongTyp {
+            typ: typ.map(str::to_owned),
+            token_type,
+        };
+        assert_eq!(
+            e(Some("JWT"), "access_token").to_string(),
+            "token typ JWT is not acceptable for an access_token"
+        );
+        assert_eq!(
+            e(None, "access_token").to_string(),
+            "token has no typ, which is not acceptable for an access_token"
+        );
+        assert_eq!(
+            e(Some("at+jwt"), "jwt").to_string(),
+            "token typ at+jwt is not acceptable for a jwt"
+        );
+    }
 }

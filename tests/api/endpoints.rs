@@ -48,7 +48,148 @@ async fn health_readiness_and_unknown_paths() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
     let resp = app.get("/token").await; // GET on a POST endpoint
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+const POST_ENDPOINTS: &[&str] = &["/token", "/admin/reload"];
+const GET_ENDPOINTS: &[&str] = &[
+    "/.well-known/oauth-authorization-server",
+    "/jwks.json",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+];
+
+#[tokio::test]
+async fn wrong_methods_get_405_with_allow_and_unknown_paths_stay_404() {
+    let app = TestApp::spawn(backends()[0]).await;
+    use reqwest::Method;
+    let mut cases = vec![];
+    for path in POST_ENDPOINTS {
+        for m in [Method::GET, Method::HEAD, Method::PUT, Method::DELETE] {
+            cases.push((*path, m, "POST", "method not allowed; use POST"));
+        }
+    }
+    for path in GET_ENDPOINTS {
+        for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            cases.push((*path, m, "GET, HEAD", "method not allowed; use GET or HEAD"));
+        }
+    }
+    for (path, method, allow, description) in cases {
+        let what = format!("{method} {path}");
+        let resp = app
+            .http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{what}");
+        assert_eq!(resp.headers()["allow"], allow, "{what}");
+        if method == Method::HEAD {
+            continue;
+        }
+        let body =
+            assert_oauth_error(resp, StatusCode::METHOD_NOT_ALLOWED, "invalid_request").await;
+        assert_eq!(body["error_description"], description, "{what}");
+    }
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = app
+            .http
+            .request(method, app.url("/token/extra"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.json::<Value>().await.unwrap()["error"], "not_found");
+    }
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = TestApp::spawn(backends()[0]).await;
+    for path in GET_ENDPOINTS {
+        let get = app.get(path).await;
+        let head = app.http.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        for h in ["content-type", "cache-control"] {
+            assert_eq!(
+                head.headers().get(h),
+                get.headers().get(h),
+                "HEAD {path}: {h}"
+            );
+        }
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
+
+    // reqwest never reads a HEAD body, so check the wire itself: nothing after the headers.
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let raw = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (_, body) = raw.split_once("\r\n\r\n").expect("end of headers");
+    assert_eq!(body, "", "HEAD response carries no body: {raw:?}");
+}
+
+#[tokio::test]
+async fn metadata_lists_the_scopes_of_the_registered_audiences() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let m: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
+    // default_registry: orders has orders:read/orders:write, inventory has inventory:read.
+    assert_eq!(
+        m["scopes_supported"],
+        serde_json::json!(["inventory:read", "orders:read", "orders:write"]),
+        "{m}"
+    );
+
+    // Two audiences sharing a scope list it once; no audiences at all omit the field.
+    let app = TestApp::builder(backends()[0])
+        .file(
+            "audiences/billing.toml",
+            "audience = \"billing\"\nscopes = [\"orders:read\", \"billing:read\"]\n",
+        )
+        .spawn()
+        .await;
+    let m: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m["scopes_supported"],
+        serde_json::json!([
+            "billing:read",
+            "inventory:read",
+            "orders:read",
+            "orders:write"
+        ]),
+        "{m}"
+    );
+    let app = TestApp::builder(backends()[0])
+        .empty_registry()
+        .spawn()
+        .await;
+    let m: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(m.get("scopes_supported").is_none(), "{m}");
 }
 
 #[tokio::test]
@@ -120,14 +261,25 @@ async fn admin_reload_needs_the_admin_token_and_keeps_a_valid_registry() {
         }
         req.send()
     };
-    assert_eq!(
-        reload(None).await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        reload(Some("wrong")).await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
+    for token in [None, Some("wrong")] {
+        let resp = reload(token).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            "Bearer realm=\"tessera-admin\""
+        );
+    }
+    // The auth scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["bearer", "BEARER"] {
+        let resp = app
+            .http
+            .post(app.url("/admin/reload"))
+            .header("authorization", format!("{scheme} admin-secret-for-tests"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{scheme}");
+    }
     assert_eq!(
         reload(Some("admin-secret-for-tests"))
             .await

@@ -342,13 +342,97 @@ async fn a_wrong_client_secret_is_401_with_a_basic_challenge() {
                 ],
             )
             .await;
-        assert!(resp.headers().get("www-authenticate").is_none());
+        assert_basic_challenge(&resp);
         assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
         let resp = app
             .post_token(Auth::None, &[("grant_type", TOKEN_EXCHANGE)])
             .await;
+        assert_basic_challenge(&resp);
         assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
         app.assert_refusal_audited("client_unauthenticated").await;
+    }
+}
+
+fn assert_basic_challenge(resp: &reqwest::Response) {
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap());
+    assert!(
+        challenge.is_some_and(|c| c.starts_with("Basic realm=\"tessera\"")),
+        "RFC 9110 §15.5.2: every 401 carries a challenge, got {challenge:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_token_401_carries_a_basic_challenge() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let params = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("client_id", "batch-job"),
+        ("client_secret", "wrong"),
+    ];
+    // No credentials, a non-Basic scheme, a malformed Basic value, a wrong post secret.
+    let requests = [
+        app.http
+            .post(app.url("/token"))
+            .form(&[("grant_type", TOKEN_EXCHANGE)]),
+        app.http
+            .post(app.url("/token"))
+            .bearer_auth("xyz")
+            .form(&[("grant_type", TOKEN_EXCHANGE)]),
+        app.http
+            .post(app.url("/token"))
+            .header("authorization", "Basic !!!")
+            .form(&[("grant_type", TOKEN_EXCHANGE)]),
+        app.http.post(app.url("/token")).form(&params),
+    ];
+    for req in requests {
+        let resp = req.send().await.unwrap();
+        assert_basic_challenge(&resp);
+        assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    }
+}
+
+/// RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E only.
+fn in_error_description_charset(s: &str) -> bool {
+    s.bytes()
+        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+#[tokio::test]
+async fn error_descriptions_stay_in_the_rfc6749_charset() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let t = app.issuer.id_token().sign();
+        let resp = app
+            .exchange(&t, ID_TOKEN, &[("audience", "h\u{e9}llo\\x\"\u{7}")])
+            .await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
+        let d = body["error_description"].as_str().unwrap();
+        assert!(in_error_description_charset(d), "{d:?}");
+        assert!(
+            d.contains("h?llo"),
+            "the value is still recognisable: {d:?}"
+        );
+        // The audit row keeps the reason, not a mangled description.
+        app.assert_refusal_audited("invalid_target").await;
+
+        let long = "a".repeat(5000);
+        let resp = app.exchange(&t, ID_TOKEN, &[("audience", &long)]).await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
+        let d = body["error_description"].as_str().unwrap();
+        assert!(d.len() <= 200, "capped: {} chars", d.len());
+
+        // typ is named in plain words, not as a Rust `Some("JWT")`.
+        let resp = app
+            .exchange(&t, ACCESS_TOKEN, &[("audience", "inventory")])
+            .await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert_eq!(
+            body["error_description"],
+            "subject token: token typ JWT is not acceptable for an access_token"
+        );
     }
 }
 
