@@ -37,12 +37,12 @@ pub fn resolve_audience(
     for (value, entry, param) in named {
         let Some(entry) = entry else {
             return Err(ExchangeError::InvalidTarget(format!(
-                "{param} {value:?} is not a registered target"
+                "{param} `{value}` is not a registered target"
             )));
         };
         if !client.audiences.contains(&entry.id) {
             return Err(ExchangeError::InvalidTarget(format!(
-                "{param} {value:?} is not allowed for this client"
+                "{param} `{value}` is not allowed for this client"
             )));
         }
         match &chosen {
@@ -93,7 +93,7 @@ pub fn grant_scopes(
         Some(req) => {
             if let Some(bad) = req.iter().find(|s| !allowed.contains(s)) {
                 return Err(ExchangeError::InvalidScope(format!(
-                    "scope {bad:?} is not allowed for this client and audience"
+                    "scope `{bad}` is not allowed for this client and audience"
                 )));
             }
             req.to_vec()
