@@ -143,11 +143,8 @@ async fn head_answers_like_get_without_a_body() {
 async fn metadata_lists_the_scopes_of_the_registered_audiences() {
     let app = TestApp::spawn(backends()[0]).await;
     let m: Value = app
-        .get("/.well-known/oauth-authorization-server")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     // default_registry: orders has orders:read/orders:write, inventory has inventory:read.
     assert_eq!(
         m["scopes_supported"],
@@ -164,11 +161,8 @@ async fn metadata_lists_the_scopes_of_the_registered_audiences() {
         .spawn()
         .await;
     let m: Value = app
-        .get("/.well-known/oauth-authorization-server")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(
         m["scopes_supported"],
         serde_json::json!([
@@ -184,11 +178,8 @@ async fn metadata_lists_the_scopes_of_the_registered_audiences() {
         .spawn()
         .await;
     let m: Value = app
-        .get("/.well-known/oauth-authorization-server")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert!(m.get("scopes_supported").is_none(), "{m}");
 }
 

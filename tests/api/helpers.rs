@@ -300,6 +300,10 @@ impl TestApp {
         self.http.get(self.url(path)).send().await.expect("GET")
     }
 
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("a JSON body")
+    }
+
     pub async fn post_token(&self, auth: Auth<'_>, params: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self.http.post(self.url("/token")).form(params);
         if let Auth::Basic(id, secret) = auth {
