@@ -1,6 +1,6 @@
 //! Fuzzes the `/token` request body: form decoding, the repeated-parameter rule, client
 //! credentials from the form, and the grant parsing that follows. Invariants: no panic;
-//! an accepted grant carries tokens within the size limit.
+//! an accepted grant carries tokens within the size limit and each requested scope once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     match parse_grant(&grant_type, &form) {
         Ok(Grant::TokenExchange(r)) => {
             assert!(r.subject.token.len() <= MAX_TOKEN_BYTES);
+            if let Some(scopes) = &r.target.scopes {
+                let unique: std::collections::HashSet<&String> = scopes.iter().collect();
+                assert_eq!(unique.len(), scopes.len(), "a scope granted twice");
+                assert!(scopes.iter().all(|s| !s.is_empty()));
+            }
             if let Some(a) = &r.actor {
                 assert!(a.token.len() <= MAX_TOKEN_BYTES);
             }
