@@ -131,26 +131,21 @@ impl Exchanger {
 
     async fn finish(
         &self,
-        trail: Trail,
+        mut trail: Trail,
         result: Result<TokenResponse, ExchangeError>,
         started: Instant,
     ) -> Result<TokenResponse, ExchangeError> {
-        let outcome = match &result {
-            Ok(_) => AuditOutcome::Issued,
-            Err(e) if e.is_server_side() => AuditOutcome::Error,
-            Err(_) => AuditOutcome::Refused,
-        };
-        let reason = result.as_ref().err().map(|e| e.reason());
+        // Fields the log line and metrics do not need move into the row; the rest is copied.
         let event = AuditEvent {
             at: self.clock.now(),
             grant: trail.grant.map_or("unknown", GrantKind::label),
             client_id: trail.client_id.clone(),
             issuer: trail.issuer.clone(),
-            subject: trail.subject.clone(),
-            actor: trail.actor.clone(),
-            audience: trail.audience.clone(),
-            scopes: trail.scopes.clone(),
-            outcome,
+            subject: trail.subject.take(),
+            actor: trail.actor.take(),
+            audience: trail.audience.take(),
+            scopes: trail.scopes.take(),
+            outcome: outcome_of(&result),
             reason: result
                 .as_ref()
                 .err()
@@ -173,22 +168,19 @@ impl Exchanger {
             }
             (Err(e), Ok(())) => Err(e),
         };
-        self.observe(&trail, &result, reason, started);
+        self.observe(&trail, &result, started);
         result
     }
 
+    /// Metrics and the log line, from the final result (an audit failure has already
+    /// turned a token into `audit_unavailable` here).
     fn observe(
         &self,
         trail: &Trail,
         result: &Result<TokenResponse, ExchangeError>,
-        reason: Option<&'static str>,
         started: Instant,
     ) {
-        let outcome = match result {
-            Ok(_) => Outcome::issued,
-            Err(e) if e.is_server_side() => Outcome::error,
-            Err(_) => Outcome::refused,
-        };
+        let outcome = outcome_of(result);
         let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
         // SPEC §2 closes the grant and token type label sets: a request refused before
         // both were known (bad client, 413, 415, missing parameters) is counted in
@@ -209,7 +201,11 @@ impl Exchanger {
                     grant,
                     subject_token_type,
                     issuer: issuer.clone(),
-                    outcome,
+                    outcome: match outcome {
+                        AuditOutcome::Issued => Outcome::issued,
+                        AuditOutcome::Refused => Outcome::refused,
+                        AuditOutcome::Error => Outcome::error,
+                    },
                 })
                 .inc();
         }
@@ -224,14 +220,14 @@ impl Exchanger {
                 "exchange"
             ),
             Err(e) => {
-                let reason = reason.unwrap_or("unknown");
+                let reason = e.reason();
                 self.metrics
                     .rejections
                     .get_or_create(&ReasonLabels { reason })
                     .inc();
                 tracing::info!(
                     target: "exchange",
-                    outcome = if e.is_server_side() { "error" } else { "refused" },
+                    outcome = outcome.as_str(),
                     grant, issuer, client_id, token_sha256, reason, error = %e,
                     "exchange"
                 );
@@ -474,6 +470,16 @@ impl Exchanger {
             expires_in: lifetime,
             scope,
         })
+    }
+}
+
+/// Issued, refused (the caller's fault) or error (ours or a foreign issuer's): the audit
+/// row, the `outcome` label and the log line all classify a result this one way.
+fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
+    match result {
+        Ok(_) => AuditOutcome::Issued,
+        Err(e) if e.is_server_side() => AuditOutcome::Error,
+        Err(_) => AuditOutcome::Refused,
     }
 }
 

@@ -163,24 +163,25 @@ pub struct Actor {
 /// `sub`) is refused rather than copied: a downstream service may read a malformed `act`
 /// as "nobody acts", and the chain must never silently vanish (SPEC §2.1).
 pub fn check_act_shape(role: TokenRole, act: Option<&Value>) -> Result<(), ExchangeError> {
+    let refuse = |message: String| ExchangeError::Unacceptable {
+        role,
+        reason: "malformed_act",
+        message,
+    };
     let mut next = act;
-    let mut depth = 0;
-    while let Some(value) = next {
-        depth += 1;
-        let well_formed = value
+    for depth in 1.. {
+        let Some(value) = next else { break };
+        if depth > MAX_ACT_DEPTH {
+            return Err(refuse(format!(
+                "act nests more than {MAX_ACT_DEPTH} actors"
+            )));
+        }
+        let obj = value
             .as_object()
-            .filter(|obj| matches!(obj.get("sub"), Some(Value::String(s)) if !s.is_empty()));
-        let Some(obj) = well_formed.filter(|_| depth <= MAX_ACT_DEPTH) else {
-            return Err(ExchangeError::Unacceptable {
-                role,
-                reason: "malformed_act",
-                message: if depth > MAX_ACT_DEPTH {
-                    format!("act nests more than {MAX_ACT_DEPTH} actors")
-                } else {
-                    "act must be an object with a non-empty string sub, at every level".into()
-                },
-            });
-        };
+            .filter(|obj| matches!(obj.get("sub"), Some(Value::String(s)) if !s.is_empty()))
+            .ok_or_else(|| {
+                refuse("act must be an object with a non-empty string sub, at every level".into())
+            })?;
         next = obj.get("act");
     }
     Ok(())

@@ -14,13 +14,42 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const REPO_TRUST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/trust");
 
-fn tessera(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
+/// The binary with `args`, run from a neutral directory with no inherited config file.
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .env_remove("TESSERA_CONFIG")
-        .current_dir(std::env::temp_dir())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    command(args).output().expect("run tessera")
+}
+
+/// Runs the binary on `app`'s database, as an operator would beside the running broker.
+fn tessera_on(app: &TestApp, args: &[&str]) -> std::process::Output {
+    command(args)
+        .env("TESSERA_DATABASE__URL", app.database_url())
         .output()
         .expect("run tessera")
+}
+
+/// Exchanges a fresh ID token and returns the `kid` that signed the issued token.
+async fn issued_kid(app: &TestApp) -> String {
+    let t = app.issuer.id_token().sign();
+    let body: Value = app
+        .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap()
 }
 
 fn stdout(o: &std::process::Output) -> String {
@@ -152,10 +181,8 @@ fn clients_new_secret_prints_a_secret_and_its_hash() {
 
 #[test]
 fn a_config_error_names_the_key_and_its_source() {
-    let out = Command::new(BIN)
-        .args(["migrate"])
+    let out = command(&["migrate"])
         .env("TESSERA_TOKENS__MAX_LIFETIME", "forever")
-        .current_dir(std::env::temp_dir())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -173,26 +200,11 @@ async fn keys_rotate_is_picked_up_by_a_running_server() {
             .configure(|c| c.tokens.key_refresh_interval = std::time::Duration::from_secs(1))
             .spawn()
             .await;
-        let jwks: Value = app.get("/jwks.json").await.json().await.unwrap();
+        let jwks = app.get_json("/jwks.json").await;
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
-        let t = app.issuer.id_token().sign();
-        let body: Value = app
-            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
-            .await
-            .json()
-            .await
-            .unwrap();
-        let old_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
-            .unwrap()
-            .kid
-            .unwrap();
+        let old_kid = issued_kid(&app).await;
 
-        let out = Command::new(BIN)
-            .args(["keys", "rotate", "--insecure-skip-publish-wait"])
-            .env("TESSERA_DATABASE__URL", app.database_url())
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap();
+        let out = tessera_on(&app, &["keys", "rotate", "--insecure-skip-publish-wait"]);
         assert!(
             out.status.success(),
             "{}",
@@ -200,7 +212,7 @@ async fn keys_rotate_is_picked_up_by_a_running_server() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
 
-        let jwks: Value = app.get("/jwks.json").await.json().await.unwrap();
+        let jwks = app.get_json("/jwks.json").await;
         let kids: Vec<&str> = jwks["keys"]
             .as_array()
             .unwrap()
@@ -212,20 +224,8 @@ async fn keys_rotate_is_picked_up_by_a_running_server() {
             kids.contains(&old_kid.as_str()),
             "the retired key stays published"
         );
-        let t = app.issuer.id_token().sign();
-        let body: Value = app
-            .exchange(&t, ID_TOKEN, &[("audience", "inventory")])
-            .await
-            .json()
-            .await
-            .unwrap();
-        let new_kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
-            .unwrap()
-            .kid
-            .unwrap();
+        let new_kid = issued_kid(&app).await;
         assert_ne!(new_kid, old_kid);
-        app.verify_issued(body["access_token"].as_str().unwrap())
-            .await;
     }
 }
 
@@ -318,15 +318,7 @@ async fn audit_prune_deletes_old_events_only_and_keeps_live_tokens_trail() {
             .unwrap();
         assert_eq!(app.audit_rows().await.len(), 4);
 
-        let prune = |age: &str| {
-            Command::new(BIN)
-                .args(["audit", "prune", "--older-than", age])
-                .env("TESSERA_DATABASE__URL", app.database_url())
-                .env_remove("TESSERA_CONFIG")
-                .current_dir(std::env::temp_dir())
-                .output()
-                .unwrap()
-        };
+        let prune = |age: &str| tessera_on(&app, &["audit", "prune", "--older-than", age]);
         // Younger than tokens.max_lifetime: refused, nothing deleted.
         let out = prune("5m");
         assert!(!out.status.success());
