@@ -28,10 +28,10 @@ use tessera::issue::{KeyRing, SigningAlg};
 use tessera::metrics::Metrics;
 use tessera::store::Store;
 use tessera::trust::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, IssuerKind, JwsAlg, KeySource,
-    Mapping, OnBehalfOf, Registry, TokenType, TrustStore,
+    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, JwsAlg, KeySource, KindSettings,
+    Mapping, OidcSettings, OnBehalfOf, Registry, TokenType, TrustStore,
 };
-use tessera::verify::{AudienceRule, Expectation, JwtVerifier};
+use tessera::verify::{BrokerIdentity, Expectation, Presented, Purpose, Verifier};
 
 const ISS: &str = "https://idp.bench.example";
 
@@ -63,19 +63,20 @@ fn registry(f: &Fixture) -> Registry {
     claims.insert("email".to_owned(), "assertion.email".to_owned());
     let issuer = IssuerEntry {
         id: "bench".into(),
-        kind: IssuerKind::Oidc,
         issuer: ISS.into(),
-        keys: KeySource::JwksFile {
-            path: PathBuf::from("bench.jwks.json"),
-            jwks: f.jwks.clone(),
-        },
+        settings: KindSettings::Oidc(OidcSettings {
+            keys: KeySource::JwksFile {
+                path: PathBuf::from("bench.jwks.json"),
+                jwks: f.jwks.clone(),
+            },
+            algorithms: vec![JwsAlg::RS256],
+            require_access_token_typ: true,
+        }),
         audiences: vec!["tessera".into()],
         token_types: vec![TokenType::IdToken, TokenType::AccessToken, TokenType::Jwt],
-        algorithms: vec![JwsAlg::RS256],
         clock_skew: Duration::from_secs(60),
         max_age: None,
         one_time_use: false,
-        require_access_token_typ: true,
         mapping: Mapping::compile(None, &claims, None, "assertion.sub").unwrap(),
         demo_signing_key_file: None,
         source: PathBuf::from("bench.toml"),
@@ -133,23 +134,37 @@ fn benches(c: &mut Criterion) {
     let metrics = Arc::new(Metrics::new());
 
     // 1. Verify an RS256 ID token.
-    let verifier = Arc::new(JwtVerifier::new(&outbound(), clock.clone(), metrics.clone()).unwrap());
+    let broker = BrokerIdentity {
+        token_endpoint: "https://tessera.bench/token".into(),
+        issuer: "https://tessera.bench".into(),
+        saml_entity_id: "https://tessera.bench".into(),
+    };
+    let verifier =
+        Arc::new(Verifier::new(&outbound(), broker, clock.clone(), metrics.clone()).unwrap());
     let token = id_token(&f, "alice", now);
+    let presented = Presented {
+        token_type: TokenType::IdToken,
+        text: &token,
+    };
     let allowed = vec!["bench".to_owned()];
     let expect = Expectation {
-        token_type: TokenType::IdToken,
         allowed_issuers: &allowed,
-        audience: AudienceRule::Issuer,
+        purpose: Purpose::Exchange,
     };
     c.bench_function("verify_rs256_id_token", |b| {
-        b.iter(|| rt.block_on(verifier.verify(&reg, &token, &expect)).unwrap())
+        b.iter(|| {
+            rt.block_on(verifier.verify(&reg, presented, &expect))
+                .unwrap()
+        })
     });
 
     // 1b. The issuer's CEL mapping over the verified claims (subject + one claim).
-    let verified = rt.block_on(verifier.verify(&reg, &token, &expect)).unwrap();
+    let verified = rt
+        .block_on(verifier.verify(&reg, presented, &expect))
+        .unwrap();
     let issuer = reg.issuers.get("bench").unwrap().clone();
     c.bench_function("cel_mapping_apply", |b| {
-        b.iter(|| issuer.mapping.apply(&verified.claims).unwrap())
+        b.iter(|| issuer.mapping.apply(&verified.assertion).unwrap())
     });
 
     // 2. Sign an ES256 access token.
@@ -176,13 +191,13 @@ fn benches(c: &mut Criterion) {
     let exchanger = Arc::new(Exchanger {
         trust: Arc::new(TrustStore::from_registry(trust_dir.path(), registry(&f))),
         verifier: verifier.clone(),
+        replay: tessera::replay::ReplayCache::new(store.clone()),
         keys: keys.clone(),
         audit: rt.block_on(async { AuditLog::start(store.clone(), metrics.clone()) }),
         clock: clock.clone(),
         metrics: metrics.clone(),
         settings: ExchangeSettings {
             issuer: "https://tessera.bench".into(),
-            bearer_audiences: vec!["https://tessera.bench/token".into()],
             lifetimes: LifetimeBounds {
                 default_lifetime: Duration::from_secs(600),
                 max_lifetime: Duration::from_secs(3600),

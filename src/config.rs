@@ -197,6 +197,20 @@ impl Config {
     pub fn token_endpoint(&self) -> String {
         format!("{}/token", self.server.issuer)
     }
+
+    /// How tessera names itself to presented tokens: token endpoint, issuer, and the SAML
+    /// entity id (`saml.entity_id`, by default `server.issuer`).
+    pub fn broker_identity(&self) -> crate::verify::BrokerIdentity {
+        crate::verify::BrokerIdentity {
+            token_endpoint: self.token_endpoint(),
+            issuer: self.server.issuer.clone(),
+            saml_entity_id: self
+                .saml
+                .entity_id
+                .clone()
+                .unwrap_or_else(|| self.server.issuer.clone()),
+        }
+    }
 }
 
 /// figment errors name the key and where the value came from ("in tessera.toml",

@@ -38,8 +38,8 @@ pub fn mint_id_tokens(
         openssl::pkey::Id::ED25519 => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)?, "OKP"),
         other => bail!("unsupported demo key type {other:?}"),
     };
-    let kid = match &issuer.keys {
-        KeySource::JwksFile { jwks, .. } => jwks
+    let kid = match issuer.oidc().map(|o| &o.keys) {
+        Some(KeySource::JwksFile { jwks, .. }) => jwks
             .get("keys")
             .and_then(Value::as_array)
             .and_then(|keys| {

@@ -14,7 +14,19 @@ use tessera::clock::{Clock, SystemClock};
 use tessera::config::Config;
 use tessera::startup::Application;
 
-fn main() -> anyhow::Result<()> {
+/// A refused command prints its message and cause chain, one line, never a backtrace
+/// (anyhow's `Debug` adds one whenever `RUST_BACKTRACE` is set).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_guard = tessera::telemetry::init();
     match cli.command {

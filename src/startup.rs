@@ -16,9 +16,14 @@ use crate::exchange::{ExchangeSettings, Exchanger, LifetimeBounds};
 use crate::http::{self, AppState};
 use crate::issue::KeyRing;
 use crate::metrics::{Metrics, OutcomeLabels};
+use crate::replay::ReplayCache;
 use crate::store::Store;
 use crate::trust::{TrustError, TrustStore};
-use crate::verify::JwtVerifier;
+use crate::verify::Verifier;
+
+/// Expired replay-cache entries are deleted this often (each replica prunes; deleting an
+/// already deleted row costs nothing).
+const REPLAY_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Application {
     port: u16,
@@ -42,8 +47,13 @@ impl Application {
         warn_about_demo_issuers(&trust);
         let metrics = Arc::new(Metrics::new());
         let verifier = Arc::new(
-            JwtVerifier::new(&config.outbound, clock.clone(), metrics.clone())
-                .context("building the token verifier")?,
+            Verifier::new(
+                &config.outbound,
+                config.broker_identity(),
+                clock.clone(),
+                metrics.clone(),
+            )
+            .context("building the token verifier")?,
         );
         verifier.warm_up(&trust.snapshot());
         let keys = Arc::new(
@@ -52,16 +62,17 @@ impl Application {
                 .context("opening the signing keys")?,
         );
         let audit = AuditLog::start(store.clone(), metrics.clone());
+        let replay = ReplayCache::new(store.clone());
         let exchanger = Arc::new(Exchanger {
             trust: trust.clone(),
             verifier: verifier.clone(),
+            replay: replay.clone(),
             keys: keys.clone(),
             audit: audit.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
             settings: ExchangeSettings {
                 issuer: config.server.issuer.clone(),
-                bearer_audiences: vec![config.token_endpoint(), config.server.issuer.clone()],
                 lifetimes: LifetimeBounds {
                     default_lifetime: config.tokens.default_lifetime,
                     max_lifetime: config.tokens.max_lifetime,
@@ -108,6 +119,7 @@ impl Application {
                 state.metrics.clone(),
             ),
             spawn_reload_on_sighup(state.clone()),
+            replay.spawn_pruner(clock.clone(), REPLAY_PRUNE_INTERVAL),
         ];
 
         Ok(Self {
@@ -171,7 +183,7 @@ fn warn_about_demo_issuers(trust: &TrustStore) {
 /// Reloads the registry (SIGHUP, `POST /admin/reload`); returns the number of entries.
 pub fn reload_trust(
     trust: &TrustStore,
-    verifier: &JwtVerifier,
+    verifier: &Verifier,
     metrics: &Metrics,
 ) -> Result<usize, TrustError> {
     match trust.reload() {

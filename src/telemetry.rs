@@ -12,6 +12,23 @@ pub fn token_fingerprint(token: &str) -> String {
     hex::encode(&digest[..8])
 }
 
+/// Control characters (newlines above all) escaped as `\n`, `\u{1b}`, ...: request
+/// values reach log lines and audit reasons this way, so they can never forge a line.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `TESSERA_LOG_FORMAT=json`
 /// switches to JSON lines. Lines are written by a background thread (one `write` per
 /// batch instead of one per exchange on the request path); it never drops a line (it
@@ -35,4 +52,19 @@ pub fn init() -> Option<WorkerGuard> {
         builder.try_init()
     };
     installed.ok().map(|()| guard)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_borrowed() {
+        assert!(matches!(
+            super::escape_controls("plain `audience`"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            super::escape_controls("a\nb\r\u{1b}[31m"),
+            "a\\nb\\r\\u{1b}[31m"
+        );
+    }
 }

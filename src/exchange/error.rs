@@ -55,6 +55,10 @@ pub enum ExchangeError {
     IssuerUnavailable { issuer: String },
     #[error("the audit log could not record the exchange")]
     AuditUnavailable,
+    /// The replay cache could not be consulted: a single-use token is not accepted
+    /// unless its use is recorded.
+    #[error("the replay cache could not record a single-use token")]
+    ReplayCacheUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -75,6 +79,7 @@ impl ExchangeError {
             Self::InvalidScope(_) => "invalid_scope",
             Self::IssuerUnavailable { .. } => "issuer_unavailable",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::ReplayCacheUnavailable => "replay_cache_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -83,7 +88,10 @@ impl ExchangeError {
     pub fn is_server_side(&self) -> bool {
         matches!(
             self,
-            Self::IssuerUnavailable { .. } | Self::AuditUnavailable | Self::Internal(_)
+            Self::IssuerUnavailable { .. }
+                | Self::AuditUnavailable
+                | Self::ReplayCacheUnavailable
+                | Self::Internal(_)
         )
     }
 }

@@ -18,10 +18,16 @@ use serde_json::{Map, Value};
 use crate::audit::{AuditEvent, AuditLog, AuditOutcome};
 use crate::clock::{SharedClock, UnixTime};
 use crate::issue::KeyRing;
-use crate::metrics::{DurationLabels, ExchangeLabels, Metrics, Outcome, ReasonLabels};
-use crate::telemetry::token_fingerprint;
+use crate::metrics::{
+    DurationLabels, ExchangeLabels, IssuerLabels, Metrics, Outcome, ReasonLabels,
+};
+use crate::replay::ReplayCache;
+use crate::store::replay::Seen;
+use crate::telemetry::{escape_controls, token_fingerprint};
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore};
-use crate::verify::{AudienceRule, Expectation, JwtVerifier, VerifiedToken, VerifyError};
+use crate::verify::{
+    Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
+};
 
 pub use error::{ExchangeError, TokenRole};
 pub use policy::LifetimeBounds;
@@ -57,7 +63,7 @@ struct AccessTokenClaims<'a> {
     client_id: &'a str,
     scope: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    act: Option<&'a Value>,
+    act: Option<&'a Act>,
     #[serde(flatten)]
     claims: &'a Map<String, Value>,
 }
@@ -66,14 +72,13 @@ struct AccessTokenClaims<'a> {
 pub struct ExchangeSettings {
     /// `server.issuer`: `iss` of issued tokens.
     pub issuer: String,
-    /// Audiences an RFC 7523 assertion may name: the token endpoint and the issuer.
-    pub bearer_audiences: Vec<String>,
     pub lifetimes: LifetimeBounds,
 }
 
 pub struct Exchanger {
     pub trust: Arc<TrustStore>,
-    pub verifier: Arc<JwtVerifier>,
+    pub verifier: Arc<Verifier>,
+    pub replay: ReplayCache,
     pub keys: Arc<KeyRing>,
     pub audit: AuditLog,
     pub clock: SharedClock,
@@ -146,10 +151,12 @@ impl Exchanger {
             audience: trail.audience.take(),
             scopes: trail.scopes.take(),
             outcome: outcome_of(&result),
+            // Request values (an audience, a scope) appear in messages: escaped, so a
+            // newline in a parameter can never forge a line of the trail.
             reason: result
                 .as_ref()
                 .err()
-                .map(|e| format!("{}: {e}", e.reason())),
+                .map(|e| escape_controls(&format!("{}: {e}", e.reason())).into_owned()),
             jti: trail.jti.clone(),
             subject_token_sha256: trail.token_sha256.clone(),
         };
@@ -225,10 +232,11 @@ impl Exchanger {
                     .rejections
                     .get_or_create(&ReasonLabels { reason })
                     .inc();
+                let error = escape_controls(&e.to_string()).into_owned();
                 tracing::info!(
                     target: "exchange",
                     outcome = outcome.as_str(),
-                    grant, issuer, client_id, token_sha256, reason, error = %e,
+                    grant, issuer, client_id, token_sha256, reason, error,
                     "exchange"
                 );
             }
@@ -254,26 +262,12 @@ impl Exchanger {
                 trail.token_type = Some(req.subject.token_type);
                 trail.token_sha256 = Some(token_fingerprint(&req.subject.token));
                 let subject = self
-                    .verify(
-                        &registry,
-                        &client,
-                        TokenRole::Subject,
-                        &req.subject.token,
-                        req.subject.token_type,
-                        trail,
-                    )
+                    .verify(&registry, &client, TokenRole::Subject, &req.subject, trail)
                     .await?;
                 let actor = match &req.actor {
                     Some(a) => Some(
-                        self.verify(
-                            &registry,
-                            &client,
-                            TokenRole::Actor,
-                            &a.token,
-                            a.token_type,
-                            trail,
-                        )
-                        .await?,
+                        self.verify(&registry, &client, TokenRole::Actor, a, trail)
+                            .await?,
                     ),
                     None => None,
                 };
@@ -288,16 +282,15 @@ impl Exchanger {
                 )
                 .await
             }
-            Grant::JwtBearer(req) => {
-                trail.token_type = Some(TokenType::Jwt);
-                trail.token_sha256 = Some(token_fingerprint(&req.assertion));
+            Grant::Bearer(req) => {
+                trail.token_type = Some(req.assertion.token_type);
+                trail.token_sha256 = Some(token_fingerprint(&req.assertion.token));
                 let subject = self
                     .verify(
                         &registry,
                         &client,
                         TokenRole::Assertion,
                         &req.assertion,
-                        TokenType::Jwt,
                         trail,
                     )
                     .await?;
@@ -321,40 +314,44 @@ impl Exchanger {
         registry: &Registry,
         client: &ClientEntry,
         role: TokenRole,
-        token: &str,
-        token_type: TokenType,
+        presented: &request::PresentedToken,
         trail: &mut Trail,
     ) -> Result<Verified, ExchangeError> {
-        let (allowed, audience) = match role {
-            TokenRole::Subject => (&client.subject_issuers, AudienceRule::Issuer),
-            TokenRole::Actor => (&client.actor_issuers, AudienceRule::Issuer),
-            TokenRole::Assertion => (
-                &client.subject_issuers,
-                AudienceRule::OneOf(&self.settings.bearer_audiences),
-            ),
+        let (allowed, purpose) = match role {
+            TokenRole::Subject => (&client.subject_issuers, Purpose::Exchange),
+            TokenRole::Actor => (&client.actor_issuers, Purpose::Exchange),
+            TokenRole::Assertion => (&client.subject_issuers, Purpose::BearerGrant),
         };
         let expect = Expectation {
-            token_type,
             allowed_issuers: allowed,
-            audience,
+            purpose,
         };
-        let token = self
-            .verifier
-            .verify(registry, token, &expect)
-            .await
-            .map_err(|error| match error {
-                VerifyError::IssuerUnavailable { issuer } => {
-                    ExchangeError::IssuerUnavailable { issuer }
+        let token = Presented {
+            token_type: presented.token_type,
+            text: &presented.token,
+        };
+        let verified = self.verifier.verify(registry, token, &expect).await;
+        let token = match verified {
+            Ok(t) => t,
+            Err(Refusal { issuer, error }) => {
+                // Once the issuer is resolved, refusals carry its id (metrics, audit).
+                if role != TokenRole::Actor && issuer.is_some() {
+                    trail.issuer = issuer;
                 }
-                VerifyError::Internal(message) => ExchangeError::Internal(message.to_owned()),
-                error => ExchangeError::Token { role, error },
-            })?;
+                return Err(match error {
+                    VerifyError::IssuerUnavailable { issuer } => {
+                        ExchangeError::IssuerUnavailable { issuer }
+                    }
+                    VerifyError::Internal(message) => ExchangeError::Internal(message.to_owned()),
+                    error => ExchangeError::Token { role, error },
+                });
+            }
+        };
         if role != TokenRole::Actor {
             trail.issuer = Some(token.issuer.id.clone());
             // SPEC §2: an app exchanges only tokens addressed to it.
             if let Some(wanted) = &client.subject_audiences {
-                let auds = policy::token_audiences(&token.claims);
-                if !wanted.iter().any(|w| auds.contains(w.as_str())) {
+                if !wanted.iter().any(|w| token.audiences.contains(w)) {
                     return Err(ExchangeError::Unacceptable {
                         role,
                         reason: "subject_audience_not_allowed",
@@ -363,16 +360,13 @@ impl Exchanger {
                 }
             }
         }
-        let mapped =
-            token
-                .issuer
-                .mapping
-                .apply(&token.claims)
-                .map_err(|e| ExchangeError::Unacceptable {
-                    role,
-                    reason: "mapping_refused",
-                    message: e.to_string(),
-                })?;
+        let mapped = token.issuer.mapping.apply(&token.assertion).map_err(|e| {
+            ExchangeError::Unacceptable {
+                role,
+                reason: "mapping_refused",
+                message: e.to_string(),
+            }
+        })?;
         if role == TokenRole::Actor {
             trail.actor = Some(mapped.subject.clone());
         } else {
@@ -383,6 +377,37 @@ impl Exchanger {
             token,
             mapped,
         })
+    }
+
+    /// SPEC §4.1 replay: a single-use token is accepted once, across replicas. Runs after
+    /// every other check so that a refusal for another reason does not use it up.
+    async fn consume_single_use(&self, tokens: &[&Verified]) -> Result<(), ExchangeError> {
+        for v in tokens {
+            let Some(key) = &v.token.replay else {
+                continue;
+            };
+            match self.replay.consume(key).await {
+                Ok(Seen::First) => {}
+                Ok(Seen::Before) => {
+                    self.metrics
+                        .replays_blocked
+                        .get_or_create(&IssuerLabels {
+                            issuer: key.issuer.clone(),
+                        })
+                        .inc();
+                    return Err(ExchangeError::Unacceptable {
+                        role: v.role,
+                        reason: "replayed",
+                        message: "was already used (single-use: OneTimeUse or one_time_use)".into(),
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "replay cache unavailable");
+                    return Err(ExchangeError::ReplayCacheUnavailable);
+                }
+            }
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -424,16 +449,15 @@ impl Exchanger {
         };
         policy::check_may_act(
             subject.role,
-            subject.token.claims.get("may_act"),
+            subject.token.may_act.as_ref(),
             acting_sub,
             acting_iss,
         )?;
-        policy::check_act_shape(subject.role, subject.token.claims.get("act"))?;
         let act = policy::act_claim(
             client.on_behalf_of,
             &client.client_id,
             actor_id.as_ref(),
-            subject.token.claims.get("act"),
+            subject.token.act.as_ref(),
         );
         if actor.is_none()
             && act.is_some()
@@ -441,6 +465,8 @@ impl Exchanger {
         {
             trail.actor = Some(client.client_id.clone());
         }
+        let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
+        self.consume_single_use(&single_use).await?;
 
         let claims = policy::audience_claims(&subject.mapped.claims, &audience);
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
@@ -485,7 +511,7 @@ fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
 
 struct Verified {
     role: TokenRole,
-    token: VerifiedToken,
+    token: VerifiedSubject,
     mapped: crate::trust::Mapped,
 }
 

@@ -2,7 +2,6 @@
 //! how long, which claims, and who acts for whom. Pure functions over registry entries,
 //! so each rule is testable on its own.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::clock::UnixTime;
 use crate::trust::mapping::RESERVED_CLAIMS;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
+use crate::verify::{Act, MayAct};
 
 use super::error::{ExchangeError, TokenRole};
 use super::request::Target;
@@ -158,67 +158,18 @@ pub struct Actor {
     pub iss: Option<String>,
 }
 
-/// RFC 8693 §4.1: an `act` claim is an object naming its actor in a string `sub`, and
-/// any earlier actor nests the same way. Anything else (`null`, a string, an actor with no
-/// `sub`) is refused rather than copied: a downstream service may read a malformed `act`
-/// as "nobody acts", and the chain must never silently vanish (SPEC §2.1).
-pub fn check_act_shape(role: TokenRole, act: Option<&Value>) -> Result<(), ExchangeError> {
-    let refuse = |message: String| ExchangeError::Unacceptable {
-        role,
-        reason: "malformed_act",
-        message,
-    };
-    let mut next = act;
-    for depth in 1.. {
-        let Some(value) = next else { break };
-        if depth > MAX_ACT_DEPTH {
-            return Err(refuse(format!(
-                "act nests more than {MAX_ACT_DEPTH} actors"
-            )));
-        }
-        let obj = value
-            .as_object()
-            .filter(|obj| matches!(obj.get("sub"), Some(Value::String(s)) if !s.is_empty()))
-            .ok_or_else(|| {
-                refuse("act must be an object with a non-empty string sub, at every level".into())
-            })?;
-        next = obj.get("act");
-    }
-    Ok(())
-}
-
-/// Longest delegation chain accepted in a presented `act` (each hop adds one).
-const MAX_ACT_DEPTH: usize = 16;
-
 /// RFC 8693 §4.1 `act`: the current actor on top, earlier actors nested inside. A subject
 /// token that carries `act` never loses it (SPEC §2.1), even under `impersonate`.
 pub fn act_claim(
     on_behalf_of: OnBehalfOf,
     client_id: &str,
     actor: Option<&Actor>,
-    subject_act: Option<&Value>,
-) -> Option<Value> {
-    let top = match (actor, on_behalf_of) {
-        (Some(a), _) => Some(a.clone()),
-        (None, OnBehalfOf::Delegate) => Some(Actor {
-            sub: client_id.to_owned(),
-            iss: None,
-        }),
-        (None, OnBehalfOf::Impersonate) => None,
-    };
-    match top {
-        None => subject_act.cloned(),
-        Some(a) => {
-            let mut obj = Map::new();
-            obj.insert("sub".into(), Value::String(a.sub));
-            if let Some(iss) = a.iss {
-                obj.insert("iss".into(), Value::String(iss));
-            }
-            if let Some(prev) = subject_act {
-                obj.insert("act".into(), prev.clone());
-            }
-            Some(Value::Object(obj))
-        }
+    subject_act: Option<&Act>,
+) -> Option<Act> {
+    match (actor, on_behalf_of) {
+        (Some(a), _) => Some(Act::over(a.sub.clone(), a.iss.clone(), subject_act)),
+        (None, OnBehalfOf::Delegate) => Some(Act::over(client_id.to_owned(), None, subject_act)),
+        (None, OnBehalfOf::Impersonate) => subject_act.cloned(),
     }
 }
 
@@ -228,33 +179,20 @@ pub fn act_claim(
 /// `invalid_request` for token exchange and `invalid_grant` for the bearer grant.
 pub fn check_may_act(
     role: TokenRole,
-    may_act: Option<&Value>,
+    may_act: Option<&MayAct>,
     actor_sub: &str,
     actor_iss: &str,
 ) -> Result<(), ExchangeError> {
     let Some(may_act) = may_act else {
         return Ok(());
     };
-    let refuse = |why: &str| {
-        Err(ExchangeError::Unacceptable {
+    may_act
+        .admits(actor_sub, actor_iss)
+        .map_err(|why| ExchangeError::Unacceptable {
             role,
             reason: "may_act_refused",
             message: format!("may_act does not admit this actor: {why}"),
         })
-    };
-    let Some(obj) = may_act.as_object() else {
-        return refuse("may_act is not an object");
-    };
-    match obj.get("sub") {
-        Some(Value::String(s)) if s == actor_sub => {}
-        Some(_) => return refuse("sub differs"),
-        None => return refuse("may_act names no sub"),
-    }
-    match obj.get("iss") {
-        None => Ok(()),
-        Some(Value::String(s)) if s == actor_iss => Ok(()),
-        Some(_) => refuse("iss differs"),
-    }
 }
 
 /// Data minimisation: only the mapped claims the audience may see. Reserved names are
@@ -269,25 +207,6 @@ pub fn audience_claims(
         .filter(|(k, _)| audience.claims.contains(k) && !RESERVED_CLAIMS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-/// `aud` of a verified token as a set of strings (string or array form).
-pub fn token_audiences(claims: &Map<String, Value>) -> BTreeSet<&str> {
-    match claims.get("aud") {
-        Some(Value::String(s)) => BTreeSet::from([s.as_str()]),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-/// Space-separated `scope` claim of a token, if any (RFC 9068 §2.2.3 / RFC 8693 §4.2).
-pub fn token_scopes(claims: &Map<String, Value>) -> Option<Vec<String>> {
-    claims.get("scope").and_then(Value::as_str).map(|s| {
-        s.split(' ')
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@ use super::error::ExchangeError;
 
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const GRANT_SAML2_BEARER: &str = "urn:ietf:params:oauth:grant-type:saml2-bearer";
 
 /// Label values for `grant` (SPEC §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantKind {
     TokenExchange,
     JwtBearer,
+    Saml2Bearer,
 }
 
 impl GrantKind {
@@ -21,6 +23,7 @@ impl GrantKind {
         match self {
             Self::TokenExchange => "token_exchange",
             Self::JwtBearer => "jwt_bearer",
+            Self::Saml2Bearer => "saml2_bearer",
         }
     }
 }
@@ -87,10 +90,19 @@ pub struct Target {
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Debug)]
+/// `Debug` shows the token's length only: a token never reaches a log line.
 pub struct PresentedToken {
     pub token: String,
     pub token_type: TokenType,
+}
+
+impl std::fmt::Debug for PresentedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedToken")
+            .field("token", &format_args!("[{} bytes]", self.token.len()))
+            .field("token_type", &self.token_type)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -102,23 +114,26 @@ pub struct TokenExchangeRequest {
     pub target: Target,
 }
 
+/// RFC 7523 / RFC 7522 bearer grants: the `assertion` is the grant.
 #[derive(Debug)]
-pub struct JwtBearerRequest {
-    pub assertion: String,
+pub struct BearerRequest {
+    /// `Jwt` for jwt-bearer, `Saml2` for saml2-bearer.
+    pub assertion: PresentedToken,
     pub target: Target,
 }
 
 #[derive(Debug)]
 pub enum Grant {
     TokenExchange(TokenExchangeRequest),
-    JwtBearer(JwtBearerRequest),
+    Bearer(BearerRequest),
 }
 
 impl Grant {
     pub fn kind(&self) -> GrantKind {
         match self {
             Self::TokenExchange(_) => GrantKind::TokenExchange,
-            Self::JwtBearer(_) => GrantKind::JwtBearer,
+            Self::Bearer(b) if b.assertion.token_type == TokenType::Saml2 => GrantKind::Saml2Bearer,
+            Self::Bearer(_) => GrantKind::JwtBearer,
         }
     }
 }
@@ -222,12 +237,17 @@ pub fn parse_grant(grant_type: &str, form: &Form) -> Result<Grant, ExchangeError
                 target: parse_target(form)?,
             }))
         }
-        GRANT_JWT_BEARER => {
-            let assertion = token_param(form, "assertion")?.ok_or_else(|| {
+        GRANT_JWT_BEARER | GRANT_SAML2_BEARER => {
+            let token = token_param(form, "assertion")?.ok_or_else(|| {
                 ExchangeError::InvalidRequest("missing parameter assertion".into())
             })?;
-            Ok(Grant::JwtBearer(JwtBearerRequest {
-                assertion,
+            let token_type = if grant_type == GRANT_SAML2_BEARER {
+                TokenType::Saml2
+            } else {
+                TokenType::Jwt
+            };
+            Ok(Grant::Bearer(BearerRequest {
+                assertion: PresentedToken { token, token_type },
                 target: parse_target(form)?,
             }))
         }

@@ -207,7 +207,7 @@ impl From<ExchangeError> for OAuthError {
                     description,
                 )
             },
-            ExchangeError::AuditUnavailable => Self {
+            ExchangeError::AuditUnavailable | ExchangeError::ReplayCacheUnavailable => Self {
                 retry_after: Some(1),
                 ..Self::new(
                     C::TemporarilyUnavailable,

@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::exchange::request::{GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE};
+use crate::exchange::request::{GRANT_JWT_BEARER, GRANT_SAML2_BEARER, GRANT_TOKEN_EXCHANGE};
 use crate::trust::Registry;
 
 use super::AppState;
@@ -27,7 +27,7 @@ pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks.json"),
-        "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER],
+        "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER, GRANT_SAML2_BEARER],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
     });

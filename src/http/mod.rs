@@ -17,7 +17,7 @@ use crate::issue::KeyRing;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::trust::TrustStore;
-use crate::verify::JwtVerifier;
+use crate::verify::Verifier;
 
 pub use error::{ErrorCode, OAuthError};
 
@@ -29,7 +29,7 @@ pub struct AppState {
     pub exchanger: Arc<Exchanger>,
     pub store: Store,
     pub trust: Arc<TrustStore>,
-    pub verifier: Arc<JwtVerifier>,
+    pub verifier: Arc<Verifier>,
     pub keys: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
     /// `server.issuer`.

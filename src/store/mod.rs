@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod replay;
 pub mod schema;
 pub mod testing;
 

@@ -33,4 +33,12 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(signing_keys, audit_events);
+diesel::table! {
+    replay_cache (issuer, token_id) {
+        issuer -> Text,
+        token_id -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(signing_keys, audit_events, replay_cache);

@@ -19,8 +19,8 @@ use self::audience::{check_audiences, load_audience};
 use self::client::{load_client, ClientRefs};
 use self::issuer::{check_issuers, load_issuer};
 use super::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, IssuerKind, KeySource, OnBehalfOf,
-    Registry,
+    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, KeySource, KindSettings, OnBehalfOf,
+    Registry, SamlKeySource,
 };
 
 /// Every problem found while loading, each naming its file and field.
@@ -104,23 +104,40 @@ pub fn load_registry(dir: &Path) -> Result<Registry, TrustError> {
 pub fn describe(registry: &Registry) -> Vec<String> {
     let mut lines = Vec::new();
     for i in registry.issuers.values() {
-        let keys = match &i.keys {
-            KeySource::Discovery(_) => "discovery",
-            KeySource::JwksUri(_) => "jwks_uri",
-            KeySource::JwksFile { .. } => "jwks_file",
-        };
-        let kind = match i.kind {
-            IssuerKind::Oidc => "oidc",
-        };
+        let kind = i.kind().label();
         let types: Vec<&str> = i.token_types.iter().map(|t| t.label()).collect();
-        let algs: Vec<String> = i.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let specifics = match &i.settings {
+            KindSettings::Oidc(o) => {
+                let keys = match &o.keys {
+                    KeySource::Discovery(_) => "discovery",
+                    KeySource::JwksUri(_) => "jwks_uri",
+                    KeySource::JwksFile { .. } => "jwks_file",
+                };
+                let algs: Vec<String> = o.algorithms.iter().map(|a| format!("{a:?}")).collect();
+                (keys.to_owned(), format!("algs={}", algs.join(",")))
+            }
+            KindSettings::Saml(s) => {
+                let keys = match &s.keys {
+                    SamlKeySource::Pinned { certs, .. } => format!("certs={}", certs.len()),
+                    SamlKeySource::MetadataUrl(_) => "metadata_url".to_owned(),
+                };
+                let mut extra = format!("recipients={}", s.recipients.len());
+                if s.allow_sha1 {
+                    extra.push_str("  allow_sha1");
+                }
+                if i.one_time_use {
+                    extra.push_str("  one_time_use");
+                }
+                (keys, extra)
+            }
+        };
+        let (keys, extra) = specifics;
         let mut line = format!(
-            "issuer    {}  {kind}  {}  keys={keys}  aud={}  types={}  algs={}",
+            "issuer    {}  {kind}  {}  keys={keys}  aud={}  types={}  {extra}",
             i.id,
             i.issuer,
             i.audiences.join(","),
             types.join(","),
-            algs.join(",")
         );
         if i.mapping.has_condition() {
             line.push_str("  condition");
@@ -467,6 +484,7 @@ fn check_scopes(path: &Path, scopes: &[String], errs: &mut Errors) {
 mod audience;
 mod client;
 mod issuer;
+mod saml;
 
 #[cfg(test)]
 mod tests;

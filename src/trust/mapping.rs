@@ -25,6 +25,10 @@ pub const ASSERTION_VAR: &str = "assertion";
 /// Subject program used for JWT issuers when the entry has no `mapping.subject`.
 pub const DEFAULT_JWT_SUBJECT: &str = "assertion.sub";
 
+/// Subject program used for SAML issuers when the entry has no `mapping.subject`: the
+/// NameID (SPEC §2).
+pub const DEFAULT_SAML_SUBJECT: &str = "assertion.subject";
+
 /// Deeper JSON is replaced by `null` when handed to CEL. Verified tokens are at most
 /// 48 KiB and parsed with serde_json's own recursion limit (128); this keeps the
 /// conversion's recursion, and the programs' view, shallow regardless.
@@ -196,18 +200,22 @@ impl Mapping {
     /// Subject = `assertion.sub`, no claims, no condition: what an OIDC issuer without a
     /// `[mapping]` table gets.
     pub fn default_for_jwt() -> Self {
+        Self::default_with_subject(DEFAULT_JWT_SUBJECT)
+    }
+
+    /// Subject = `subject` (one of the `DEFAULT_*_SUBJECT` constants), no claims, no
+    /// condition: what an issuer without a `[mapping]` table gets.
+    pub fn default_with_subject(subject: &'static str) -> Self {
         let env = shared_env();
         #[expect(
             clippy::expect_used,
-            reason = "a constant expression; mapping::tests::default_for_jwt_maps_sub covers it"
+            reason = "constant expressions; mapping::tests::default_for_jwt_maps_sub covers them"
         )]
-        let program = env
-            .compile(DEFAULT_JWT_SUBJECT)
-            .expect("assertion.sub compiles");
+        let program = env.compile(subject).expect("default subject compiles");
         Self {
             env,
             subject: Compiled {
-                source: DEFAULT_JWT_SUBJECT.to_owned(),
+                source: subject.to_owned(),
                 program,
             },
             claims: Vec::new(),

@@ -7,6 +7,7 @@
 
 pub mod load;
 pub mod mapping;
+pub mod metadata;
 pub mod registry;
 
 use std::path::PathBuf;
@@ -29,9 +30,21 @@ pub const LOCAL_ISSUER: &str = "local";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssuerKind {
+    /// JWTs: ID tokens, RFC 9068 access tokens, plain `jwt`.
     Oidc,
-    // Saml and Introspection arrive with their own issues; the loader refuses them until
-    // then with a message that says so.
+    /// SAML 2.0 assertions (bare or in a `<Response>`).
+    Saml,
+    // Introspection arrives with its own issue; the loader refuses it until then with a
+    // message that says so.
+}
+
+impl IssuerKind {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Oidc => "oidc",
+            Self::Saml => "saml",
+        }
+    }
 }
 
 /// The RFC 8693 token types a subject or actor token may declare.
@@ -117,26 +130,97 @@ pub enum KeySource {
     },
 }
 
+/// Settings only JWT issuers have.
+#[derive(Debug)]
+pub struct OidcSettings {
+    pub keys: KeySource,
+    pub algorithms: Vec<JwsAlg>,
+    pub require_access_token_typ: bool,
+}
+
+/// Where a SAML IdP's signing certificates come from (SPEC §4.1: never the document's
+/// `KeyInfo`).
+#[derive(Debug, Clone)]
+pub enum SamlKeySource {
+    /// IdP metadata read at load (`metadata_file`) or pinned PEM certificates
+    /// (`signing_cert_file`): the certificates, DER, as parsed at load.
+    Pinned {
+        path: PathBuf,
+        certs: Arc<Vec<SigningCert>>,
+    },
+    /// IdP metadata fetched from the registry's URL, cached and refreshed.
+    MetadataUrl(url::Url),
+}
+
+/// One IdP signing certificate (DER) with its SHA-256 fingerprint for logs and `trust check`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningCert {
+    pub der: Vec<u8>,
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for SigningCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningCert(sha256:{})", &self.sha256)
+    }
+}
+
+/// Settings only SAML issuers have.
+#[derive(Debug)]
+pub struct SamlSettings {
+    pub keys: SamlKeySource,
+    /// Accepted `Recipient` / `Destination` values besides the token endpoint.
+    pub recipients: Vec<String>,
+    /// RSA-SHA1 / SHA-1 digests accepted (SPEC §4.1: opt-in).
+    pub allow_sha1: bool,
+}
+
+/// What is particular to an issuer's kind: each kind's loader fills its own variant.
+#[derive(Debug)]
+pub enum KindSettings {
+    Oidc(OidcSettings),
+    Saml(SamlSettings),
+}
+
 #[derive(Debug)]
 pub struct IssuerEntry {
     pub id: IssuerId,
-    pub kind: IssuerKind,
-    /// Exact `iss` value.
+    /// Exact `iss` / SAML entityID.
     pub issuer: String,
-    pub keys: KeySource,
     pub audiences: Vec<String>,
     pub token_types: Vec<TokenType>,
-    pub algorithms: Vec<JwsAlg>,
     pub clock_skew: Duration,
     pub max_age: Option<Duration>,
+    /// Every token of this issuer is single-use (SAML default).
     pub one_time_use: bool,
-    pub require_access_token_typ: bool,
+    pub settings: KindSettings,
     pub mapping: Mapping,
     /// Demo issuers only: the private key `tessera dev id-token` signs with. Its presence
     /// marks the entry as a demo, and `serve` warns about it.
     pub demo_signing_key_file: Option<PathBuf>,
     /// The file this entry came from (for messages).
     pub source: PathBuf,
+}
+
+impl IssuerEntry {
+    pub const fn kind(&self) -> IssuerKind {
+        match self.settings {
+            KindSettings::Oidc(_) => IssuerKind::Oidc,
+            KindSettings::Saml(_) => IssuerKind::Saml,
+        }
+    }
+    pub const fn oidc(&self) -> Option<&OidcSettings> {
+        match &self.settings {
+            KindSettings::Oidc(s) => Some(s),
+            KindSettings::Saml(_) => None,
+        }
+    }
+    pub const fn saml(&self) -> Option<&SamlSettings> {
+        match &self.settings {
+            KindSettings::Saml(s) => Some(s),
+            KindSettings::Oidc(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

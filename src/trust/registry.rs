@@ -29,7 +29,7 @@ impl Registry {
     ) -> Self {
         let mut r = Registry::default();
         for i in issuers {
-            r.by_iss.insert((i.issuer.clone(), i.kind), i.id.clone());
+            r.by_iss.insert((i.issuer.clone(), i.kind()), i.id.clone());
             r.issuers.insert(i.id.clone(), Arc::new(i));
         }
         for a in audiences {

@@ -44,6 +44,17 @@ pub enum VerifyError {
     SignatureInvalid,
     #[error("token has no {0} claim")]
     MissingClaim(&'static str),
+    #[error("token claim {claim} is not {expected}")]
+    MalformedClaim {
+        claim: &'static str,
+        expected: &'static str,
+    },
+    /// RFC 8693 §4.1: the presented `act` is not a chain of actors with a `sub` each.
+    #[error("{0}")]
+    MalformedAct(&'static str),
+    /// A SAML assertion failed one of SPEC §4.1's checks.
+    #[error("{0}")]
+    Saml(#[from] SamlError),
     #[error("token claim {0} is not a valid NumericDate")]
     BadNumericDate(&'static str),
     #[error("token audience is not acceptable")]
@@ -83,6 +94,9 @@ impl VerifyError {
             Self::NoMatchingKey { .. } => "no_matching_key",
             Self::SignatureInvalid => "bad_signature",
             Self::MissingClaim(_) => "missing_claim",
+            Self::MalformedClaim { .. } => "malformed_claim",
+            Self::MalformedAct(_) => "malformed_act",
+            Self::Saml(e) => e.reason(),
             Self::BadNumericDate(_) => "bad_numeric_date",
             Self::WrongAudience => "wrong_audience",
             Self::Expired { .. } => "expired",
@@ -98,6 +112,101 @@ impl VerifyError {
     /// the HTTP layer answers 503 `temporarily_unavailable` instead of blaming the caller.
     pub fn is_issuer_unavailable(&self) -> bool {
         matches!(self, Self::IssuerUnavailable { .. })
+    }
+}
+
+/// Which SAML check refused an assertion (SPEC §4, §4.1). Messages name the check and
+/// never echo the document's content beyond a sanitised algorithm URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SamlError {
+    #[error("assertion is not base64 (base64url per RFC 8693, or standard base64)")]
+    NotBase64,
+    #[error("assertion XML refused: {0}")]
+    Xml(#[from] crate::xml::XmlError),
+    #[error("not a SAML 2.0 Assertion or Response")]
+    NotSaml,
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("{0} is malformed")]
+    Malformed(&'static str),
+    #[error("the Response holds {0} assertions; exactly one is required")]
+    AssertionCount(usize),
+    #[error("the Response status is not Success")]
+    Status,
+    #[error("the Response Issuer differs from the assertion's")]
+    ResponseIssuer,
+    #[error("the verified Issuer is not the registered issuer")]
+    Issuer,
+    #[error("the Response Destination is not the token endpoint or an accepted recipient")]
+    Destination,
+    #[error("neither the assertion nor the Response is signed")]
+    Unsigned,
+    #[error("signature is not acceptable: {0}")]
+    SignatureShape(&'static str),
+    #[error("signature algorithm {0} is not allowed")]
+    Algorithm(String),
+    #[error("SHA-1 signatures and digests are not allowed for this issuer (allow_sha1)")]
+    Sha1,
+    #[error("signature transform {0} is not allowed")]
+    Transform(String),
+    #[error("an ID occurs more than once in the document")]
+    DuplicateId,
+    #[error("signature does not verify with the issuer's signing certificates")]
+    Signature,
+    #[error("assertion has no AudienceRestriction (it would be addressed to anyone)")]
+    NoAudienceRestriction,
+    #[error("an AudienceRestriction does not name this broker or an accepted audience")]
+    Audience,
+    #[error("assertion expired (Conditions NotOnOrAfter)")]
+    Expired,
+    #[error("assertion is not yet valid (Conditions NotBefore)")]
+    NotYetValid,
+    #[error("assertion has no NotOnOrAfter (Conditions or bearer SubjectConfirmationData)")]
+    NoExpiry,
+    #[error("assertion has no bearer SubjectConfirmation")]
+    NoBearer,
+    #[error("no bearer SubjectConfirmationData is acceptable: {0}")]
+    Confirmation(&'static str),
+    #[error("the session ended (AuthnStatement SessionNotOnOrAfter)")]
+    SessionEnded,
+    #[error("EncryptedAssertion received but saml.decryption_key_file is not configured")]
+    EncryptionNotConfigured,
+    #[error("EncryptedAssertion: {0}")]
+    Decryption(&'static str),
+}
+
+impl SamlError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotBase64 => "not_base64",
+            Self::Xml(crate::xml::XmlError::Doctype) => "doctype",
+            Self::Xml(crate::xml::XmlError::TooDeep) => "too_deep",
+            Self::Xml(_) => "malformed_xml",
+            Self::NotSaml | Self::Missing(_) | Self::Malformed(_) => "malformed",
+            Self::AssertionCount(_) => "assertion_count",
+            Self::Status => "response_status",
+            Self::ResponseIssuer => "response_issuer",
+            Self::Issuer => "wrong_issuer",
+            Self::Destination => "wrong_destination",
+            Self::Unsigned => "unsigned",
+            Self::SignatureShape(_) => "signature_shape",
+            Self::Algorithm(_) => "alg_not_allowed",
+            Self::Sha1 => "sha1_not_allowed",
+            Self::Transform(_) => "transform_not_allowed",
+            Self::DuplicateId => "duplicate_id",
+            Self::Signature => "bad_signature",
+            Self::NoAudienceRestriction => "no_audience_restriction",
+            Self::Audience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::NoExpiry => "no_expiry",
+            Self::NoBearer => "no_bearer_confirmation",
+            Self::Confirmation(_) => "bad_confirmation",
+            Self::SessionEnded => "session_ended",
+            Self::EncryptionNotConfigured => "encryption_not_configured",
+            Self::Decryption(_) => "decryption_failed",
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub enum FetchError {
     Timeout,
     #[error("JWKS: {0}")]
     Jwks(#[from] super::keys::JwksError),
+    #[error("SAML metadata: {0}")]
+    Metadata(#[from] crate::trust::metadata::MetadataError),
 }
 
 /// The only members of a discovery document tessera reads (OpenID Connect Discovery
@@ -59,10 +61,16 @@ impl Fetcher {
 
     /// GET a JSON document, streaming with a size cap.
     pub async fn get_json(&self, url: &Url) -> Result<Value, FetchError> {
+        let buf = self.get_bytes(url, "application/json").await?;
+        Ok(serde_json::from_slice(&buf)?)
+    }
+
+    /// GET a document as bytes, streaming with a size cap.
+    pub async fn get_bytes(&self, url: &Url, accept: &'static str) -> Result<Vec<u8>, FetchError> {
         let mut resp = self
             .client
             .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, accept)
             .send()
             .await?;
         // No redirects are followed: a 3xx is a failure like any other non-200.
@@ -82,7 +90,7 @@ impl Fetcher {
             }
             buf.extend_from_slice(&chunk);
         }
-        Ok(serde_json::from_slice(&buf)?)
+        Ok(buf)
     }
 
     /// OpenID Connect Discovery §4.3: the document's `issuer` must equal the registered

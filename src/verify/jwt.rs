@@ -13,8 +13,10 @@ use base64::{alphabet, Engine};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::VerifyError;
-use crate::trust::TokenType;
+use std::sync::Arc;
+
+use super::{Act, MayAct, VerifiedSubject, VerifyError};
+use crate::trust::{IssuerEntry, TokenType};
 
 /// SPEC §4.1 limits: any token 48 KiB, checked before anything else.
 pub const MAX_TOKEN_BYTES: usize = 48 * 1024;
@@ -198,6 +200,14 @@ pub fn check_claims(
         None => return Err(VerifyError::MissingClaim("iss")),
     }
     check_audience(claims.get("aud"), rules)?;
+    // RFC 7519 §4.1.2: sub is a StringOrURI. A number is refused, not stringified: two
+    // IdP users 7 and "7" must never map to one subject.
+    if claims.get("sub").is_some_and(|s| !s.is_string()) {
+        return Err(VerifyError::MalformedClaim {
+            claim: "sub",
+            expected: "a string (RFC 7519 StringOrURI)",
+        });
+    }
 
     let now = rules.now;
     let skew = rules.skew;
@@ -236,6 +246,47 @@ pub fn check_claims(
         }
     }
     Ok(CheckedTimes { exp, iat })
+}
+
+/// The kind-neutral view of a verified JWT: its claims as the CEL `assertion`, and the
+/// members the pipeline needs as types (`aud`, `act`, `may_act`, `scope`).
+pub fn into_subject(
+    issuer: Arc<IssuerEntry>,
+    token_type: TokenType,
+    claims: Map<String, Value>,
+    times: CheckedTimes,
+) -> Result<VerifiedSubject, VerifyError> {
+    let audiences = match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let act = claims.get("act").map(Act::from_claim).transpose()?;
+    let may_act = claims.get("may_act").map(MayAct::from_claim).transpose()?;
+    // RFC 9068 §2.2.3 / RFC 8693 §4.2: a space-separated string. Foreign tokens' scopes
+    // do not narrow what is issued, so another shape is not held against them.
+    let scopes = claims.get("scope").and_then(Value::as_str).map(|s| {
+        s.split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    Ok(VerifiedSubject {
+        issuer,
+        token_type,
+        assertion: claims,
+        audiences,
+        expires_at: times.exp,
+        issued_at: times.iat,
+        act,
+        may_act,
+        scopes,
+        replay: None,
+    })
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3). An ID token listing any

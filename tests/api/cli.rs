@@ -267,11 +267,8 @@ async fn serve_exits_cleanly_on_sigterm() {
     }
     assert!(ready, "server became ready");
     let started = std::time::Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -349,4 +346,28 @@ async fn audit_prune_deletes_old_events_only_and_keeps_live_tokens_trail() {
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(app.audit_rows().await.len(), 2);
     }
+}
+
+#[tokio::test]
+async fn a_refused_command_prints_one_line_and_never_a_backtrace() {
+    let kind = backends()[0];
+    let app = TestApp::spawn(kind).await;
+    // A fresh next key is too young to promote: a user error, not a crash.
+    let out = command(&["keys", "rotate"])
+        .env("TESSERA_DATABASE__URL", app.database_url())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run tessera");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let message: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains(" INFO ") && !l.contains(" WARN "))
+        .collect();
+    assert_eq!(message.len(), 1, "one line of error: {err}");
+    assert!(message[0].starts_with("Error: "), "{err}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("  0: "),
+        "{err}"
+    );
 }

@@ -31,6 +31,14 @@ fn cases() -> Vec<Case> {
             reason: "expired",
         },
         Case {
+            name: "numeric sub (RFC 7519 StringOrURI)",
+            token: |i| i.id_token().claim("sub", json!(7)).sign(),
+            token_type: ID_TOKEN,
+            extra: INV,
+            code: "invalid_request",
+            reason: "malformed_claim",
+        },
+        Case {
             name: "not yet valid",
             token: |i| {
                 let now = i.now();
@@ -677,4 +685,41 @@ async fn a_subject_token_whose_act_is_not_an_actor_object_is_refused() {
         );
         app.assert_refusal_audited("malformed_act").await;
     }
+}
+
+#[tokio::test]
+async fn refusals_of_a_registered_issuer_carry_its_id_in_metrics_and_audit() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let expired = app.issuer.id_token().lifetime(-120).sign();
+    let resp = app.exchange(&expired, ID_TOKEN, INV).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.issuer.as_deref(), Some("acme"), "{row:?}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"tessera_exchanges_total{grant="token_exchange",subject_token_type="id_token",issuer="acme",outcome="refused"} 1"#
+        ),
+        "{metrics}"
+    );
+    // An unknown issuer stays unknown.
+    let foreign = app.issuer.id_token().iss("https://evil.example").sign();
+    app.exchange(&foreign, ID_TOKEN, INV).await;
+    assert_eq!(app.audit_rows().await.remove(0).issuer, None);
+}
+
+#[tokio::test]
+async fn request_values_reach_the_audit_trail_escaped() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let t = app.issuer.id_token().sign();
+    let forged = "x\nexchange outcome=issued client_id=admin";
+    let resp = app.exchange(&t, ID_TOKEN, &[("audience", forged)]).await;
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
+    assert!(!body["error_description"].as_str().unwrap().contains('\n'));
+    let reason = app.audit_rows().await.remove(0).reason.unwrap();
+    assert!(!reason.contains('\n'), "{reason:?}");
+    assert!(
+        reason.contains(r"x\nexchange"),
+        "escaped, not dropped: {reason:?}"
+    );
 }

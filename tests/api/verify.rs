@@ -13,8 +13,12 @@ use serde_json::json;
 use tessera::clock::{FixedClock, SharedClock};
 use tessera::config::OutboundConfig;
 use tessera::metrics::{FetchLabels, Metrics};
-use tessera::trust::{IssuerEntry, IssuerKind, JwsAlg, KeySource, Mapping, Registry, TokenType};
-use tessera::verify::{AudienceRule, Expectation, JwtVerifier, VerifiedToken, VerifyError};
+use tessera::trust::{
+    IssuerEntry, JwsAlg, KeySource, KindSettings, Mapping, OidcSettings, Registry, TokenType,
+};
+use tessera::verify::{
+    BrokerIdentity, Expectation, Presented, Purpose, VerifiedSubject, Verifier, VerifyError,
+};
 
 use crate::issuer::TestIssuer;
 
@@ -37,19 +41,77 @@ fn mapping() -> Mapping {
     Mapping::default_for_jwt()
 }
 
+/// What a test asks the verifier: a token type, the allowed issuers, the purpose.
+struct Ask<'a> {
+    tt: TokenType,
+    allowed: &'a [String],
+    purpose: Purpose,
+}
+
+fn broker() -> BrokerIdentity {
+    BrokerIdentity {
+        token_endpoint: "https://tessera.example/token".into(),
+        issuer: "https://tessera.example".into(),
+        saml_entity_id: "https://tessera.example".into(),
+    }
+}
+
+fn new_verifier(out: &OutboundConfig, clock: SharedClock, metrics: Arc<Metrics>) -> Verifier {
+    Verifier::new(out, broker(), clock, metrics).unwrap()
+}
+
+/// The one entry point, with the refusal's error alone (these tests check which rule).
+trait Check {
+    async fn check(
+        &self,
+        registry: &Registry,
+        token: &str,
+        ask: &Ask<'_>,
+    ) -> Result<VerifiedSubject, VerifyError>;
+}
+
+impl Check for Verifier {
+    async fn check(
+        &self,
+        registry: &Registry,
+        token: &str,
+        ask: &Ask<'_>,
+    ) -> Result<VerifiedSubject, VerifyError> {
+        let presented = Presented {
+            token_type: ask.tt,
+            text: token,
+        };
+        let expect = Expectation {
+            allowed_issuers: ask.allowed,
+            purpose: ask.purpose,
+        };
+        self.verify(registry, presented, &expect)
+            .await
+            .map_err(|r| r.error)
+    }
+}
+
+fn oidc(e: &mut IssuerEntry) -> &mut OidcSettings {
+    match &mut e.settings {
+        KindSettings::Oidc(o) => o,
+        KindSettings::Saml(_) => unreachable!("an oidc test entry"),
+    }
+}
+
 fn entry(id: &str, issuer: &str, keys: KeySource) -> IssuerEntry {
     IssuerEntry {
         id: id.to_owned(),
-        kind: IssuerKind::Oidc,
         issuer: issuer.to_owned(),
-        keys,
+        settings: KindSettings::Oidc(OidcSettings {
+            keys,
+            algorithms: JwsAlg::DEFAULT_ALLOWED.to_vec(),
+            require_access_token_typ: true,
+        }),
         audiences: vec!["tessera".to_owned()],
         token_types: vec![TokenType::IdToken, TokenType::AccessToken, TokenType::Jwt],
-        algorithms: JwsAlg::DEFAULT_ALLOWED.to_vec(),
         clock_skew: Duration::from_secs(60),
         max_age: None,
         one_time_use: false,
-        require_access_token_typ: true,
         mapping: mapping(),
         demo_signing_key_file: None,
         source: PathBuf::from("test"),
@@ -64,7 +126,7 @@ struct Fixture {
     issuer: TestIssuer,
     clock: Arc<FixedClock>,
     metrics: Arc<Metrics>,
-    verifier: JwtVerifier,
+    verifier: Verifier,
     registry: Registry,
 }
 
@@ -84,7 +146,7 @@ impl Fixture {
         let mut e = entry(ID, issuer.url(), discovery(&issuer));
         tweak(&mut e);
         let metrics = Arc::new(Metrics::new());
-        let verifier = JwtVerifier::new(&out, shared, metrics.clone()).unwrap();
+        let verifier = new_verifier(&out, shared, metrics.clone());
         Self {
             issuer,
             clock,
@@ -94,23 +156,23 @@ impl Fixture {
         }
     }
 
-    async fn verify(&self, token: &str, tt: TokenType) -> Result<VerifiedToken, VerifyError> {
+    async fn check(&self, token: &str, tt: TokenType) -> Result<VerifiedSubject, VerifyError> {
         let allowed = [ID.to_owned()];
         self.verifier
-            .verify(
+            .check(
                 &self.registry,
                 token,
-                &Expectation {
-                    token_type: tt,
-                    allowed_issuers: &allowed,
-                    audience: AudienceRule::Issuer,
+                &Ask {
+                    tt,
+                    allowed: &allowed,
+                    purpose: Purpose::Exchange,
                 },
             )
             .await
     }
 
-    async fn id(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        self.verify(token, TokenType::IdToken).await
+    async fn id(&self, token: &str) -> Result<VerifiedSubject, VerifyError> {
+        self.check(token, TokenType::IdToken).await
     }
 
     fn fetches(&self, outcome: &'static str) -> u64 {
@@ -136,8 +198,8 @@ async fn verifies_an_id_token_through_discovery() {
         .claim("email", json!("alice@acme.example"))
         .sign();
     let v = f.id(&token).await.unwrap();
-    assert_eq!(v.claims["sub"], "alice");
-    assert_eq!(v.claims["email"], "alice@acme.example");
+    assert_eq!(v.assertion["sub"], "alice");
+    assert_eq!(v.assertion["email"], "alice@acme.example");
     assert_eq!(v.expires_at, T0 + 300);
     assert_eq!(v.issued_at, Some(T0));
     assert_eq!(v.issuer.id, ID);
@@ -242,10 +304,10 @@ async fn refuses_wrong_issuer_and_audience() {
         .access_token()
         .aud(json!(["tessera", "someone-else"]))
         .sign();
-    f.verify(&at, TokenType::AccessToken).await.unwrap();
+    f.check(&at, TokenType::AccessToken).await.unwrap();
     let other = i.access_token().aud("someone-else").sign();
     assert_eq!(
-        f.verify(&other, TokenType::AccessToken).await.unwrap_err(),
+        f.check(&other, TokenType::AccessToken).await.unwrap_err(),
         VerifyError::WrongAudience
     );
     assert_eq!(
@@ -254,23 +316,22 @@ async fn refuses_wrong_issuer_and_audience() {
             .unwrap_err(),
         VerifyError::MissingClaim("aud")
     );
-    // AudienceRule::OneOf replaces the issuer's audiences (RFC 7523 bearer grant).
-    let token_endpoint = ["https://tessera.example/token".to_owned()];
+    // The bearer grant replaces the issuer's audiences with tessera's own (RFC 7523 §3).
     let allowed = [ID.to_owned()];
-    let expect = Expectation {
-        token_type: TokenType::Jwt,
-        allowed_issuers: &allowed,
-        audience: AudienceRule::OneOf(&token_endpoint),
+    let expect = Ask {
+        tt: TokenType::Jwt,
+        allowed: &allowed,
+        purpose: Purpose::BearerGrant,
     };
     let bearer = i.id_token().aud("https://tessera.example/token").sign();
     f.verifier
-        .verify(&f.registry, &bearer, &expect)
+        .check(&f.registry, &bearer, &expect)
         .await
         .unwrap();
     let plain = i.id_token().sign();
     assert_eq!(
         f.verifier
-            .verify(&f.registry, &plain, &expect)
+            .check(&f.registry, &plain, &expect)
             .await
             .unwrap_err(),
         VerifyError::WrongAudience
@@ -284,13 +345,13 @@ async fn refuses_issuers_the_client_may_not_use_and_token_types_the_issuer_does_
     let none: [String; 0] = [];
     let err = f
         .verifier
-        .verify(
+        .check(
             &f.registry,
             &token,
-            &Expectation {
-                token_type: TokenType::IdToken,
-                allowed_issuers: &none,
-                audience: AudienceRule::Issuer,
+            &Ask {
+                tt: TokenType::IdToken,
+                allowed: &none,
+                purpose: Purpose::Exchange,
             },
         )
         .await
@@ -298,7 +359,7 @@ async fn refuses_issuers_the_client_may_not_use_and_token_types_the_issuer_does_
     assert_eq!(err, VerifyError::IssuerNotAllowed { issuer: ID.into() });
     let at = f.issuer.access_token().sign();
     assert_eq!(
-        f.verify(&at, TokenType::AccessToken)
+        f.check(&at, TokenType::AccessToken)
             .await
             .unwrap_err()
             .reason(),
@@ -413,7 +474,7 @@ async fn never_follows_jku_x5u_jwk_or_x5c() {
 #[tokio::test]
 async fn applies_the_typ_rules() {
     let f = Fixture::new().await;
-    let relaxed = Fixture::with(|e| e.require_access_token_typ = false).await;
+    let relaxed = Fixture::with(|e| oidc(e).require_access_token_typ = false).await;
     use TokenType::*;
     let rows: &[(Option<&str>, TokenType, bool, bool)] = &[
         // (typ, token type, relaxed issuer, accepted)
@@ -437,7 +498,7 @@ async fn applies_the_typ_rules() {
     for &(typ, tt, relax, ok) in rows {
         let fx = if relax { &relaxed } else { &f };
         let token = fx.issuer.id_token().header_typ(typ).sign();
-        let r = fx.verify(&token, tt).await;
+        let r = fx.check(&token, tt).await;
         assert_eq!(r.is_ok(), ok, "{typ:?} as {tt:?} (relaxed {relax}): {r:?}");
         if let Err(e) = r {
             assert_eq!(e.reason(), "wrong_typ");
@@ -581,13 +642,13 @@ async fn a_jwks_uri_source_is_fetched_directly() {
     );
     let registry = Registry::new(vec![e], vec![], vec![]);
     let allowed = [ID.to_owned()];
-    let expect = Expectation {
-        token_type: TokenType::IdToken,
-        allowed_issuers: &allowed,
-        audience: AudienceRule::Issuer,
+    let expect = Ask {
+        tt: TokenType::IdToken,
+        allowed: &allowed,
+        purpose: Purpose::Exchange,
     };
     f.verifier
-        .verify(&registry, &f.issuer.id_token().sign(), &expect)
+        .check(&registry, &f.issuer.id_token().sign(), &expect)
         .await
         .unwrap();
     assert_eq!((f.issuer.discovery_count(), f.issuer.fetch_count()), (0, 1));
@@ -606,19 +667,19 @@ async fn a_jwks_file_source_needs_no_fetch() {
     );
     let registry = Registry::new(vec![e], vec![], vec![]);
     let allowed = [ID.to_owned()];
-    let expect = Expectation {
-        token_type: TokenType::IdToken,
-        allowed_issuers: &allowed,
-        audience: AudienceRule::Issuer,
+    let expect = Ask {
+        tt: TokenType::IdToken,
+        allowed: &allowed,
+        purpose: Purpose::Exchange,
     };
     f.verifier
-        .verify(&registry, &f.issuer.id_token().sign(), &expect)
+        .check(&registry, &f.issuer.id_token().sign(), &expect)
         .await
         .unwrap();
     let unknown = f.issuer.id_token().kid(Some("nope")).sign();
     assert_eq!(
         f.verifier
-            .verify(&registry, &unknown, &expect)
+            .check(&registry, &unknown, &expect)
             .await
             .unwrap_err()
             .reason(),
@@ -642,19 +703,19 @@ async fn a_slow_issuer_does_not_block_another() {
         vec![],
         vec![],
     );
-    let verifier = JwtVerifier::new(&outbound(), shared, Arc::new(Metrics::new())).unwrap();
+    let verifier = new_verifier(&outbound(), shared, Arc::new(Metrics::new()));
     let allowed = ["slow".to_owned(), "fast".to_owned()];
-    let expect = Expectation {
-        token_type: TokenType::IdToken,
-        allowed_issuers: &allowed,
-        audience: AudienceRule::Issuer,
+    let expect = Ask {
+        tt: TokenType::IdToken,
+        allowed: &allowed,
+        purpose: Purpose::Exchange,
     };
     let slow_token = slow.id_token().sign();
     let fast_token = fast.id_token().sign();
-    let (s, (f, took)) = tokio::join!(verifier.verify(&registry, &slow_token, &expect), async {
+    let (s, (f, took)) = tokio::join!(verifier.check(&registry, &slow_token, &expect), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = Instant::now();
-        let r = verifier.verify(&registry, &fast_token, &expect).await;
+        let r = verifier.check(&registry, &fast_token, &expect).await;
         (r, t.elapsed())
     });
     f.unwrap();
@@ -709,7 +770,7 @@ async fn verify_vector(
     at: i64,
     tt: TokenType,
     relaxed: bool,
-) -> Result<VerifiedToken, VerifyError> {
+) -> Result<VerifiedSubject, VerifyError> {
     let jwks: serde_json::Value = serde_json::from_str(&fixture(dir, "jwks.json")).unwrap();
     let mut e = entry(
         "entra",
@@ -720,21 +781,21 @@ async fn verify_vector(
         },
     );
     e.audiences = vec![aud.to_owned()];
-    e.algorithms = vec![JwsAlg::RS256];
-    e.require_access_token_typ = !relaxed;
+    oidc(&mut e).algorithms = vec![JwsAlg::RS256];
+    oidc(&mut e).require_access_token_typ = !relaxed;
     let registry = Registry::new(vec![e], vec![], vec![]);
     let clock: SharedClock = Arc::new(FixedClock::new(at));
-    let verifier = JwtVerifier::new(&outbound(), clock, Arc::new(Metrics::new())).unwrap();
+    let verifier = new_verifier(&outbound(), clock, Arc::new(Metrics::new()));
     let allowed = ["entra".to_owned()];
     let token = fixture(dir, "token.jwt");
     verifier
-        .verify(
+        .check(
             &registry,
             token.trim(),
-            &Expectation {
-                token_type: tt,
-                allowed_issuers: &allowed,
-                audience: AudienceRule::Issuer,
+            &Ask {
+                tt,
+                allowed: &allowed,
+                purpose: Purpose::Exchange,
             },
         )
         .await
@@ -760,7 +821,7 @@ async fn verifies_the_real_entra_id_token() {
     .await
     .unwrap();
     assert_eq!(
-        v.claims["sub"],
+        v.assertion["sub"],
         "h2xzYW3mgTZfZwpwOWxA1Yp2tjoWsFq9iFkP1N2QRwk"
     );
     // A year later it is expired.
@@ -791,7 +852,7 @@ async fn verifies_the_real_entra_access_token_per_typ_rules() {
     .await
     .unwrap();
     assert_eq!(
-        v.claims["sub"],
+        v.assertion["sub"],
         "5GE0VHAJPniGMIin7wL4PE0Q9203Lm4lrARpkpAAbjk"
     );
     verify_vector(GRAPH, GRAPH_ISS, GRAPH_AUD, at, TokenType::Jwt, false)

@@ -158,30 +158,11 @@ fn lifetime_is_the_smallest_bound() {
 }
 
 #[test]
-fn a_presented_act_must_be_a_chain_of_objects_with_a_sub() {
-    let ok = |v: Value| check_act_shape(TokenRole::Subject, Some(&v)).is_ok();
-    assert!(check_act_shape(TokenRole::Subject, None).is_ok());
-    assert!(ok(json!({"sub": "a"})));
-    assert!(ok(json!({"sub": "a", "iss": "x", "act": {"sub": "b"}})));
-    assert!(!ok(Value::Null));
-    assert!(!ok(json!("a")));
-    assert!(!ok(json!({})));
-    assert!(!ok(json!({"sub": ""})));
-    assert!(!ok(json!({"sub": 7})));
-    assert!(!ok(json!({"sub": "a", "act": null})));
-    assert!(!ok(json!({"sub": "a", "act": {"iss": "x"}})));
-    let mut deep = json!({"sub": "last"});
-    for i in 0..MAX_ACT_DEPTH {
-        deep = json!({"sub": format!("hop-{i}"), "act": deep});
-    }
-    assert!(!ok(deep), "deeper than MAX_ACT_DEPTH");
-}
-
-#[test]
 fn act_nests_and_is_never_dropped() {
-    let prev = json!({"sub": "svc-a"});
+    let prev = Act::from_claim(&json!({"sub": "svc-a"})).unwrap();
+    let v = |a: Option<Act>| a.map(|a| a.to_value());
     assert_eq!(
-        act_claim(OnBehalfOf::Delegate, "c", None, None),
+        v(act_claim(OnBehalfOf::Delegate, "c", None, None)),
         Some(json!({"sub": "c"}))
     );
     assert_eq!(act_claim(OnBehalfOf::Impersonate, "c", None, None), None);
@@ -190,7 +171,7 @@ fn act_nests_and_is_never_dropped() {
         Some(prev.clone())
     );
     assert_eq!(
-        act_claim(OnBehalfOf::Delegate, "c", None, Some(&prev)),
+        v(act_claim(OnBehalfOf::Delegate, "c", None, Some(&prev))),
         Some(json!({"sub": "c", "act": {"sub": "svc-a"}}))
     );
     let actor = Actor {
@@ -198,22 +179,21 @@ fn act_nests_and_is_never_dropped() {
         iss: Some("https://idp".into()),
     };
     assert_eq!(
-        act_claim(OnBehalfOf::Impersonate, "c", Some(&actor), None),
+        v(act_claim(OnBehalfOf::Impersonate, "c", Some(&actor), None)),
         Some(json!({"sub": "bot", "iss": "https://idp"}))
     );
 }
 
 #[test]
 fn may_act_must_admit_the_actor() {
-    let check = |m: Option<&Value>, sub, iss| check_may_act(TokenRole::Subject, m, sub, iss);
-    let m = json!({"sub": "c"});
+    let m = MayAct::from_claim(&json!({"sub": "c"})).unwrap();
+    let check = |m: Option<&MayAct>, sub, iss| check_may_act(TokenRole::Subject, m, sub, iss);
     assert!(check(None, "c", "x").is_ok());
     assert!(check(Some(&m), "c", "x").is_ok());
     assert!(check(Some(&m), "d", "x").is_err());
-    let mi = json!({"sub": "c", "iss": "https://t"});
+    let mi = MayAct::from_claim(&json!({"sub": "c", "iss": "https://t"})).unwrap();
     assert!(check(Some(&mi), "c", "https://t").is_ok());
     assert!(check(Some(&mi), "c", "https://u").is_err());
-    assert!(check(Some(&json!("c")), "c", "x").is_err());
     assert!(matches!(
         check_may_act(TokenRole::Assertion, Some(&m), "d", "x"),
         Err(ExchangeError::Unacceptable {

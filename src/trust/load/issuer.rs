@@ -11,8 +11,10 @@ use super::{
     check_nonempty_strings, parse_duration, parse_entry, parse_http_url, read_capped, Errors,
     DEFAULT_CLOCK_SKEW, MAX_CLOCK_SKEW, MAX_JWKS_BYTES, MAX_PEM_BYTES,
 };
-use crate::trust::mapping::{Mapping, MappingError, DEFAULT_JWT_SUBJECT};
-use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, KeySource, TokenType, LOCAL_ISSUER};
+use crate::trust::mapping::{Mapping, MappingError, DEFAULT_JWT_SUBJECT, DEFAULT_SAML_SUBJECT};
+use crate::trust::{
+    IssuerEntry, IssuerKind, JwsAlg, KeySource, KindSettings, OidcSettings, TokenType, LOCAL_ISSUER,
+};
 /// The raw TOML of `trust/issuers/<id>.toml`. Everything optional is resolved to its
 /// default in `load_issuer`, where the default can depend on `kind`.
 #[derive(Deserialize)]
@@ -35,7 +37,92 @@ struct RawIssuer {
     one_time_use: Option<bool>,
     require_access_token_typ: Option<bool>,
     demo_signing_key_file: Option<String>,
+    // saml only
+    metadata_file: Option<String>,
+    metadata_url: Option<String>,
+    signing_cert_file: Option<String>,
+    recipients: Option<Vec<String>>,
+    allow_sha1: Option<bool>,
     mapping: Option<RawMapping>,
+}
+
+/// Fields that belong to one kind only: set on an entry of another kind they are a
+/// mistake worth naming (a `jwks_uri` on a SAML IdP would otherwise be silently unused).
+const OIDC_ONLY: &[&str] = &[
+    "discovery_url",
+    "jwks_uri",
+    "jwks_file",
+    "algorithms",
+    "require_access_token_typ",
+];
+const SAML_ONLY: &[&str] = &[
+    "metadata_file",
+    "metadata_url",
+    "signing_cert_file",
+    "recipients",
+    "allow_sha1",
+];
+
+impl RawIssuer {
+    fn set_fields(&self) -> Vec<&'static str> {
+        [
+            ("discovery_url", self.discovery_url.is_some()),
+            ("jwks_uri", self.jwks_uri.is_some()),
+            ("jwks_file", self.jwks_file.is_some()),
+            ("algorithms", self.algorithms.is_some()),
+            (
+                "require_access_token_typ",
+                self.require_access_token_typ.is_some(),
+            ),
+            ("metadata_file", self.metadata_file.is_some()),
+            ("metadata_url", self.metadata_url.is_some()),
+            ("signing_cert_file", self.signing_cert_file.is_some()),
+            ("recipients", self.recipients.is_some()),
+            ("allow_sha1", self.allow_sha1.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect()
+    }
+}
+
+impl RawIssuer {
+    fn saml_fields(&self) -> SamlFields<'_> {
+        SamlFields {
+            issuer: &self.issuer,
+            metadata_file: self.metadata_file.as_deref(),
+            metadata_url: self.metadata_url.as_deref(),
+            signing_cert_file: self.signing_cert_file.as_deref(),
+            recipients: self.recipients.as_deref().unwrap_or_default(),
+            allow_sha1: self.allow_sha1.unwrap_or(false),
+        }
+    }
+}
+
+/// The SAML-only part of an issuer entry, for [`super::saml::load_saml`].
+pub(super) struct SamlFields<'a> {
+    pub issuer: &'a str,
+    pub metadata_file: Option<&'a str>,
+    pub metadata_url: Option<&'a str>,
+    pub signing_cert_file: Option<&'a str>,
+    pub recipients: &'a [String],
+    pub allow_sha1: bool,
+}
+
+fn refuse_other_kind_fields(path: &Path, raw: &RawIssuer, kind: IssuerKind, errs: &mut Errors) {
+    let foreign = match kind {
+        IssuerKind::Oidc => SAML_ONLY,
+        IssuerKind::Saml => OIDC_ONLY,
+    };
+    for field in raw.set_fields() {
+        if foreign.contains(&field) {
+            errs.field(
+                path,
+                field,
+                format!("is not a setting of {} issuers", kind.label()),
+            );
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -62,54 +149,24 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
         );
         return None;
     }
-    // Kind first: its own message for kinds not implemented yet.
-    let kind_only: KindOnly = parse_entry(path, errs)?;
-    match kind_only.kind.as_ref().and_then(|k| k.as_str()) {
-        Some("oidc") => {}
-        Some(k @ ("saml" | "introspection")) => {
-            errs.field(
-                path,
-                "kind",
-                format!("\"{k}\" issuers are not supported yet; only \"oidc\" is implemented"),
-            );
-            return None;
-        }
-        Some(other) => {
-            errs.field(
-                path,
-                "kind",
-                format!("{other:?} is not an issuer kind (expected \"oidc\", \"saml\" or \"introspection\")"),
-            );
-            return None;
-        }
-        None if kind_only.kind.is_some() => {
-            errs.field(path, "kind", "must be a string: \"oidc\"");
-            return None;
-        }
-        None => {
-            errs.field(path, "kind", "missing: set kind = \"oidc\"");
-            return None;
-        }
-    }
+    let kind = read_kind(path, errs)?;
     let raw: RawIssuer = parse_entry(path, errs)?;
-    // `raw.kind` is "oidc" here: the pre-read above returned for everything else.
-    let kind = IssuerKind::Oidc;
     let before = errs.0.len();
+    refuse_other_kind_fields(path, &raw, kind, errs);
 
-    // issuer: exact `iss`; compared byte for byte, so whitespace is a mistake.
+    // issuer: exact `iss` / entityID; compared byte for byte, so whitespace is a mistake.
     if raw.issuer.is_empty() {
         errs.field(path, "issuer", "must not be empty");
     } else if raw.issuer.trim() != raw.issuer {
         errs.field(
             path,
             "issuer",
-            "has surrounding whitespace; `iss` is compared exactly",
+            "has surrounding whitespace; it is compared exactly",
         );
     }
 
-    let keys = load_key_source(path, &raw, errs);
-
-    if raw.audiences.is_empty() {
+    // SAML assertions may instead be addressed to saml.entity_id (SPEC §4).
+    if raw.audiences.is_empty() && kind == IssuerKind::Oidc {
         errs.field(
             path,
             "audiences",
@@ -118,44 +175,104 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
     }
     check_nonempty_strings(path, "audiences", &raw.audiences, errs);
 
+    let token_types = load_token_types(path, raw.token_types.as_deref(), kind, errs);
+    let clock_skew = parse_duration(path, "clock_skew", raw.clock_skew.as_ref(), errs)
+        .unwrap_or(DEFAULT_CLOCK_SKEW);
+    if clock_skew > MAX_CLOCK_SKEW {
+        errs.field(
+            path,
+            "clock_skew",
+            format!(
+                "{} is more than the {} tessera allows: expired tokens would stay usable",
+                humantime::format_duration(clock_skew),
+                humantime::format_duration(MAX_CLOCK_SKEW)
+            ),
+        );
+    }
+    let max_age = parse_duration(path, "max_age", raw.max_age.as_ref(), errs);
+    let demo_signing_key_file = load_demo_key(path, raw.demo_signing_key_file.as_deref(), errs);
+
+    let (settings, one_time_use, default_subject) = match kind {
+        IssuerKind::Oidc => (
+            load_oidc(path, &raw, errs).map(KindSettings::Oidc),
+            false,
+            DEFAULT_JWT_SUBJECT,
+        ),
+        // SPEC §2: SAML assertions are single-use unless the entry says otherwise.
+        IssuerKind::Saml => (
+            super::saml::load_saml(path, &raw.saml_fields(), errs).map(KindSettings::Saml),
+            raw.one_time_use.unwrap_or(true),
+            DEFAULT_SAML_SUBJECT,
+        ),
+    };
+    let mapping = load_mapping(path, raw.mapping, default_subject, errs);
+
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(IssuerEntry {
+        id: id.to_owned(),
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        token_types,
+        clock_skew,
+        max_age,
+        one_time_use,
+        settings: settings?,
+        mapping: mapping?,
+        demo_signing_key_file,
+        source: path.to_path_buf(),
+    })
+}
+
+/// `kind` first, so that an unsupported kind gets its own message rather than a list of
+/// unknown fields.
+fn read_kind(path: &Path, errs: &mut Errors) -> Option<IssuerKind> {
+    let kind_only: KindOnly = parse_entry(path, errs)?;
+    match kind_only.kind.as_ref().and_then(|k| k.as_str()) {
+        Some("oidc") => Some(IssuerKind::Oidc),
+        Some("saml") => Some(IssuerKind::Saml),
+        Some("introspection") => {
+            errs.field(
+                path,
+                "kind",
+                "\"introspection\" issuers are not supported yet; \"oidc\" and \"saml\" are",
+            );
+            None
+        }
+        Some(other) => {
+            errs.field(
+                path,
+                "kind",
+                format!("{other:?} is not an issuer kind (expected \"oidc\", \"saml\" or \"introspection\")"),
+            );
+            None
+        }
+        None if kind_only.kind.is_some() => {
+            errs.field(path, "kind", "must be a string: \"oidc\" or \"saml\"");
+            None
+        }
+        None => {
+            errs.field(path, "kind", "missing: set kind = \"oidc\" or \"saml\"");
+            None
+        }
+    }
+}
+
+/// The JWT issuer's own settings: key source, algorithm allow-list, `typ` strictness.
+fn load_oidc(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<OidcSettings> {
+    let before = errs.0.len();
+    let keys = load_key_source(path, raw, errs);
     if raw.one_time_use == Some(true) {
-        // Accepting the flag without a replay cache would promise single use and deliver
-        // replayable tokens.
+        // Accepting the flag without a replay cache for JWTs would promise single use
+        // and deliver replayable tokens.
         errs.field(
             path,
             "one_time_use",
-            "single-use JWTs need the replay cache, which this version does not have yet: \
+            "single-use JWTs are not supported yet (their jti is not recorded): \
              remove the line or set it to false",
         );
     }
-    let token_types = match &raw.token_types {
-        // SPEC §2's default for oidc. `jwt` (the bearer grant, and the loosest typ and
-        // audience rules) is opt-in: an ID token refused as `id_token` must not pass
-        // because the caller declared it a plain `jwt`.
-        None => vec![TokenType::IdToken, TokenType::AccessToken],
-        Some(list) => {
-            if list.is_empty() {
-                errs.field(
-                    path,
-                    "token_types",
-                    "must not be empty (omit it for the default: id_token, access_token)",
-                );
-            }
-            let mut out = Vec::new();
-            for (i, t) in list.iter().enumerate() {
-                let field = format!("token_types[{i}]");
-                match t.as_str() {
-                    "id_token" => out.push(TokenType::IdToken),
-                    "access_token" => out.push(TokenType::AccessToken),
-                    "jwt" => out.push(TokenType::Jwt),
-                    "saml2" => errs.field(path, field, "\"saml2\" is not a token type an oidc issuer can issue"),
-                    other => errs.field(path, field, format!("{other:?} is not a token type (expected id_token, access_token or jwt)")),
-                }
-            }
-            out
-        }
-    };
-
     let algorithms = match &raw.algorithms {
         None => JwsAlg::DEFAULT_ALLOWED.to_vec(),
         Some(list) => {
@@ -180,80 +297,117 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
             out
         }
     };
-
-    let clock_skew = parse_duration(path, "clock_skew", raw.clock_skew.as_ref(), errs)
-        .unwrap_or(DEFAULT_CLOCK_SKEW);
-    if clock_skew > MAX_CLOCK_SKEW {
-        errs.field(
-            path,
-            "clock_skew",
-            format!(
-                "{} is more than the {} tessera allows: expired tokens would stay usable",
-                humantime::format_duration(clock_skew),
-                humantime::format_duration(MAX_CLOCK_SKEW)
-            ),
-        );
-    }
-    let max_age = parse_duration(path, "max_age", raw.max_age.as_ref(), errs);
-
-    let demo_signing_key_file = raw.demo_signing_key_file.as_deref().and_then(|rel| {
-        let p = resolve_beside(path, rel);
-        match read_capped(&p, MAX_PEM_BYTES).and_then(|pem| {
-            openssl::pkey::PKey::private_key_from_pem(&pem)
-                .map(|_| ())
-                .map_err(|_| format!("{} is not a PEM private key", p.display()))
-        }) {
-            Ok(()) => Some(p),
-            Err(problem) => {
-                errs.field(path, "demo_signing_key_file", problem);
-                None
-            }
-        }
-    });
-
-    let mapping = match raw.mapping {
-        None => Some(Mapping::default_for_jwt()),
-        Some(m) => match Mapping::compile_all(
-            m.subject.as_deref(),
-            &m.claims,
-            m.condition.as_deref(),
-            DEFAULT_JWT_SUBJECT,
-        ) {
-            Ok(mapping) => Some(mapping),
-            Err(problems) => {
-                for p in problems {
-                    match p {
-                        MappingError::Compile { field, message } => {
-                            errs.field(path, field, message)
-                        }
-                        other => errs.field(path, "mapping", other.to_string()),
-                    }
-                }
-                None
-            }
-        },
-    };
-
     if errs.0.len() != before {
         return None;
     }
-    Some(IssuerEntry {
-        id: id.to_owned(),
-        kind,
-        issuer: raw.issuer,
+    Some(OidcSettings {
         keys: keys?,
-        audiences: raw.audiences,
-        token_types,
         algorithms,
-        clock_skew,
-        max_age,
-        // SPEC §2: one_time_use defaults to false for oidc (true only for saml).
-        one_time_use: false,
         require_access_token_typ: raw.require_access_token_typ.unwrap_or(true),
-        mapping: mapping?,
-        demo_signing_key_file,
-        source: path.to_path_buf(),
     })
+}
+
+/// SPEC §2 defaults by kind. For oidc, `jwt` (the bearer grant, and the loosest typ and
+/// audience rules) is opt-in: an ID token refused as `id_token` must not pass because
+/// the caller declared it a plain `jwt`.
+fn load_token_types(
+    path: &Path,
+    list: Option<&[String]>,
+    kind: IssuerKind,
+    errs: &mut Errors,
+) -> Vec<TokenType> {
+    let Some(list) = list else {
+        return match kind {
+            IssuerKind::Oidc => vec![TokenType::IdToken, TokenType::AccessToken],
+            IssuerKind::Saml => vec![TokenType::Saml2],
+        };
+    };
+    if list.is_empty() {
+        errs.field(
+            path,
+            "token_types",
+            "must not be empty (omit it for the default)",
+        );
+    }
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let field = format!("token_types[{i}]");
+        let parsed = match t.as_str() {
+            "id_token" => Some(TokenType::IdToken),
+            "access_token" => Some(TokenType::AccessToken),
+            "jwt" => Some(TokenType::Jwt),
+            "saml2" => Some(TokenType::Saml2),
+            _ => None,
+        };
+        match (parsed, kind) {
+            (Some(TokenType::Saml2), IssuerKind::Saml) => out.push(TokenType::Saml2),
+            (Some(TokenType::Saml2), IssuerKind::Oidc) => errs.field(
+                path,
+                field,
+                "\"saml2\" is not a token type an oidc issuer can issue",
+            ),
+            (Some(tt), IssuerKind::Saml) => errs.field(
+                path,
+                field,
+                format!(
+                    "{:?} is not a token type a saml issuer can issue (only saml2)",
+                    tt.label()
+                ),
+            ),
+            (Some(tt), IssuerKind::Oidc) => out.push(tt),
+            (None, _) => errs.field(
+                path,
+                field,
+                format!(
+                    "{t:?} is not a token type (expected id_token, access_token, jwt or saml2)"
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn load_demo_key(path: &Path, rel: Option<&str>, errs: &mut Errors) -> Option<PathBuf> {
+    let p = resolve_beside(path, rel?);
+    match read_capped(&p, MAX_PEM_BYTES).and_then(|pem| {
+        openssl::pkey::PKey::private_key_from_pem(&pem)
+            .map(|_| ())
+            .map_err(|_| format!("{} is not a PEM private key", p.display()))
+    }) {
+        Ok(()) => Some(p),
+        Err(problem) => {
+            errs.field(path, "demo_signing_key_file", problem);
+            None
+        }
+    }
+}
+
+fn load_mapping(
+    path: &Path,
+    raw: Option<RawMapping>,
+    default_subject: &'static str,
+    errs: &mut Errors,
+) -> Option<Mapping> {
+    let Some(m) = raw else {
+        return Some(Mapping::default_with_subject(default_subject));
+    };
+    match Mapping::compile_all(
+        m.subject.as_deref(),
+        &m.claims,
+        m.condition.as_deref(),
+        default_subject,
+    ) {
+        Ok(mapping) => Some(mapping),
+        Err(problems) => {
+            for p in problems {
+                match p {
+                    MappingError::Compile { field, message } => errs.field(path, field, message),
+                    other => errs.field(path, "mapping", other.to_string()),
+                }
+            }
+            None
+        }
+    }
 }
 
 /// Why an algorithm name is refused (SPEC §4.1).
@@ -269,7 +423,7 @@ fn alg_refusal(a: &str) -> String {
     }
 }
 
-fn resolve_beside(entry_file: &Path, rel: &str) -> PathBuf {
+pub(super) fn resolve_beside(entry_file: &Path, rel: &str) -> PathBuf {
     entry_file
         .parent()
         .map_or_else(|| PathBuf::from(rel), |d| d.join(rel))
@@ -356,7 +510,7 @@ fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
 pub(super) fn check_issuers(issuers: &[IssuerEntry], errs: &mut Errors) {
     let mut seen: HashMap<(&str, IssuerKind), &IssuerEntry> = HashMap::new();
     for i in issuers {
-        if let Some(first) = seen.get(&(i.issuer.as_str(), i.kind)) {
+        if let Some(first) = seen.get(&(i.issuer.as_str(), i.kind())) {
             errs.field(
                 &i.source,
                 "issuer",
@@ -367,7 +521,7 @@ pub(super) fn check_issuers(issuers: &[IssuerEntry], errs: &mut Errors) {
                 ),
             );
         } else {
-            seen.insert((i.issuer.as_str(), i.kind), i);
+            seen.insert((i.issuer.as_str(), i.kind()), i);
         }
     }
 }

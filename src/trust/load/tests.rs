@@ -83,19 +83,20 @@ fn the_fixture_loads() {
         vec![TokenType::IdToken, TokenType::AccessToken],
         "SPEC §2's oidc default: jwt is opt-in"
     );
-    assert_eq!(i.algorithms, JwsAlg::DEFAULT_ALLOWED.to_vec());
+    let o = i.oidc().unwrap();
+    assert_eq!(o.algorithms, JwsAlg::DEFAULT_ALLOWED.to_vec());
     assert_eq!(i.clock_skew, Duration::from_secs(60));
     assert_eq!(i.max_age, None);
     assert!(!i.one_time_use);
-    assert!(i.require_access_token_typ);
-    assert!(matches!(i.keys, KeySource::JwksFile { .. }));
+    assert!(o.require_access_token_typ);
+    assert!(matches!(o.keys, KeySource::JwksFile { .. }));
     assert_eq!(i.mapping.subject_source(), "assertion.sub");
     let c = &r.clients["orders-service"];
     assert_eq!(c.audiences, vec!["orders".to_owned()]);
     assert_eq!(c.on_behalf_of, OnBehalfOf::Delegate);
     assert_eq!(c.actor_issuers, Vec::<String>::new());
     assert!(r
-        .issuer_by_iss("https://idp.acme.example", IssuerKind::Oidc)
+        .issuer_by_iss("https://idp.acme.example", crate::trust::IssuerKind::Oidc)
         .is_some());
     assert!(r
         .audience_by_resource("https://api.orders.example/")
@@ -110,7 +111,9 @@ fn every_loader_error_names_file_and_field() {
     let client_with = |extra: &str| format!("{CLIENT}{extra}");
     let rows: Vec<(&str, &str, String, &str, &str, &str)> = vec![
         ("unknown issuer field", "issuers/acme.toml", issuer_with("colour = \"blue\"\n"), "acme.toml", "colour", "unknown field"),
-        ("saml not yet", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\""), "acme.toml", "kind", "not supported yet"),
+        ("jwt key source on a saml issuer", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\""), "acme.toml", "jwks_file", "not a setting of saml issuers"),
+        ("saml issuer without certificates", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"\n", ""), "acme.toml", "metadata_file", "no key material"),
+        ("saml setting on an oidc issuer", "issuers/acme.toml", issuer_with("allow_sha1 = true\n"), "acme.toml", "allow_sha1", "not a setting of oidc issuers"),
         ("introspection not yet", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"introspection\""), "acme.toml", "kind", "not supported yet"),
         ("unknown kind", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"ldap\""), "acme.toml", "kind", "not an issuer kind"),
         ("missing kind", "issuers/acme.toml", ISSUER.replace("kind = \"oidc\"", ""), "acme.toml", "kind", "missing"),
@@ -137,7 +140,7 @@ fn every_loader_error_names_file_and_field() {
         ("integer clock skew", "issuers/acme.toml", issuer_with("clock_skew = 60\n"), "acme.toml", "clock_skew", "write it as a string"),
         ("bad max age", "issuers/acme.toml", issuer_with("max_age = \"12 parsecs\"\n"), "acme.toml", "max_age", "not a duration"),
         ("wrong type", "issuers/acme.toml", issuer_with("one_time_use = \"yes\"\n"), "acme.toml", "one_time_use", "invalid type"),
-        ("one_time_use without a replay cache", "issuers/acme.toml", issuer_with("one_time_use = true\n"), "acme.toml", "one_time_use", "replay cache"),
+        ("one_time_use without a replay cache", "issuers/acme.toml", issuer_with("one_time_use = true\n"), "acme.toml", "one_time_use", "not supported yet"),
         ("demo key missing", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"nope.pem\"\n"), "acme.toml", "demo_signing_key_file", "cannot read"),
         ("demo key not a key", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"acme.jwks.json\"\n"), "acme.toml", "demo_signing_key_file", "not a PEM private key"),
         ("mapping subject", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"assertion.(\"\n"), "acme.toml", "mapping.subject", "does not compile"),
@@ -358,11 +361,12 @@ fn mapping_and_options_are_parsed() {
     let r = f.load().unwrap();
     let i = &r.issuers["acme"];
     assert_eq!(i.token_types, vec![TokenType::AccessToken]);
-    assert_eq!(i.algorithms, vec![JwsAlg::ES256, JwsAlg::EdDSA]);
+    let o = i.oidc().unwrap();
+    assert_eq!(o.algorithms, vec![JwsAlg::ES256, JwsAlg::EdDSA]);
     assert_eq!(i.clock_skew, Duration::from_secs(30));
     assert_eq!(i.max_age, Some(Duration::from_secs(12 * 3600)));
     assert!(!i.one_time_use);
-    assert!(!i.require_access_token_typ);
+    assert!(!o.require_access_token_typ);
     let claims = serde_json::json!({"uid": "u1", "email": "a@acme.example"});
     let mapped = i.mapping.apply(claims.as_object().unwrap()).unwrap();
     assert_eq!(mapped.subject, "u1");

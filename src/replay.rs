@@ -1,0 +1,58 @@
+//! The replay cache (SPEC §4.1, §6): a single-use token — a SAML assertion with
+//! `<OneTimeUse/>`, or any assertion of a `one_time_use` issuer — is accepted once per
+//! (issuer, token id), on every replica, because the record lives in the database.
+//!
+//! The id is stored as its SHA-256 (bounded size whatever the IdP sends). Entries carry the
+//! token's expiry and are pruned in the background once past it.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::SharedClock;
+use crate::store::replay::{self, Seen};
+use crate::store::{Store, StoreError};
+use crate::verify::ReplayKey;
+
+#[derive(Debug, Clone)]
+pub struct ReplayCache {
+    store: Store,
+}
+
+impl ReplayCache {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Records `key`; `Seen::Before` means the token was already used.
+    pub async fn consume(&self, key: &ReplayKey) -> Result<Seen, StoreError> {
+        let issuer = key.issuer.clone();
+        let token_id = hex::encode(Sha256::digest(key.id.as_bytes()));
+        let expires_at = key.expires_at;
+        self.store
+            .run(move |conn| replay::record(conn, &issuer, &token_id, expires_at))
+            .await
+    }
+
+    /// Deletes expired entries every `interval`, forever (abort the handle to stop).
+    pub fn spawn_pruner(
+        &self,
+        clock: SharedClock,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = clock.now();
+                match store.run(move |conn| replay::prune(conn, now)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(pruned = n, "replay cache pruned"),
+                    Err(e) => tracing::warn!(error = %e, "replay cache prune failed"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! The SAML part of `trust/issuers/<id>.toml`: where the IdP's signing certificates come
+//! from (exactly one of `metadata_file`, `metadata_url`, `signing_cert_file`), accepted
+//! recipients, and SHA-1 opt-in. An entry that would leave the verifier without a
+//! certificate is refused here: samael skips verification when it has none.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::issuer::{resolve_beside, SamlFields};
+use super::{check_nonempty_strings, parse_http_url, read_capped, Errors};
+use crate::trust::metadata::{parse_idp_metadata, parse_pem_certs, MAX_METADATA_BYTES};
+use crate::trust::{SamlKeySource, SamlSettings};
+
+pub(super) fn load_saml(
+    path: &Path,
+    raw: &SamlFields<'_>,
+    errs: &mut Errors,
+) -> Option<SamlSettings> {
+    let before = errs.0.len();
+    let keys = load_keys(path, raw, errs);
+    for (i, r) in raw.recipients.iter().enumerate() {
+        if url::Url::parse(r).is_err() {
+            errs.field(
+                path,
+                format!("recipients[{i}]"),
+                format!(
+                    "{r:?} is not an absolute URL (Recipient and Destination are compared exactly)"
+                ),
+            );
+        }
+    }
+    check_nonempty_strings(path, "recipients", raw.recipients, errs);
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(SamlSettings {
+        keys: keys?,
+        recipients: raw.recipients.to_vec(),
+        allow_sha1: raw.allow_sha1,
+    })
+}
+
+fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<SamlKeySource> {
+    let set: Vec<&str> = [
+        ("metadata_file", raw.metadata_file.is_some()),
+        ("metadata_url", raw.metadata_url.is_some()),
+        ("signing_cert_file", raw.signing_cert_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, on)| on.then_some(n))
+    .collect();
+    if set.len() != 1 {
+        let problem = if set.is_empty() {
+            "no key material: set exactly one of metadata_file, metadata_url, signing_cert_file \
+             (keys never come from the assertion's KeyInfo)"
+                .to_owned()
+        } else {
+            format!(
+                "{} are all set: exactly one of metadata_file, metadata_url, signing_cert_file is allowed",
+                set.join(" and ")
+            )
+        };
+        errs.field(
+            path,
+            set.first().copied().unwrap_or("metadata_file"),
+            problem,
+        );
+        return None;
+    }
+    if let Some(u) = raw.metadata_url {
+        return parse_http_url(path, "metadata_url", u, errs).map(SamlKeySource::MetadataUrl);
+    }
+    let (field, rel) = match (raw.metadata_file, raw.signing_cert_file) {
+        (Some(rel), _) => ("metadata_file", rel),
+        (None, Some(rel)) => ("signing_cert_file", rel),
+        (None, None) => return None,
+    };
+    let file = resolve_beside(path, rel);
+    let cap = u64::try_from(MAX_METADATA_BYTES).unwrap_or(u64::MAX);
+    let certs = read_capped(&file, cap).and_then(|bytes| {
+        if field == "metadata_file" {
+            parse_idp_metadata(&bytes, raw.issuer)
+                .map(|m| m.certs)
+                .map_err(|e| format!("{}: {e}", file.display()))
+        } else {
+            parse_pem_certs(&bytes).map_err(|e| format!("{} {e}", file.display()))
+        }
+    });
+    match certs {
+        Ok(certs) => Some(SamlKeySource::Pinned {
+            path: file,
+            certs: Arc::new(certs),
+        }),
+        Err(problem) => {
+            errs.field(path, field, problem);
+            None
+        }
+    }
+}

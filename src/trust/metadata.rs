@@ -1,0 +1,163 @@
+//! SAML IdP metadata (SAML 2.0 metadata §2.4.3) and pinned PEM certificates: the only
+//! places an IdP's signing keys come from (SPEC §4.1). Used by the loader for
+//! `metadata_file` / `signing_cert_file` and by the verifier for `metadata_url`.
+//!
+//! Only the IdP role's signing keys are read: `KeyDescriptor` with `use="signing"` or no
+//! `use`, inside the `IDPSSODescriptor` of the `EntityDescriptor` whose `entityID` is the
+//! registered issuer. Other roles (WS-Fed `RoleDescriptor`s, whose certificates are
+//! sometimes corrupt), contacts and extensions are never looked at.
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::SigningCert;
+use crate::xml::{self, NS_DSIG, NS_MD};
+
+/// Largest metadata document accepted (Entra ID's is ~20 KiB; aggregates are larger, but
+/// an entry names one IdP).
+pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
+/// More signing keys than any rollover needs; beyond it the document is refused.
+const MAX_CERTS: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata is larger than {MAX_METADATA_BYTES} bytes")]
+    TooLarge,
+    #[error("metadata: {0}")]
+    Xml(#[from] xml::XmlError),
+    #[error("no EntityDescriptor with entityID {0:?} (the registered issuer)")]
+    NoEntity(String),
+    #[error("EntityDescriptor {0:?} has no IDPSSODescriptor")]
+    NoIdpRole(String),
+    #[error("the IDPSSODescriptor has no signing certificate (KeyDescriptor use=\"signing\" or unset); configure signing_cert_file")]
+    NoSigningCert,
+    #[error("signing certificate #{index} is not a valid X.509 certificate")]
+    BadCert { index: usize },
+    #[error("more than {MAX_CERTS} signing certificates")]
+    TooManyCerts,
+    #[error("validUntil is not a valid xs:dateTime")]
+    BadValidUntil,
+}
+
+/// What tessera takes from IdP metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpMetadata {
+    pub certs: Vec<SigningCert>,
+    /// `validUntil` of the entity (or of an enclosing `EntitiesDescriptor`), Unix seconds.
+    pub valid_until: Option<i64>,
+    /// `cacheDuration`, seconds.
+    pub cache_duration: Option<i64>,
+}
+
+/// Parses metadata for the IdP `entity_id`.
+pub fn parse_idp_metadata(bytes: &[u8], entity_id: &str) -> Result<IdpMetadata, MetadataError> {
+    if bytes.len() > MAX_METADATA_BYTES {
+        return Err(MetadataError::TooLarge);
+    }
+    let text = xml::decode_utf8(bytes)?;
+    let doc = xml::parse(text)?;
+    let entity = doc
+        .descendants()
+        .find(|n| {
+            xml::is(*n, NS_MD, "EntityDescriptor") && n.attribute("entityID") == Some(entity_id)
+        })
+        .ok_or_else(|| MetadataError::NoEntity(entity_id.to_owned()))?;
+    let idp = xml::children(entity, NS_MD, "IDPSSODescriptor")
+        .next()
+        .ok_or_else(|| MetadataError::NoIdpRole(entity_id.to_owned()))?;
+
+    let mut certs = Vec::new();
+    let signing = xml::children(idp, NS_MD, "KeyDescriptor")
+        .filter(|k| matches!(k.attribute("use"), None | Some("signing")));
+    for key in signing {
+        let x509 = key
+            .descendants()
+            .filter(|n| xml::is(*n, NS_DSIG, "X509Certificate"));
+        for cert in x509 {
+            let index = certs.len();
+            let der =
+                decode_cert_text(&xml::full_text(cert)).ok_or(MetadataError::BadCert { index })?;
+            let cert = signing_cert(der).ok_or(MetadataError::BadCert { index })?;
+            if !certs.contains(&cert) {
+                certs.push(cert);
+            }
+            if certs.len() > MAX_CERTS {
+                return Err(MetadataError::TooManyCerts);
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(MetadataError::NoSigningCert);
+    }
+
+    // The tightest validUntil / cacheDuration on the way from the entity to the root.
+    let mut valid_until: Option<i64> = None;
+    let mut cache_duration: Option<i64> = None;
+    for node in entity.ancestors().filter(roxmltree::Node::is_element) {
+        if let Some(v) = node.attribute("validUntil") {
+            let t = xml::parse_datetime(v).ok_or(MetadataError::BadValidUntil)?;
+            valid_until = Some(valid_until.map_or(t, |u| u.min(t)));
+        }
+        if let Some(d) = node
+            .attribute("cacheDuration")
+            .and_then(xml::parse_duration)
+        {
+            cache_duration = Some(cache_duration.map_or(d, |c| c.min(d)));
+        }
+    }
+    Ok(IdpMetadata {
+        certs,
+        valid_until,
+        cache_duration,
+    })
+}
+
+/// Base64 of a DER certificate, whitespace allowed. Some IdPs (and one vector) put the
+/// base64 of a whole PEM text there: that is unwrapped once.
+fn decode_cert_text(text: &str) -> Option<Vec<u8>> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let pem = openssl::x509::X509::from_pem(&bytes).ok()?;
+        return pem.to_der().ok();
+    }
+    Some(bytes)
+}
+
+/// A DER certificate openssl can parse (negative serials and expired dates are fine:
+/// metadata certificates are trusted as keys, SPEC §4.1), with an RSA or EC key.
+pub fn signing_cert(der: Vec<u8>) -> Option<SigningCert> {
+    let x509 = openssl::x509::X509::from_der(&der).ok()?;
+    let key = x509.public_key().ok()?;
+    if key.rsa().is_err() && key.ec_key().is_err() {
+        return None;
+    }
+    let sha256 = hex::encode(Sha256::digest(&der));
+    Some(SigningCert { der, sha256 })
+}
+
+/// Every certificate in a PEM file (several for a key rollover).
+pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<SigningCert>, String> {
+    let stack = openssl::x509::X509::stack_from_pem(pem)
+        .map_err(|_| "is not a PEM certificate file".to_owned())?;
+    if stack.is_empty() {
+        return Err("holds no PEM certificate".to_owned());
+    }
+    let mut out = Vec::new();
+    for (i, cert) in stack.iter().enumerate() {
+        let der = cert
+            .to_der()
+            .map_err(|_| format!("certificate #{i} cannot be encoded"))?;
+        let cert = signing_cert(der)
+            .ok_or_else(|| format!("certificate #{i} has no RSA or EC public key"))?;
+        if !out.contains(&cert) {
+            out.push(cert);
+        }
+    }
+    if out.len() > MAX_CERTS {
+        return Err(format!("holds more than {MAX_CERTS} certificates"));
+    }
+    Ok(out)
+}

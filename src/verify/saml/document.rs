@@ -1,0 +1,322 @@
+//! Before any signature is checked: decode the presented text, refuse DOCTYPE, parse it
+//! strictly, and read the document's *shape* — what it is, who it claims to be from (which
+//! only selects the registry entry), and what its signatures look like.
+//!
+//! Nothing read here is trusted. The signature rules of SPEC §4.1 are enforced on the
+//! shape (each `ds:Signature` an enveloped child of the Response or Assertion it signs,
+//! with exactly one `Reference` to `#` + that element's `ID`; unique IDs; only the allowed
+//! algorithms and transforms) so that xmlsec only ever sees documents that pass them.
+
+use std::collections::HashSet;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
+use roxmltree::Node;
+
+use crate::verify::error::{sanitize_label, SamlError};
+use crate::xml::{self, NS_DSIG, NS_SAML, NS_SAMLP, NS_XENC};
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(false);
+const B64URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+const B64STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+
+/// SPEC §4.1: base64url per RFC 8693; standard base64 (padded or not, line breaks
+/// allowed) is accepted too, since SAML stacks send it. Mixed alphabets are refused.
+pub fn decode(text: &str) -> Result<String, SamlError> {
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let url = compact.contains(['-', '_']);
+    let std = compact.contains(['+', '/']);
+    let bytes = match (url, std) {
+        (true, true) => return Err(SamlError::NotBase64),
+        (true, false) => B64URL.decode(&compact),
+        (false, _) => B64STD.decode(&compact),
+    }
+    .map_err(|_| SamlError::NotBase64)?;
+    let text = xml::decode_utf8(&bytes)?;
+    // Before any parser: a DOCTYPE (entity expansion, external entities) never gets read.
+    xml::refuse_doctype(text.as_bytes())?;
+    Ok(text.to_owned())
+}
+
+pub const ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
+const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
+const ALG_ECDSA_SHA1: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1";
+const ALG_ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
+const ALG_ECDSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384";
+const ALG_ECDSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512";
+pub const DIGEST_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+pub const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
+const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+pub const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+const C14N_11: &str = "http://www.w3.org/2006/12/xml-c14n11";
+pub const TRANSFORM_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+
+const SIGNATURE_METHODS: &[&str] = &[
+    ALG_RSA_SHA256,
+    ALG_RSA_SHA384,
+    ALG_RSA_SHA512,
+    ALG_ECDSA_SHA256,
+    ALG_ECDSA_SHA384,
+    ALG_ECDSA_SHA512,
+];
+const SHA1_SIGNATURE_METHODS: &[&str] = &[ALG_RSA_SHA1, ALG_ECDSA_SHA1];
+const DIGEST_METHODS: &[&str] = &[DIGEST_SHA256, DIGEST_SHA384, DIGEST_SHA512];
+/// Canonicalisation without comments only (SPEC §4.1): exclusive, inclusive 1.0 and 1.1.
+const CANONICALISATIONS: &[&str] = &[C14N_EXCLUSIVE, C14N_10, C14N_11];
+
+/// The algorithms one `ds:Signature` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureInfo {
+    pub method: String,
+    pub digest: String,
+    pub canonicalization: String,
+    pub transforms: Vec<String>,
+}
+
+impl SignatureInfo {
+    /// SPEC §4.1 algorithm policy. SHA-1 only for issuers with `allow_sha1`.
+    pub fn check_algorithms(&self, allow_sha1: bool) -> Result<(), SamlError> {
+        let sha1 = self.method.as_str() == ALG_RSA_SHA1
+            || self.method.as_str() == ALG_ECDSA_SHA1
+            || self.digest.as_str() == DIGEST_SHA1;
+        let method_ok = SIGNATURE_METHODS.contains(&self.method.as_str())
+            || SHA1_SIGNATURE_METHODS.contains(&self.method.as_str());
+        if !method_ok {
+            return Err(SamlError::Algorithm(sanitize_label(&self.method)));
+        }
+        if !(DIGEST_METHODS.contains(&self.digest.as_str()) || self.digest == DIGEST_SHA1) {
+            return Err(SamlError::Algorithm(sanitize_label(&self.digest)));
+        }
+        if sha1 && !allow_sha1 {
+            return Err(SamlError::Sha1);
+        }
+        if !CANONICALISATIONS.contains(&self.canonicalization.as_str()) {
+            return Err(SamlError::Transform(sanitize_label(&self.canonicalization)));
+        }
+        for t in &self.transforms {
+            if t != TRANSFORM_ENVELOPED && !CANONICALISATIONS.contains(&t.as_str()) {
+                return Err(SamlError::Transform(sanitize_label(t)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an (unverified) `samlp:Response` says about itself: refusal-only checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub issuer: Option<String>,
+    pub destination: Option<String>,
+    pub status_success: bool,
+    pub signed: bool,
+}
+
+/// The shape of a presented document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// `Some` when the root is a `samlp:Response`.
+    pub response: Option<ResponseInfo>,
+    /// The assertion is an `EncryptedAssertion`.
+    pub encrypted: bool,
+    /// The Issuer that selects the registry entry: the assertion's, or for an encrypted
+    /// assertion the Response's.
+    pub issuer: Option<String>,
+    pub signatures: Vec<SignatureInfo>,
+}
+
+/// Parses `xml` and reads its shape, enforcing the structural rules.
+pub fn inspect(xml_text: &str) -> Result<Shape, SamlError> {
+    let doc = xml::parse(xml_text)?;
+    let root = doc.root_element();
+    check_unique_ids(root)?;
+    let signatures = check_signatures(root)?;
+    if xml::is(root, NS_SAML, "Assertion") {
+        return Ok(Shape {
+            response: None,
+            encrypted: false,
+            issuer: issuer_of(root)?,
+            signatures,
+        });
+    }
+    if !xml::is(root, NS_SAMLP, "Response") {
+        return Err(SamlError::NotSaml);
+    }
+    let response = response_info(root)?;
+    let plain: Vec<_> = xml::children(root, NS_SAML, "Assertion").collect();
+    let encrypted: Vec<_> = xml::children(root, NS_SAML, "EncryptedAssertion").collect();
+    // SPEC §4.1: a Response holds exactly one assertion (a second one, signed or not, is
+    // where wrapping attacks hide).
+    let count = plain.len() + encrypted.len();
+    if count != 1 {
+        return Err(SamlError::AssertionCount(count));
+    }
+    // Nowhere else either: an Assertion nested inside another element of the Response
+    // (Extensions, an attribute value) is refused rather than ignored.
+    let anywhere = root
+        .descendants()
+        .filter(|n| xml::is(*n, NS_SAML, "Assertion") || xml::is(*n, NS_SAML, "EncryptedAssertion"))
+        .count();
+    if anywhere != 1 {
+        return Err(SamlError::AssertionCount(anywhere));
+    }
+    let (issuer, encrypted) = match plain.first() {
+        Some(a) => (issuer_of(*a)?, false),
+        None => (response.issuer.clone(), true),
+    };
+    Ok(Shape {
+        response: Some(response),
+        encrypted,
+        issuer,
+        signatures,
+    })
+}
+
+/// Status, Destination, Issuer and whether it carries its own signature.
+pub fn response_info(response: Node<'_, '_>) -> Result<ResponseInfo, SamlError> {
+    if response.attribute("Version") != Some("2.0") {
+        return Err(SamlError::NotSaml);
+    }
+    let status_success = xml::children(response, NS_SAMLP, "Status")
+        .flat_map(|s| xml::children(s, NS_SAMLP, "StatusCode"))
+        .next()
+        .and_then(|c| c.attribute("Value"))
+        == Some("urn:oasis:names:tc:SAML:2.0:status:Success");
+    Ok(ResponseInfo {
+        issuer: issuer_of(response)?,
+        destination: response.attribute("Destination").map(str::to_owned),
+        status_success,
+        signed: xml::children(response, NS_DSIG, "Signature")
+            .next()
+            .is_some(),
+    })
+}
+
+/// The `saml:Issuer` child's full text, trimmed (SPEC §4.1). More than one is malformed.
+pub fn issuer_of(node: Node<'_, '_>) -> Result<Option<String>, SamlError> {
+    match xml::only_child(node, NS_SAML, "Issuer") {
+        Ok(issuer) => Ok(issuer.map(|i| xml::full_text(i).trim().to_owned())),
+        Err(_) => Err(SamlError::Malformed("Issuer (more than one)")),
+    }
+}
+
+/// SPEC §4.1: "the element's ID must be unique in the document". xmlsec resolves `#ID`
+/// references by these attributes (samael registers `ID`; xmlenc uses `Id`).
+fn check_unique_ids(root: Node<'_, '_>) -> Result<(), SamlError> {
+    let mut seen = HashSet::new();
+    for node in root.descendants().filter(Node::is_element) {
+        for attr in node.attributes() {
+            if attr.namespace().is_none()
+                && matches!(attr.name(), "ID" | "Id")
+                && !seen.insert(attr.value())
+            {
+                return Err(SamlError::DuplicateId);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every `ds:Signature` anywhere in the document: an enveloped child of a Response or an
+/// Assertion, one `Reference` to `#` + its parent's `ID`, algorithms named.
+fn check_signatures(root: Node<'_, '_>) -> Result<Vec<SignatureInfo>, SamlError> {
+    let mut out = Vec::new();
+    for sig in root
+        .descendants()
+        .filter(|n| xml::is(*n, NS_DSIG, "Signature"))
+    {
+        let parent = sig
+            .parent_element()
+            .filter(|p| xml::is(*p, NS_SAMLP, "Response") || xml::is(*p, NS_SAML, "Assertion"))
+            .ok_or(SamlError::SignatureShape(
+                "a signature must be an enveloped child of the Response or Assertion it signs",
+            ))?;
+        let id = parent
+            .attribute("ID")
+            .ok_or(SamlError::SignatureShape("the signed element has no ID"))?;
+        if xml::children(parent, NS_DSIG, "Signature").count() != 1 {
+            return Err(SamlError::SignatureShape(
+                "an element carries more than one signature",
+            ));
+        }
+        let shape = SamlError::SignatureShape("SignedInfo is malformed");
+        let signed_info = xml::only_child(sig, NS_DSIG, "SignedInfo")
+            .ok()
+            .flatten()
+            .ok_or(shape.clone())?;
+        let mut references = xml::children(signed_info, NS_DSIG, "Reference");
+        let reference = references.next().ok_or(shape.clone())?;
+        if references.next().is_some() {
+            return Err(SamlError::SignatureShape(
+                "a signature must have exactly one Reference",
+            ));
+        }
+        if reference.attribute("URI") != Some(format!("#{id}").as_str()) {
+            return Err(SamlError::SignatureShape(
+                "the Reference URI must be # + the ID of the element the signature sits in",
+            ));
+        }
+        let algorithm = |node: Option<Node<'_, '_>>| -> Result<String, SamlError> {
+            node.and_then(|n| n.attribute("Algorithm"))
+                .map(str::to_owned)
+                .ok_or(shape.clone())
+        };
+        let method = algorithm(xml::children(signed_info, NS_DSIG, "SignatureMethod").next())?;
+        let canonicalization =
+            algorithm(xml::children(signed_info, NS_DSIG, "CanonicalizationMethod").next())?;
+        let digest = algorithm(xml::children(reference, NS_DSIG, "DigestMethod").next())?;
+        let transforms = xml::children(reference, NS_DSIG, "Transforms")
+            .flat_map(|t| xml::children(t, NS_DSIG, "Transform"))
+            .map(|t| algorithm(Some(t)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // XPath / XSLT transforms carry their programs as children; so does nothing we allow.
+        out.push(SignatureInfo {
+            method,
+            digest,
+            canonicalization,
+            transforms,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `node` is an `xenc:EncryptedData` (inside an `EncryptedAssertion`).
+pub fn is_encrypted_data(node: Node<'_, '_>) -> bool {
+    xml::is(node, NS_XENC, "EncryptedData")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_base64_alphabets_decode_and_mixed_is_refused() {
+        let xml = "<a>??>>~~</a>";
+        let std = base64::engine::general_purpose::STANDARD.encode(xml);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(xml);
+        assert!(std.contains('/') || std.contains('+'));
+        assert_eq!(decode(&std).unwrap(), xml);
+        assert_eq!(decode(&url).unwrap(), xml);
+        let wrapped: String = std
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap().to_owned() + "\r\n")
+            .collect();
+        assert_eq!(decode(&wrapped).unwrap(), xml);
+        assert_eq!(decode("ab-+"), Err(SamlError::NotBase64));
+        assert_eq!(decode("%%%"), Err(SamlError::NotBase64));
+    }
+
+    #[test]
+    fn doctype_is_refused_while_decoding() {
+        let evil = "<!DOCTYPE a [<!ENTITY x 'y'>]><a>&x;</a>";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(evil);
+        assert_eq!(decode(&b64), Err(SamlError::Xml(xml::XmlError::Doctype)));
+    }
+}

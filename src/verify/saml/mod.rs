@@ -1,0 +1,242 @@
+//! The SAML 2.0 path behind [`super::Verifier`] (SPEC §4, §4.1).
+//!
+//! In order: size cap; base64 decode; DOCTYPE refused; strict parse and the document's
+//! shape ([`document::inspect`]: Response or Assertion, one assertion, signature structure,
+//! unique IDs); the unverified Issuer selects the registry entry, which must be admitted
+//! for this caller; algorithms checked against the entry's policy; then xmlsec verifies
+//! **every** signature with the entry's certificates (never `KeyInfo`) and samael reduces
+//! the document to what those signatures cover. Everything afterwards — Response status,
+//! Destination, Issuer, the assertion's conditions and subject — is read from that reduced
+//! document only ([`assertion::read`]).
+
+pub mod assertion;
+pub mod document;
+mod metadata_cache;
+
+use std::sync::Arc;
+
+use samael::crypto::{
+    AllowedSignatureAlgorithm, CertificateDer, Crypto, CryptoProvider, ReduceMode,
+};
+
+use crate::clock::SharedClock;
+use crate::config::OutboundConfig;
+use crate::metrics::Metrics;
+use crate::trust::{
+    IssuerEntry, IssuerKind, Registry, SamlKeySource, SamlSettings, SigningCert, TokenType,
+};
+use crate::xml::{self, NS_SAML, NS_SAMLP};
+
+use super::error::{SamlError, VerifyError};
+use super::jwt::MAX_TOKEN_BYTES;
+use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
+use document::{ResponseInfo, Shape};
+use metadata_cache::MetadataCache;
+
+/// The samael allow-list when SHA-1 is off: defence in depth behind our own check
+/// ([`document::SignatureInfo::check_algorithms`]), which also covers SHA-1 when allowed.
+const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+];
+
+pub struct SamlVerifier {
+    broker: Arc<BrokerIdentity>,
+    clock: SharedClock,
+    metadata: MetadataCache,
+}
+
+impl SamlVerifier {
+    pub fn new(
+        outbound: &OutboundConfig,
+        broker: Arc<BrokerIdentity>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, VerifyError> {
+        Ok(Self {
+            broker,
+            metadata: MetadataCache::new(outbound, clock.clone(), metrics)?,
+            clock,
+        })
+    }
+
+    pub async fn verify(
+        &self,
+        registry: &Registry,
+        text: &str,
+        expect: &Expectation<'_>,
+    ) -> Result<VerifiedSubject, Refusal> {
+        if text.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::TooLarge {
+                limit: MAX_TOKEN_BYTES,
+            }
+            .into());
+        }
+        let xml_text = document::decode(text).map_err(VerifyError::from)?;
+        let shape = document::inspect(&xml_text).map_err(VerifyError::from)?;
+        let issuer = shape
+            .issuer
+            .as_deref()
+            .ok_or(VerifyError::from(SamlError::Missing("Issuer")))?;
+        let entry = registry
+            .issuer_by_iss(issuer, IssuerKind::Saml)
+            .ok_or(VerifyError::UnknownIssuer)?;
+        let Some(saml) = entry.saml() else {
+            return Err(VerifyError::UnknownIssuer.into());
+        };
+        check_admitted(entry, TokenType::Saml2, expect)?;
+        self.verify_for(entry, saml, xml_text, shape, expect.purpose)
+            .await
+            .map_err(|e| VerifyError::from(e).of(entry))
+    }
+
+    async fn verify_for(
+        &self,
+        entry: &Arc<IssuerEntry>,
+        saml: &SamlSettings,
+        xml_text: String,
+        shape: Shape,
+        purpose: Purpose,
+    ) -> Result<VerifiedSubject, SamlError> {
+        if shape.encrypted {
+            return Err(SamlError::EncryptionNotConfigured);
+        }
+        if shape.signatures.is_empty() {
+            return Err(SamlError::Unsigned);
+        }
+        for sig in &shape.signatures {
+            sig.check_algorithms(saml.allow_sha1)?;
+        }
+        let recipients: Vec<&str> = std::iter::once(self.broker.token_endpoint.as_str())
+            .chain(saml.recipients.iter().map(String::as_str))
+            .collect();
+        // Refusal-only checks of an unsigned Response wrapper (a signed one is checked
+        // again below, from its verified copy).
+        if let Some(response) = &shape.response {
+            check_response(response, &recipients)?;
+        }
+        let certs = match &saml.keys {
+            SamlKeySource::Pinned { certs, .. } => certs.clone(),
+            SamlKeySource::MetadataUrl(url) => {
+                self.metadata.certs(entry, url).await.map_err(|_| {
+                    SamlError::Missing("signing certificates (metadata unavailable)")
+                })?
+            }
+        };
+        let allow_sha1 = saml.allow_sha1;
+        // libxml2/xmlsec are blocking and CPU-bound: off the async workers.
+        let reduced = tokio::task::spawn_blocking(move || reduce(&xml_text, &certs, allow_sha1))
+            .await
+            .map_err(|_| SamlError::Signature)??;
+        let view = read_verified(&reduced, &recipients)?;
+        if view.issuer != entry.issuer {
+            return Err(SamlError::Issuer);
+        }
+        // An unsigned wrapper's Issuer, when present, must still be the assertion's.
+        if let Some(issuer) = shape.response.as_ref().and_then(|r| r.issuer.as_deref()) {
+            if issuer != view.issuer {
+                return Err(SamlError::ResponseIssuer);
+            }
+        }
+        let audiences = self.accepted_audiences(entry, purpose);
+        let rules = assertion::Rules {
+            audiences: &audiences,
+            recipients: &recipients,
+            strict_bearer: purpose == Purpose::BearerGrant,
+            skew: i64::try_from(entry.clock_skew.as_secs()).unwrap_or(i64::MAX),
+            max_age: entry
+                .max_age
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            now: self.clock.now(),
+        };
+        let expires_at = assertion::check(&view, &rules)?;
+        Ok(assertion::into_subject(entry.clone(), &view, expires_at))
+    }
+
+    /// SPEC §4: an AudienceRestriction must name `saml.entity_id` or one of the issuer's
+    /// audiences; for the bearer grant (RFC 7522 §3) tessera itself: its entity id, token
+    /// endpoint or issuer.
+    fn accepted_audiences<'a>(&'a self, entry: &'a IssuerEntry, purpose: Purpose) -> Vec<&'a str> {
+        let mut out = vec![self.broker.saml_entity_id.as_str()];
+        match purpose {
+            Purpose::Exchange => out.extend(entry.audiences.iter().map(String::as_str)),
+            Purpose::BearerGrant => {
+                out.push(&self.broker.token_endpoint);
+                out.push(&self.broker.issuer);
+            }
+        }
+        out
+    }
+
+    pub fn warm_up(&self, registry: &Registry) {
+        self.metadata.warm_up(registry);
+    }
+}
+
+/// SPEC §4.1 Response rules: Status Success; Destination, when present, the token
+/// endpoint or an accepted recipient; Issuer checked against the assertion's later.
+fn check_response(response: &ResponseInfo, recipients: &[&str]) -> Result<(), SamlError> {
+    if !response.status_success {
+        return Err(SamlError::Status);
+    }
+    if response
+        .destination
+        .as_deref()
+        .is_some_and(|d| !recipients.contains(&d))
+    {
+        return Err(SamlError::Destination);
+    }
+    Ok(())
+}
+
+/// xmlsec verifies every `ds:Signature` against the pinned certificates; samael returns a
+/// document holding only what they cover (SPEC §4.1: only the signed element is read).
+fn reduce(xml_text: &str, certs: &[SigningCert], allow_sha1: bool) -> Result<String, SamlError> {
+    let ders: Vec<CertificateDer> = certs
+        .iter()
+        .map(|c| CertificateDer::from(c.der.clone()))
+        .collect();
+    if ders.is_empty() {
+        // samael would skip verification; the loader refuses such entries, and so do we.
+        return Err(SamlError::Signature);
+    }
+    let allowed = (!allow_sha1).then_some(SAMAEL_ALLOWED);
+    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml_text,
+        &ders,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        allowed,
+    )
+    .map_err(|_| SamlError::Signature)
+}
+
+/// Parses samael's output: a verified Assertion, or a verified Response holding one. The
+/// Response's own rules are checked again here on its verified copy.
+fn read_verified(
+    reduced: &str,
+    recipients: &[&str],
+) -> Result<assertion::AssertionView, SamlError> {
+    let doc = xml::parse(reduced)?;
+    let root = doc.root_element();
+    if xml::is(root, NS_SAML, "Assertion") {
+        return assertion::read(root);
+    }
+    if !xml::is(root, NS_SAMLP, "Response") {
+        return Err(SamlError::Unsigned);
+    }
+    let response = document::response_info(root)?;
+    check_response(&response, recipients)?;
+    let assertions: Vec<_> = xml::children(root, NS_SAML, "Assertion").collect();
+    let [a] = assertions.as_slice() else {
+        return Err(SamlError::AssertionCount(assertions.len()));
+    };
+    let view = assertion::read(*a)?;
+    if response.issuer.as_deref().is_some_and(|i| i != view.issuer) {
+        return Err(SamlError::ResponseIssuer);
+    }
+    Ok(view)
+}

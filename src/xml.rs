@@ -1,0 +1,345 @@
+//! The XML ground rules every SAML input (assertions, responses, IdP metadata) goes
+//! through before and while it is read: size cap, DOCTYPE refused before any parser sees
+//! it, a strict read-only parse with depth and node limits, and text read the one safe way.
+//!
+//! A leaf module: no policy, no crypto. `trust` (metadata) and `verify::saml` (assertions)
+//! both build on it.
+
+use roxmltree::{Document, Node, ParsingOptions};
+
+pub const NS_SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+pub const NS_SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+pub const NS_MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
+pub const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+pub const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+
+/// SPEC §4.1 limits: XML nesting depth.
+pub const MAX_DEPTH: usize = 64;
+/// Nodes (elements, attributes, text) in one document: a 48 KiB assertion has a few
+/// thousand; metadata aggregates of a few MiB stay well below.
+const MAX_NODES: u32 = 200_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("DOCTYPE is not allowed")]
+    Doctype,
+    #[error("not well-formed XML")]
+    NotWellFormed,
+    #[error("XML nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("XML is not UTF-8")]
+    NotUtf8,
+}
+
+/// SPEC §4.1: "DOCTYPE anywhere ⇒ refused before any parsing of it". A byte scan, so no
+/// parser (ours or libxml2 in xmlsec) ever sees an internal subset or an entity. `<!DOCTYPE`
+/// cannot legally occur inside a comment's or CDATA's content either without being text,
+/// and refusing that too costs nothing.
+pub fn refuse_doctype(bytes: &[u8]) -> Result<(), XmlError> {
+    const NEEDLE: &[u8] = b"<!doctype";
+    let found = bytes
+        .windows(NEEDLE.len())
+        .any(|w| w.eq_ignore_ascii_case(NEEDLE));
+    // `<!ENTITY` outside a DOCTYPE is not well-formed anyway; refuse it the same way so no
+    // parser's recovery mode gets a chance to read one.
+    const ENTITY: &[u8] = b"<!entity";
+    let entity = bytes
+        .windows(ENTITY.len())
+        .any(|w| w.eq_ignore_ascii_case(ENTITY));
+    if found || entity {
+        Err(XmlError::Doctype)
+    } else {
+        Ok(())
+    }
+}
+
+/// Strict parse: DOCTYPE refused (again, by the parser), node limit, depth limit.
+pub fn parse(text: &str) -> Result<Document<'_>, XmlError> {
+    refuse_doctype(text.as_bytes())?;
+    let options = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => XmlError::Doctype,
+        _ => XmlError::NotWellFormed,
+    })?;
+    if depth_exceeds(doc.root(), MAX_DEPTH) {
+        return Err(XmlError::TooDeep);
+    }
+    Ok(doc)
+}
+
+/// Iterative so that a deep document cannot exhaust the stack while being measured.
+fn depth_exceeds(root: Node<'_, '_>, max: usize) -> bool {
+    let mut stack = vec![(root, 0usize)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > max {
+            return true;
+        }
+        stack.extend(
+            node.children()
+                .filter(Node::is_element)
+                .map(|c| (c, depth + 1)),
+        );
+    }
+    false
+}
+
+/// Text as UTF-8, with a UTF-8 byte order mark dropped. UTF-16 (Entra ID's re-encoded
+/// metadata) is refused by name rather than misread.
+pub fn decode_utf8(bytes: &[u8]) -> Result<&str, XmlError> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(XmlError::NotUtf8);
+    }
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|_| XmlError::NotUtf8)
+}
+
+/// SPEC §4.1: an element's full text content: every descendant text node joined, comments
+/// and processing instructions contributing nothing. `a@corp.example<!---->.evil.example` is
+/// `a@corp.example.evil.example`, never the first text node alone.
+pub fn full_text(node: Node<'_, '_>) -> String {
+    node.descendants()
+        .filter(Node::is_text)
+        .filter_map(|n| n.text())
+        .collect()
+}
+
+/// `node` is the element `{ns}name`.
+pub fn is(node: Node<'_, '_>, ns: &str, name: &str) -> bool {
+    node.is_element() && node.tag_name().name() == name && node.tag_name().namespace() == Some(ns)
+}
+
+/// Element children named `{ns}name`.
+pub fn children<'a, 'input: 'a>(
+    node: Node<'a, 'input>,
+    ns: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = Node<'a, 'input>> + 'a {
+    node.children().filter(move |c| is(*c, ns, name))
+}
+
+/// The one child `{ns}name`, if exactly one exists; `Err(count)` otherwise when more.
+pub fn only_child<'a, 'input>(
+    node: Node<'a, 'input>,
+    ns: &'a str,
+    name: &'a str,
+) -> Result<Option<Node<'a, 'input>>, usize> {
+    let mut it = children(node, ns, name);
+    let first = it.next();
+    match it.count() {
+        0 => Ok(first),
+        more => Err(more + 1),
+    }
+}
+
+/// A `xs:dateTime` as Unix seconds (SAML core §1.3.3: UTC). `Z`, no zone, or a
+/// `±HH:MM` offset; fractional seconds are truncated. `None` when malformed.
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "" | "Z" => 0,
+        _ => {
+            let (sign, hhmm) = match rest.as_bytes().first()? {
+                b'+' => (1, &rest[1..]),
+                b'-' => (-1, &rest[1..]),
+                _ => return None,
+            };
+            let hb = hhmm.as_bytes();
+            if hb.len() != 5 || hb[2] != b':' {
+                return None;
+            }
+            let h: i64 = hhmm.get(0..2)?.parse().ok()?;
+            let m: i64 = hhmm.get(3..5)?.parse().ok()?;
+            if h > 14 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A `xs:duration` (metadata `cacheDuration`) in seconds: `PnYnMnDTnHnMnS`, years as
+/// 365 days and months as 30. `None` when malformed or negative.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let rest = s.trim().strip_prefix('P')?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    let mut total: i64 = 0;
+    let mut any = false;
+    let mut add = |part: &str, units: &[(char, i64)]| -> Option<()> {
+        let mut num = String::new();
+        let mut unit_idx = 0;
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                num.push(c);
+                continue;
+            }
+            let pos = units[unit_idx..].iter().position(|(u, _)| *u == c)? + unit_idx;
+            let value: f64 = num.parse().ok()?;
+            #[expect(clippy::cast_possible_truncation, reason = "bounded below")]
+            let secs = (value * units[pos].1 as f64).min(1e15) as i64;
+            total = total.checked_add(secs)?;
+            any = true;
+            num.clear();
+            unit_idx = pos + 1;
+        }
+        num.is_empty().then_some(())
+    };
+    add(
+        date,
+        &[('Y', 365 * 86_400), ('M', 30 * 86_400), ('D', 86_400)],
+    )?;
+    if let Some(t) = time {
+        add(t, &[('H', 3600), ('M', 60), ('S', 1)])?;
+    }
+    any.then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doctype_and_entities_are_refused_before_parsing() {
+        for bad in [
+            "<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>",
+            "<?xml version='1.0'?><!doctype x SYSTEM 'file:///etc/passwd'><x/>",
+            "<x><!ENTITY a 'b'></x>",
+        ] {
+            assert_eq!(
+                refuse_doctype(bad.as_bytes()),
+                Err(XmlError::Doctype),
+                "{bad}"
+            );
+            assert_eq!(parse(bad).err(), Some(XmlError::Doctype), "{bad}");
+        }
+        assert!(parse("<x>fine</x>").is_ok());
+    }
+
+    #[test]
+    fn depth_is_capped() {
+        let deep = "<a>".repeat(70) + &"</a>".repeat(70);
+        assert_eq!(parse(&deep).err(), Some(XmlError::TooDeep));
+        let ok = "<a>".repeat(60) + &"</a>".repeat(60);
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn full_text_joins_around_comments() {
+        let doc = parse("<n>user@corp.example<!---->.evil.example</n>").unwrap();
+        assert_eq!(
+            full_text(doc.root_element()),
+            "user@corp.example.evil.example"
+        );
+    }
+
+    #[test]
+    fn datetimes() {
+        assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_datetime("2013-08-03T21:55:13Z"), Some(1_375_566_913));
+        assert_eq!(
+            parse_datetime("2013-08-03T21:55:13.943Z"),
+            Some(1_375_566_913)
+        );
+        assert_eq!(parse_datetime("2013-08-03T21:55:13"), Some(1_375_566_913));
+        assert_eq!(
+            parse_datetime("2013-08-03T23:55:13+02:00"),
+            Some(1_375_566_913)
+        );
+        for bad in [
+            "2013-13-03T21:55:13Z",
+            "2013-02-30T00:00:00Z",
+            "x",
+            "2013-08-03 21:55:13Z",
+            "2013-08-03T21:55:13.Z",
+            "2013-08-03T21:55:13Q",
+        ] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("PT1H"), Some(3600));
+        assert_eq!(parse_duration("P1DT30M"), Some(86_400 + 1800));
+        assert_eq!(parse_duration("PT604800S"), Some(604_800));
+        assert_eq!(parse_duration("P"), None);
+        assert_eq!(parse_duration("PT"), None);
+        assert_eq!(parse_duration("-PT1H"), None);
+        assert_eq!(parse_duration("PT1X"), None);
+    }
+
+    #[test]
+    fn utf16_is_refused_by_name_and_a_bom_dropped() {
+        assert_eq!(
+            decode_utf8(&[0xFF, 0xFE, 0x3C, 0x00]),
+            Err(XmlError::NotUtf8)
+        );
+        assert_eq!(decode_utf8(b"\xEF\xBB\xBF<x/>"), Ok("<x/>"));
+    }
+}
