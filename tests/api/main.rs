@@ -10,5 +10,6 @@ mod exchange;
 mod helpers;
 mod issuer;
 mod rejections;
+mod saml_vectors;
 mod vectors;
 mod verify;

@@ -211,16 +211,33 @@ pub fn issuer_of(node: Node<'_, '_>) -> Result<Option<String>, SamlError> {
 fn check_unique_ids(root: Node<'_, '_>) -> Result<(), SamlError> {
     let mut seen = HashSet::new();
     for node in root.descendants().filter(Node::is_element) {
-        for attr in node.attributes() {
-            if attr.namespace().is_none()
-                && matches!(attr.name(), "ID" | "Id")
-                && !seen.insert(attr.value())
-            {
+        let ids = node
+            .attributes()
+            .filter(|a| a.namespace().is_none() && matches!(a.name(), "ID" | "Id"));
+        for attr in ids {
+            // xmlsec resolves `#ID` only through attributes libxml2 registers as IDs,
+            // which must be NCNames; one that is not (a bare UUID starting with a digit)
+            // could never be the target of a verified Reference.
+            if !is_ncname(attr.value()) {
+                return Err(SamlError::Malformed("ID (not an xsd:ID / NCName)"));
+            }
+            if !seen.insert(attr.value()) {
                 return Err(SamlError::DuplicateId);
             }
         }
     }
     Ok(())
+}
+
+/// XML Namespaces' NCName, as libxml2 checks it for IDs (ASCII subset plus any non-ASCII
+/// letter): a letter or `_` first, then letters, digits, `.`, `-`, `_`.
+fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_alphabetic() || first == '_')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '\u{b7}'))
 }
 
 /// Every `ds:Signature` anywhere in the document: an enveloped child of a Response or an
