@@ -10,6 +10,8 @@ mod exchange;
 mod helpers;
 mod issuer;
 mod rejections;
+mod saml;
+mod saml_idp;
 mod saml_vectors;
 mod vectors;
 mod verify;

@@ -131,6 +131,23 @@ pub struct Shape {
     pub signatures: Vec<SignatureInfo>,
 }
 
+/// Comments removed. They carry nothing: SPEC §4.1 allows only canonicalisation without
+/// comments, and a same-document `#ID` reference excludes them (XML-DSig §4.4.3.3), so the
+/// signature is unchanged — but a comment inside a NameID is what makes naive parsers read
+/// `a@corp.example` of `a@corp.example<!---->.evil.example`. After this, no parser sees one.
+pub fn strip_comments(xml_text: &str) -> Result<String, SamlError> {
+    let doc = xml::parse(xml_text)?;
+    let mut out = String::with_capacity(xml_text.len());
+    let mut at = 0;
+    for comment in doc.descendants().filter(|n| n.is_comment()) {
+        let range = comment.range();
+        out.push_str(&xml_text[at..range.start]);
+        at = range.end;
+    }
+    out.push_str(&xml_text[at..]);
+    Ok(out)
+}
+
 /// Parses `xml` and reads its shape, enforcing the structural rules.
 pub fn inspect(xml_text: &str) -> Result<Shape, SamlError> {
     let doc = xml::parse(xml_text)?;
@@ -138,6 +155,17 @@ pub fn inspect(xml_text: &str) -> Result<Shape, SamlError> {
     check_unique_ids(root)?;
     let signatures = check_signatures(root)?;
     if xml::is(root, NS_SAML, "Assertion") {
+        // An assertion inside an assertion (Advice) is where wrapping attacks hide: one
+        // assertion per presented token.
+        let nested = root
+            .descendants()
+            .filter(|n| {
+                xml::is(*n, NS_SAML, "Assertion") || xml::is(*n, NS_SAML, "EncryptedAssertion")
+            })
+            .count();
+        if nested != 1 {
+            return Err(SamlError::AssertionCount(nested));
+        }
         return Ok(Shape {
             response: None,
             encrypted: false,

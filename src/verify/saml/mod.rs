@@ -76,7 +76,9 @@ impl SamlVerifier {
             }
             .into());
         }
-        let xml_text = document::decode(text).map_err(VerifyError::from)?;
+        let xml_text = document::decode(text)
+            .and_then(|x| document::strip_comments(&x))
+            .map_err(VerifyError::from)?;
         let shape = document::inspect(&xml_text).map_err(VerifyError::from)?;
         let issuer = shape
             .issuer

@@ -1,0 +1,441 @@
+//! SAML 2.0 subject tokens end to end: assertions signed by `xmlsec1` (not by us), sent to
+//! the real broker over HTTP, every refusal shown to issue no token and to leave an audit
+//! row that says why.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::saml_idp::*;
+
+const SAML_SECRET: &str = "saml-app-secret";
+
+struct Idp {
+    key: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+fn idp() -> Idp {
+    let dir = tempfile::tempdir().unwrap();
+    Idp {
+        key: SigningKey::generate(dir.path(), "corp"),
+        _dir: dir,
+    }
+}
+
+async fn saml_app(kind: tessera::store::testing::TestDbKind, idp: &Idp) -> TestApp {
+    saml_builder(TestApp::builder(kind), idp).spawn().await
+}
+
+fn saml_builder(b: TestAppBuilder, idp: &Idp) -> TestAppBuilder {
+    b.file("issuers/corp.pem", &idp.key.cert_pem)
+        .file(
+            "issuers/corp-saml.toml",
+            &format!(
+                r#"kind = "saml"
+issuer = "{IDP}"
+signing_cert_file = "corp.pem"
+audiences = ["https://app.corp.example/saml"]
+[mapping]
+claims = {{ email = "assertion.attributes.email[0]", groups = "assertion.attributes.groups" }}
+"#
+            ),
+        )
+        .file(
+            "clients/saml-app.toml",
+            &format!(
+                r#"client_id = "saml-app"
+auth = "client_secret_basic"
+secret_hash = "{}"
+subject_issuers = ["corp-saml"]
+audiences = ["orders"]
+scopes = ["orders:read"]
+"#,
+                secret_hash(SAML_SECRET)
+            ),
+        )
+}
+
+impl TestApp {
+    async fn exchange_saml(&self, token: &str) -> reqwest::Response {
+        self.post_token(
+            Auth::Basic("saml-app", SAML_SECRET),
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", token),
+                ("subject_token_type", SAML2),
+            ],
+        )
+        .await
+    }
+
+    fn now(&self) -> i64 {
+        use tessera::clock::Clock;
+        self.clock.now()
+    }
+}
+
+async fn issued(resp: reqwest::Response) -> Value {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_signed_assertion_is_exchanged_for_an_api_token() {
+    let idp = idp();
+    for kind in backends() {
+        let app = saml_app(kind, &idp).await;
+        let signed = Assertion::new(app.now()).signed(&idp.key);
+        let body = issued(app.exchange_saml(&b64url(&signed)).await).await;
+        let (_, claims) = app
+            .verify_issued(body["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(claims["sub"], "alice@corp.example");
+        assert_eq!(claims["email"], "alice@corp.example");
+        assert_eq!(claims["groups"], serde_json::json!(["buyers", "staff"]));
+        assert_eq!(claims["act"], serde_json::json!({"sub": "saml-app"}));
+        // Lifetime bounded by the assertion's 300 s.
+        assert!(body["expires_in"].as_i64().unwrap() <= 300);
+        let row = app.audit_rows().await.remove(0);
+        assert_eq!(row.outcome, "issued");
+        assert_eq!(row.issuer.as_deref(), Some("corp-saml"));
+        assert_eq!(row.subject.as_deref(), Some("alice@corp.example"));
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(metrics.contains(
+            r#"tessera_exchanges_total{grant="token_exchange",subject_token_type="saml2",issuer="corp-saml",outcome="issued"} 1"#
+        ), "{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn responses_and_standard_base64_are_accepted() {
+    let idp = idp();
+    let app = saml_app(backends()[0], &idp).await;
+    let now = app.now();
+    // A Response wrapping a signed assertion (the Response itself unsigned).
+    let wrapped = response(&Assertion::new(now).signed(&idp.key), now, None);
+    issued(app.exchange_saml(&b64url(&wrapped)).await).await;
+    // A signed Response around an unsigned assertion, sent as standard base64 with line
+    // breaks, as SAML stacks send it.
+    let signed_response = response(&Assertion::new(now).xml(false), now, Some(&idp.key));
+    let std = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &signed_response);
+    let wrapped_lines: String = std
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned() + "\r\n")
+        .collect();
+    issued(app.exchange_saml(&wrapped_lines).await).await;
+    // Both signed.
+    let both = response(&Assertion::new(now).signed(&idp.key), now, Some(&idp.key));
+    issued(app.exchange_saml(&b64url(&both)).await).await;
+}
+
+#[tokio::test]
+async fn the_saml2_bearer_grant_follows_rfc_7522() {
+    let idp = idp();
+    let app = saml_app(backends()[0], &idp).await;
+    let now = app.now();
+    let bearer = |a: &Assertion| {
+        let token = b64url(&a.signed(&idp.key));
+        let app = &app;
+        async move {
+            app.post_token(
+                Auth::Basic("saml-app", SAML_SECRET),
+                &[("grant_type", SAML2_BEARER), ("assertion", &token)],
+            )
+            .await
+        }
+    };
+    // Addressed to tessera itself (its entity id = server.issuer here), with Recipient.
+    issued(bearer(&Assertion::new(now)).await).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"grant="saml2_bearer",subject_token_type="saml2""#));
+    // RFC 7522 §3: Recipient is mandatory for the grant.
+    let mut no_recipient = Assertion::new(now);
+    no_recipient.recipient = None;
+    assert_oauth_error(
+        bearer(&no_recipient).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_latest_refusal(&app, "bad_confirmation").await;
+    // An issuer audience is not tessera: refused for the bearer grant.
+    let mut app_audience = Assertion::new(now);
+    app_audience.audiences = vec!["https://app.corp.example/saml".into()];
+    assert_oauth_error(
+        bearer(&app_audience).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_latest_refusal(&app, "wrong_audience").await;
+}
+
+/// A refusal table: how to build the presented XML from a signed one, and the reason.
+type Forge = Box<dyn Fn(&Idp, i64) -> String>;
+
+fn forgeries() -> Vec<(&'static str, Forge, &'static str)> {
+    let evil = |now: i64| {
+        let mut a = Assertion::new(now);
+        a.name_id_xml = "admin@corp.example".into();
+        a
+    };
+    vec![
+        (
+            "unsigned",
+            Box::new(|_, now| Assertion::new(now).xml(false)),
+            "unsigned",
+        ),
+        (
+            "tampered after signing",
+            Box::new(|i, now| {
+                Assertion::new(now).signed(&i.key).replace(
+                    "alice@corp.example</saml:NameID>",
+                    "admin@corp.example</saml:NameID>",
+                )
+            }),
+            "bad_signature",
+        ),
+        (
+            "signed by an unknown key whose self-signed cert sits in KeyInfo",
+            Box::new(|_, now| {
+                let dir = tempfile::tempdir().unwrap();
+                let attacker = SigningKey::generate(dir.path(), "attacker");
+                Assertion::new(now).signed(&attacker)
+            }),
+            "bad_signature",
+        ),
+        (
+            "XSW: evil assertion beside the signed one",
+            Box::new(move |i, now| {
+                let genuine = Assertion::new(now).signed(&i.key);
+                let both = format!("{}{}", evil(now).xml(false), strip_xml_decl(&genuine));
+                response(&both, now, None)
+            }),
+            "assertion_count",
+        ),
+        (
+            "XSW: evil assertion wrapping the signed one (in Advice)",
+            Box::new(move |i, now| {
+                let genuine = Assertion::new(now).signed(&i.key);
+                evil(now).xml(false).replace(
+                    "<saml:AttributeStatement>",
+                    &format!(
+                        "<saml:Advice>{}</saml:Advice><saml:AttributeStatement>",
+                        strip_xml_decl(&genuine)
+                    ),
+                )
+            }),
+            "assertion_count",
+        ),
+        (
+            "XSW: evil assertion with the signed one's ID",
+            Box::new(move |i, now| {
+                let a = Assertion::new(now);
+                let genuine = a.signed(&i.key);
+                let mut e = evil(now);
+                e.id = a.id.clone();
+                let both = format!("{}{}", e.xml(false), strip_xml_decl(&genuine));
+                response(&both, now, None)
+            }),
+            "duplicate_id",
+        ),
+        (
+            "XSW: signed Response, evil assertion in place of the genuine one",
+            Box::new(move |i, now| {
+                let signed = response(&Assertion::new(now).xml(false), now, Some(&i.key));
+                let genuine_start = signed.find("<saml:Assertion").unwrap();
+                let genuine_end =
+                    signed.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+                format!(
+                    "{}{}{}",
+                    &signed[..genuine_start],
+                    evil(now).xml(false),
+                    &signed[genuine_end..]
+                )
+            }),
+            "bad_signature",
+        ),
+        (
+            "DOCTYPE with internal entity expansion",
+            Box::new(|i, now| {
+                let signed = Assertion::new(now).signed(&i.key);
+                format!(
+                    "<!DOCTYPE x [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]>{}",
+                    strip_xml_decl(&signed)
+                )
+            }),
+            "doctype",
+        ),
+        (
+            "external entity",
+            Box::new(|i, now| {
+                let signed = Assertion::new(now).signed(&i.key);
+                format!(
+                    "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}",
+                    strip_xml_decl(&signed).replace("_s1", "&e;")
+                )
+            }),
+            "doctype",
+        ),
+        (
+            "wrong audience",
+            Box::new(|i, now| {
+                let mut a = Assertion::new(now);
+                a.audiences = vec!["https://elsewhere.example".into()];
+                a.signed(&i.key)
+            }),
+            "wrong_audience",
+        ),
+        (
+            "no AudienceRestriction",
+            Box::new(|i, now| {
+                let mut a = Assertion::new(now);
+                a.audiences = vec![];
+                a.signed(&i.key)
+            }),
+            "no_audience_restriction",
+        ),
+        (
+            "expired",
+            Box::new(|i, now| Assertion::new(now - 3600).signed(&i.key)),
+            "expired",
+        ),
+        (
+            "NotBefore in the future",
+            Box::new(|i, now| {
+                let mut a = Assertion::new(now);
+                a.not_before = Some(now + 600);
+                a.signed(&i.key)
+            }),
+            "not_yet_valid",
+        ),
+        (
+            "wrong Recipient",
+            Box::new(|i, now| {
+                let mut a = Assertion::new(now);
+                a.recipient = Some("https://elsewhere.example/acs".into());
+                a.signed(&i.key)
+            }),
+            "bad_confirmation",
+        ),
+        (
+            "wrong Destination",
+            Box::new(|i, now| {
+                response(&Assertion::new(now).signed(&i.key), now, None)
+                    .replace("/token\"", "/elsewhere\"")
+            }),
+            "wrong_destination",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_forgery_is_refused_and_audited() {
+    let idp = idp();
+    let app = saml_app(backends()[0], &idp).await;
+    for (name, forge, reason) in forgeries() {
+        let xml = forge(&idp, app.now());
+        let started = std::time::Instant::now();
+        let resp = app.exchange_saml(&b64url(&xml)).await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(body.get("access_token").is_none(), "{name}");
+        let row = app.audit_rows().await.remove(0);
+        assert!(
+            row.reason.as_deref().is_some_and(|r| r.starts_with(reason)),
+            "{name}: audit reason {:?}, expected {reason}",
+            row.reason
+        );
+        app.assert_refusal_audited(reason).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{name}: answered within a second"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_comment_in_nameid_never_truncates_the_subject() {
+    let idp = idp();
+    let app = saml_app(backends()[0], &idp).await;
+    let mut a = Assertion::new(app.now());
+    a.name_id_xml = "user@corp.example.evil.example".into();
+    // Comments are not part of exclusive C14N: inserted after signing, the signature holds.
+    let signed = a.signed(&idp.key).replace(
+        "user@corp.example.evil.example",
+        "user@corp.example<!---->.evil.example",
+    );
+    let body = issued(app.exchange_saml(&b64url(&signed)).await).await;
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(claims["sub"], "user@corp.example.evil.example");
+}
+
+#[tokio::test]
+async fn a_one_time_assertion_is_accepted_once_even_across_replicas() {
+    let idp = idp();
+    for kind in backends() {
+        let first = saml_app(kind, &idp).await;
+        let url = first.database_url();
+        let second = saml_builder(TestApp::builder(kind), &idp)
+            .configure(move |c| c.database.url = url)
+            .spawn()
+            .await;
+        let mut a = Assertion::new(first.now());
+        a.one_time_use = true;
+        let token = b64url(&a.signed(&idp.key));
+        issued(first.exchange_saml(&token).await).await;
+        for app in [&first, &second] {
+            let resp = app.exchange_saml(&token).await;
+            assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        }
+        let replayed = second
+            .audit_rows()
+            .await
+            .iter()
+            .filter(|r| {
+                r.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("replayed"))
+            })
+            .count();
+        assert_eq!(replayed, 2, "{}", kind_name(kind));
+        let metrics = second.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains(r#"tessera_replays_blocked_total{issuer="corp-saml"} 1"#),
+            "{metrics}"
+        );
+        // An assertion refused for another reason is not used up.
+        let mut b = Assertion::new(first.now());
+        b.one_time_use = true;
+        let token = b64url(&b.signed(&idp.key));
+        let refused = first
+            .post_token(
+                Auth::Basic("saml-app", SAML_SECRET),
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", &token),
+                    ("subject_token_type", SAML2),
+                    ("scope", "orders:write"),
+                ],
+            )
+            .await;
+        assert_oauth_error(refused, StatusCode::BAD_REQUEST, "invalid_scope").await;
+        issued(first.exchange_saml(&token).await).await;
+    }
+}
+
+/// The newest audit row is a refusal with this reason and no token id.
+async fn assert_latest_refusal(app: &TestApp, reason: &str) {
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.outcome, "refused", "{row:?}");
+    assert!(
+        row.reason.as_deref().is_some_and(|r| r.starts_with(reason)),
+        "{row:?}"
+    );
+    assert!(row.jti.is_none());
+}
