@@ -37,6 +37,8 @@ pub enum MetadataError {
     TooManyCerts,
     #[error("validUntil is not a valid xs:dateTime")]
     BadValidUntil,
+    #[error("the metadata's validUntil has passed")]
+    Expired,
 }
 
 /// What tessera takes from IdP metadata.

@@ -439,3 +439,76 @@ async fn assert_latest_refusal(app: &TestApp, reason: &str) {
     );
     assert!(row.jti.is_none());
 }
+
+/// IdP metadata for `key`, as an IdP publishes it.
+fn metadata(key: &SigningKey) -> String {
+    let b64: String = key
+        .cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP}" cacheDuration="PT1H"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>bm90IGEgY2VydA==</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+#[tokio::test]
+async fn metadata_url_issuers_fetch_their_certificates_once() {
+    let idp = idp();
+    let body = metadata(&idp.key);
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        let body = body.clone();
+        let counter = counter.clone();
+        actix_web::App::new().route(
+            "/metadata",
+            actix_web::web::get().to(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/xml")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let app = TestApp::builder(backends()[0])
+        .file(
+            "issuers/corp-saml.toml",
+            &format!(
+                "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\n"
+            ),
+        )
+        .file(
+            "clients/saml-app.toml",
+            &format!(
+                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
+                secret_hash(SAML_SECRET)
+            ),
+        )
+        .spawn()
+        .await;
+    for _ in 0..3 {
+        let signed = Assertion::new(app.now()).signed(&idp.key);
+        issued(app.exchange_saml(&b64url(&signed)).await).await;
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched once, then cached"
+    );
+    // Down: the cached copy keeps serving.
+    handle.stop(false).await;
+    let signed = Assertion::new(app.now()).signed(&idp.key);
+    issued(app.exchange_saml(&b64url(&signed)).await).await;
+}

@@ -29,6 +29,8 @@ struct RawIssuer {
     discovery_url: Option<String>,
     jwks_uri: Option<String>,
     jwks_file: Option<String>,
+    // Optional for saml (saml.entity_id is always accepted); oidc refuses it empty.
+    #[serde(default)]
     audiences: Vec<String>,
     token_types: Option<Vec<String>>,
     algorithms: Option<Vec<String>>,

@@ -271,7 +271,7 @@ impl Inner {
         let valid_until = md.valid_until.unwrap_or(i64::MAX);
         if now >= valid_until {
             return Err(FetchError::Metadata(
-                crate::trust::metadata::MetadataError::BadValidUntil,
+                crate::trust::metadata::MetadataError::Expired,
             ));
         }
         let refresh_at = now

@@ -93,7 +93,7 @@ impl SamlVerifier {
         check_admitted(entry, TokenType::Saml2, expect)?;
         self.verify_for(entry, saml, xml_text, shape, expect.purpose)
             .await
-            .map_err(|e| VerifyError::from(e).of(entry))
+            .map_err(|e| e.of(entry))
     }
 
     async fn verify_for(
@@ -103,12 +103,12 @@ impl SamlVerifier {
         xml_text: String,
         shape: Shape,
         purpose: Purpose,
-    ) -> Result<VerifiedSubject, SamlError> {
+    ) -> Result<VerifiedSubject, VerifyError> {
         if shape.encrypted {
-            return Err(SamlError::EncryptionNotConfigured);
+            return Err(SamlError::EncryptionNotConfigured.into());
         }
         if shape.signatures.is_empty() {
-            return Err(SamlError::Unsigned);
+            return Err(SamlError::Unsigned.into());
         }
         for sig in &shape.signatures {
             sig.check_algorithms(saml.allow_sha1)?;
@@ -133,15 +133,15 @@ impl SamlVerifier {
         // libxml2/xmlsec are blocking and CPU-bound: off the async workers.
         let reduced = tokio::task::spawn_blocking(move || reduce(&xml_text, &certs, allow_sha1))
             .await
-            .map_err(|_| SamlError::Signature)??;
+            .map_err(|_| VerifyError::Internal("the SAML verification task failed"))??;
         let view = read_verified(&reduced, &recipients)?;
         if view.issuer != entry.issuer {
-            return Err(SamlError::Issuer);
+            return Err(SamlError::Issuer.into());
         }
         // An unsigned wrapper's Issuer, when present, must still be the assertion's.
         if let Some(issuer) = shape.response.as_ref().and_then(|r| r.issuer.as_deref()) {
             if issuer != view.issuer {
-                return Err(SamlError::ResponseIssuer);
+                return Err(SamlError::ResponseIssuer.into());
             }
         }
         let audiences = self.accepted_audiences(entry, purpose);
