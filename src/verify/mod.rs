@@ -195,6 +195,11 @@ impl Verifier {
     }
 }
 
+/// Whole seconds of a configured duration, saturating (clock skew, TTLs, max_age).
+pub(crate) fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Checks a token's allowed-ness common to every kind: the caller may present tokens
 /// from this issuer, and the issuer is trusted for this token type.
 pub(crate) fn check_admitted(

@@ -63,9 +63,7 @@ struct Inner {
     caches: RwLock<HashMap<String, Arc<KeyCache>>>,
 }
 
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
+use crate::verify::secs;
 
 /// Result of choosing keys for a token.
 enum Selection<'a> {

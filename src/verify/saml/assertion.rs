@@ -299,7 +299,7 @@ pub fn into_subject(
     view: &AssertionView,
     expires_at: UnixTime,
 ) -> VerifiedSubject {
-    let skew = i64::try_from(entry.clock_skew.as_secs()).unwrap_or(i64::MAX);
+    let skew = crate::verify::secs(entry.clock_skew);
     let replay = (view.one_time_use || entry.one_time_use).then(|| ReplayKey {
         issuer: entry.id.clone(),
         id: view.id.clone(),

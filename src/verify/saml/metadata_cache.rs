@@ -69,9 +69,7 @@ struct Inner {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
 }
 
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
+use crate::verify::secs;
 
 impl MetadataCache {
     pub fn new(

@@ -149,10 +149,8 @@ impl SamlVerifier {
             audiences: &audiences,
             recipients: &recipients,
             strict_bearer: purpose == Purpose::BearerGrant,
-            skew: i64::try_from(entry.clock_skew.as_secs()).unwrap_or(i64::MAX),
-            max_age: entry
-                .max_age
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            skew: super::secs(entry.clock_skew),
+            max_age: entry.max_age.map(super::secs),
             now: self.clock.now(),
         };
         let expires_at = assertion::check(&view, &rules)?;
