@@ -19,6 +19,7 @@ use crate::metrics::{Metrics, OutcomeLabels};
 use crate::replay::ReplayCache;
 use crate::store::Store;
 use crate::trust::{TrustError, TrustStore};
+use crate::verify::saml::decrypt::DecryptionKey;
 use crate::verify::Verifier;
 
 /// Expired replay-cache entries are deleted this often (each replica prunes; deleting an
@@ -46,15 +47,17 @@ impl Application {
         );
         warn_about_demo_issuers(&trust);
         let metrics = Arc::new(Metrics::new());
-        let verifier = Arc::new(
-            Verifier::new(
-                &config.outbound,
-                config.broker_identity(),
-                clock.clone(),
-                metrics.clone(),
-            )
-            .context("building the token verifier")?,
-        );
+        let verifier = Verifier::new(
+            &config.outbound,
+            config.broker_identity(),
+            clock.clone(),
+            metrics.clone(),
+        )
+        .context("building the token verifier")?;
+        let verifier = Arc::new(match &config.saml.decryption_key_file {
+            Some(path) => verifier.with_saml_decryption_key(DecryptionKey::from_pem_file(path)?),
+            None => verifier,
+        });
         verifier.warm_up(&trust.snapshot());
         let keys = Arc::new(
             KeyRing::open(&store, config.tokens.signing_alg, clock.clone())

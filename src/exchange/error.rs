@@ -84,6 +84,26 @@ impl ExchangeError {
         }
     }
 
+    /// The operator's account of the failure (audit `reason`, log line): the caller's
+    /// message plus what was withheld from the caller (a decrypted assertion's real
+    /// refusal, SamlError::Undecryptable).
+    pub fn operator_text(&self) -> String {
+        let withheld = match self {
+            Self::Token {
+                error: VerifyError::Saml(e),
+                ..
+            } => e.withheld(),
+            _ => None,
+        };
+        match withheld {
+            Some(cause) => format!(
+                "{self} (withheld from the caller: {}: {cause})",
+                cause.reason()
+            ),
+            None => self.to_string(),
+        }
+    }
+
     /// Failures that are ours or a foreign issuer's, not the caller's.
     pub fn is_server_side(&self) -> bool {
         matches!(

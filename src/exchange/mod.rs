@@ -153,10 +153,9 @@ impl Exchanger {
             outcome: outcome_of(&result),
             // Request values (an audience, a scope) appear in messages: escaped, so a
             // newline in a parameter can never forge a line of the trail.
-            reason: result
-                .as_ref()
-                .err()
-                .map(|e| escape_controls(&format!("{}: {e}", e.reason())).into_owned()),
+            reason: result.as_ref().err().map(|e| {
+                escape_controls(&format!("{}: {}", e.reason(), e.operator_text())).into_owned()
+            }),
             jti: trail.jti.clone(),
             subject_token_sha256: trail.token_sha256.clone(),
         };
@@ -232,7 +231,7 @@ impl Exchanger {
                     .rejections
                     .get_or_create(&ReasonLabels { reason })
                     .inc();
-                let error = escape_controls(&e.to_string()).into_owned();
+                let error = escape_controls(&e.operator_text()).into_owned();
                 tracing::info!(
                     target: "exchange",
                     outcome = outcome.as_str(),

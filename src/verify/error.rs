@@ -172,11 +172,24 @@ pub enum SamlError {
     SessionEnded,
     #[error("EncryptedAssertion received but saml.decryption_key_file is not configured")]
     EncryptionNotConfigured,
-    #[error("EncryptedAssertion: {0}")]
-    Decryption(&'static str),
+    /// The cause, when the plaintext got as far as a check, is for the operator (audit
+    /// row, log) only: the caller sees one message whatever failed, since telling a
+    /// padding error from a parse error is the XML Encryption CBC oracle.
+    #[error("EncryptedAssertion: it does not decrypt with saml.decryption_key_file to a well-formed assertion signed by the issuer")]
+    Undecryptable(Option<Box<SamlError>>),
+    #[error("EncryptedAssertion algorithm {0} is not allowed (RSA-OAEP key transport, AES-CBC or AES-GCM content)")]
+    EncryptionAlgorithm(String),
 }
 
 impl SamlError {
+    /// What refused a decrypted assertion, withheld from the caller (see `Undecryptable`).
+    pub fn withheld(&self) -> Option<&SamlError> {
+        match self {
+            Self::Undecryptable(cause) => cause.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NotBase64 => "not_base64",
@@ -205,7 +218,8 @@ impl SamlError {
             Self::Confirmation(_) => "bad_confirmation",
             Self::SessionEnded => "session_ended",
             Self::EncryptionNotConfigured => "encryption_not_configured",
-            Self::Decryption(_) => "decryption_failed",
+            Self::Undecryptable(_) => "decryption_failed",
+            Self::EncryptionAlgorithm(_) => "encryption_alg_not_allowed",
         }
     }
 }

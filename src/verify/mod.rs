@@ -170,6 +170,12 @@ impl Verifier {
         })
     }
 
+    /// EncryptedAssertions are opened with `key` (`saml.decryption_key_file`).
+    pub fn with_saml_decryption_key(mut self, key: saml::decrypt::DecryptionKey) -> Self {
+        self.saml.set_decryption_key(key);
+        self
+    }
+
     /// Verifies `token` for `expect`, by the path its declared type names.
     pub async fn verify(
         &self,

@@ -371,3 +371,35 @@ async fn a_refused_command_prints_one_line_and_never_a_backtrace() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_refuses_an_unreadable_or_non_rsa_decryption_key_by_field_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ec = dir.path().join("ec.pem");
+    let key = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+    )
+    .unwrap();
+    let pem = openssl::pkey::PKey::from_ec_key(key)
+        .unwrap()
+        .private_key_to_pem_pkcs8()
+        .unwrap();
+    std::fs::write(&ec, pem).unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (file, why) in [(&missing, "cannot be read"), (&ec, "needs RSA")] {
+        let out = command(&["serve"])
+            .env("TESSERA_TRUST__DIR", REPO_TRUST)
+            .env(
+                "TESSERA_DATABASE__URL",
+                format!("sqlite://{}", dir.path().join("t.db").display()),
+            )
+            .env("TESSERA_SERVER__LISTEN", "127.0.0.1:0")
+            .env("TESSERA_SAML__DECRYPTION_KEY_FILE", file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = format!("saml.decryption_key_file {}", file.display());
+        assert!(err.contains(&want) && err.contains(why), "{err}");
+    }
+}

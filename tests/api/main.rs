@@ -11,6 +11,7 @@ mod helpers;
 mod issuer;
 mod rejections;
 mod saml;
+mod saml_encrypted;
 mod saml_idp;
 mod saml_vectors;
 mod vectors;

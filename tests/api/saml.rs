@@ -512,3 +512,43 @@ async fn metadata_url_issuers_fetch_their_certificates_once() {
     let signed = Assertion::new(app.now()).signed(&idp.key);
     issued(app.exchange_saml(&b64url(&signed)).await).await;
 }
+
+#[tokio::test]
+async fn a_metadata_url_that_never_answered_is_a_503_not_the_callers_fault() {
+    let idp = idp();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::builder(backends()[0])
+        .file(
+            "issuers/corp-saml.toml",
+            &format!(
+                "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\n"
+            ),
+        )
+        .file(
+            "clients/saml-app.toml",
+            &format!(
+                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
+                secret_hash(SAML_SECRET)
+            ),
+        )
+        .spawn()
+        .await;
+    let signed = Assertion::new(app.now()).signed(&idp.key);
+    let resp = app.exchange_saml(&b64url(&signed)).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_oauth_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
+    let rows = app.audit_rows().await;
+    assert_eq!(rows[0].outcome, "error");
+    assert_eq!(rows[0].issuer.as_deref(), Some("corp-saml"));
+    assert!(rows[0].jti.is_none());
+}

@@ -15,7 +15,7 @@ use base64::{alphabet, Engine};
 use roxmltree::Node;
 
 use crate::verify::error::{sanitize_label, SamlError};
-use crate::xml::{self, NS_DSIG, NS_SAML, NS_SAMLP, NS_XENC};
+use crate::xml::{self, NS_DSIG, NS_SAML, NS_SAMLP};
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_padding_mode(DecodePaddingMode::Indifferent)
@@ -206,6 +206,44 @@ pub fn inspect(xml_text: &str) -> Result<Shape, SamlError> {
     })
 }
 
+/// The shape rules for a decrypted assertion in its wrapper ([`super::decrypt::Opened`]):
+/// the wrapper holds the assertion and nothing else, which holds no other assertion; IDs
+/// unique; the signature rules of a presented document. Returns its signatures.
+pub fn inspect_decrypted(xml_text: &str) -> Result<Vec<SignatureInfo>, SamlError> {
+    let doc = xml::parse(xml_text)?;
+    let root = doc.root_element();
+    decrypted_assertion(root)?;
+    check_unique_ids(root)?;
+    check_signatures(root)
+}
+
+/// The assertion inside the wrapper `root` of a decrypted document.
+pub fn decrypted_assertion<'a, 'i>(root: Node<'a, 'i>) -> Result<Node<'a, 'i>, SamlError> {
+    if !super::decrypt::is_wrapper(root) {
+        return Err(SamlError::NotSaml);
+    }
+    let mut elements = root.children().filter(Node::is_element);
+    let (Some(assertion), None) = (elements.next(), elements.next()) else {
+        return Err(SamlError::AssertionCount(
+            root.children().filter(Node::is_element).count(),
+        ));
+    };
+    let stray_text = root
+        .children()
+        .any(|n| n.is_text() && n.text().is_some_and(|t| !t.trim().is_empty()));
+    if !xml::is(assertion, NS_SAML, "Assertion") || stray_text {
+        return Err(SamlError::NotSaml);
+    }
+    let nested = assertion
+        .descendants()
+        .filter(|n| xml::is(*n, NS_SAML, "Assertion") || xml::is(*n, NS_SAML, "EncryptedAssertion"))
+        .count();
+    if nested != 1 {
+        return Err(SamlError::AssertionCount(nested));
+    }
+    Ok(assertion)
+}
+
 /// Status, Destination, Issuer and whether it carries its own signature.
 pub fn response_info(response: Node<'_, '_>) -> Result<ResponseInfo, SamlError> {
     if response.attribute("Version") != Some("2.0") {
@@ -329,11 +367,6 @@ fn check_signatures(root: Node<'_, '_>) -> Result<Vec<SignatureInfo>, SamlError>
         });
     }
     Ok(out)
-}
-
-/// Whether `node` is an `xenc:EncryptedData` (inside an `EncryptedAssertion`).
-pub fn is_encrypted_data(node: Node<'_, '_>) -> bool {
-    xml::is(node, NS_XENC, "EncryptedData")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! document only ([`assertion::read`]).
 
 pub mod assertion;
+pub mod decrypt;
 pub mod document;
 mod metadata_cache;
 
@@ -30,6 +31,7 @@ use crate::xml::{self, NS_SAML, NS_SAMLP};
 use super::error::{SamlError, VerifyError};
 use super::jwt::MAX_TOKEN_BYTES;
 use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
+use decrypt::DecryptionKey;
 use document::{ResponseInfo, Shape};
 use metadata_cache::MetadataCache;
 
@@ -48,6 +50,8 @@ pub struct SamlVerifier {
     broker: Arc<BrokerIdentity>,
     clock: SharedClock,
     metadata: MetadataCache,
+    /// `saml.decryption_key_file`, when configured.
+    decryption: Option<Arc<DecryptionKey>>,
 }
 
 impl SamlVerifier {
@@ -61,7 +65,13 @@ impl SamlVerifier {
             broker,
             metadata: MetadataCache::new(outbound, clock.clone(), metrics)?,
             clock,
+            decryption: None,
         })
+    }
+
+    /// Opens EncryptedAssertions with `key` (without one they are refused by name).
+    pub fn set_decryption_key(&mut self, key: DecryptionKey) {
+        self.decryption = Some(Arc::new(key));
     }
 
     pub async fn verify(
@@ -104,12 +114,6 @@ impl SamlVerifier {
         shape: Shape,
         purpose: Purpose,
     ) -> Result<VerifiedSubject, VerifyError> {
-        if shape.encrypted {
-            return Err(SamlError::EncryptionNotConfigured.into());
-        }
-        if shape.signatures.is_empty() {
-            return Err(SamlError::Unsigned.into());
-        }
         for sig in &shape.signatures {
             sig.check_algorithms(saml.allow_sha1)?;
         }
@@ -121,20 +125,16 @@ impl SamlVerifier {
         if let Some(response) = &shape.response {
             check_response(response, &recipients)?;
         }
-        let certs = match &saml.keys {
-            SamlKeySource::Pinned { certs, .. } => certs.clone(),
-            SamlKeySource::MetadataUrl(url) => {
-                self.metadata.certs(entry, url).await.map_err(|_| {
-                    SamlError::Missing("signing certificates (metadata unavailable)")
-                })?
+        let view = if shape.encrypted {
+            self.read_encrypted(entry, saml, xml_text, &shape, &recipients)
+                .await?
+        } else {
+            if shape.signatures.is_empty() {
+                return Err(SamlError::Unsigned.into());
             }
+            let reduced = self.verified_copy(entry, saml, xml_text).await?;
+            read_verified(&reduced, &recipients)?
         };
-        let allow_sha1 = saml.allow_sha1;
-        // libxml2/xmlsec are blocking and CPU-bound: off the async workers.
-        let reduced = tokio::task::spawn_blocking(move || reduce(&xml_text, &certs, allow_sha1))
-            .await
-            .map_err(|_| VerifyError::Internal("the SAML verification task failed"))??;
-        let view = read_verified(&reduced, &recipients)?;
         if view.issuer != entry.issuer {
             return Err(SamlError::Issuer.into());
         }
@@ -155,6 +155,108 @@ impl SamlVerifier {
         };
         let expires_at = assertion::check(&view, &rules)?;
         Ok(assertion::into_subject(entry.clone(), &view, expires_at))
+    }
+
+    /// The part of `xml_text` its signatures cover, every one verified with the entry's
+    /// certificates only (never `KeyInfo`).
+    async fn verified_copy(
+        &self,
+        entry: &IssuerEntry,
+        saml: &SamlSettings,
+        xml_text: String,
+    ) -> Result<String, VerifyError> {
+        let certs = match &saml.keys {
+            SamlKeySource::Pinned { certs, .. } => certs.clone(),
+            SamlKeySource::MetadataUrl(url) => {
+                self.metadata.certs(entry, url).await.map_err(|()| {
+                    VerifyError::IssuerUnavailable {
+                        issuer: entry.id.clone(),
+                    }
+                })?
+            }
+        };
+        let allow_sha1 = saml.allow_sha1;
+        blocking(move || reduce(&xml_text, &certs, allow_sha1)).await
+    }
+
+    /// SPEC §4 EncryptedAssertion. A signed Response is verified first, so that what is
+    /// decrypted is the IdP's ciphertext (after decryption its signature no longer
+    /// verifies); then the plaintext assertion is verified on its own: its signature when
+    /// it has one (which must verify), or the Response's when it has none. With no
+    /// verified Response, every failure from decryption to the assertion's signature is
+    /// one error ([`decrypt::UNDECRYPTABLE`]), so the answer is no padding/parse oracle.
+    async fn read_encrypted(
+        &self,
+        entry: &IssuerEntry,
+        saml: &SamlSettings,
+        xml_text: String,
+        shape: &Shape,
+        recipients: &[&str],
+    ) -> Result<assertion::AssertionView, VerifyError> {
+        let key = self
+            .decryption
+            .clone()
+            .ok_or(SamlError::EncryptionNotConfigured)?;
+        let response_signed = shape.response.as_ref().is_some_and(|r| r.signed);
+        let outer = if response_signed {
+            self.verified_copy(entry, saml, xml_text).await?
+        } else {
+            xml_text
+        };
+        let (opened, response) = blocking(move || {
+            let doc = xml::parse(&outer)?;
+            let root = doc.root_element();
+            if !xml::is(root, NS_SAMLP, "Response") {
+                // A verified copy that lost its Response: what was signed was not it.
+                return Err(SamlError::Unsigned);
+            }
+            Ok((decrypt::open(root, &key)?, document::response_info(root)?))
+        })
+        .await?;
+        if response_signed {
+            check_response(&response, recipients)?;
+        }
+        let view = self
+            .read_decrypted(entry, saml, opened.document, response_signed)
+            .await;
+        match view {
+            Err(VerifyError::Saml(cause)) if !response_signed => {
+                Err(SamlError::Undecryptable(Some(Box::new(cause))).into())
+            }
+            other => other,
+        }
+    }
+
+    /// The decrypted assertion in its wrapper: the same shape rules as a presented one,
+    /// then its own signature verified, or (when it has none) the covering Response's.
+    async fn read_decrypted(
+        &self,
+        entry: &IssuerEntry,
+        saml: &SamlSettings,
+        wrapped: String,
+        response_verified: bool,
+    ) -> Result<assertion::AssertionView, VerifyError> {
+        let wrapped = document::strip_comments(&wrapped)?;
+        let signatures = document::inspect_decrypted(&wrapped)?;
+        for sig in &signatures {
+            sig.check_algorithms(saml.allow_sha1)?;
+        }
+        if signatures.is_empty() {
+            if !response_verified {
+                return Err(SamlError::Unsigned.into());
+            }
+            let doc = xml::parse(&wrapped).map_err(SamlError::from)?;
+            return Ok(assertion::read(document::decrypted_assertion(
+                doc.root_element(),
+            )?)?);
+        }
+        let reduced = self.verified_copy(entry, saml, wrapped).await?;
+        let doc = xml::parse(&reduced).map_err(SamlError::from)?;
+        let root = doc.root_element();
+        if !xml::is(root, NS_SAML, "Assertion") {
+            return Err(SamlError::Unsigned.into());
+        }
+        Ok(assertion::read(root)?)
     }
 
     /// SPEC §4: an AudienceRestriction must name `saml.entity_id` or one of the issuer's
@@ -212,6 +314,18 @@ fn reduce(xml_text: &str, certs: &[SigningCert], allow_sha1: bool) -> Result<Str
         allowed,
     )
     .map_err(|_| SamlError::Signature)
+}
+
+/// libxml2, xmlsec and RSA are blocking and CPU-bound: off the async workers.
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, VerifyError>
+where
+    T: Send + 'static,
+    E: Into<VerifyError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| VerifyError::Internal("the SAML verification task failed"))?
+        .map_err(Into::into)
 }
 
 /// Parses samael's output: a verified Assertion, or a verified Response holding one. The
