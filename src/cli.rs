@@ -89,6 +89,9 @@ pub enum AuditCommand {
 pub enum DevCommand {
     /// Mint an ID token signed by a demo issuer's key (`demo_signing_key_file`).
     IdToken(IdTokenArgs),
+    /// Mint a signed SAML 2.0 assertion from a demo SAML issuer's key, printed as
+    /// base64url (a `saml2` subject token or `saml2-bearer` assertion).
+    SamlAssertion(SamlAssertionArgs),
     /// Decode a JWT and verify its signature against a JWKS URL (e.g. tessera's /jwks.json).
     Inspect {
         /// JWKS to verify against, e.g. http://127.0.0.1:8080/jwks.json
@@ -126,6 +129,69 @@ pub struct IdTokenArgs {
     /// Mint this many tokens, one per line, with subjects `<sub>-1` … `<sub>-N` (load tests).
     #[arg(long, default_value_t = 1)]
     pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SamlAssertionArgs {
+    /// Registry id of the demo SAML issuer.
+    #[arg(long, default_value = "demo-saml")]
+    pub issuer: String,
+    /// The Subject's NameID.
+    #[arg(long, default_value = "alice@example.com")]
+    pub name_id: String,
+    /// The NameID Format.
+    #[arg(
+        long,
+        default_value = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+    )]
+    pub name_id_format: String,
+    /// Attribute as name=value (repeatable; repeat a name for several values), e.g.
+    /// --attribute email=alice@example.com --attribute groups=buyers --attribute groups=staff.
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, String)>,
+    /// AudienceRestriction audience (repeatable; default: the issuer's first audience,
+    /// else saml.entity_id).
+    #[arg(long)]
+    pub audience: Vec<String>,
+    /// Bearer SubjectConfirmationData Recipient and Response Destination (default: the
+    /// token endpoint, server.issuer + /token).
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Lifetime (Conditions and SubjectConfirmationData NotOnOrAfter), e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lifetime: Duration,
+    /// Add <OneTimeUse/> to the Conditions.
+    #[arg(long)]
+    pub one_time_use: bool,
+    /// Wrap the assertion in a samlp:Response.
+    #[arg(long)]
+    pub response: bool,
+    /// What carries the signature (response and both imply --response).
+    #[arg(long, value_enum, default_value_t = SamlSign::Assertion)]
+    pub sign: SamlSign,
+    /// Print the XML instead of its base64url encoding.
+    #[arg(long)]
+    pub xml: bool,
+    /// Registry directory (default: trust.dir from the configuration).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Mint this many assertions (distinct IDs), one per line (load tests).
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamlSign {
+    Assertion,
+    Response,
+    Both,
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected name=value, got {s:?}")),
+    }
 }
 
 fn parse_claim(s: &str) -> Result<(String, serde_json::Value), String> {

@@ -51,6 +51,17 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Dev(DevCommand::SamlAssertion(args)) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let dir = args.dir.clone().unwrap_or_else(|| config.trust.dir.clone());
+            let broker = config.broker_identity();
+            for token in
+                tessera::dev::saml::mint_saml_assertions(&dir, &args, &broker, &SystemClock)?
+            {
+                println!("{token}");
+            }
+            Ok(())
+        }
         Command::Dev(DevCommand::Inspect { jwks_url, token }) => {
             let token = if token == "-" {
                 std::io::read_to_string(std::io::stdin())?.trim().to_owned()

@@ -200,6 +200,49 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
 }
 
+/// Unix seconds as a `xs:dateTime` in UTC (`2026-12-01T09:30:00Z`), for what tessera
+/// writes (demo assertions); the inverse of [`parse_datetime`].
+pub fn format_datetime(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// `s` as XML character data or an attribute value: `&`, `<`, `>`, `"`, `'` escaped.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
@@ -263,6 +306,15 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_datetimes_parse_back() {
+        for t in [0, 951_782_400, 1_795_000_000, 4_102_444_799, -86_400] {
+            assert_eq!(parse_datetime(&format_datetime(t)), Some(t), "{t}");
+        }
+        assert_eq!(format_datetime(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(escape(r#"a<b>&"c'"#), "a&lt;b&gt;&amp;&quot;c&apos;");
+    }
 
     #[test]
     fn doctype_and_entities_are_refused_before_parsing() {

@@ -1,12 +1,31 @@
 //! Fuzzes the SAML input path before any signature check (SPEC §4.1): base64 decoding of
 //! both alphabets, the DOCTYPE guard, comment stripping, the strict bounded parse, the
-//! shape and signature-structure rules, and reading an assertion. Invariants: no panic;
-//! nothing with a DOCTYPE gets past decoding; comment stripping is idempotent and leaves
-//! a document that parses.
+//! shape and signature-structure rules, and reading an assertion; for EncryptedAssertion
+//! the structure read before decryption (algorithms, keys, base64) and the shape rules of
+//! a decrypted document. Invariants: no panic; nothing with a DOCTYPE gets past decoding;
+//! comment stripping is idempotent and leaves a document that parses; random ciphertext
+//! never decrypts.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
+use tessera::verify::saml::decrypt::{self, DecryptionKey};
 use tessera::verify::saml::{assertion, document};
+
+/// A fixed 2048-bit key, generated once (RSA key generation per input would be the
+/// whole run).
+fn key() -> &'static DecryptionKey {
+    static KEY: OnceLock<DecryptionKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let pem = openssl::pkey::PKey::from_rsa(rsa)
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap();
+        DecryptionKey::from_pem(&pem, "fuzz").unwrap()
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -21,9 +40,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(clean) = document::strip_comments(text) {
         assert_eq!(document::strip_comments(&clean).as_deref(), Ok(clean.as_str()));
         let _ = document::inspect(&clean);
+        // 3. As a decrypted document (the wrapper's shape rules).
+        let _ = document::inspect_decrypted(&clean);
         if let Ok(doc) = tessera::xml::parse(&clean) {
             if let Ok(view) = assertion::read(doc.root_element()) {
                 let _ = assertion::cel_view(&view);
+            }
+            // 4. As a Response carrying an EncryptedAssertion.
+            if let Ok(opened) = decrypt::open(doc.root_element(), key()) {
+                panic!("random ciphertext decrypted: {opened:?}");
             }
         }
     }

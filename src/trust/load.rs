@@ -19,8 +19,8 @@ use self::audience::{check_audiences, load_audience};
 use self::client::{load_client, ClientRefs};
 use self::issuer::{check_issuers, load_issuer};
 use super::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, KeySource, KindSettings, OnBehalfOf,
-    Registry, SamlKeySource,
+    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, IssuerKind, KeySource, KindSettings,
+    OnBehalfOf, Registry, SamlKeySource,
 };
 
 /// Every problem found while loading, each naming its file and field.
@@ -132,11 +132,15 @@ pub fn describe(registry: &Registry) -> Vec<String> {
             }
         };
         let (keys, extra) = specifics;
+        // A saml entry without audiences accepts assertions addressed to saml.entity_id.
+        let audiences = match (i.audiences.is_empty(), i.kind()) {
+            (true, IssuerKind::Saml) => "(saml.entity_id)".to_owned(),
+            _ => i.audiences.join(","),
+        };
         let mut line = format!(
-            "issuer    {}  {kind}  {}  keys={keys}  aud={}  types={}  {extra}",
+            "issuer    {}  {kind}  {}  keys={keys}  aud={audiences}  types={}  {extra}",
             i.id,
             i.issuer,
-            i.audiences.join(","),
             types.join(","),
         );
         if i.mapping.has_condition() {

@@ -136,6 +136,116 @@ async fn the_readme_walk_through_works_against_the_demo_registry() {
     );
 }
 
+/// README "Exchanging a SAML assertion": mint with `dev saml-assertion`, exchange, replay
+/// refused, the saml2-bearer grant; the CLI minting for the broker's configured issuer.
+#[tokio::test]
+async fn the_readme_saml_walk_through_works_against_the_demo_registry() {
+    let app = TestApp::builder(backends()[0])
+        .copy_registry(Path::new(REPO_TRUST))
+        .spawn()
+        .await;
+    // The CLI mints with the system clock; align the broker's.
+    app.clock.set(tessera::clock::SystemClock.now());
+    let mint = |extra: &[&str]| {
+        let mut args = vec!["dev", "saml-assertion", "--dir", REPO_TRUST];
+        args.extend_from_slice(extra);
+        let out = command(&args)
+            .env("TESSERA_SERVER__ISSUER", ISSUER)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out).trim().to_owned()
+    };
+    let saml = mint(&[
+        "--name-id",
+        "alice@example.com",
+        "--attribute",
+        "email=alice@example.com",
+        "--attribute",
+        "groups=buyers",
+        "--attribute",
+        "groups=staff",
+    ]);
+    let exchange = |token: String| {
+        let app = &app;
+        async move {
+            app.post_token(
+                Auth::Basic("demo-client", "demo-secret"),
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    (
+                        "subject_token_type",
+                        "urn:ietf:params:oauth:token-type:saml2",
+                    ),
+                    ("subject_token", &token),
+                    ("audience", "https://api.orders.example"),
+                    ("scope", "orders:read"),
+                ],
+            )
+            .await
+        }
+    };
+    let resp = exchange(saml.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(claims["sub"], "alice@example.com");
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["groups"], serde_json::json!(["buyers", "staff"]));
+    // 3. Replayed: single-use.
+    let body = assert_oauth_error(
+        exchange(saml).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    // Response-wrapped and signed both ways.
+    for sign in ["assertion", "response", "both"] {
+        let resp = exchange(mint(&["--response", "--sign", sign])).await;
+        assert_eq!(resp.status(), StatusCode::OK, "--sign {sign}");
+    }
+    // 4. The saml2-bearer grant.
+    let resp = app
+        .post_token(
+            Auth::Basic("demo-client", "demo-secret"),
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:saml2-bearer",
+                ),
+                ("assertion", &mint(&[])),
+                ("audience", "inventory"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Edited after signing: refused.
+    let xml = mint(&["--xml"]).replace("alice@example.com<", "admin@example.com<");
+    let edited = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, xml);
+    assert_oauth_error(
+        exchange(edited).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.outcome, "refused");
+    assert!(row.reason.unwrap().starts_with("bad_signature"));
+}
+
 #[test]
 fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
     let out = tessera(&["trust", "check", "--dir", REPO_TRUST]);

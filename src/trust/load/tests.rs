@@ -400,7 +400,9 @@ fn the_repository_demo_registry_loads_cleanly() {
     assert!(r.audiences.contains_key("inventory"));
     let demo = &r.issuers["demo-oidc"];
     assert!(demo.demo_signing_key_file.is_some());
-    assert_eq!(r.demo_issuers().count(), 1);
+    let saml = &r.issuers["demo-saml"];
+    assert!(saml.saml().is_some() && saml.demo_signing_key_file.is_some());
+    assert_eq!(r.demo_issuers().count(), 2);
     let c = &r.clients["demo-client"];
     assert!(c.secret_matches("demo-secret"));
     assert_eq!(
@@ -412,6 +414,30 @@ fn the_repository_demo_registry_loads_cleanly() {
     assert!(lines
         .iter()
         .any(|l| l.contains("demo-oidc") && l.contains("DEMO")));
+}
+
+/// Writes the example issuer at `path` into `f`. A `metadata_file` it names is what the
+/// operator downloads from the IdP: the demo SAML metadata stands in for it, with the
+/// example's entity id.
+fn write_example_issuer(f: &Fixture, path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    f.write(&format!("issuers/{name}"), &text);
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.trim().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+    };
+    if let Some(file) = value("metadata_file") {
+        let demo = std::fs::read_to_string(repo_trust().join("issuers/demo-saml.metadata.xml"))
+            .unwrap()
+            .replace(
+                "https://demo-saml-idp.tessera.test\"",
+                &format!("{}\"", value("issuer").unwrap()),
+            );
+        f.write(&format!("issuers/{file}"), &demo);
+    }
 }
 
 /// Each example must load as shipped (placeholders are syntactically valid values):
@@ -434,22 +460,14 @@ fn every_example_loads_when_copied_into_a_registry() {
     assert!(!clients.is_empty());
     for path in &issuers {
         let f = Fixture::new();
-        let name = path.file_name().unwrap().to_str().unwrap();
-        f.write(
-            &format!("issuers/{name}"),
-            &std::fs::read_to_string(path).unwrap(),
-        );
+        write_example_issuer(&f, path);
         f.load()
-            .unwrap_or_else(|e| panic!("example issuers/{name} does not load:\n{e}"));
+            .unwrap_or_else(|e| panic!("example {} does not load:\n{e}", path.display()));
     }
     // All issuer examples together: the Google pair shares a kind but not an iss.
     let f = Fixture::new();
     for path in &issuers {
-        let name = path.file_name().unwrap().to_str().unwrap();
-        f.write(
-            &format!("issuers/{name}"),
-            &std::fs::read_to_string(path).unwrap(),
-        );
+        write_example_issuer(&f, path);
     }
     for path in &clients {
         let name = path.file_name().unwrap().to_str().unwrap();
