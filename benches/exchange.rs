@@ -1,9 +1,12 @@
 //! Criterion micro-benchmarks for the hot path of an exchange:
 //! - `verify_rs256_id_token`: parse + RS256 signature + claim checks (JwtVerifier, keys cached);
+//! - `verify_saml_rs256_assertion_4kb`: a ~4 KB RSA-SHA256 signed assertion through the whole
+//!   SAML path (decode, DOCTYPE guard, comment strip, shape, xmlsec verify + reduce, checks);
 //! - `sign_es256_access_token`: one RFC 9068 access token with the broker's ES256 key;
 //! - `exchange_in_process`: the whole pipeline (client auth, verify, CEL mapping, policy,
 //!   sign, audit row committed to SQLite) — measured as batches of 64 concurrent exchanges,
-//!   the way the audit group commit sees load, and reported per exchange.
+//!   the way the audit group commit sees load, and reported per exchange: ID tokens, and
+//!   distinct SAML assertions (one-time-use off), in the same run.
 //!
 //! Run: `cargo bench --bench exchange`.
 
@@ -20,6 +23,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use samael::crypto::CryptoProvider;
 use tessera::audit::AuditLog;
 use tessera::clock::{SharedClock, SystemClock};
 use tessera::config::OutboundConfig;
@@ -28,16 +32,24 @@ use tessera::issue::{KeyRing, SigningAlg};
 use tessera::metrics::Metrics;
 use tessera::store::Store;
 use tessera::trust::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, JwsAlg, KeySource, KindSettings,
-    Mapping, OidcSettings, OnBehalfOf, Registry, TokenType, TrustStore,
+    metadata::parse_pem_certs, AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, JwsAlg,
+    KeySource, KindSettings, Mapping, OidcSettings, OnBehalfOf, Registry, SamlKeySource,
+    SamlSettings, TokenType, TrustStore,
 };
 use tessera::verify::{BrokerIdentity, Expectation, Presented, Purpose, Verifier};
 
 const ISS: &str = "https://idp.bench.example";
 
+const SAML_ISS: &str = "https://saml-idp.bench.example";
+const SAML_AUDIENCE: &str = "https://tessera.bench";
+const SAML_RECIPIENT: &str = "https://tessera.bench/token";
+
 struct Fixture {
     jwks: Arc<serde_json::Value>,
     signer: EncodingKey,
+    /// The same RSA key as DER (xmlsec signs SAML with it) and its self-signed certificate.
+    key_der: Vec<u8>,
+    cert_pem: Vec<u8>,
 }
 
 fn fixture() -> Fixture {
@@ -51,10 +63,92 @@ fn fixture() -> Fixture {
         "kty": "RSA", "kid": "bench-1", "use": "sig", "alg": "RS256",
         "n": b64(rsa.n().to_vec()), "e": b64(rsa.e().to_vec()),
     }]});
+    let pkey = openssl::pkey::PKey::from_rsa(rsa.clone()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "saml-idp.bench.example")
+        .unwrap();
+    let name = name.build();
+    let mut cert = openssl::x509::X509Builder::new().unwrap();
+    cert.set_version(2).unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_pubkey(&pkey).unwrap();
+    cert.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    cert.sign(&pkey, openssl::hash::MessageDigest::sha256())
+        .unwrap();
     Fixture {
         jwks: Arc::new(jwks),
         signer: EncodingKey::from_rsa_pem(&pem).unwrap(),
+        key_der: rsa.private_key_to_der().unwrap(),
+        cert_pem: cert.build().to_pem().unwrap(),
     }
+}
+
+/// The bench's SAML IdP: pinned certificate, one-time-use off (the load issuer's setting).
+fn saml_issuer(f: &Fixture) -> IssuerEntry {
+    let mut claims = BTreeMap::new();
+    claims.insert(
+        "email".to_owned(),
+        "assertion.attributes.email[0]".to_owned(),
+    );
+    IssuerEntry {
+        id: "bench-saml".into(),
+        issuer: SAML_ISS.into(),
+        settings: KindSettings::Saml(SamlSettings {
+            keys: SamlKeySource::Pinned {
+                path: PathBuf::from("bench-saml.pem"),
+                certs: Arc::new(parse_pem_certs(&f.cert_pem).unwrap()),
+            },
+            recipients: vec![],
+            allow_sha1: false,
+        }),
+        audiences: vec![],
+        token_types: vec![TokenType::Saml2],
+        clock_skew: Duration::from_secs(60),
+        max_age: None,
+        one_time_use: false,
+        mapping: Mapping::compile(None, &claims, None, "assertion.subject").unwrap(),
+        demo_signing_key_file: None,
+        source: PathBuf::from("bench-saml.toml"),
+    }
+}
+
+/// A signed assertion of about 4 KB (an IdP's usual: NameID, conditions, authn statement,
+/// sixteen group values), RSA-SHA256 / exc-c14n, signed by xmlsec; base64url.
+fn saml_assertion(f: &Fixture, sub: &str, now: i64) -> String {
+    let id = format!("_{}", uuid::Uuid::new_v4().simple());
+    let t = |s: i64| tessera::xml::format_datetime(s);
+    let groups: String = (0..16)
+        .map(|i| format!("<saml:AttributeValue>bench-group-{i:02}-with-a-realistic-name</saml:AttributeValue>"))
+        .collect();
+    let xml = format!(
+        concat!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{iat}">"#,
+            "<saml:Issuer>{iss}</saml:Issuer>",
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{hash}{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>"#,
+            r#"<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">{sub}@bench.example</saml:NameID>"#,
+            r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{exp}" Recipient="{recipient}"/></saml:SubjectConfirmation></saml:Subject>"#,
+            r#"<saml:Conditions NotBefore="{iat}" NotOnOrAfter="{exp}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions>"#,
+            r#"<saml:AuthnStatement AuthnInstant="{iat}" SessionIndex="_s{id}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
+            r#"<saml:AttributeStatement><saml:Attribute Name="email"><saml:AttributeValue>{sub}@bench.example</saml:AttributeValue></saml:Attribute><saml:Attribute Name="displayName"><saml:AttributeValue>Bench User {sub}</saml:AttributeValue></saml:Attribute><saml:Attribute Name="groups">{groups}</saml:Attribute></saml:AttributeStatement>"#,
+            "</saml:Assertion>"
+        ),
+        id = id,
+        hash = "#",
+        iat = t(now),
+        exp = t(now + 3600),
+        iss = SAML_ISS,
+        sub = sub,
+        recipient = SAML_RECIPIENT,
+        aud = SAML_AUDIENCE,
+        groups = groups,
+    );
+    let signed = samael::crypto::Crypto::sign_xml(&xml, &f.key_der).unwrap();
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signed)
 }
 
 /// One OIDC issuer (the fixture's key), one client, one audience.
@@ -85,7 +179,7 @@ fn registry(f: &Fixture) -> Registry {
         client_id: "bench-client".into(),
         auth: ClientAuthMethod::ClientSecretBasic,
         secret_sha256: Sha256::digest(b"bench-secret").into(),
-        subject_issuers: vec!["bench".into()],
+        subject_issuers: vec!["bench".into(), "bench-saml".into()],
         subject_audiences: None,
         actor_issuers: vec![],
         audiences: vec!["api".into()],
@@ -103,7 +197,7 @@ fn registry(f: &Fixture) -> Registry {
         claims: vec!["email".into()],
         source: PathBuf::from("api.toml"),
     };
-    Registry::new(vec![issuer], vec![client], vec![audience])
+    Registry::new(vec![issuer, saml_issuer(f)], vec![client], vec![audience])
 }
 
 fn id_token(f: &Fixture, sub: &str, now: i64) -> String {
@@ -167,6 +261,30 @@ fn benches(c: &mut Criterion) {
         b.iter(|| issuer.mapping.apply(&verified.assertion).unwrap())
     });
 
+    // 1c. Verify a ~4 KB RSA-SHA256 SAML assertion (distinct IDs do not matter here: the
+    // issuer is not one-time-use, and replay is the exchange's step, not the verifier's).
+    let assertion = saml_assertion(&f, "alice", now);
+    eprintln!(
+        "SAML bench assertion: {} bytes of XML, {} as base64url",
+        assertion.len() * 3 / 4,
+        assertion.len()
+    );
+    let saml_allowed = vec!["bench-saml".to_owned()];
+    let saml_expect = Expectation {
+        allowed_issuers: &saml_allowed,
+        purpose: Purpose::Exchange,
+    };
+    let saml_presented = Presented {
+        token_type: TokenType::Saml2,
+        text: &assertion,
+    };
+    c.bench_function("verify_saml_rs256_assertion_4kb", |b| {
+        b.iter(|| {
+            rt.block_on(verifier.verify(&reg, saml_presented, &saml_expect))
+                .unwrap()
+        })
+    });
+
     // 2. Sign an ES256 access token.
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -204,59 +322,80 @@ fn benches(c: &mut Criterion) {
             },
         },
     });
-    let forms: Arc<Vec<Form>> = Arc::new(
+    let form = |token_type: &str, token: &str| {
+        let body = serde_urlencoded::to_string([
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token_type", token_type),
+            ("subject_token", token),
+        ])
+        .unwrap();
+        Form::parse(body.as_bytes()).unwrap()
+    };
+    let id_forms: Arc<Vec<Form>> = Arc::new(
         (0..256)
             .map(|i| {
                 let t = id_token(&f, &format!("user-{i}"), now);
-                let body = serde_urlencoded::to_string([
-                    (
-                        "grant_type",
-                        "urn:ietf:params:oauth:grant-type:token-exchange",
-                    ),
-                    (
-                        "subject_token_type",
-                        "urn:ietf:params:oauth:token-type:id_token",
-                    ),
-                    ("subject_token", t.as_str()),
-                ])
-                .unwrap();
-                Form::parse(body.as_bytes()).unwrap()
+                form("urn:ietf:params:oauth:token-type:id_token", &t)
+            })
+            .collect(),
+    );
+    let saml_forms: Arc<Vec<Form>> = Arc::new(
+        (0..256)
+            .map(|i| {
+                let a = saml_assertion(&f, &format!("user-{i}"), now);
+                form("urn:ietf:params:oauth:token-type:saml2", &a)
             })
             .collect(),
     );
     const BATCH: usize = 64;
     let mut group = c.benchmark_group("exchange_in_process");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("batch_of_64_concurrent", |b| {
-        b.iter_custom(|iters| {
-            let exchanger = exchanger.clone();
-            let forms = forms.clone();
-            rt.block_on(async move {
-                let start = Instant::now();
-                for n in 0..iters {
-                    let handles: Vec<_> = (0..BATCH)
-                        .map(|i| {
-                            let exchanger = exchanger.clone();
-                            let forms = forms.clone();
-                            let idx = (n as usize * BATCH + i) % forms.len();
-                            tokio::spawn(async move {
-                                let creds = ClientCredentials::Basic {
-                                    client_id: "bench-client".into(),
-                                    secret: "bench-secret".into(),
-                                };
-                                exchanger.token(Ok(creds), &forms[idx]).await.unwrap()
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        h.await.unwrap();
-                    }
-                }
-                start.elapsed()
+    for (name, forms) in [
+        ("batch_of_64_concurrent", id_forms),
+        ("saml_batch_of_64_concurrent", saml_forms),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let exchanger = exchanger.clone();
+                let forms = forms.clone();
+                rt.block_on(run_batches(exchanger, forms, iters, BATCH))
             })
-        })
-    });
+        });
+    }
     group.finish();
+}
+
+/// `iters` rounds of `batch` concurrent exchanges over `forms` (cycled); the elapsed time.
+async fn run_batches(
+    exchanger: Arc<Exchanger>,
+    forms: Arc<Vec<Form>>,
+    iters: u64,
+    batch: usize,
+) -> Duration {
+    let start = Instant::now();
+    for n in 0..iters {
+        let handles: Vec<_> = (0..batch)
+            .map(|i| {
+                let exchanger = exchanger.clone();
+                let forms = forms.clone();
+                let idx = (n as usize * batch + i) % forms.len();
+                tokio::spawn(async move {
+                    let creds = ClientCredentials::Basic {
+                        client_id: "bench-client".into(),
+                        secret: "bench-secret".into(),
+                    };
+                    exchanger.token(Ok(creds), &forms[idx]).await.unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    }
+    start.elapsed()
 }
 
 criterion_group! {
