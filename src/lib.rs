@@ -25,3 +25,4 @@ pub mod telemetry;
 pub mod trust;
 pub mod verify;
 pub mod xml;
+pub mod xmldsig;

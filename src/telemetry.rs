@@ -54,6 +54,15 @@ pub fn init() -> Option<WorkerGuard> {
     installed.ok().map(|()| guard)
 }
 
+/// Header text echoed in an error (`alg`, `typ`): printable ASCII only, at most 32 chars,
+/// so a hostile header cannot inject into logs or error descriptions.
+pub fn sanitize_label(s: &str) -> String {
+    s.chars()
+        .take(32)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -119,7 +119,10 @@ pub fn describe(registry: &Registry) -> Vec<String> {
             KindSettings::Saml(s) => {
                 let keys = match &s.keys {
                     SamlKeySource::Pinned { certs, .. } => format!("certs={}", certs.len()),
-                    SamlKeySource::MetadataUrl(_) => "metadata_url".to_owned(),
+                    SamlKeySource::MetadataUrl { signers: None, .. } => "metadata_url".to_owned(),
+                    SamlKeySource::MetadataUrl {
+                        signers: Some(_), ..
+                    } => "metadata_url(signed)".to_owned(),
                 };
                 let mut extra = format!("recipients={}", s.recipients.len());
                 if s.allow_sha1 {

@@ -39,6 +39,67 @@ pub enum MetadataError {
     BadValidUntil,
     #[error("the metadata's validUntil has passed")]
     Expired,
+    #[error("metadata is not signed, but metadata_signing_cert_file says it must be")]
+    Unsigned,
+    #[error("metadata signature: {0}")]
+    Signature(#[from] crate::xmldsig::DsigError),
+}
+
+/// Who must have signed the metadata (`metadata_signing_cert_file`), when anyone must.
+#[derive(Debug, Clone, Copy)]
+pub struct MetadataSigners<'a> {
+    pub certs: &'a [SigningCert],
+    pub allow_sha1: bool,
+}
+
+/// Metadata for `entity_id`, its signature checked first when `signers` is given
+/// (SPEC §4.1): the keys are then read from what the signature covers.
+pub fn read_idp_metadata(
+    bytes: &[u8],
+    entity_id: &str,
+    signers: Option<MetadataSigners<'_>>,
+) -> Result<IdpMetadata, MetadataError> {
+    match signers {
+        None => parse_idp_metadata(bytes, entity_id),
+        Some(signers) => {
+            let verified = verified_metadata(bytes, signers)?;
+            parse_idp_metadata(verified.as_bytes(), entity_id)
+        }
+    }
+}
+
+/// The one signature a signed metadata document carries: an enveloped child of its root
+/// (EntityDescriptor or EntitiesDescriptor), referencing the root by ID or as the whole
+/// document, on the algorithm allow-list; verified by xmlsec with `signers` only.
+fn verified_metadata(bytes: &[u8], signers: MetadataSigners<'_>) -> Result<String, MetadataError> {
+    use crate::xmldsig::{verified_copy, DsigError, SignatureInfo};
+    if bytes.len() > MAX_METADATA_BYTES {
+        return Err(MetadataError::TooLarge);
+    }
+    let text = xml::decode_utf8(bytes)?;
+    let doc = xml::parse(text)?;
+    let root = doc.root_element();
+    if !(xml::is(root, NS_MD, "EntityDescriptor") || xml::is(root, NS_MD, "EntitiesDescriptor")) {
+        return Err(MetadataError::NoEntity(String::new()));
+    }
+    let signatures: Vec<_> = root
+        .descendants()
+        .filter(|n| xml::is(*n, NS_DSIG, "Signature"))
+        .collect();
+    let [sig] = signatures.as_slice() else {
+        return Err(match signatures.len() {
+            0 => MetadataError::Unsigned,
+            _ => DsigError::Shape("signed metadata must carry exactly one signature").into(),
+        });
+    };
+    if sig.parent_element() != Some(root) {
+        return Err(DsigError::Shape("the metadata signature must be a child of its root").into());
+    }
+    let by_id = root.attribute("ID").map(|id| format!("#{id}"));
+    let references: Vec<&str> = std::iter::once("").chain(by_id.as_deref()).collect();
+    SignatureInfo::read(*sig, &references)?.check_algorithms(signers.allow_sha1)?;
+    let ders: Vec<&[u8]> = signers.certs.iter().map(|c| c.der.as_slice()).collect();
+    Ok(verified_copy(text, &ders, signers.allow_sha1)?)
 }
 
 /// What tessera takes from IdP metadata.

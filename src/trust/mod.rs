@@ -148,8 +148,13 @@ pub enum SamlKeySource {
         path: PathBuf,
         certs: Arc<Vec<SigningCert>>,
     },
-    /// IdP metadata fetched from the registry's URL, cached and refreshed.
-    MetadataUrl(url::Url),
+    /// IdP metadata fetched from the registry's URL, cached and refreshed; its signature
+    /// checked with `signers` on every fetch when the entry names
+    /// `metadata_signing_cert_file`.
+    MetadataUrl {
+        url: url::Url,
+        signers: Option<Arc<Vec<SigningCert>>>,
+    },
 }
 
 /// One IdP signing certificate (DER) with its SHA-256 fingerprint for logs and `trust check`.

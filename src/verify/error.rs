@@ -181,6 +181,19 @@ pub enum SamlError {
     EncryptionAlgorithm(String),
 }
 
+impl From<crate::xmldsig::DsigError> for SamlError {
+    fn from(e: crate::xmldsig::DsigError) -> Self {
+        use crate::xmldsig::DsigError;
+        match e {
+            DsigError::Shape(s) => Self::SignatureShape(s),
+            DsigError::Algorithm(a) => Self::Algorithm(a),
+            DsigError::Sha1 => Self::Sha1,
+            DsigError::Transform(t) => Self::Transform(t),
+            DsigError::Invalid => Self::Signature,
+        }
+    }
+}
+
 impl SamlError {
     /// What refused a decrypted assertion, withheld from the caller (see `Undecryptable`).
     pub fn withheld(&self) -> Option<&SamlError> {
@@ -238,14 +251,7 @@ fn wrong_typ_message(typ: Option<&str>, token_type: &str) -> String {
     }
 }
 
-/// Header text echoed in an error (`alg`, `typ`): printable ASCII only, at most 32 chars,
-/// so a hostile header cannot inject into logs or error descriptions.
-pub(crate) fn sanitize_label(s: &str) -> String {
-    s.chars()
-        .take(32)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
-}
+pub(crate) use crate::telemetry::sanitize_label;
 
 #[cfg(test)]
 mod tests {

@@ -452,10 +452,14 @@ fn metadata(key: &SigningKey) -> String {
     )
 }
 
-#[tokio::test]
-async fn metadata_url_issuers_fetch_their_certificates_once() {
-    let idp = idp();
-    let body = metadata(&idp.key);
+/// A real HTTP server answering `GET /metadata` with `body`; counts the requests.
+fn serve_metadata(
+    body: String,
+) -> (
+    u16,
+    actix_web::dev::ServerHandle,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -482,6 +486,13 @@ async fn metadata_url_issuers_fetch_their_certificates_once() {
     .run();
     let handle = server.handle();
     tokio::spawn(server);
+    (port, handle, hits)
+}
+
+#[tokio::test]
+async fn metadata_url_issuers_fetch_their_certificates_once() {
+    let idp = idp();
+    let (port, handle, hits) = serve_metadata(metadata(&idp.key));
     let app = TestApp::builder(backends()[0])
         .file(
             "issuers/corp-saml.toml",
@@ -551,4 +562,72 @@ async fn a_metadata_url_that_never_answered_is_a_503_not_the_callers_fault() {
     assert_eq!(rows[0].outcome, "error");
     assert_eq!(rows[0].issuer.as_deref(), Some("corp-saml"));
     assert!(rows[0].jti.is_none());
+}
+
+/// Metadata signed (by xmlsec1) with a federation key, as `metadata_signing_cert_file`
+/// expects; a copy signed by anyone else is never used.
+fn signed_metadata(idp: &SigningKey, signer: &SigningKey) -> String {
+    let body = metadata(idp).replacen(
+        r#"cacheDuration="PT1H">"#,
+        &format!(
+            r#"cacheDuration="PT1H" ID="_md1">{}"#,
+            signature_template("_md1")
+        ),
+        1,
+    );
+    sign(
+        &body,
+        signer,
+        "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
+    )
+}
+
+async fn signed_metadata_app(port: u16, federation: &SigningKey) -> TestApp {
+    TestApp::builder(backends()[0])
+        .file("issuers/federation.pem", &federation.cert_pem)
+        .file(
+            "issuers/corp-saml.toml",
+            &format!(
+                "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\nmetadata_signing_cert_file = \"federation.pem\"\n"
+            ),
+        )
+        .file(
+            "clients/saml-app.toml",
+            &format!(
+                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
+                secret_hash(SAML_SECRET)
+            ),
+        )
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn fetched_metadata_must_be_signed_by_the_metadata_signing_cert() {
+    let idp = idp();
+    let dir = tempfile::tempdir().unwrap();
+    let federation = SigningKey::generate(dir.path(), "federation");
+    let mallory = SigningKey::generate(dir.path(), "mallory");
+    // Signed by the federation: its certificates are used.
+    let (port, handle, _) = serve_metadata(signed_metadata(&idp.key, &federation));
+    let app = signed_metadata_app(port, &federation).await;
+    let signed = Assertion::new(app.now()).signed(&idp.key);
+    issued(app.exchange_saml(&b64url(&signed)).await).await;
+    handle.stop(false).await;
+    // Metadata naming Mallory's key, signed by Mallory: never trusted, so no keys at all
+    // (the issuer is unavailable, not the caller at fault); her assertion issues nothing.
+    let (port, handle, hits) = serve_metadata(signed_metadata(&mallory, &mallory));
+    let app = signed_metadata_app(port, &federation).await;
+    let forged = Assertion::new(app.now()).signed(&mallory);
+    let resp = app.exchange_saml(&b64url(&forged)).await;
+    assert_oauth_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let rows = app.audit_rows().await;
+    assert!(rows.iter().all(|r| r.outcome != "issued"));
+    handle.stop(false).await;
 }

@@ -43,6 +43,7 @@ struct RawIssuer {
     metadata_file: Option<String>,
     metadata_url: Option<String>,
     signing_cert_file: Option<String>,
+    metadata_signing_cert_file: Option<String>,
     recipients: Option<Vec<String>>,
     allow_sha1: Option<bool>,
     mapping: Option<RawMapping>,
@@ -61,6 +62,7 @@ const SAML_ONLY: &[&str] = &[
     "metadata_file",
     "metadata_url",
     "signing_cert_file",
+    "metadata_signing_cert_file",
     "recipients",
     "allow_sha1",
 ];
@@ -79,6 +81,10 @@ impl RawIssuer {
             ("metadata_file", self.metadata_file.is_some()),
             ("metadata_url", self.metadata_url.is_some()),
             ("signing_cert_file", self.signing_cert_file.is_some()),
+            (
+                "metadata_signing_cert_file",
+                self.metadata_signing_cert_file.is_some(),
+            ),
             ("recipients", self.recipients.is_some()),
             ("allow_sha1", self.allow_sha1.is_some()),
         ]
@@ -95,6 +101,7 @@ impl RawIssuer {
             metadata_file: self.metadata_file.as_deref(),
             metadata_url: self.metadata_url.as_deref(),
             signing_cert_file: self.signing_cert_file.as_deref(),
+            metadata_signing_cert_file: self.metadata_signing_cert_file.as_deref(),
             recipients: self.recipients.as_deref().unwrap_or_default(),
             allow_sha1: self.allow_sha1.unwrap_or(false),
         }
@@ -107,6 +114,7 @@ pub(super) struct SamlFields<'a> {
     pub metadata_file: Option<&'a str>,
     pub metadata_url: Option<&'a str>,
     pub signing_cert_file: Option<&'a str>,
+    pub metadata_signing_cert_file: Option<&'a str>,
     pub recipients: &'a [String],
     pub allow_sha1: bool,
 }

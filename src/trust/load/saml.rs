@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use super::issuer::{resolve_beside, SamlFields};
 use super::{check_nonempty_strings, parse_http_url, read_capped, Errors};
-use crate::trust::metadata::{parse_idp_metadata, parse_pem_certs, MAX_METADATA_BYTES};
-use crate::trust::{SamlKeySource, SamlSettings};
+use crate::trust::metadata::{
+    parse_pem_certs, read_idp_metadata, MetadataSigners, MAX_METADATA_BYTES,
+};
+use crate::trust::{SamlKeySource, SamlSettings, SigningCert};
 
 pub(super) fn load_saml(
     path: &Path,
@@ -40,6 +42,39 @@ pub(super) fn load_saml(
     })
 }
 
+/// `metadata_signing_cert_file`: the certificates the metadata must be signed with (Ok(None)
+/// when unset; None after recording an error).
+#[allow(clippy::option_option)]
+fn load_metadata_signers(
+    path: &Path,
+    raw: &SamlFields<'_>,
+    errs: &mut Errors,
+) -> Option<Option<Arc<Vec<SigningCert>>>> {
+    let Some(rel) = raw.metadata_signing_cert_file else {
+        return Some(None);
+    };
+    let field = "metadata_signing_cert_file";
+    if raw.signing_cert_file.is_some() {
+        errs.field(
+            path,
+            field,
+            "there is no metadata to check: it applies to metadata_file or metadata_url",
+        );
+        return None;
+    }
+    let file = resolve_beside(path, rel);
+    let cap = u64::try_from(MAX_METADATA_BYTES).unwrap_or(u64::MAX);
+    match read_capped(&file, cap)
+        .and_then(|b| parse_pem_certs(&b).map_err(|e| format!("{} {e}", file.display())))
+    {
+        Ok(certs) => Some(Some(Arc::new(certs))),
+        Err(problem) => {
+            errs.field(path, field, problem);
+            None
+        }
+    }
+}
+
 fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<SamlKeySource> {
     let set: Vec<&str> = [
         ("metadata_file", raw.metadata_file.is_some()),
@@ -67,8 +102,14 @@ fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<Sam
         );
         return None;
     }
+    let signers = load_metadata_signers(path, raw, errs)?;
+    let policy = signers.as_ref().map(|certs| MetadataSigners {
+        certs: certs.as_slice(),
+        allow_sha1: raw.allow_sha1,
+    });
     if let Some(u) = raw.metadata_url {
-        return parse_http_url(path, "metadata_url", u, errs).map(SamlKeySource::MetadataUrl);
+        return parse_http_url(path, "metadata_url", u, errs)
+            .map(|url| SamlKeySource::MetadataUrl { url, signers });
     }
     let (field, rel) = match (raw.metadata_file, raw.signing_cert_file) {
         (Some(rel), _) => ("metadata_file", rel),
@@ -79,7 +120,7 @@ fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<Sam
     let cap = u64::try_from(MAX_METADATA_BYTES).unwrap_or(u64::MAX);
     let certs = read_capped(&file, cap).and_then(|bytes| {
         if field == "metadata_file" {
-            parse_idp_metadata(&bytes, raw.issuer)
+            read_idp_metadata(&bytes, raw.issuer, policy)
                 .map(|m| m.certs)
                 .map_err(|e| format!("{}: {e}", file.display()))
         } else {

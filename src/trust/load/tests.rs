@@ -481,3 +481,96 @@ fn every_example_loads_when_copied_into_a_registry() {
         .unwrap_or_else(|e| panic!("the examples together do not load:\n{e}"));
     assert_eq!(r.clients.len(), clients.len() + 1);
 }
+
+/// SPEC §4.1 `metadata_signing_cert_file`, with real IdP metadata: Entra ID's verifies with
+/// its federation signing certificate; AD FS's (edited after signing) and PingFederate's
+/// (signed by another key) do not; Okta's is unsigned.
+#[test]
+fn signed_metadata_is_verified_when_a_metadata_signing_cert_is_named() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/saml/metadata");
+    let read = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+    let case = |stem: &str, entity: &str, signer: &str| {
+        let f = Fixture::new();
+        f.write(
+            &format!("issuers/{stem}.xml"),
+            &read(&format!("{stem}.xml")),
+        );
+        f.write("issuers/md-signer.pem", &read(signer));
+        f.write(
+            "issuers/idp.toml",
+            &format!(
+                "kind = \"saml\"\nissuer = \"{entity}\"\nmetadata_file = \"{stem}.xml\"\nmetadata_signing_cert_file = \"md-signer.pem\"\n"
+            ),
+        );
+        f.errors()
+    };
+    let entra = "https://sts.windows.net/70186da4-868e-4177-9155-949d9fd1af15/";
+    assert_eq!(
+        case(
+            "entra-id-federationmetadata-2019",
+            entra,
+            "entra-id-federationmetadata-2019.signing.pem"
+        ),
+        Vec::<String>::new()
+    );
+    let adfs = case(
+        "adfs-federationmetadata-2016",
+        "http://adfs01.dev.coveo.com/adfs/services/trust",
+        "adfs-federationmetadata-2016.signing.pem",
+    );
+    assert!(
+        adfs.iter()
+            .any(|e| e.contains("metadata_file") && e.contains("does not verify")),
+        "{adfs:?}"
+    );
+    let ping = case(
+        "pingfederate-metadata-2019",
+        "evaluation",
+        "pingfederate-metadata-2019.signing.pem",
+    );
+    assert!(
+        ping.iter().any(|e| e.contains("does not verify")),
+        "{ping:?}"
+    );
+    // Entra's metadata checked with another certificate (AD FS's) fails too.
+    let wrong = case(
+        "entra-id-federationmetadata-2019",
+        entra,
+        "adfs-federationmetadata-2016.signing.pem",
+    );
+    assert!(
+        wrong.iter().any(|e| e.contains("does not verify")),
+        "{wrong:?}"
+    );
+    let okta = case(
+        "okta-metadata-2014",
+        "http://www.okta.com/kw4xhzicLKWVTHEZNFXP",
+        "entra-id-federationmetadata-2019.signing.pem",
+    );
+    assert!(okta.iter().any(|e| e.contains("is not signed")), "{okta:?}");
+}
+
+#[test]
+fn a_metadata_signing_cert_without_metadata_is_named() {
+    let f = Fixture::new();
+    let pem = std::fs::read_to_string(repo_trust().join("issuers/demo-saml.metadata.xml")).unwrap();
+    let cert_b64 = pem
+        .split("<ds:X509Certificate>")
+        .nth(1)
+        .and_then(|s| s.split("</ds:X509Certificate>").next())
+        .unwrap();
+    f.write(
+        "issuers/idp.pem",
+        &format!("-----BEGIN CERTIFICATE-----\n{cert_b64}\n-----END CERTIFICATE-----\n"),
+    );
+    f.write(
+        "issuers/idp.toml",
+        "kind = \"saml\"\nissuer = \"https://idp.example\"\nsigning_cert_file = \"idp.pem\"\nmetadata_signing_cert_file = \"idp.pem\"\n",
+    );
+    let errs = f.errors();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("metadata_signing_cert_file") && e.contains("no metadata to check")),
+        "{errs:?}"
+    );
+}

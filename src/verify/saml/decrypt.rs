@@ -22,8 +22,9 @@ use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode};
 use roxmltree::Node;
 
-use crate::verify::error::{sanitize_label, SamlError};
+use crate::verify::error::SamlError;
 use crate::xml::{self, NS_DSIG, NS_SAML, NS_XENC};
+use crate::xmldsig::algorithm_name;
 
 const NS_XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
 const RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
@@ -230,7 +231,7 @@ impl KeyTransport {
                 Some(m) => mgf1_digest(m.attribute("Algorithm").unwrap_or_default())?,
             },
             // rsa-1_5 above all (a Bleichenbacher oracle), and anything else.
-            other => return Err(SamlError::EncryptionAlgorithm(fragment(other))),
+            other => return Err(SamlError::EncryptionAlgorithm(algorithm_name(other))),
         };
         // OAEPparams (a label) is never sent by SAML IdPs; refusing it beats ignoring it.
         if xml::children(method, NS_XENC, "OAEPparams")
@@ -271,7 +272,7 @@ fn oaep_digest(uri: &str) -> Result<MessageDigest, SamlError> {
         "http://www.w3.org/2001/04/xmlenc#sha256" => MessageDigest::sha256(),
         "http://www.w3.org/2001/04/xmldsig-more#sha384" => MessageDigest::sha384(),
         "http://www.w3.org/2001/04/xmlenc#sha512" => MessageDigest::sha512(),
-        other => return Err(SamlError::EncryptionAlgorithm(fragment(other))),
+        other => return Err(SamlError::EncryptionAlgorithm(algorithm_name(other))),
     })
 }
 
@@ -281,7 +282,7 @@ fn mgf1_digest(uri: &str) -> Result<MessageDigest, SamlError> {
         Some("mgf1sha256") => MessageDigest::sha256(),
         Some("mgf1sha384") => MessageDigest::sha384(),
         Some("mgf1sha512") => MessageDigest::sha512(),
-        _ => return Err(SamlError::EncryptionAlgorithm(fragment(uri))),
+        _ => return Err(SamlError::EncryptionAlgorithm(algorithm_name(uri))),
     })
 }
 
@@ -302,7 +303,7 @@ impl ContentAlg {
             "http://www.w3.org/2009/xmlenc11#aes192-gcm" => Self::Gcm(Cipher::aes_192_gcm()),
             "http://www.w3.org/2009/xmlenc11#aes256-gcm" => Self::Gcm(Cipher::aes_256_gcm()),
             // tripledes-cbc and anything else.
-            other => return Err(SamlError::EncryptionAlgorithm(fragment(other))),
+            other => return Err(SamlError::EncryptionAlgorithm(algorithm_name(other))),
         })
     }
 
@@ -390,11 +391,6 @@ fn escape_attr(s: &str) -> String {
 /// Whether `node` is the wrapper [`open`] builds.
 pub fn is_wrapper(node: Node<'_, '_>) -> bool {
     xml::is(node, WRAPPER_NS, WRAPPER)
-}
-
-/// An algorithm URI's name for an error message: its fragment, sanitised.
-fn fragment(uri: &str) -> String {
-    sanitize_label(uri.rsplit(['#', '/']).next().unwrap_or(uri))
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
 use roxmltree::Node;
 
-use crate::verify::error::{sanitize_label, SamlError};
+use crate::verify::error::SamlError;
 use crate::xml::{self, NS_DSIG, NS_SAML, NS_SAMLP};
+use crate::xmldsig::SignatureInfo;
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_padding_mode(DecodePaddingMode::Indifferent)
@@ -39,74 +40,6 @@ pub fn decode(text: &str) -> Result<String, SamlError> {
     // Before any parser: a DOCTYPE (entity expansion, external entities) never gets read.
     xml::refuse_doctype(text.as_bytes())?;
     Ok(text.to_owned())
-}
-
-pub const ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
-pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
-const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
-const ALG_ECDSA_SHA1: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1";
-const ALG_ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
-const ALG_ECDSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384";
-const ALG_ECDSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512";
-pub const DIGEST_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
-pub const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
-const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
-const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
-pub const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
-const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
-const C14N_11: &str = "http://www.w3.org/2006/12/xml-c14n11";
-pub const TRANSFORM_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
-
-const SIGNATURE_METHODS: &[&str] = &[
-    ALG_RSA_SHA256,
-    ALG_RSA_SHA384,
-    ALG_RSA_SHA512,
-    ALG_ECDSA_SHA256,
-    ALG_ECDSA_SHA384,
-    ALG_ECDSA_SHA512,
-];
-const SHA1_SIGNATURE_METHODS: &[&str] = &[ALG_RSA_SHA1, ALG_ECDSA_SHA1];
-const DIGEST_METHODS: &[&str] = &[DIGEST_SHA256, DIGEST_SHA384, DIGEST_SHA512];
-/// Canonicalisation without comments only (SPEC §4.1): exclusive, inclusive 1.0 and 1.1.
-const CANONICALISATIONS: &[&str] = &[C14N_EXCLUSIVE, C14N_10, C14N_11];
-
-/// The algorithms one `ds:Signature` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureInfo {
-    pub method: String,
-    pub digest: String,
-    pub canonicalization: String,
-    pub transforms: Vec<String>,
-}
-
-impl SignatureInfo {
-    /// SPEC §4.1 algorithm policy. SHA-1 only for issuers with `allow_sha1`.
-    pub fn check_algorithms(&self, allow_sha1: bool) -> Result<(), SamlError> {
-        let sha1 = self.method.as_str() == ALG_RSA_SHA1
-            || self.method.as_str() == ALG_ECDSA_SHA1
-            || self.digest.as_str() == DIGEST_SHA1;
-        let method_ok = SIGNATURE_METHODS.contains(&self.method.as_str())
-            || SHA1_SIGNATURE_METHODS.contains(&self.method.as_str());
-        if !method_ok {
-            return Err(SamlError::Algorithm(sanitize_label(&self.method)));
-        }
-        if !(DIGEST_METHODS.contains(&self.digest.as_str()) || self.digest == DIGEST_SHA1) {
-            return Err(SamlError::Algorithm(sanitize_label(&self.digest)));
-        }
-        if sha1 && !allow_sha1 {
-            return Err(SamlError::Sha1);
-        }
-        if !CANONICALISATIONS.contains(&self.canonicalization.as_str()) {
-            return Err(SamlError::Transform(sanitize_label(&self.canonicalization)));
-        }
-        for t in &self.transforms {
-            if t != TRANSFORM_ENVELOPED && !CANONICALISATIONS.contains(&t.as_str()) {
-                return Err(SamlError::Transform(sanitize_label(t)));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What an (unverified) `samlp:Response` says about itself: refusal-only checks.
@@ -328,43 +261,7 @@ fn check_signatures(root: Node<'_, '_>) -> Result<Vec<SignatureInfo>, SamlError>
                 "an element carries more than one signature",
             ));
         }
-        let shape = SamlError::SignatureShape("SignedInfo is malformed");
-        let signed_info = xml::only_child(sig, NS_DSIG, "SignedInfo")
-            .ok()
-            .flatten()
-            .ok_or(shape.clone())?;
-        let mut references = xml::children(signed_info, NS_DSIG, "Reference");
-        let reference = references.next().ok_or(shape.clone())?;
-        if references.next().is_some() {
-            return Err(SamlError::SignatureShape(
-                "a signature must have exactly one Reference",
-            ));
-        }
-        if reference.attribute("URI") != Some(format!("#{id}").as_str()) {
-            return Err(SamlError::SignatureShape(
-                "the Reference URI must be # + the ID of the element the signature sits in",
-            ));
-        }
-        let algorithm = |node: Option<Node<'_, '_>>| -> Result<String, SamlError> {
-            node.and_then(|n| n.attribute("Algorithm"))
-                .map(str::to_owned)
-                .ok_or(shape.clone())
-        };
-        let method = algorithm(xml::children(signed_info, NS_DSIG, "SignatureMethod").next())?;
-        let canonicalization =
-            algorithm(xml::children(signed_info, NS_DSIG, "CanonicalizationMethod").next())?;
-        let digest = algorithm(xml::children(reference, NS_DSIG, "DigestMethod").next())?;
-        let transforms = xml::children(reference, NS_DSIG, "Transforms")
-            .flat_map(|t| xml::children(t, NS_DSIG, "Transform"))
-            .map(|t| algorithm(Some(t)))
-            .collect::<Result<Vec<_>, _>>()?;
-        // XPath / XSLT transforms carry their programs as children; so does nothing we allow.
-        out.push(SignatureInfo {
-            method,
-            digest,
-            canonicalization,
-            transforms,
-        });
+        out.push(SignatureInfo::read(sig, &[&format!("#{id}")])?);
     }
     Ok(out)
 }

@@ -21,7 +21,7 @@ use url::Url;
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::OutboundConfig;
 use crate::metrics::{FetchLabels, IssuerLabels, Metrics};
-use crate::trust::metadata::parse_idp_metadata;
+use crate::trust::metadata::{read_idp_metadata, MetadataError, MetadataSigners};
 use crate::trust::{IssuerEntry, Registry, SamlKeySource, SigningCert};
 use crate::verify::error::VerifyError;
 use crate::verify::fetch::{FetchError, Fetcher};
@@ -42,6 +42,9 @@ struct Entry {
     issuer_id: String,
     entity_id: String,
     url: Url,
+    /// `metadata_signing_cert_file`: every fetched copy must be signed by one of these.
+    signers: Option<Arc<Vec<SigningCert>>>,
+    allow_sha1: bool,
     current: ArcSwapOption<Fetched>,
     flight: tokio::sync::Mutex<()>,
     generation: AtomicU64,
@@ -94,13 +97,9 @@ impl MetadataCache {
     }
 
     /// The signing certificates usable now, fetching (single flight) when there are none.
-    pub async fn certs(
-        &self,
-        issuer: &IssuerEntry,
-        url: &Url,
-    ) -> Result<Arc<Vec<SigningCert>>, ()> {
+    pub async fn certs(&self, issuer: &IssuerEntry) -> Result<Arc<Vec<SigningCert>>, ()> {
         let inner = &self.inner;
-        let entry = inner.entry_for(issuer, url);
+        let entry = inner.entry_for(issuer).ok_or(())?;
         let gen = entry.generation.load(Ordering::Acquire);
         if let Some(certs) = inner.usable(&entry) {
             return Ok(certs);
@@ -118,21 +117,15 @@ impl MetadataCache {
                 .entries
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            map.retain(|id, e| {
-                registry.issuers.get(id).is_some_and(|i| {
-                    matches!(i.saml().map(|s| &s.keys), Some(SamlKeySource::MetadataUrl(u)) if *u == e.url)
-                        && i.issuer == e.entity_id
-                })
-            });
+            map.retain(|id, e| registry.issuers.get(id).is_some_and(|i| e.serves(i)));
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         for issuer in registry.issuers.values() {
-            let Some(SamlKeySource::MetadataUrl(url)) = issuer.saml().map(|s| &s.keys) else {
+            let Some(entry) = inner.entry_for(issuer) else {
                 continue;
             };
-            let entry = inner.entry_for(issuer, url);
             if entry.current.load().is_some() {
                 continue;
             }
@@ -143,9 +136,36 @@ impl MetadataCache {
     }
 }
 
+impl Entry {
+    /// Whether this entry was built for `issuer` as it is registered now (a reload that
+    /// changes its URL, entity id or metadata signers gets a fresh entry).
+    fn serves(&self, issuer: &IssuerEntry) -> bool {
+        let Some(saml) = issuer.saml() else {
+            return false;
+        };
+        let SamlKeySource::MetadataUrl { url, signers } = &saml.keys else {
+            return false;
+        };
+        let same_signers = match (&self.signers, signers) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        *url == self.url
+            && issuer.issuer == self.entity_id
+            && same_signers
+            && saml.allow_sha1 == self.allow_sha1
+    }
+}
+
 impl Inner {
-    fn entry_for(&self, issuer: &IssuerEntry, url: &Url) -> Arc<Entry> {
-        let same = |e: &Entry| e.url == *url && e.entity_id == issuer.issuer;
+    /// The cache entry of a metadata_url issuer (None for other issuers).
+    fn entry_for(&self, issuer: &IssuerEntry) -> Option<Arc<Entry>> {
+        let saml = issuer.saml()?;
+        let SamlKeySource::MetadataUrl { url, signers } = &saml.keys else {
+            return None;
+        };
+        let same = |e: &Entry| e.serves(issuer);
         if let Some(e) = self
             .entries
             .read()
@@ -153,11 +173,11 @@ impl Inner {
             .get(&issuer.id)
             .filter(|e| same(e))
         {
-            return e.clone();
+            return Some(e.clone());
         }
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = map.get(&issuer.id).filter(|e| same(e)) {
-            return e.clone();
+            return Some(e.clone());
         }
         let label = |outcome| FetchLabels {
             issuer: issuer.id.clone(),
@@ -185,6 +205,8 @@ impl Inner {
             issuer_id: issuer.id.clone(),
             entity_id: issuer.issuer.clone(),
             url: url.clone(),
+            signers: signers.clone(),
+            allow_sha1: saml.allow_sha1,
             current: ArcSwapOption::empty(),
             flight: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -195,7 +217,7 @@ impl Inner {
             age,
         });
         map.insert(issuer.id.clone(), entry.clone());
-        entry
+        Some(entry)
     }
 
     /// The current copy if it may still serve; queues a background refresh when due.
@@ -263,14 +285,28 @@ impl Inner {
             .fetcher
             .get_bytes(&entry.url, "application/samlmetadata+xml, application/xml")
             .await?;
-        // libxml2 is not involved: roxmltree, bounded, on this task (metadata is small).
-        let md = parse_idp_metadata(&bytes, &entry.entity_id)?;
+        let md = match &entry.signers {
+            // roxmltree only, bounded: on this task (metadata is small).
+            None => read_idp_metadata(&bytes, &entry.entity_id, None)?,
+            // xmlsec verifies the signature: blocking, off the async workers.
+            Some(signers) => {
+                let (signers, entity_id) = (signers.clone(), entry.entity_id.clone());
+                let allow_sha1 = entry.allow_sha1;
+                tokio::task::spawn_blocking(move || {
+                    let policy = MetadataSigners {
+                        certs: &signers,
+                        allow_sha1,
+                    };
+                    read_idp_metadata(&bytes, &entity_id, Some(policy))
+                })
+                .await
+                .map_err(|_| FetchError::Metadata(MetadataError::Unsigned))??
+            }
+        };
         let now = self.clock.now();
         let valid_until = md.valid_until.unwrap_or(i64::MAX);
         if now >= valid_until {
-            return Err(FetchError::Metadata(
-                crate::trust::metadata::MetadataError::Expired,
-            ));
+            return Err(FetchError::Metadata(MetadataError::Expired));
         }
         let refresh_at = now
             .saturating_add(md.cache_duration.unwrap_or(self.ttl).min(self.ttl))

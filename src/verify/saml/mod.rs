@@ -16,10 +16,6 @@ mod metadata_cache;
 
 use std::sync::Arc;
 
-use samael::crypto::{
-    AllowedSignatureAlgorithm, CertificateDer, Crypto, CryptoProvider, ReduceMode,
-};
-
 use crate::clock::SharedClock;
 use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
@@ -27,6 +23,7 @@ use crate::trust::{
     IssuerEntry, IssuerKind, Registry, SamlKeySource, SamlSettings, SigningCert, TokenType,
 };
 use crate::xml::{self, NS_SAML, NS_SAMLP};
+use crate::xmldsig;
 
 use super::error::{SamlError, VerifyError};
 use super::jwt::MAX_TOKEN_BYTES;
@@ -34,17 +31,6 @@ use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, Verif
 use decrypt::DecryptionKey;
 use document::{ResponseInfo, Shape};
 use metadata_cache::MetadataCache;
-
-/// The samael allow-list when SHA-1 is off: defence in depth behind our own check
-/// ([`document::SignatureInfo::check_algorithms`]), which also covers SHA-1 when allowed.
-const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
-    AllowedSignatureAlgorithm::RsaSha256,
-    AllowedSignatureAlgorithm::RsaSha384,
-    AllowedSignatureAlgorithm::RsaSha512,
-    AllowedSignatureAlgorithm::EcdsaSha256,
-    AllowedSignatureAlgorithm::EcdsaSha384,
-    AllowedSignatureAlgorithm::EcdsaSha512,
-];
 
 pub struct SamlVerifier {
     broker: Arc<BrokerIdentity>,
@@ -115,7 +101,8 @@ impl SamlVerifier {
         purpose: Purpose,
     ) -> Result<VerifiedSubject, VerifyError> {
         for sig in &shape.signatures {
-            sig.check_algorithms(saml.allow_sha1)?;
+            sig.check_algorithms(saml.allow_sha1)
+                .map_err(SamlError::from)?;
         }
         let recipients: Vec<&str> = std::iter::once(self.broker.token_endpoint.as_str())
             .chain(saml.recipients.iter().map(String::as_str))
@@ -167,12 +154,13 @@ impl SamlVerifier {
     ) -> Result<String, VerifyError> {
         let certs = match &saml.keys {
             SamlKeySource::Pinned { certs, .. } => certs.clone(),
-            SamlKeySource::MetadataUrl(url) => {
-                self.metadata.certs(entry, url).await.map_err(|()| {
-                    VerifyError::IssuerUnavailable {
+            SamlKeySource::MetadataUrl { .. } => {
+                self.metadata
+                    .certs(entry)
+                    .await
+                    .map_err(|()| VerifyError::IssuerUnavailable {
                         issuer: entry.id.clone(),
-                    }
-                })?
+                    })?
             }
         };
         let allow_sha1 = saml.allow_sha1;
@@ -239,7 +227,8 @@ impl SamlVerifier {
         let wrapped = document::strip_comments(&wrapped)?;
         let signatures = document::inspect_decrypted(&wrapped)?;
         for sig in &signatures {
-            sig.check_algorithms(saml.allow_sha1)?;
+            sig.check_algorithms(saml.allow_sha1)
+                .map_err(SamlError::from)?;
         }
         if signatures.is_empty() {
             if !response_verified {
@@ -295,25 +284,10 @@ fn check_response(response: &ResponseInfo, recipients: &[&str]) -> Result<(), Sa
     Ok(())
 }
 
-/// xmlsec verifies every `ds:Signature` against the pinned certificates; samael returns a
-/// document holding only what they cover (SPEC §4.1: only the signed element is read).
+/// The part of `xml_text` its signatures cover, each verified with `certs` only.
 fn reduce(xml_text: &str, certs: &[SigningCert], allow_sha1: bool) -> Result<String, SamlError> {
-    let ders: Vec<CertificateDer> = certs
-        .iter()
-        .map(|c| CertificateDer::from(c.der.clone()))
-        .collect();
-    if ders.is_empty() {
-        // samael would skip verification; the loader refuses such entries, and so do we.
-        return Err(SamlError::Signature);
-    }
-    let allowed = (!allow_sha1).then_some(SAMAEL_ALLOWED);
-    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-        xml_text,
-        &ders,
-        ReduceMode::ValidateAndMarkNoAncestors,
-        allowed,
-    )
-    .map_err(|_| SamlError::Signature)
+    let ders: Vec<&[u8]> = certs.iter().map(|c| c.der.as_slice()).collect();
+    Ok(xmldsig::verified_copy(xml_text, &ders, allow_sha1)?)
 }
 
 /// libxml2, xmlsec and RSA are blocking and CPU-bound: off the async workers.
