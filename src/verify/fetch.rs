@@ -32,6 +32,10 @@ pub enum FetchError {
     Jwks(#[from] super::keys::JwksError),
     #[error("SAML metadata: {0}")]
     Metadata(#[from] crate::trust::metadata::MetadataError),
+    #[error("the document's validUntil has passed")]
+    Expired,
+    #[error("the verification task failed")]
+    Task,
 }
 
 /// The only members of a discovery document tessera reads (OpenID Connect Discovery

@@ -1,23 +1,21 @@
-//! Issuer verification keys: a JWKS parsed once per fetch into `DecodingKey`s, and the
-//! per-issuer cache entry the verifier keeps (SPEC §4, §6).
+//! Issuer verification keys: a JWKS parsed once per fetch into `DecodingKey`s, and where
+//! the issuer-document cache ([`super::cache`]) gets it (SPEC §4, §6).
 //!
 //! Rule: a JWKS is read leniently key by key — a key with an unsupported `kty`, a
 //! `use` other than `sig`, or garbled members is skipped, not fatal (real JWKS such as
 //! Entra's carry odd fields) — but a set with no usable key is an error, so the last good
 //! keys keep serving.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use aws_lc_rs::signature::{ParsedPublicKey, VerificationAlgorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value;
 
+use super::cache::{Fetched, Source};
+use super::fetch::{FetchError, Fetcher};
 use crate::clock::UnixTime;
 use crate::trust::{JwsAlg, KeySource};
 
@@ -298,8 +296,16 @@ fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
     })
 }
 
-/// The source a cache entry was built for; a registry reload that changes an issuer's
-/// key source gets a fresh entry, one that keeps it keeps the cached keys.
+/// Where one issuer's JWKS comes from: discovery, a `jwks_uri`, or a file read at load.
+/// `issuer` is the entry's `iss`: a discovery document must name exactly this issuer.
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    pub issuer: String,
+    pub keys: CachedSource,
+}
+
+/// The key source a cache slot was built for; a registry reload that changes an issuer's
+/// key source gets a fresh slot, one that keeps it keeps the cached keys.
 #[derive(Debug, Clone)]
 pub enum CachedSource {
     Discovery(url::Url),
@@ -307,55 +313,66 @@ pub enum CachedSource {
     File(Arc<Value>),
 }
 
-impl CachedSource {
-    pub fn of(source: &KeySource) -> Self {
-        match source {
-            KeySource::Discovery(u) => Self::Discovery(u.clone()),
-            KeySource::JwksUri(u) => Self::JwksUri(u.clone()),
-            KeySource::JwksFile { jwks, .. } => Self::File(jwks.clone()),
+impl JwksSource {
+    pub fn of(issuer: &str, source: &KeySource) -> Self {
+        let keys = match source {
+            KeySource::Discovery(u) => CachedSource::Discovery(u.clone()),
+            KeySource::JwksUri(u) => CachedSource::JwksUri(u.clone()),
+            KeySource::JwksFile { jwks, .. } => CachedSource::File(jwks.clone()),
+        };
+        Self {
+            issuer: issuer.to_owned(),
+            keys,
         }
-    }
-
-    pub fn matches(&self, source: &KeySource) -> bool {
-        match (self, source) {
-            (Self::Discovery(a), KeySource::Discovery(b)) => a == b,
-            (Self::JwksUri(a), KeySource::JwksUri(b)) => a == b,
-            // The loader parses the file into a fresh Arc on each reload; the entry holds
-            // its Arc, so the pointer cannot be reused while we compare.
-            (Self::File(a), KeySource::JwksFile { jwks, .. }) => Arc::ptr_eq(a, jwks),
-            _ => false,
-        }
-    }
-
-    pub fn is_remote(&self) -> bool {
-        !matches!(self, Self::File(_))
     }
 }
 
-/// "Never attempted" marker for `last_attempt`.
-pub const NEVER: UnixTime = i64::MIN;
+impl Source for JwksSource {
+    type Value = KeySet;
 
-/// Per-issuer key cache (one per (issuer id, key source)), owned by the verifier so it
-/// survives registry reloads. Readers take `current` with one atomic load; refreshes
-/// are single-flight through `flight`, never under a lock shared with other issuers.
-#[derive(Debug)]
-pub struct KeyCache {
-    pub issuer_id: String,
-    /// The entry's `iss`: a discovery document must name exactly this issuer.
-    pub issuer: String,
-    pub source: CachedSource,
-    pub current: ArcSwapOption<KeySet>,
-    /// Held for the duration of one fetch; waiters re-check `generation` afterwards.
-    pub flight: tokio::sync::Mutex<()>,
-    /// Bumped after every completed fetch attempt (success or failure).
-    pub generation: AtomicU64,
-    /// Clock time of the last fetch attempt (cooldown, SPEC §6).
-    pub last_attempt: AtomicI64,
-    /// A background refresh is queued or running.
-    pub background: AtomicBool,
-    pub fetch_ok: Counter,
-    pub fetch_error: Counter,
-    pub age: Gauge<f64, AtomicU64>,
+    async fn fetch(&self, fetcher: &Fetcher, now: UnixTime) -> Result<Fetched<KeySet>, FetchError> {
+        let jwks_uri = match &self.keys {
+            CachedSource::Discovery(url) => fetcher.discover_jwks_uri(url, &self.issuer).await?,
+            CachedSource::JwksUri(url) => url.clone(),
+            CachedSource::File(_) => return Err(FetchError::BadJwksUri("file source")),
+        };
+        let doc = fetcher.get_json(&jwks_uri).await?;
+        Ok(Fetched::new(parse_jwks(&doc, now)?))
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        let same_keys = match (&self.keys, &other.keys) {
+            (CachedSource::Discovery(a), CachedSource::Discovery(b)) => a == b,
+            (CachedSource::JwksUri(a), CachedSource::JwksUri(b)) => a == b,
+            // The loader parses the file into a fresh Arc on each reload; the slot holds
+            // its Arc, so the pointer cannot be reused while we compare.
+            (CachedSource::File(a), CachedSource::File(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_keys && self.issuer == other.issuer
+    }
+
+    fn describe(set: &KeySet) -> String {
+        format!("keys={} skipped={}", set.keys.len(), set.skipped)
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self.keys, CachedSource::File(_))
+    }
+
+    fn local(&self, now: UnixTime) -> Option<KeySet> {
+        let CachedSource::File(jwks) = &self.keys else {
+            return None;
+        };
+        match parse_jwks(jwks, now) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                // The loader refuses such files; a slot without keys refuses every token.
+                tracing::error!(issuer = %self.issuer, error = %e, "jwks_file has no usable key");
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! claim name.
 
 pub mod act;
+pub mod cache;
 pub mod error;
 pub mod fetch;
 pub mod jwt;

@@ -14,23 +14,19 @@
 //! unknown `kid` triggers at most one refresh per `refresh_cooldown`, single-flight per
 //! issuer, so a dead issuer never blocks another.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use serde_json::Value;
 
 use crate::clock::SharedClock;
 use crate::config::OutboundConfig;
-use crate::metrics::{FetchLabels, IssuerLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, OidcSettings, Registry, TokenType};
 
 use super::error::{self, VerifyError};
-use super::fetch::{FetchError, Fetcher};
+use super::cache::{Cache, Slot, Source};
 use super::jwt::{self, ClaimRules, UnverifiedJwt};
-use super::keys::{self, CachedSource, KeyCache, KeySet, VerifyKey, NEVER};
+use super::keys::{JwksSource, KeySet, VerifyKey};
 use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
 
 /// At most this many keys are tried for a token without `kid` (bounds the work a
@@ -50,17 +46,10 @@ impl std::fmt::Debug for JwtVerifier {
 }
 
 struct Inner {
-    fetcher: Fetcher,
     broker: Arc<BrokerIdentity>,
     clock: SharedClock,
-    metrics: Arc<Metrics>,
-    timeout: Duration,
-    cooldown: i64,
-    keys_ttl: i64,
-    max_stale: i64,
-    /// Issuer id → cache. The lock is held only to look up or insert an `Arc`, never
-    /// across a fetch.
-    caches: RwLock<HashMap<String, Arc<KeyCache>>>,
+    /// Issuer id → JWKS slot (the one issuer-document cache, SPEC §6 rules).
+    keys: Arc<Cache<JwksSource>>,
 }
 
 use crate::verify::secs;
@@ -83,19 +72,13 @@ impl JwtVerifier {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Self, VerifyError> {
-        let fetcher = Fetcher::new(outbound.timeout, outbound.max_response_bytes)
+        let keys = Cache::new(outbound, clock.clone(), metrics, "jwks")
             .map_err(|_| VerifyError::Internal("cannot build the outbound HTTP client"))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                fetcher,
                 broker,
                 clock,
-                metrics,
-                timeout: outbound.timeout,
-                cooldown: secs(outbound.refresh_cooldown),
-                keys_ttl: secs(outbound.keys_ttl),
-                max_stale: secs(outbound.max_stale),
-                caches: RwLock::new(HashMap::new()),
+                keys: Arc::new(keys),
             }),
         })
     }
@@ -159,8 +142,10 @@ impl JwtVerifier {
         )?;
 
         // Keys bound to the issuer that iss selected.
-        let cache = inner.cache_for(entry, oidc);
-        inner.check_signature(&cache, &jwt, alg).await?;
+        let slot = inner
+            .keys
+            .slot(&entry.id, JwksSource::of(&entry.issuer, &oidc.keys));
+        inner.check_signature(&slot, &jwt, alg).await?;
 
         let bearer;
         let audiences: &[String] = match expect.purpose {
@@ -189,242 +174,58 @@ impl JwtVerifier {
     /// drops caches of issuers no longer in `registry` (call it after each reload).
     /// Outside a Tokio runtime it only prunes.
     pub fn warm_up(&self, registry: &Registry) {
-        let inner = &self.inner;
-        {
-            let mut map = inner.caches.write().unwrap_or_else(PoisonError::into_inner);
-            map.retain(|id, c| {
-                registry
-                    .issuers
-                    .get(id)
-                    .and_then(|e| Some((e, e.oidc()?)))
-                    .is_some_and(|(e, o)| c.source.matches(&o.keys) && c.issuer == e.issuer)
-            });
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("verifier warm-up outside a runtime: keys are fetched on first use");
-            return;
-        };
+        let cache = &self.inner.keys;
+        let source_of = |e: &IssuerEntry| Some(JwksSource::of(&e.issuer, &e.oidc()?.keys));
+        cache.retain(|id, source| {
+            registry
+                .issuers
+                .get(id)
+                .and_then(|e| source_of(e))
+                .is_some_and(|now| now.same_as(source))
+        });
         for entry in registry.issuers.values() {
-            let Some(oidc) = entry.oidc() else {
-                continue;
-            };
-            let cache = inner.cache_for(entry, oidc);
-            if !cache.source.is_remote() || cache.current.load().is_some() {
-                continue;
+            if let Some(source) = source_of(entry) {
+                cache.warm(&cache.slot(&entry.id, source));
             }
-            let gen = cache.generation.load(Ordering::Acquire);
-            let inner = self.inner.clone();
-            rt.spawn(async move { inner.refresh(&cache, gen).await });
         }
     }
 }
 
 impl Inner {
-    /// The cache for this entry's (issuer id, key source); a changed source gets a fresh
-    /// cache. Never holds the map lock across anything slow.
-    fn cache_for(&self, entry: &IssuerEntry, oidc: &OidcSettings) -> Arc<KeyCache> {
-        {
-            let map = self.caches.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = map.get(&entry.id) {
-                if c.source.matches(&oidc.keys) && c.issuer == entry.issuer {
-                    return c.clone();
-                }
-            }
-        }
-        let mut map = self.caches.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = map.get(&entry.id) {
-            if c.source.matches(&oidc.keys) && c.issuer == entry.issuer {
-                return c.clone();
-            }
-        }
-        let source = CachedSource::of(&oidc.keys);
-        let current = match &source {
-            CachedSource::File(jwks) => match keys::parse_jwks(jwks, self.clock.now()) {
-                Ok(set) => Some(Arc::new(set)),
-                Err(e) => {
-                    tracing::error!(issuer = %entry.id, error = %e, "jwks_file has no usable key");
-                    None
-                }
-            },
-            _ => None,
-        };
-        let label = |outcome| FetchLabels {
-            issuer: entry.id.clone(),
-            outcome,
-        };
-        // Each get_or_create returns a read guard: take one handle per statement, or the
-        // second call deadlocks waiting for the first guard.
-        let fetch_ok = self
-            .metrics
-            .issuer_key_fetches
-            .get_or_create(&label("ok"))
-            .clone();
-        let fetch_error = self
-            .metrics
-            .issuer_key_fetches
-            .get_or_create(&label("error"))
-            .clone();
-        let age = self
-            .metrics
-            .issuer_keys_age
-            .get_or_create(&IssuerLabels {
-                issuer: entry.id.clone(),
-            })
-            .clone();
-        let cache = Arc::new(KeyCache {
-            issuer_id: entry.id.clone(),
-            issuer: entry.issuer.clone(),
-            source,
-            current: ArcSwapOption::new(current),
-            flight: tokio::sync::Mutex::new(()),
-            generation: AtomicU64::new(0),
-            last_attempt: AtomicI64::new(NEVER),
-            background: AtomicBool::new(false),
-            fetch_ok,
-            fetch_error,
-            age,
-        });
-        map.insert(entry.id.clone(), cache.clone());
-        cache
-    }
-
-    /// Keys usable now: fetched on first use (waiting on the single flight), refreshed in
-    /// the background after `keys_ttl`, refused as unavailable beyond `max_stale`.
-    async fn usable_keys(
-        self: &Arc<Self>,
-        cache: &Arc<KeyCache>,
-    ) -> Result<Arc<KeySet>, VerifyError> {
-        let unavailable = || VerifyError::IssuerUnavailable {
-            issuer: cache.issuer_id.clone(),
-        };
-        let gen = cache.generation.load(Ordering::Acquire);
-        let current = cache.current.load_full();
-        if !cache.source.is_remote() {
-            return current.ok_or_else(unavailable);
-        }
-        let now = self.clock.now();
-        let fresh_enough = |set: &KeySet| now.saturating_sub(set.fetched_at) <= self.max_stale;
-        match current {
-            Some(set) if fresh_enough(&set) => {
-                let age = now.saturating_sub(set.fetched_at);
-                #[expect(clippy::cast_precision_loss, reason = "a gauge of seconds")]
-                cache.age.set(age as f64);
-                if age >= self.keys_ttl {
-                    self.spawn_background(cache);
-                }
-                Ok(set)
-            }
-            // No keys, or only keys older than max_stale: fetch now (single flight,
-            // cooldown honoured), then serve what there is or report the issuer down.
-            _ => {
-                self.refresh(cache, gen).await;
-                let now = self.clock.now();
-                cache
-                    .current
-                    .load_full()
-                    .filter(|set| now.saturating_sub(set.fetched_at) <= self.max_stale)
-                    .ok_or_else(unavailable)
-            }
-        }
-    }
-
-    fn spawn_background(self: &Arc<Self>, cache: &Arc<KeyCache>) {
-        if cache.background.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            cache.background.store(false, Ordering::Release);
-            return;
-        };
-        let inner = self.clone();
-        let cache = cache.clone();
-        let gen = cache.generation.load(Ordering::Acquire);
-        rt.spawn(async move {
-            inner.refresh(&cache, gen).await;
-            cache.background.store(false, Ordering::Release);
-        });
-    }
-
-    /// One fetch attempt, single-flight: callers that saw generation `seen` queue on the
-    /// issuer's own mutex; when the fetch in flight completes the generation has moved
-    /// and they return without fetching again. At most one attempt per `cooldown`.
-    async fn refresh(&self, cache: &KeyCache, seen: u64) {
-        let _flight = cache.flight.lock().await;
-        if cache.generation.load(Ordering::Acquire) != seen {
-            return;
-        }
-        let now = self.clock.now();
-        let last = cache.last_attempt.load(Ordering::Acquire);
-        if last != NEVER && now.saturating_sub(last) < self.cooldown {
-            return;
-        }
-        cache.last_attempt.store(now, Ordering::Release);
-        let result = match tokio::time::timeout(self.timeout, self.fetch_keys(cache)).await {
-            Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout),
-        };
-        match result {
-            Ok(set) => {
-                tracing::info!(
-                    issuer = %cache.issuer_id,
-                    keys = set.keys.len(),
-                    skipped = set.skipped,
-                    "issuer keys fetched"
-                );
-                cache.fetch_ok.inc();
-                cache.age.set(0.0);
-                cache.current.store(Some(Arc::new(set)));
-            }
-            Err(e) => {
-                tracing::warn!(issuer = %cache.issuer_id, error = %e, "issuer key fetch failed");
-                cache.fetch_error.inc();
-            }
-        }
-        cache.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    async fn fetch_keys(&self, cache: &KeyCache) -> Result<KeySet, FetchError> {
-        let jwks_uri = match &cache.source {
-            CachedSource::Discovery(url) => {
-                self.fetcher.discover_jwks_uri(url, &cache.issuer).await?
-            }
-            CachedSource::JwksUri(url) => url.clone(),
-            CachedSource::File(_) => return Err(FetchError::BadJwksUri("file source")),
-        };
-        let doc = self.fetcher.get_json(&jwks_uri).await?;
-        Ok(keys::parse_jwks(&doc, self.clock.now())?)
-    }
-
     /// SPEC §4.1 key selection and signature check. An unknown `kid` (or `x5t`) gets one
     /// rate-limited refresh, then is refused.
     async fn check_signature(
-        self: &Arc<Self>,
-        cache: &Arc<KeyCache>,
+        &self,
+        slot: &Arc<Slot<JwksSource>>,
         jwt: &UnverifiedJwt<'_>,
         alg: JwsAlg,
     ) -> Result<(), VerifyError> {
         let mut refreshed = false;
         loop {
-            let gen = cache.generation.load(Ordering::Acquire);
-            let set = self.usable_keys(cache).await?;
+            let gen = slot.generation();
+            let set = self
+                .keys
+                .usable(slot)
+                .await
+                .ok_or_else(|| VerifyError::IssuerUnavailable {
+                    issuer: slot.issuer_id.clone(),
+                })?;
             let selection = select_keys(&set, jwt, alg, refreshed);
             let candidates = match selection {
                 Selection::Try(c) => c,
                 Selection::Unknown if !refreshed => {
-                    if cache.source.is_remote() {
-                        self.refresh(cache, gen).await;
-                    }
+                    self.keys.refresh(slot, gen).await;
                     refreshed = true;
                     continue;
                 }
                 Selection::Unknown => {
                     return Err(if jwt.header.kid.is_some() {
                         VerifyError::UnknownKeyId {
-                            issuer: cache.issuer_id.clone(),
+                            issuer: slot.issuer_id.clone(),
                         }
                     } else {
                         VerifyError::NoMatchingKey {
-                            issuer: cache.issuer_id.clone(),
+                            issuer: slot.issuer_id.clone(),
                         }
                     })
                 }
@@ -435,7 +236,7 @@ impl Inner {
                 }
                 Selection::NoFit => {
                     return Err(VerifyError::NoMatchingKey {
-                        issuer: cache.issuer_id.clone(),
+                        issuer: slot.issuer_id.clone(),
                     })
                 }
             };

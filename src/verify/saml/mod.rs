@@ -158,7 +158,7 @@ impl SamlVerifier {
                 self.metadata
                     .certs(entry)
                     .await
-                    .map_err(|()| VerifyError::IssuerUnavailable {
+                    .ok_or_else(|| VerifyError::IssuerUnavailable {
                         issuer: entry.id.clone(),
                     })?
             }
