@@ -29,7 +29,18 @@ pub enum XmlError {
     TooDeep,
     #[error("XML is not UTF-8")]
     NotUtf8,
+    #[error("an element has more than {MAX_CHILDREN} child elements")]
+    TooManyChildren,
+    #[error("{0} must hold text only, not elements")]
+    NotText(&'static str),
 }
+
+/// Element children of one element. libxml2/xmlsec are handed only documents within it:
+/// samael's post-verification matching recurses once per sibling and copies a set at each
+/// step (a signed assertion with 8000 siblings overflowed the stack; 6000 took 4 s), so
+/// wide documents are refused before any of it. IdPs' widest elements (an attribute's
+/// values, an aggregate's entities) stay far below.
+pub const MAX_CHILDREN: usize = 1000;
 
 /// SPEC §4.1: "DOCTYPE anywhere ⇒ refused before any parsing of it". A byte scan, so no
 /// parser (ours or libxml2 in xmlsec) ever sees an internal subset or an entity. `<!DOCTYPE`
@@ -68,6 +79,15 @@ pub fn parse(text: &str) -> Result<Document<'_>, XmlError> {
     if depth_exceeds(doc.root(), MAX_DEPTH) {
         return Err(XmlError::TooDeep);
     }
+    let wide = doc.descendants().any(|n| {
+        n.children()
+            .filter(Node::is_element)
+            .nth(MAX_CHILDREN)
+            .is_some()
+    });
+    if wide {
+        return Err(XmlError::TooManyChildren);
+    }
     Ok(doc)
 }
 
@@ -87,14 +107,58 @@ fn depth_exceeds(root: Node<'_, '_>, max: usize) -> bool {
     false
 }
 
-/// Text as UTF-8, with a UTF-8 byte order mark dropped. UTF-16 (Entra ID's re-encoded
-/// metadata) is refused by name rather than misread.
+/// Text as UTF-8, with a UTF-8 byte order mark and the XML declaration dropped. UTF-16
+/// (Entra ID's re-encoded metadata) is refused by name rather than misread, and so is a
+/// declaration naming any encoding but UTF-8: roxmltree reads every document as UTF-8
+/// while libxml2 (xmlsec) honours the declaration, so `encoding="UTF-7"` would make the
+/// two read different documents (`+ACI-` is a quote to libxml2, text to us). Without its
+/// declaration the text is UTF-8 to every parser.
 pub fn decode_utf8(bytes: &[u8]) -> Result<&str, XmlError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
         return Err(XmlError::NotUtf8);
     }
     let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|_| XmlError::NotUtf8)
+    let text = std::str::from_utf8(bytes).map_err(|_| XmlError::NotUtf8)?;
+    strip_declaration(text)
+}
+
+/// `text` without its XML declaration (XML 1.0 §2.8: only at the very start), which may
+/// name UTF-8 only.
+pub fn strip_declaration(text: &str) -> Result<&str, XmlError> {
+    let Some(rest) = text.strip_prefix("<?xml") else {
+        return Ok(text);
+    };
+    if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+        // `<?xml-stylesheet ...?>` and the like: a processing instruction, not ours.
+        return Ok(text);
+    }
+    let (decl, body) = rest.split_once("?>").ok_or(XmlError::NotWellFormed)?;
+    if let Some(at) = decl.find("encoding") {
+        let value = decl[at + "encoding".len()..]
+            .trim_start()
+            .strip_prefix('=')
+            .map(str::trim_start)
+            .ok_or(XmlError::NotWellFormed)?;
+        let quote = value.chars().next().ok_or(XmlError::NotWellFormed)?;
+        let name = value[1..]
+            .split(quote)
+            .next()
+            .filter(|_| matches!(quote, '"' | '\''))
+            .ok_or(XmlError::NotWellFormed)?;
+        if !name.eq_ignore_ascii_case("UTF-8") {
+            return Err(XmlError::NotUtf8);
+        }
+    }
+    Ok(body)
+}
+
+/// An element that may hold text only (NameID, Issuer, Audience: simple types): its full
+/// text, or an error naming `what` when it has child elements.
+pub fn simple_text(node: Node<'_, '_>, what: &'static str) -> Result<String, XmlError> {
+    if node.children().any(|c| c.is_element()) {
+        return Err(XmlError::NotText(what));
+    }
+    Ok(full_text(node))
 }
 
 /// SPEC §4.1: an element's full text content: every descendant text node joined, comments
@@ -149,14 +213,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
+    let num = |r: std::ops::Range<usize>| num_of(s.get(r)?);
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &s[19..];
@@ -179,15 +236,16 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
             if hb.len() != 5 || hb[2] != b':' {
                 return None;
             }
-            let h: i64 = hhmm.get(0..2)?.parse().ok()?;
-            let m: i64 = hhmm.get(3..5)?.parse().ok()?;
+            let h = num_of(hhmm.get(0..2)?)?;
+            let m = num_of(hhmm.get(3..5)?)?;
             if h > 14 || m > 59 {
                 return None;
             }
             sign * (h * 3600 + m * 60)
         }
     };
-    if !(1..=12).contains(&month)
+    if year < 1
+        || !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
         || hour > 23
@@ -198,6 +256,15 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     }
     let days = days_from_civil(year, month, day);
     Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
+}
+
+/// ASCII digits only (`str::parse` would take a sign).
+fn num_of(part: &str) -> Option<i64> {
+    if part.bytes().all(|c| c.is_ascii_digit()) {
+        part.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Unix seconds as a `xs:dateTime` in UTC (`2026-12-01T09:30:00Z`), for what tessera
@@ -306,6 +373,44 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_utf8_declarations_pass_and_are_dropped() {
+        assert_eq!(strip_declaration("<?xml version=\"1.0\"?><a/>"), Ok("<a/>"));
+        assert_eq!(
+            strip_declaration("<?xml version='1.0' encoding='utf-8'?><a/>"),
+            Ok("<a/>")
+        );
+        // libxml2 would read this as UTF-7 (`+ACI-` is a quote); roxmltree as UTF-8.
+        assert_eq!(
+            strip_declaration("<?xml version=\"1.0\" encoding=\"UTF-7\"?><a b=\"+ACI-\"/>"),
+            Err(XmlError::NotUtf8)
+        );
+        assert_eq!(
+            decode_utf8(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>"),
+            Err(XmlError::NotUtf8)
+        );
+        assert_eq!(
+            strip_declaration("<?xml-stylesheet x?><a/>"),
+            Ok("<?xml-stylesheet x?><a/>")
+        );
+        assert_eq!(strip_declaration("<a/>"), Ok("<a/>"));
+    }
+
+    #[test]
+    fn wide_documents_are_refused_before_any_xmldsig() {
+        let ok = format!("<a>{}</a>", "<b/>".repeat(MAX_CHILDREN));
+        assert!(parse(&ok).is_ok());
+        let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_CHILDREN + 1));
+        assert_eq!(parse(&wide).err(), Some(XmlError::TooManyChildren));
+    }
+
+    #[test]
+    fn datetime_digits_are_digits_and_years_start_at_one() {
+        assert_eq!(parse_datetime("2026-01-01T00:00:00+-9:00"), None);
+        assert_eq!(parse_datetime("0000-01-01T00:00:00Z"), None);
+        assert!(parse_datetime("2026-01-01T00:00:00+09:00").is_some());
+    }
 
     #[test]
     fn formatted_datetimes_parse_back() {

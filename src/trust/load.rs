@@ -417,8 +417,33 @@ fn parse_duration(
 }
 
 /// An absolute `http(s)` URL without credentials or fragment.
-fn parse_http_url(path: &Path, field: &str, value: &str, errs: &mut Errors) -> Option<url::Url> {
+/// A registry URL tessera fetches keys from. Keys over plain `http` could be swapped by
+/// anyone on the path, so `http` is refused except to a loopback host (a sidecar, tests)
+/// or when `signed_content` says the document carries its own verified signature.
+fn parse_http_url(
+    path: &Path,
+    field: &str,
+    value: &str,
+    signed_content: bool,
+    errs: &mut Errors,
+) -> Option<url::Url> {
+    let loopback = |u: &url::Url| match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
     match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "http" && !loopback(&u) && !signed_content => {
+            errs.field(
+                path,
+                field,
+                format!(
+                    "{value:?} must be https: keys fetched over plain http can be replaced by anyone on the path (http is accepted for loopback hosts only)"
+                ),
+            );
+            None
+        }
         Ok(u) if !matches!(u.scheme(), "https" | "http") => {
             errs.field(
                 path,

@@ -199,12 +199,15 @@ impl<S: Source> Cache<S> {
             .clone();
         let now = self.clock.now();
         let is_local = source.is_local();
-        let local = is_local.then(|| source.local(now)).flatten().map(|value| Stamped {
-            value: Arc::new(value),
-            fetched_at: now,
-            refresh_at: UnixTime::MAX,
-            serve_until: UnixTime::MAX,
-        });
+        let local = is_local
+            .then(|| source.local(now))
+            .flatten()
+            .map(|value| Stamped {
+                value: Arc::new(value),
+                fetched_at: now,
+                refresh_at: UnixTime::MAX,
+                serve_until: UnixTime::MAX,
+            });
         Slot {
             issuer_id: issuer_id.to_owned(),
             local: is_local,

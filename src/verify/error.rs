@@ -162,6 +162,10 @@ pub enum SamlError {
     Expired,
     #[error("assertion is not yet valid (Conditions NotBefore)")]
     NotYetValid,
+    #[error("assertion IssueInstant is in the future")]
+    IssuedInFuture,
+    #[error("assertion IssueInstant is older than the issuer's max_age")]
+    TooOld,
     #[error("assertion has no NotOnOrAfter (Conditions or bearer SubjectConfirmationData)")]
     NoExpiry,
     #[error("assertion has no bearer SubjectConfirmation")]
@@ -208,6 +212,9 @@ impl SamlError {
             Self::NotBase64 => "not_base64",
             Self::Xml(crate::xml::XmlError::Doctype) => "doctype",
             Self::Xml(crate::xml::XmlError::TooDeep) => "too_deep",
+            Self::Xml(crate::xml::XmlError::TooManyChildren) => "too_wide",
+            Self::Xml(crate::xml::XmlError::NotUtf8) => "not_utf8",
+            Self::Xml(crate::xml::XmlError::NotText(_)) => "malformed",
             Self::Xml(_) => "malformed_xml",
             Self::NotSaml | Self::Missing(_) | Self::Malformed(_) => "malformed",
             Self::AssertionCount(_) => "assertion_count",
@@ -227,6 +234,8 @@ impl SamlError {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::NoExpiry => "no_expiry",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::TooOld => "too_old",
             Self::NoBearer => "no_bearer_confirmation",
             Self::Confirmation(_) => "bad_confirmation",
             Self::SessionEnded => "session_ended",

@@ -23,8 +23,8 @@ use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
 use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, OidcSettings, Registry, TokenType};
 
-use super::error::{self, VerifyError};
 use super::cache::{Cache, Slot, Source};
+use super::error::{self, VerifyError};
 use super::jwt::{self, ClaimRules, UnverifiedJwt};
 use super::keys::{JwksSource, KeySet, VerifyKey};
 use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
@@ -203,13 +203,13 @@ impl Inner {
         let mut refreshed = false;
         loop {
             let gen = slot.generation();
-            let set = self
-                .keys
-                .usable(slot)
-                .await
-                .ok_or_else(|| VerifyError::IssuerUnavailable {
-                    issuer: slot.issuer_id.clone(),
-                })?;
+            let set =
+                self.keys
+                    .usable(slot)
+                    .await
+                    .ok_or_else(|| VerifyError::IssuerUnavailable {
+                        issuer: slot.issuer_id.clone(),
+                    })?;
             let selection = select_keys(&set, jwt, alg, refreshed);
             let candidates = match selection {
                 Selection::Try(c) => c,

@@ -330,6 +330,39 @@ fn forgeries() -> Vec<(&'static str, Forge, &'static str)> {
             }),
             "wrong_destination",
         ),
+        (
+            "UTF-7 declaration (libxml2 would read another document than our checks)",
+            Box::new(|i, now| {
+                let signed = Assertion::new(now).signed(&i.key);
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-7\"?>{}",
+                    strip_xml_decl(&signed).replacen(
+                        "<ds:Reference ",
+                        "<ds:Reference Q=\"a+ACI- URI+AD0AIg-http://127.0.0.1:9/x+ACI- P+AD0AIg-b\" ",
+                        1
+                    )
+                )
+            }),
+            "not_utf8",
+        ),
+        (
+            "genuinely signed, 1001 elements wide (samael's matcher recursion)",
+            Box::new(|i, now| {
+                let mut a = Assertion::new(now);
+                a.attributes = vec![("wide".into(), vec!["<b/>".repeat(1001)])];
+                a.signed(&i.key)
+            }),
+            "too_wide",
+        ),
+        (
+            "an element inside the NameID (simple content only)",
+            Box::new(|i, now| {
+                let mut a = Assertion::new(now);
+                a.name_id_xml = "alice<x:b xmlns:x=\"urn:x\">@evil.example</x:b>".into();
+                a.signed(&i.key)
+            }),
+            "malformed",
+        ),
     ]
 }
 

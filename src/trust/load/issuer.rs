@@ -466,10 +466,10 @@ fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Ke
         return None;
     }
     if let Some(u) = &raw.discovery_url {
-        return parse_http_url(path, "discovery_url", u, errs).map(KeySource::Discovery);
+        return parse_http_url(path, "discovery_url", u, false, errs).map(KeySource::Discovery);
     }
     if let Some(u) = &raw.jwks_uri {
-        return parse_http_url(path, "jwks_uri", u, errs).map(KeySource::JwksUri);
+        return parse_http_url(path, "jwks_uri", u, false, errs).map(KeySource::JwksUri);
     }
     let rel = raw.jwks_file.as_deref()?;
     let file = resolve_beside(path, rel);

@@ -108,7 +108,7 @@ fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<Sam
         allow_sha1: raw.allow_sha1,
     });
     if let Some(u) = raw.metadata_url {
-        return parse_http_url(path, "metadata_url", u, errs)
+        return parse_http_url(path, "metadata_url", u, signers.is_some(), errs)
             .map(|url| SamlKeySource::MetadataUrl { url, signers });
     }
     let (field, rel) = match (raw.metadata_file, raw.signing_cert_file) {

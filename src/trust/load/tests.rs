@@ -113,6 +113,8 @@ fn every_loader_error_names_file_and_field() {
         ("unknown issuer field", "issuers/acme.toml", issuer_with("colour = \"blue\"\n"), "acme.toml", "colour", "unknown field"),
         ("jwt key source on a saml issuer", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\""), "acme.toml", "jwks_file", "not a setting of saml issuers"),
         ("saml issuer without certificates", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"\n", ""), "acme.toml", "metadata_file", "no key material"),
+        ("jwks over plain http", "issuers/acme.toml", ISSUER.replace("jwks_file = \"acme.jwks.json\"", "jwks_uri = \"http://idp.acme.example/jwks\""), "acme.toml", "jwks_uri", "must be https"),
+        ("saml metadata over plain http", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"", "metadata_url = \"http://idp.acme.example/md\""), "acme.toml", "metadata_url", "must be https"),
         ("saml setting on an oidc issuer", "issuers/acme.toml", issuer_with("allow_sha1 = true\n"), "acme.toml", "allow_sha1", "not a setting of oidc issuers"),
         ("introspection not yet", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"introspection\""), "acme.toml", "kind", "not supported yet"),
         ("unknown kind", "issuers/acme.toml", ISSUER.replace("\"oidc\"", "\"ldap\""), "acme.toml", "kind", "not an issuer kind"),

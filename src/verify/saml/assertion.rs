@@ -109,7 +109,7 @@ pub fn read(assertion: Node<'_, '_>) -> Result<AssertionView, SamlError> {
 fn read_subject(subject: Node<'_, '_>, view: &mut AssertionView) -> Result<(), SamlError> {
     match xml::only_child(subject, NS_SAML, "NameID") {
         Ok(Some(n)) => {
-            view.name_id = Some(xml::full_text(n).trim().to_owned());
+            view.name_id = Some(xml::simple_text(n, "NameID")?.trim().to_owned());
             view.name_id_format = n.attribute("Format").map(str::to_owned);
         }
         Ok(None) => {}
@@ -145,8 +145,8 @@ fn read_conditions(c: Node<'_, '_>, view: &mut AssertionView) -> Result<(), Saml
     for r in xml::children(c, NS_SAML, "AudienceRestriction") {
         view.audience_restrictions.push(
             xml::children(r, NS_SAML, "Audience")
-                .map(|a| xml::full_text(a).trim().to_owned())
-                .collect(),
+                .map(|a| xml::simple_text(a, "Audience").map(|t| t.trim().to_owned()))
+                .collect::<Result<_, _>>()?,
         );
     }
     view.one_time_use = xml::children(c, NS_SAML, "OneTimeUse").next().is_some();
@@ -199,11 +199,11 @@ pub fn check(view: &AssertionView, rules: &Rules<'_>) -> Result<UnixTime, SamlEr
         }
     }
     if view.issue_instant > now.saturating_add(skew) {
-        return Err(SamlError::Malformed("IssueInstant (in the future)"));
+        return Err(SamlError::IssuedInFuture);
     }
     if let Some(max_age) = rules.max_age {
         if now.saturating_sub(view.issue_instant) > max_age.saturating_add(skew) {
-            return Err(SamlError::Malformed("IssueInstant (older than max_age)"));
+            return Err(SamlError::TooOld);
         }
     }
     if let Some(end) = view.session_not_on_or_after {
@@ -292,6 +292,29 @@ pub fn cel_view(view: &AssertionView) -> Map<String, Value> {
     m
 }
 
+/// The last moment the assertion could pass the checks through *any* of its bearer
+/// confirmations (not only the one accepted this time): how long a one-time assertion's
+/// ID must be remembered. A confirmation without NotOnOrAfter is bounded by Conditions;
+/// with no Conditions bound, a path with no expiry is refused (`NoExpiry`), so only the
+/// confirmations that have one count.
+fn acceptable_until(view: &AssertionView) -> Option<UnixTime> {
+    let bearer: Vec<_> = view
+        .confirmations
+        .iter()
+        .filter(|c| c.method == BEARER)
+        .collect();
+    let open_ended = bearer.iter().any(|c| c.not_on_or_after.is_none());
+    let confirmations = if open_ended && view.not_on_or_after.is_some() {
+        None
+    } else {
+        bearer.iter().filter_map(|c| c.not_on_or_after).max()
+    };
+    min_opt(
+        min_opt(view.not_on_or_after, confirmations),
+        view.session_not_on_or_after,
+    )
+}
+
 /// The kind-neutral subject; a replay key when the assertion says `<OneTimeUse/>` or the
 /// issuer makes every assertion single-use (SPEC §4.1).
 pub fn into_subject(
@@ -303,7 +326,10 @@ pub fn into_subject(
     let replay = (view.one_time_use || entry.one_time_use).then(|| ReplayKey {
         issuer: entry.id.clone(),
         id: view.id.clone(),
-        expires_at: expires_at.saturating_add(skew),
+        expires_at: acceptable_until(view)
+            .unwrap_or(expires_at)
+            .max(expires_at)
+            .saturating_add(skew),
     });
     VerifiedSubject {
         token_type: TokenType::Saml2,
@@ -321,5 +347,39 @@ pub fn into_subject(
         scopes: None,
         replay,
         issuer: entry,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(not_on_or_after: Option<UnixTime>) -> Confirmation {
+        Confirmation {
+            method: BEARER.into(),
+            not_on_or_after,
+            ..Confirmation::default()
+        }
+    }
+
+    /// A one-time assertion is remembered until no confirmation could pass any more, not
+    /// only until the one accepted this time expires (else a second, longer-lived
+    /// confirmation makes it usable again once the first is forgotten).
+    #[test]
+    fn replay_memory_covers_every_confirmation() {
+        let mut view = AssertionView {
+            not_on_or_after: Some(3600),
+            confirmations: vec![bearer(Some(10)), bearer(None)],
+            ..AssertionView::default()
+        };
+        assert_eq!(acceptable_until(&view), Some(3600));
+        view.confirmations = vec![bearer(Some(10)), bearer(Some(500))];
+        assert_eq!(acceptable_until(&view), Some(500));
+        // No Conditions bound: an open-ended confirmation cannot pass (NoExpiry).
+        view.not_on_or_after = None;
+        view.confirmations = vec![bearer(Some(10)), bearer(None)];
+        assert_eq!(acceptable_until(&view), Some(10));
+        view.session_not_on_or_after = Some(5);
+        assert_eq!(acceptable_until(&view), Some(5));
     }
 }

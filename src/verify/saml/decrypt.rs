@@ -360,10 +360,8 @@ fn decrypt_gcm(cipher: Cipher, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
 /// refused here, before the plaintext meets any parser.
 fn wrap(plaintext: &str, encrypted: Node<'_, '_>) -> Result<String, SamlError> {
     xml::refuse_doctype(plaintext.as_bytes()).map_err(|_| UNDECRYPTABLE)?;
-    let body = match plaintext.trim_start().strip_prefix("<?xml") {
-        Some(rest) => rest.split_once("?>").map(|(_, r)| r).ok_or(UNDECRYPTABLE)?,
-        None => plaintext,
-    };
+    // decode_utf8 dropped the declaration (UTF-8 only), so the plaintext embeds as is.
+    let body = plaintext;
     let mut out = format!(r#"<{WRAPPER} xmlns="{WRAPPER_NS}""#);
     for ns in encrypted.namespaces() {
         match ns.name() {

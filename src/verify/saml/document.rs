@@ -200,7 +200,8 @@ pub fn response_info(response: Node<'_, '_>) -> Result<ResponseInfo, SamlError> 
 /// The `saml:Issuer` child's full text, trimmed (SPEC §4.1). More than one is malformed.
 pub fn issuer_of(node: Node<'_, '_>) -> Result<Option<String>, SamlError> {
     match xml::only_child(node, NS_SAML, "Issuer") {
-        Ok(issuer) => Ok(issuer.map(|i| xml::full_text(i).trim().to_owned())),
+        Ok(Some(issuer)) => Ok(Some(xml::simple_text(issuer, "Issuer")?.trim().to_owned())),
+        Ok(None) => Ok(None),
         Err(_) => Err(SamlError::Malformed("Issuer (more than one)")),
     }
 }
