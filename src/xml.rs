@@ -47,17 +47,19 @@ pub const MAX_CHILDREN: usize = 1000;
 /// cannot legally occur inside a comment's or CDATA's content either without being text,
 /// and refusing that too costs nothing.
 pub fn refuse_doctype(bytes: &[u8]) -> Result<(), XmlError> {
-    const NEEDLE: &[u8] = b"<!doctype";
-    let found = bytes
-        .windows(NEEDLE.len())
-        .any(|w| w.eq_ignore_ascii_case(NEEDLE));
     // `<!ENTITY` outside a DOCTYPE is not well-formed anyway; refuse it the same way so no
-    // parser's recovery mode gets a chance to read one.
-    const ENTITY: &[u8] = b"<!entity";
-    let entity = bytes
-        .windows(ENTITY.len())
-        .any(|w| w.eq_ignore_ascii_case(ENTITY));
-    if found || entity {
+    // parser's recovery mode gets a chance to read one. One pass: only `<!` is looked at.
+    let starts = |at: usize, word: &[u8]| {
+        bytes
+            .get(at..at + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    let found = bytes
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == b"<!")
+        .any(|(i, _)| starts(i + 2, b"doctype") || starts(i + 2, b"entity"));
+    if found {
         Err(XmlError::Doctype)
     } else {
         Ok(())

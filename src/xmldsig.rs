@@ -153,8 +153,12 @@ const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
 ];
 
 /// xmlsec verifies every `ds:Signature` of `xml_text` against `certs` (DER; never
-/// `KeyInfo`); samael returns a document holding only what they cover (SPEC §4.1: only
-/// the signed element is read afterwards). Blocking and CPU-bound.
+/// `KeyInfo`) and returns what was digested: the canonical form of the signed element
+/// after its transforms, i.e. exactly the signed bytes (SPEC §4.1: only the signed
+/// element is read afterwards). With a signed Response around a signed assertion that is
+/// the Response (which holds the assertion). samael's other modes rebuild a pruned
+/// document instead: 2.7× the CPU, and their matcher recurses once per sibling.
+/// Blocking and CPU-bound.
 pub fn verified_copy(
     xml_text: &str,
     certs: &[impl AsRef<[u8]>],
@@ -172,7 +176,7 @@ pub fn verified_copy(
     Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         xml_text,
         &ders,
-        ReduceMode::ValidateAndMarkNoAncestors,
+        ReduceMode::PreDigest,
         allowed,
     )
     .map_err(|_| DsigError::Invalid)

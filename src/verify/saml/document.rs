@@ -70,20 +70,51 @@ pub struct Shape {
 /// `a@corp.example` of `a@corp.example<!---->.evil.example`. After this, no parser sees one.
 pub fn strip_comments(xml_text: &str) -> Result<String, SamlError> {
     let doc = xml::parse(xml_text)?;
+    Ok(without_comments(&doc, xml_text).unwrap_or_else(|| xml_text.to_owned()))
+}
+
+/// `xml_text` (the text `doc` was parsed from) without its comments; `None` when it has
+/// none.
+fn without_comments(doc: &roxmltree::Document<'_>, xml_text: &str) -> Option<String> {
+    let mut comments = doc.descendants().filter(|n| n.is_comment()).peekable();
+    comments.peek()?;
     let mut out = String::with_capacity(xml_text.len());
     let mut at = 0;
-    for comment in doc.descendants().filter(|n| n.is_comment()) {
+    for comment in comments {
         let range = comment.range();
         out.push_str(&xml_text[at..range.start]);
         at = range.end;
     }
     out.push_str(&xml_text[at..]);
-    Ok(out)
+    Some(out)
+}
+
+/// A presented document made ready for verification: comments stripped
+/// ([`strip_comments`]) and its shape read ([`inspect`]), with one parse when it has no
+/// comments (the usual case).
+pub fn prepare(xml_text: String) -> Result<(String, Shape), SamlError> {
+    let stripped = {
+        let doc = xml::parse(&xml_text)?;
+        match without_comments(&doc, &xml_text) {
+            None => Err(inspect_doc(&doc)?),
+            Some(stripped) => Ok(stripped),
+        }
+    };
+    match stripped {
+        Err(shape) => Ok((xml_text, shape)),
+        Ok(stripped) => {
+            let shape = inspect(&stripped)?;
+            Ok((stripped, shape))
+        }
+    }
 }
 
 /// Parses `xml` and reads its shape, enforcing the structural rules.
 pub fn inspect(xml_text: &str) -> Result<Shape, SamlError> {
-    let doc = xml::parse(xml_text)?;
+    inspect_doc(&xml::parse(xml_text)?)
+}
+
+fn inspect_doc(doc: &roxmltree::Document<'_>) -> Result<Shape, SamlError> {
     let root = doc.root_element();
     check_unique_ids(root)?;
     let signatures = check_signatures(root)?;

@@ -72,10 +72,9 @@ impl SamlVerifier {
             }
             .into());
         }
-        let xml_text = document::decode(text)
-            .and_then(|x| document::strip_comments(&x))
+        let (xml_text, shape) = document::decode(text)
+            .and_then(document::prepare)
             .map_err(VerifyError::from)?;
-        let shape = document::inspect(&xml_text).map_err(VerifyError::from)?;
         let issuer = shape
             .issuer
             .as_deref()
