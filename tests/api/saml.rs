@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::saml_idp::*;
 
-const SAML_SECRET: &str = "saml-app-secret";
+pub const SAML_SECRET: &str = "saml-app-secret";
 
 struct Idp {
     key: SigningKey,
@@ -27,6 +27,15 @@ async fn saml_app(kind: tessera::store::testing::TestDbKind, idp: &Idp) -> TestA
     saml_builder(TestApp::builder(kind), idp).spawn().await
 }
 
+/// The `saml-app` client (client_secret_basic, subject tokens from `corp-saml`), plus
+/// `extra` lines.
+pub fn saml_client(extra: &str) -> String {
+    format!(
+        "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n{extra}",
+        secret_hash(SAML_SECRET)
+    )
+}
+
 fn saml_builder(b: TestAppBuilder, idp: &Idp) -> TestAppBuilder {
     b.file("issuers/corp.pem", &idp.key.cert_pem)
         .file(
@@ -41,19 +50,7 @@ claims = {{ email = "assertion.attributes.email[0]", groups = "assertion.attribu
 "#
             ),
         )
-        .file(
-            "clients/saml-app.toml",
-            &format!(
-                r#"client_id = "saml-app"
-auth = "client_secret_basic"
-secret_hash = "{}"
-subject_issuers = ["corp-saml"]
-audiences = ["orders"]
-scopes = ["orders:read"]
-"#,
-                secret_hash(SAML_SECRET)
-            ),
-        )
+        .file("clients/saml-app.toml", &saml_client(""))
 }
 
 impl TestApp {
@@ -535,10 +532,7 @@ async fn metadata_url_issuers_fetch_their_certificates_once() {
         )
         .file(
             "clients/saml-app.toml",
-            &format!(
-                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
-                secret_hash(SAML_SECRET)
-            ),
+            &saml_client(""),
         )
         .spawn()
         .await;
@@ -575,10 +569,7 @@ async fn a_metadata_url_that_never_answered_is_a_503_not_the_callers_fault() {
         )
         .file(
             "clients/saml-app.toml",
-            &format!(
-                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
-                secret_hash(SAML_SECRET)
-            ),
+            &saml_client(""),
         )
         .spawn()
         .await;
@@ -626,10 +617,7 @@ async fn signed_metadata_app(port: u16, federation: &SigningKey) -> TestApp {
         )
         .file(
             "clients/saml-app.toml",
-            &format!(
-                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
-                secret_hash(SAML_SECRET)
-            ),
+            &saml_client(""),
         )
         .spawn()
         .await
@@ -663,4 +651,61 @@ async fn fetched_metadata_must_be_signed_by_the_metadata_signing_cert() {
     let rows = app.audit_rows().await;
     assert!(rows.iter().all(|r| r.outcome != "issued"));
     handle.stop(false).await;
+}
+
+/// RFC 8693 §4.1 with a SAML actor: a SAML assertion for the user as subject token, one
+/// for a service as actor token; `act` records the service with its IdP, and a replayed
+/// one-time actor assertion is refused like a subject one.
+#[tokio::test]
+async fn a_saml_actor_token_becomes_the_act_claim() {
+    let idp = idp();
+    let app = saml_builder(TestApp::builder(backends()[0]), &idp)
+        .file(
+            "clients/saml-app.toml",
+            &saml_client("actor_issuers = [\"corp-saml\"]\n"),
+        )
+        .spawn()
+        .await;
+    let now = app.now();
+    let subject = b64url(&Assertion::new(now).signed(&idp.key));
+    let mut service = Assertion::new(now);
+    service.name_id_xml = "svc-batch@corp.example".into();
+    service.one_time_use = true;
+    let actor = b64url(&service.signed(&idp.key));
+    let exchange = |subject: String| {
+        let (app, actor) = (&app, actor.clone());
+        async move {
+            app.post_token(
+                Auth::Basic("saml-app", SAML_SECRET),
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", &subject),
+                    ("subject_token_type", SAML2),
+                    ("actor_token", &actor),
+                    ("actor_token_type", SAML2),
+                ],
+            )
+            .await
+        }
+    };
+    let body = issued(exchange(subject).await).await;
+    let (_, claims) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(claims["sub"], "alice@corp.example");
+    assert_eq!(
+        claims["act"],
+        serde_json::json!({"sub": "svc-batch@corp.example", "iss": IDP})
+    );
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.actor.as_deref(), Some("svc-batch@corp.example"));
+    // The one-time actor assertion again, with a fresh subject: refused, nothing issued.
+    let fresh = b64url(&Assertion::new(now).signed(&idp.key));
+    assert_oauth_error(
+        exchange(fresh).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    assert_latest_refusal(&app, "replayed").await;
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::saml_idp::*;
 
-const SECRET: &str = "saml-app-secret";
+use crate::saml::SAML_SECRET as SECRET;
 
 struct Parties {
     idp: SigningKey,
@@ -44,13 +44,7 @@ async fn app(p: &Parties, decrypt: bool) -> TestApp {
             "issuers/corp-saml.toml",
             &format!("kind = \"saml\"\nissuer = \"{IDP}\"\nsigning_cert_file = \"corp.pem\"\n"),
         )
-        .file(
-            "clients/saml-app.toml",
-            &format!(
-                "client_id = \"saml-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"corp-saml\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
-                secret_hash(SECRET)
-            ),
-        )
+        .file("clients/saml-app.toml", &crate::saml::saml_client(""))
         .spawn()
         .await
 }
