@@ -35,11 +35,9 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Trust(TrustCommand::Check { dir }) => {
-            let dir = match dir {
-                Some(d) => d,
-                None => Config::load(cli.config.as_deref())?.trust.dir,
-            };
-            trust_check(&dir)
+            let config = Config::load(cli.config.as_deref())?;
+            let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
+            trust_check(&dir, &config.server.issuer)
         }
         Command::Dev(DevCommand::IdToken(args)) => {
             let dir = match &args.dir {
@@ -179,8 +177,8 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-fn trust_check(dir: &std::path::Path) -> anyhow::Result<()> {
-    match tessera::trust::load_registry(dir) {
+fn trust_check(dir: &std::path::Path, own_issuer: &str) -> anyhow::Result<()> {
+    match tessera::trust::load_registry_for(dir, Some(own_issuer)) {
         Ok(registry) => {
             for line in tessera::trust::describe(&registry) {
                 println!("{line}");

@@ -42,7 +42,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let trust = Arc::new(
-            TrustStore::load(&config.trust.dir)
+            TrustStore::load(&config.trust.dir, &config.server.issuer)
                 .with_context(|| format!("trust registry in {}", config.trust.dir.display()))?,
         );
         warn_about_demo_issuers(&trust);

@@ -59,8 +59,17 @@ const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// Loads and validates the registry in `dir`. Missing `issuers/`, `clients/` or
-/// `audiences/` subdirectories count as empty; a missing `dir` is an error.
+/// `audiences/` subdirectories count as empty; a missing `dir` is an error. Without the
+/// checks that need the broker's own identity: the server and `trust check` use
+/// [`load_registry_for`].
 pub fn load_registry(dir: &Path) -> Result<Registry, TrustError> {
+    load_registry_for(dir, None)
+}
+
+/// [`load_registry`] for the broker whose `server.issuer` is `own_issuer`: an oidc entry
+/// naming that issuer is refused (tessera's own tokens are verified as local tokens, with
+/// scope narrowing and revocation; a foreign-issuer entry for them would bypass both).
+pub fn load_registry_for(dir: &Path, own_issuer: Option<&str>) -> Result<Registry, TrustError> {
     let mut errs = Errors::default();
     if !dir.is_dir() {
         return Err(TrustError::Many(vec![TrustError::File {
@@ -82,6 +91,9 @@ pub fn load_registry(dir: &Path) -> Result<Registry, TrustError> {
         .filter_map(|(id, path)| load_audience(id, path, &mut errs))
         .collect();
     check_issuers(&issuers, &mut errs);
+    if let Some(own) = own_issuer {
+        refuse_own_issuer(&issuers, own, &mut errs);
+    }
     check_audiences(&audiences, &mut errs);
 
     // Clients are checked against every issuer *file* (a broken issuer is reported once,
@@ -420,6 +432,22 @@ fn parse_duration(
 /// A registry URL tessera fetches keys from. Keys over plain `http` could be swapped by
 /// anyone on the path, so `http` is refused except to a loopback host (a sidecar, tests)
 /// or when `signed_content` says the document carries its own verified signature.
+fn refuse_own_issuer(issuers: &[IssuerEntry], own: &str, errs: &mut Errors) {
+    let bare = |s: &str| s.trim_end_matches('/').to_owned();
+    for i in issuers.iter().filter(|i| i.kind() == IssuerKind::Oidc) {
+        if bare(&i.issuer) == bare(own) {
+            errs.field(
+                &i.source,
+                "issuer",
+                format!(
+                    "{:?} is tessera's own server.issuer: its tokens are local tokens (scopes only narrowed, revocation honoured) and must not be trusted as a foreign oidc issuer",
+                    i.issuer
+                ),
+            );
+        }
+    }
+}
+
 fn parse_http_url(
     path: &Path,
     field: &str,

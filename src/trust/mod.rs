@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{describe, load_registry, TrustError};
+pub use load::{describe, load_registry, load_registry_for, TrustError};
 pub use mapping::{Mapped, Mapping, MappingError};
 pub use registry::{Registry, TrustStore};
 

@@ -95,14 +95,18 @@ impl Registry {
 #[derive(Debug)]
 pub struct TrustStore {
     dir: PathBuf,
+    /// `server.issuer`, for the loader's checks against the broker's own identity.
+    own_issuer: Option<String>,
     current: ArcSwap<Registry>,
 }
 
 impl TrustStore {
-    pub fn load(dir: &Path) -> Result<Self, TrustError> {
-        let registry = super::load_registry(dir)?;
+    /// Loads `dir` for the broker whose `server.issuer` is `own_issuer`.
+    pub fn load(dir: &Path, own_issuer: &str) -> Result<Self, TrustError> {
+        let registry = super::load_registry_for(dir, Some(own_issuer))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            own_issuer: Some(own_issuer.to_owned()),
             current: ArcSwap::from_pointee(registry),
         })
     }
@@ -110,6 +114,7 @@ impl TrustStore {
     pub fn from_registry(dir: &Path, registry: Registry) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            own_issuer: None,
             current: ArcSwap::from_pointee(registry),
         }
     }
@@ -120,7 +125,10 @@ impl TrustStore {
 
     /// Re-reads the directory; on error the old registry keeps serving.
     pub fn reload(&self) -> Result<Arc<Registry>, TrustError> {
-        let fresh = Arc::new(super::load_registry(&self.dir)?);
+        let fresh = Arc::new(super::load_registry_for(
+            &self.dir,
+            self.own_issuer.as_deref(),
+        )?);
         self.current.store(fresh.clone());
         Ok(fresh)
     }

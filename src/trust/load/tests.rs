@@ -576,3 +576,22 @@ fn a_metadata_signing_cert_without_metadata_is_named() {
         "{errs:?}"
     );
 }
+
+/// Issue 7: tessera's own tokens are local tokens; an oidc entry for its own issuer would
+/// let them in as foreign tokens (no narrowing, no revocation).
+#[test]
+fn an_oidc_entry_for_the_brokers_own_issuer_is_refused() {
+    let f = Fixture::new();
+    f.write(
+        "issuers/acme.toml",
+        &ISSUER.replace("https://idp.acme.example", "https://tessera.example/"),
+    );
+    assert!(load_registry(f.path()).is_ok(), "no identity: not checked");
+    let err = load_registry_for(f.path(), Some("https://tessera.example"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("acme.toml") && err.contains("issuer") && err.contains("own server.issuer"),
+        "{err}"
+    );
+}
