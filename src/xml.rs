@@ -31,6 +31,8 @@ pub enum XmlError {
     NotUtf8,
     #[error("an element has more than {MAX_CHILDREN} child elements")]
     TooManyChildren,
+    #[error("an element has more than {MAX_NAMESPACES} namespaces in scope")]
+    TooManyNamespaces,
     #[error("{0} must hold text only, not elements")]
     NotText(&'static str),
 }
@@ -41,6 +43,12 @@ pub enum XmlError {
 /// wide documents are refused before any of it. IdPs' widest elements (an attribute's
 /// values, an aggregate's entities) stay far below.
 pub const MAX_CHILDREN: usize = 1000;
+
+/// Namespaces in scope at any one element. libxml2's inclusive canonicalisation (which
+/// xmlsec runs on a Reference *before* checking the signature) costs elements × in-scope
+/// namespaces and more: a forged 32 KB assertion with 1000 declarations took 17 s. Real
+/// documents have at most ~27 (AD FS metadata); assertions about 12.
+pub const MAX_NAMESPACES: usize = 32;
 
 /// SPEC §4.1: "DOCTYPE anywhere ⇒ refused before any parsing of it". A byte scan, so no
 /// parser (ours or libxml2 in xmlsec) ever sees an internal subset or an entity. `<!DOCTYPE`
@@ -81,14 +89,18 @@ pub fn parse(text: &str) -> Result<Document<'_>, XmlError> {
     if depth_exceeds(doc.root(), MAX_DEPTH) {
         return Err(XmlError::TooDeep);
     }
-    let wide = doc.descendants().any(|n| {
-        n.children()
+    for node in doc.descendants().filter(Node::is_element) {
+        if node
+            .children()
             .filter(Node::is_element)
             .nth(MAX_CHILDREN)
             .is_some()
-    });
-    if wide {
-        return Err(XmlError::TooManyChildren);
+        {
+            return Err(XmlError::TooManyChildren);
+        }
+        if node.namespaces().len() > MAX_NAMESPACES {
+            return Err(XmlError::TooManyNamespaces);
+        }
     }
     Ok(doc)
 }
@@ -128,13 +140,14 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, XmlError> {
 /// name UTF-8 only.
 pub fn strip_declaration(text: &str) -> Result<&str, XmlError> {
     let Some(rest) = text.strip_prefix("<?xml") else {
-        return Ok(text);
+        return no_second_declaration(text);
     };
     if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
         // `<?xml-stylesheet ...?>` and the like: a processing instruction, not ours.
-        return Ok(text);
+        return no_second_declaration(text);
     }
     let (decl, body) = rest.split_once("?>").ok_or(XmlError::NotWellFormed)?;
+    let body = no_second_declaration(body)?;
     if let Some(at) = decl.find("encoding") {
         let value = decl[at + "encoding".len()..]
             .trim_start()
@@ -150,6 +163,25 @@ pub fn strip_declaration(text: &str) -> Result<&str, XmlError> {
         if !name.eq_ignore_ascii_case("UTF-8") {
             return Err(XmlError::NotUtf8);
         }
+    }
+    Ok(body)
+}
+
+/// What follows the one declaration may not be another one, nor a byte order mark:
+/// roxmltree reads `<?xml … encoding="UTF-7"?>` after a first declaration (or after a
+/// second BOM) as a processing instruction, libxml2 as *the* declaration, and the two
+/// would read different documents again. `<?xml` followed by a space, tab, newline or
+/// `?` anywhere (any case) is refused: a declaration is legal only at the very start.
+fn no_second_declaration(body: &str) -> Result<&str, XmlError> {
+    if body.starts_with('\u{feff}') {
+        return Err(XmlError::NotWellFormed);
+    }
+    let bytes = body.as_bytes();
+    let declaration = bytes.windows(6).any(|w| {
+        w[..5].eq_ignore_ascii_case(b"<?xml") && (w[5].is_ascii_whitespace() || w[5] == b'?')
+    });
+    if declaration {
+        return Err(XmlError::NotWellFormed);
     }
     Ok(body)
 }
@@ -397,6 +429,22 @@ mod tests {
             Ok("<?xml-stylesheet x?><a/>")
         );
         assert_eq!(strip_declaration("<a/>"), Ok("<a/>"));
+        // A second declaration (or BOM) that libxml2 would take as the real one.
+        for evil in [
+            "<?xml version=\"1.0\"?><?xml version=\"1.0\" encoding=\"UTF-7\"?><a/>",
+            "<?xml version=\"1.0\"?>\u{feff}<?xml version=\"1.0\" encoding=\"UTF-7\"?><a/>",
+            "<a/><?XML version=\"1.0\"?>",
+        ] {
+            assert_eq!(
+                strip_declaration(evil),
+                Err(XmlError::NotWellFormed),
+                "{evil}"
+            );
+        }
+        assert_eq!(
+            decode_utf8(b"\xef\xbb\xbf\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"UTF-7\"?><a/>"),
+            Err(XmlError::NotWellFormed)
+        );
     }
 
     #[test]
@@ -405,6 +453,16 @@ mod tests {
         assert!(parse(&ok).is_ok());
         let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_CHILDREN + 1));
         assert_eq!(parse(&wide).err(), Some(XmlError::TooManyChildren));
+        let decls = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!(r#" xmlns:p{i}="urn:u{i}""#))
+                .collect()
+        };
+        assert!(parse(&format!("<a{}><b/></a>", decls(MAX_NAMESPACES))).is_ok());
+        assert_eq!(
+            parse(&format!("<a{}><b/></a>", decls(MAX_NAMESPACES + 1))).err(),
+            Some(XmlError::TooManyNamespaces)
+        );
     }
 
     #[test]

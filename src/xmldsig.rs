@@ -132,12 +132,31 @@ impl SignatureInfo {
         if !CANONICALISATIONS.contains(&self.canonicalization.as_str()) {
             return Err(DsigError::Transform(algorithm_name(&self.canonicalization)));
         }
+        // Each transform is work xmlsec does before the signature is checked: the
+        // enveloped-signature transform and one canonicalisation are all a signer needs.
+        if self.transforms.len() > 2 {
+            return Err(DsigError::Shape(
+                "at most two transforms (enveloped-signature and one canonicalisation)",
+            ));
+        }
         for t in &self.transforms {
             if t != TRANSFORM_ENVELOPED && !CANONICALISATIONS.contains(&t.as_str()) {
                 return Err(DsigError::Transform(algorithm_name(t)));
             }
         }
         Ok(())
+    }
+
+    /// Exclusive canonicalisation only (no inclusive C14N anywhere): what large documents
+    /// (metadata) must use, since inclusive C14N's cost grows with namespaces × elements.
+    pub fn check_exclusive(&self) -> Result<(), DsigError> {
+        let inclusive = std::iter::once(&self.canonicalization)
+            .chain(&self.transforms)
+            .find(|t| t.as_str() != C14N_EXCLUSIVE && t.as_str() != TRANSFORM_ENVELOPED);
+        match inclusive {
+            Some(t) => Err(DsigError::Transform(algorithm_name(t))),
+            None => Ok(()),
+        }
     }
 }
 

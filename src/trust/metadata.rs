@@ -97,7 +97,9 @@ fn verified_metadata(bytes: &[u8], signers: MetadataSigners<'_>) -> Result<Strin
     }
     let by_id = root.attribute("ID").map(|id| format!("#{id}"));
     let references: Vec<&str> = std::iter::once("").chain(by_id.as_deref()).collect();
-    SignatureInfo::read(*sig, &references)?.check_algorithms(signers.allow_sha1)?;
+    let info = SignatureInfo::read(*sig, &references)?;
+    info.check_algorithms(signers.allow_sha1)?;
+    info.check_exclusive()?;
     let ders: Vec<&[u8]> = signers.certs.iter().map(|c| c.der.as_slice()).collect();
     Ok(verified_copy(text, &ders, signers.allow_sha1)?)
 }

@@ -130,7 +130,7 @@ pub enum SamlError {
     Missing(&'static str),
     #[error("{0} is malformed")]
     Malformed(&'static str),
-    #[error("the Response holds {0} assertions; exactly one is required")]
+    #[error("the document holds {0} assertions; exactly one is required")]
     AssertionCount(usize),
     #[error("the Response status is not Success")]
     Status,
@@ -213,6 +213,7 @@ impl SamlError {
             Self::Xml(crate::xml::XmlError::Doctype) => "doctype",
             Self::Xml(crate::xml::XmlError::TooDeep) => "too_deep",
             Self::Xml(crate::xml::XmlError::TooManyChildren) => "too_wide",
+            Self::Xml(crate::xml::XmlError::TooManyNamespaces) => "too_many_namespaces",
             Self::Xml(crate::xml::XmlError::NotUtf8) => "not_utf8",
             Self::Xml(crate::xml::XmlError::NotText(_)) => "malformed",
             Self::Xml(_) => "malformed_xml",

@@ -343,6 +343,42 @@ fn forgeries() -> Vec<(&'static str, Forge, &'static str)> {
             "not_utf8",
         ),
         (
+            "a second declaration naming UTF-7 (libxml2 would take it as the real one)",
+            Box::new(|i, now| {
+                let signed = Assertion::new(now).signed(&i.key);
+                format!(
+                    "<?xml version=\"1.0\"?><?xml version=\"1.0\" encoding=\"UTF-7\"?>{}",
+                    strip_xml_decl(&signed)
+                )
+            }),
+            "malformed_xml",
+        ),
+        (
+            "33 namespaces in scope (inclusive C14N's cost, before the signature check)",
+            Box::new(|i, now| {
+                let decls: String = (0..31)
+                    .map(|n| format!(r#" xmlns:p{n}="urn:u{n}""#))
+                    .collect();
+                Assertion::new(now).signed(&i.key).replacen(
+                    "<saml:Assertion ",
+                    &format!("<saml:Assertion{decls} "),
+                    1,
+                )
+            }),
+            "too_many_namespaces",
+        ),
+        (
+            "three transforms (work xmlsec does before the signature check)",
+            Box::new(|i, now| {
+                Assertion::new(now).signed(&i.key).replacen(
+                    "</ds:Transforms>",
+                    r#"<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>"#,
+                    1,
+                )
+            }),
+            "signature_shape",
+        ),
+        (
             "genuinely signed, 1001 elements wide (samael's matcher recursion)",
             Box::new(|i, now| {
                 let mut a = Assertion::new(now);

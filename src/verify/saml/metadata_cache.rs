@@ -78,11 +78,13 @@ impl Source for MetadataSource {
     }
 
     fn same_as(&self, other: &Self) -> bool {
-        let same_signers = match (&self.signers, &other.signers) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
+        // By fingerprint: every reload parses the certificate file into a new Arc, and an
+        // unchanged registry must keep its cached (last good) metadata.
+        let fingerprints = |s: &Option<Arc<Vec<SigningCert>>>| {
+            s.as_ref()
+                .map(|certs| certs.iter().map(|c| c.sha256.clone()).collect::<Vec<_>>())
         };
+        let same_signers = fingerprints(&self.signers) == fingerprints(&other.signers);
         self.url == other.url
             && self.entity_id == other.entity_id
             && same_signers
@@ -134,5 +136,28 @@ impl MetadataCache {
                 self.cache.warm(&slot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload parses `metadata_signing_cert_file` into a new Arc: an unchanged entry
+    /// must keep its slot (and so its last good metadata when the IdP is down).
+    #[test]
+    fn a_reload_with_the_same_signers_keeps_the_slot() {
+        let cert = |sha256: &str| SigningCert {
+            der: vec![1, 2, 3],
+            sha256: sha256.into(),
+        };
+        let source = |signers: Vec<SigningCert>| MetadataSource {
+            entity_id: "https://idp.example".into(),
+            url: Url::parse("https://idp.example/md").unwrap(),
+            signers: Some(Arc::new(signers)),
+            allow_sha1: false,
+        };
+        assert!(source(vec![cert("aa")]).same_as(&source(vec![cert("aa")])));
+        assert!(!source(vec![cert("aa")]).same_as(&source(vec![cert("bb")])));
     }
 }
