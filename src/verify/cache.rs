@@ -254,8 +254,18 @@ impl<S: Source> Cache<S> {
         if slot.local {
             return None;
         }
-        self.refresh(slot, gen).await;
+        self.refresh_detached(slot, gen).await;
         self.serving(slot)
+    }
+
+    /// [`Cache::refresh`] on its own task, awaited: a caller that goes away mid-fetch (a
+    /// client disconnecting drops its request's future) cannot abandon the attempt after
+    /// it set `last_attempt`, which would leave the issuer refused for a whole cooldown.
+    pub async fn refresh_detached(self: &Arc<Self>, slot: &Arc<Slot<S>>, seen: u64) {
+        let (cache, slot) = (self.clone(), slot.clone());
+        let task = tokio::spawn(async move { cache.refresh(&slot, seen).await });
+        // A panicked fetch is a failed attempt; the caller finds no value and says so.
+        let _ = task.await;
     }
 
     /// The current value if it may still serve; queues a background refresh when due.

@@ -214,7 +214,7 @@ impl Inner {
             let candidates = match selection {
                 Selection::Try(c) => c,
                 Selection::Unknown if !refreshed => {
-                    self.keys.refresh(slot, gen).await;
+                    self.keys.refresh_detached(slot, gen).await;
                     refreshed = true;
                     continue;
                 }

@@ -738,6 +738,23 @@ async fn a_hung_issuer_is_cut_off_by_the_total_timeout() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
+/// A request that gives up while the first key fetch is in flight (its client went away)
+/// must not leave the issuer refused for a cooldown: the fetch completes on its own task.
+#[tokio::test]
+async fn a_caller_giving_up_mid_fetch_does_not_strand_the_issuer() {
+    let f = Fixture::new().await;
+    f.issuer.set_delay(Duration::from_millis(400));
+    let token = f.issuer.id_token().sign();
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), f.id(&token)).await;
+    assert!(gave_up.is_err(), "the first caller gave up mid-fetch");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    f.issuer.set_delay(Duration::ZERO);
+    f.id(&token)
+        .await
+        .expect("the abandoned fetch completed and its keys serve");
+    assert_eq!(f.issuer.fetch_count(), 1, "no second fetch was needed");
+}
+
 #[tokio::test]
 async fn warm_up_fetches_keys_without_waiting() {
     let f = Fixture::new().await;
