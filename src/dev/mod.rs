@@ -5,6 +5,7 @@
 pub mod saml;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -12,7 +13,22 @@ use serde_json::{Map, Value};
 
 use crate::cli::IdTokenArgs;
 use crate::clock::Clock;
-use crate::trust::KeySource;
+use crate::trust::{IssuerEntry, KeySource};
+
+/// The demo issuer `id` of the registry in `dir` and its published private key (PEM):
+/// only entries with `demo_signing_key_file` can be used.
+pub(crate) fn demo_issuer(dir: &Path, id: &str) -> anyhow::Result<(Arc<IssuerEntry>, Vec<u8>)> {
+    let registry = crate::trust::load_registry(dir)
+        .with_context(|| format!("loading the trust registry in {}", dir.display()))?;
+    let Some(issuer) = registry.issuers.get(id) else {
+        bail!("no issuer {id:?} in {}/issuers", dir.display());
+    };
+    let Some(key_file) = &issuer.demo_signing_key_file else {
+        bail!("issuer {id:?} is not a demo issuer (it has no demo_signing_key_file)");
+    };
+    let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+    Ok((issuer.clone(), pem))
+}
 
 /// Mints `args.count` tokens (subjects suffixed `-1`…`-N` when more than one).
 pub fn mint_id_tokens(
@@ -20,20 +36,9 @@ pub fn mint_id_tokens(
     args: &IdTokenArgs,
     clock: &dyn Clock,
 ) -> anyhow::Result<Vec<String>> {
-    let registry = crate::trust::load_registry(dir)
-        .with_context(|| format!("loading the trust registry in {}", dir.display()))?;
-    let Some(issuer) = registry.issuers.get(&args.issuer) else {
-        bail!("no issuer {:?} in {}/issuers", args.issuer, dir.display());
-    };
-    let Some(key_file) = &issuer.demo_signing_key_file else {
-        bail!(
-            "issuer {:?} is not a demo issuer (it has no demo_signing_key_file)",
-            args.issuer
-        );
-    };
-    let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+    let (issuer, pem) = demo_issuer(dir, &args.issuer)?;
     let pkey = openssl::pkey::PKey::private_key_from_pem(&pem)
-        .with_context(|| format!("{} is not a PEM private key", key_file.display()))?;
+        .context("demo_signing_key_file is not a PEM private key")?;
     let (alg, key, kty) = match pkey.id() {
         openssl::pkey::Id::RSA => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)?, "RSA"),
         openssl::pkey::Id::EC => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)?, "EC"),

@@ -25,25 +25,14 @@ pub fn mint_saml_assertions(
     broker: &BrokerIdentity,
     clock: &dyn Clock,
 ) -> anyhow::Result<Vec<String>> {
-    let registry = crate::trust::load_registry(dir)
-        .with_context(|| format!("loading the trust registry in {}", dir.display()))?;
-    let Some(issuer) = registry.issuers.get(&args.issuer) else {
-        bail!("no issuer {:?} in {}/issuers", args.issuer, dir.display());
-    };
+    let (issuer, pem) = super::demo_issuer(dir, &args.issuer)?;
     if issuer.kind() != IssuerKind::Saml {
         bail!("issuer {:?} is not a saml issuer", args.issuer);
     }
-    let Some(key_file) = &issuer.demo_signing_key_file else {
-        bail!(
-            "issuer {:?} is not a demo issuer (it has no demo_signing_key_file)",
-            args.issuer
-        );
-    };
-    let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
     let key = openssl::pkey::PKey::private_key_from_pem(&pem)
-        .with_context(|| format!("{} is not a PEM private key", key_file.display()))?;
+        .context("demo_signing_key_file is not a PEM private key")?;
     if key.id() != openssl::pkey::Id::RSA {
-        bail!("{}: demo SAML keys are RSA", key_file.display());
+        bail!("issuer {:?}: demo SAML keys are RSA", args.issuer);
     }
     let der = key.private_key_to_der()?;
     let audiences = if args.audience.is_empty() {

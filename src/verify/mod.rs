@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
-use crate::trust::{IssuerEntry, IssuerId, Registry, TokenType};
+use crate::trust::{IssuerEntry, IssuerId, IssuerKind, Registry, TokenType};
 
 pub use act::{Act, MayAct};
 pub use error::{SamlError, VerifyError};
@@ -207,13 +207,19 @@ pub(crate) fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Checks a token's allowed-ness common to every kind: the caller may present tokens
-/// from this issuer, and the issuer is trusted for this token type.
-pub(crate) fn check_admitted(
-    entry: &IssuerEntry,
+/// The registry entry of `kind` that an (unverified) issuer name selects, checked for
+/// what is common to every kind: the caller may present tokens from this issuer, and the
+/// issuer is trusted for this token type.
+pub(crate) fn admitted_issuer<'r>(
+    registry: &'r Registry,
+    iss: &str,
+    kind: IssuerKind,
     token_type: TokenType,
     expect: &Expectation<'_>,
-) -> Result<(), Refusal> {
+) -> Result<&'r Arc<IssuerEntry>, Refusal> {
+    let entry = registry
+        .issuer_by_iss(iss, kind)
+        .ok_or(VerifyError::UnknownIssuer)?;
     if !expect.allowed_issuers.contains(&entry.id) {
         return Err(VerifyError::IssuerNotAllowed {
             issuer: entry.id.clone(),
@@ -227,5 +233,5 @@ pub(crate) fn check_admitted(
         }
         .of(entry));
     }
-    Ok(())
+    Ok(entry)
 }

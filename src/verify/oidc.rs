@@ -27,7 +27,7 @@ use super::cache::{Cache, Slot, Source};
 use super::error::{self, VerifyError};
 use super::jwt::{self, ClaimRules, UnverifiedJwt};
 use super::keys::{JwksSource, KeySet, VerifyKey};
-use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
+use super::{admitted_issuer, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
 
 /// At most this many keys are tried for a token without `kid` (bounds the work a
 /// kid-less forgery can cause).
@@ -106,13 +106,10 @@ impl JwtVerifier {
             Some(_) => return Err(VerifyError::Malformed("iss is not a string").into()),
             None => return Err(VerifyError::MissingClaim("iss").into()),
         };
-        let entry = registry
-            .issuer_by_iss(iss, IssuerKind::Oidc)
-            .ok_or(VerifyError::UnknownIssuer)?;
+        let entry = admitted_issuer(registry, iss, IssuerKind::Oidc, token_type, expect)?;
         let Some(oidc) = entry.oidc() else {
             return Err(VerifyError::UnknownIssuer.into());
         };
-        check_admitted(entry, token_type, expect)?;
         self.verify_for(entry, oidc, jwt, alg, token_type, expect)
             .await
             .map_err(|e| e.of(entry))

@@ -559,19 +559,7 @@ fn serve_metadata(
 async fn metadata_url_issuers_fetch_their_certificates_once() {
     let idp = idp();
     let (port, handle, hits) = serve_metadata(metadata(&idp.key));
-    let app = TestApp::builder(backends()[0])
-        .file(
-            "issuers/corp-saml.toml",
-            &format!(
-                "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\n"
-            ),
-        )
-        .file(
-            "clients/saml-app.toml",
-            &saml_client(""),
-        )
-        .spawn()
-        .await;
+    let app = metadata_url_app(port, "").await;
     for _ in 0..3 {
         let signed = Assertion::new(app.now()).signed(&idp.key);
         issued(app.exchange_saml(&b64url(&signed)).await).await;
@@ -596,19 +584,7 @@ async fn a_metadata_url_that_never_answered_is_a_503_not_the_callers_fault() {
         .local_addr()
         .unwrap()
         .port();
-    let app = TestApp::builder(backends()[0])
-        .file(
-            "issuers/corp-saml.toml",
-            &format!(
-                "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\n"
-            ),
-        )
-        .file(
-            "clients/saml-app.toml",
-            &saml_client(""),
-        )
-        .spawn()
-        .await;
+    let app = metadata_url_app(port, "").await;
     let signed = Assertion::new(app.now()).signed(&idp.key);
     let resp = app.exchange_saml(&b64url(&signed)).await;
     assert!(resp.headers().contains_key("retry-after"));
@@ -642,21 +618,35 @@ fn signed_metadata(idp: &SigningKey, signer: &SigningKey) -> String {
     )
 }
 
+/// The broker with one saml issuer whose keys come from `metadata_url` on `port`, plus
+/// `extra` entry lines, and `files` beside it.
+async fn metadata_url_app_with(port: u16, extra: &str, files: &[(&str, &str)]) -> TestApp {
+    let mut b = TestApp::builder(backends()[0]);
+    for (path, content) in files {
+        b = b.file(path, content);
+    }
+    b.file(
+        "issuers/corp-saml.toml",
+        &format!(
+            "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\n{extra}"
+        ),
+    )
+    .file("clients/saml-app.toml", &saml_client(""))
+    .spawn()
+    .await
+}
+
+async fn metadata_url_app(port: u16, extra: &str) -> TestApp {
+    metadata_url_app_with(port, extra, &[]).await
+}
+
 async fn signed_metadata_app(port: u16, federation: &SigningKey) -> TestApp {
-    TestApp::builder(backends()[0])
-        .file("issuers/federation.pem", &federation.cert_pem)
-        .file(
-            "issuers/corp-saml.toml",
-            &format!(
-                "kind = \"saml\"\nissuer = \"{IDP}\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\nmetadata_signing_cert_file = \"federation.pem\"\n"
-            ),
-        )
-        .file(
-            "clients/saml-app.toml",
-            &saml_client(""),
-        )
-        .spawn()
-        .await
+    metadata_url_app_with(
+        port,
+        "metadata_signing_cert_file = \"federation.pem\"\n",
+        &[("issuers/federation.pem", &federation.cert_pem)],
+    )
+    .await
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use crate::xmldsig;
 
 use super::error::{SamlError, VerifyError};
 use super::jwt::MAX_TOKEN_BYTES;
-use super::{check_admitted, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
+use super::{admitted_issuer, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
 use decrypt::DecryptionKey;
 use document::{ResponseInfo, Shape};
 use metadata_cache::MetadataCache;
@@ -84,13 +84,10 @@ impl SamlVerifier {
             .issuer
             .as_deref()
             .ok_or(VerifyError::from(SamlError::Missing("Issuer")))?;
-        let entry = registry
-            .issuer_by_iss(issuer, IssuerKind::Saml)
-            .ok_or(VerifyError::UnknownIssuer)?;
+        let entry = admitted_issuer(registry, issuer, IssuerKind::Saml, TokenType::Saml2, expect)?;
         let Some(saml) = entry.saml() else {
             return Err(VerifyError::UnknownIssuer.into());
         };
-        check_admitted(entry, TokenType::Saml2, expect)?;
         self.verify_for(entry, saml, xml_text, shape, expect.purpose)
             .await
             .map_err(|e| e.of(entry))
