@@ -70,7 +70,7 @@ pub fn read_idp_metadata(
 
 /// The one signature a signed metadata document carries: an enveloped child of its root
 /// (EntityDescriptor or EntitiesDescriptor), referencing the root by ID or as the whole
-/// document, on the algorithm allow-list; verified by xmlsec with `signers` only.
+/// document, on the algorithm allow-list; verified with `signers` only.
 fn verified_metadata(bytes: &[u8], signers: MetadataSigners<'_>) -> Result<String, MetadataError> {
     use crate::xmldsig::{verified_copy, DsigError, SignatureInfo};
     if bytes.len() > MAX_METADATA_BYTES {
@@ -100,8 +100,8 @@ fn verified_metadata(bytes: &[u8], signers: MetadataSigners<'_>) -> Result<Strin
     let info = SignatureInfo::read(*sig, &references)?;
     info.check_algorithms(signers.allow_sha1)?;
     info.check_exclusive()?;
-    let ders: Vec<&[u8]> = signers.certs.iter().map(|c| c.der.as_slice()).collect();
-    Ok(verified_copy(text, &ders, signers.allow_sha1)?)
+    let keys: Vec<_> = signers.certs.iter().map(|c| &c.key).collect();
+    Ok(verified_copy(text, &keys, signers.allow_sha1)?)
 }
 
 /// What tessera takes from IdP metadata.
@@ -194,13 +194,9 @@ fn decode_cert_text(text: &str) -> Option<Vec<u8>> {
 /// A DER certificate openssl can parse (negative serials and expired dates are fine:
 /// metadata certificates are trusted as keys, SPEC §4.1), with an RSA or EC key.
 pub fn signing_cert(der: Vec<u8>) -> Option<SigningCert> {
-    let x509 = openssl::x509::X509::from_der(&der).ok()?;
-    let key = x509.public_key().ok()?;
-    if key.rsa().is_err() && key.ec_key().is_err() {
-        return None;
-    }
+    let key = crate::xmldsig::PublicKey::from_certificate(&der)?;
     let sha256 = hex::encode(Sha256::digest(&der));
-    Some(SigningCert { der, sha256 })
+    Some(SigningCert { der, sha256, key })
 }
 
 /// Every certificate in a PEM file (several for a key rollover).

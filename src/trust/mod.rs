@@ -157,12 +157,23 @@ pub enum SamlKeySource {
     },
 }
 
-/// One IdP signing certificate (DER) with its SHA-256 fingerprint for logs and `trust check`.
-#[derive(Clone, PartialEq, Eq)]
+/// One IdP signing certificate (DER) with its SHA-256 fingerprint for logs and `trust check`,
+/// and its public key, parsed once at load.
+#[derive(Clone)]
 pub struct SigningCert {
     pub der: Vec<u8>,
     pub sha256: String,
+    pub key: crate::xmldsig::PublicKey,
 }
+
+/// The same certificate: the key is derived from the DER.
+impl PartialEq for SigningCert {
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+
+impl Eq for SigningCert {}
 
 impl std::fmt::Debug for SigningCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -147,9 +147,18 @@ mod tests {
     /// must keep its slot (and so its last good metadata when the IdP is down).
     #[test]
     fn a_reload_with_the_same_signers_keeps_the_slot() {
+        let metadata = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/trust/issuers/demo-saml.metadata.xml"
+        ))
+        .unwrap();
+        let demo = crate::trust::metadata::parse_idp_metadata(&metadata, "https://demo-saml-idp.tessera.test")
+            .unwrap()
+            .certs
+            .remove(0);
         let cert = |sha256: &str| SigningCert {
-            der: vec![1, 2, 3],
             sha256: sha256.into(),
+            ..demo.clone()
         };
         let source = |signers: Vec<SigningCert>| MetadataSource {
             entity_id: "https://idp.example".into(),

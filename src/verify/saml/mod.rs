@@ -312,8 +312,8 @@ fn check_response(response: &ResponseInfo, recipients: &[&str]) -> Result<(), Sa
 
 /// The part of `xml_text` its signatures cover, each verified with `certs` only.
 fn reduce(xml_text: &str, certs: &[SigningCert], allow_sha1: bool) -> Result<String, SamlError> {
-    let ders: Vec<&[u8]> = certs.iter().map(|c| c.der.as_slice()).collect();
-    Ok(xmldsig::verified_copy(xml_text, &ders, allow_sha1)?)
+    let keys: Vec<_> = certs.iter().map(|c| &c.key).collect();
+    Ok(xmldsig::verified_copy(xml_text, &keys, allow_sha1)?)
 }
 
 /// Parses samael's output: a verified Assertion, or a verified Response holding one. The

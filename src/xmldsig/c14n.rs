@@ -1,0 +1,395 @@
+//! XML canonicalisation without comments, of one element's subtree of a parsed document,
+//! as XML-DSig needs it: Exclusive XML Canonicalization 1.0 (with an InclusiveNamespaces
+//! PrefixList) and Canonical XML 1.0 / 1.1. The subtree may omit one descendant (the
+//! enveloped `ds:Signature`, XML-DSig §6.6.4).
+//!
+//! The document was parsed by roxmltree, which has already done what C14N asks of the
+//! parser (C14N 1.0 §1.1 / §2): line endings normalised to `#xA`, attribute values
+//! normalised, character and predefined entity references replaced, CDATA sections
+//! replaced by their text. roxmltree keeps no prefixes, so element and attribute names are
+//! read back from the input text by their positions.
+
+use roxmltree::{Node, NodeId};
+
+/// The namespace of the `xml:` prefix, which is never declared (C14N §4.7).
+const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// A canonicalisation algorithm, as a `CanonicalizationMethod` or `Transform` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// `xml-exc-c14n#`: a namespace is rendered where it is visibly utilised, and for the
+    /// prefixes of the PrefixList (`""` is `#default`) where it is in scope.
+    Exclusive { inclusive_prefixes: Vec<String> },
+    /// Canonical XML 1.0 (`v11 = false`) or 1.1: every namespace in scope is rendered at
+    /// the apex, and the `xml:` attributes of its ancestors are inherited.
+    Inclusive { v11: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum C14nError {
+    /// C14N 1.1 §2.4 joins `xml:base` values of ancestors (RFC 3986 resolution); no signer
+    /// of SAML needs that, so it is refused rather than approximated.
+    #[error("xml:base above an element canonicalised with C14N 1.1 is not supported")]
+    XmlBase,
+    #[error("a name could not be read back from the document text")]
+    Name,
+}
+
+/// `apex` and its descendants except `omit`'s subtree, canonicalised by `method`.
+pub fn canonicalize(
+    apex: Node<'_, '_>,
+    omit: Option<NodeId>,
+    method: &Method,
+) -> Result<String, C14nError> {
+    let mut writer = Writer {
+        text: apex.document().input_text(),
+        method,
+        omit,
+        out: String::with_capacity(apex.range().len() + 512),
+    };
+    let inherited = inherited_xml_attributes(apex, method)?;
+    writer.element(apex, &[], &inherited)?;
+    Ok(writer.out)
+}
+
+/// A namespace binding: prefix (`""` for the default namespace) and URI (`""` for none).
+type Binding<'a> = (&'a str, &'a str);
+
+/// An attribute as it is rendered: sorted by (namespace URI, local name) (C14N §2.2).
+struct Attr<'a> {
+    namespace: &'a str,
+    local: &'a str,
+    qname: &'a str,
+    value: &'a str,
+}
+
+struct Writer<'m, 't> {
+    text: &'t str,
+    method: &'m Method,
+    omit: Option<NodeId>,
+    out: String,
+}
+
+impl<'t> Writer<'_, 't> {
+    /// Renders `e`; `rendered` is what output ancestors have declared (C14N §2.3: a
+    /// namespace node is rendered unless the nearest output ancestor rendered the same).
+    fn element<'a>(
+        &mut self,
+        e: Node<'a, 't>,
+        rendered: &[Binding<'a>],
+        extra: &[Attr<'a>],
+    ) -> Result<(), C14nError> {
+        let qname = element_qname(self.text, e)?;
+        let mut scope = rendered.to_vec();
+        let mut declared: Vec<Binding<'a>> = Vec::new();
+        for (prefix, uri) in self.candidates(e, qname)? {
+            if lookup(&scope, prefix) != uri {
+                set(&mut scope, prefix, uri);
+                declared.push((prefix, uri));
+            }
+        }
+        declared.sort_unstable();
+        let mut attrs = self.attributes(e)?;
+        attrs.extend(extra.iter().map(|a| Attr { ..*a }));
+        attrs.sort_unstable_by(|a, b| (a.namespace, a.local).cmp(&(b.namespace, b.local)));
+
+        self.out.push('<');
+        self.out.push_str(qname);
+        for (prefix, uri) in &declared {
+            self.out.push_str(if prefix.is_empty() { " xmlns" } else { " xmlns:" });
+            self.out.push_str(prefix);
+            self.out.push_str("=\"");
+            escape_attribute(uri, &mut self.out);
+            self.out.push('"');
+        }
+        for a in &attrs {
+            self.out.push(' ');
+            self.out.push_str(a.qname);
+            self.out.push_str("=\"");
+            escape_attribute(a.value, &mut self.out);
+            self.out.push('"');
+        }
+        self.out.push('>');
+        for child in e.children() {
+            if Some(child.id()) == self.omit {
+                continue;
+            }
+            if child.is_element() {
+                self.element(child, &scope, &[])?;
+            } else if child.is_text() {
+                escape_text(child.text().unwrap_or_default(), &mut self.out);
+            } else if let Some(pi) = child.pi() {
+                self.out.push_str("<?");
+                self.out.push_str(pi.target);
+                if let Some(value) = pi.value.filter(|v| !v.is_empty()) {
+                    self.out.push(' ');
+                    self.out.push_str(value);
+                }
+                self.out.push_str("?>");
+            }
+            // Comments: none in the output (the "without comments" algorithms only).
+        }
+        self.out.push_str("</");
+        self.out.push_str(qname);
+        self.out.push('>');
+        Ok(())
+    }
+
+    /// The namespace bindings that may be rendered on `e`, before redundancy is removed.
+    fn candidates<'a>(
+        &self,
+        e: Node<'a, 't>,
+        qname: &'t str,
+    ) -> Result<Vec<Binding<'a>>, C14nError> {
+        match self.method {
+            // C14N 1.0 §2.3: every namespace node in scope (xmlns="" included, which is
+            // rendered only where an output ancestor has a non-empty default).
+            Method::Inclusive { .. } => Ok(e
+                .namespaces()
+                .map(|ns| (ns.name().unwrap_or(""), ns.uri()))
+                .collect()),
+            // Exclusive C14N §3: visibly utilised prefixes (the element's, and those of
+            // its prefixed attributes other than xml:), then the PrefixList's in scope.
+            Method::Exclusive { inclusive_prefixes } => {
+                let mut out = vec![(prefix_of(qname), e.tag_name().namespace().unwrap_or(""))];
+                for a in e.attributes() {
+                    let Some(ns) = a.namespace().filter(|ns| *ns != NS_XML) else {
+                        continue;
+                    };
+                    let name = self.text.get(a.range_qname()).ok_or(C14nError::Name)?;
+                    out.push((prefix_of(name), ns));
+                }
+                for p in inclusive_prefixes {
+                    if p.is_empty() {
+                        out.push(("", e.default_namespace().unwrap_or("")));
+                    } else if let Some(ns) = e.namespaces().find(|ns| ns.name() == Some(p)) {
+                        // A listed prefix not in scope has no namespace node to render.
+                        out.push((ns.name().unwrap_or(""), ns.uri()));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn attributes<'a>(&self, e: Node<'a, 't>) -> Result<Vec<Attr<'a>>, C14nError> {
+        e.attributes()
+            .map(|a| {
+                Ok(Attr {
+                    namespace: a.namespace().unwrap_or(""),
+                    local: a.name(),
+                    qname: self.text.get(a.range_qname()).ok_or(C14nError::Name)?,
+                    value: a.value(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// C14N 1.0 §2.4: the apex of a document subset carries the `xml:` attributes (xml:lang,
+/// xml:space, ...) in effect there from its ancestors. C14N 1.1 §2.4 inherits xml:lang and
+/// xml:space only (xml:id is not inherited; xml:base would be joined: refused). Exclusive
+/// C14N inherits none (§3 of its spec).
+fn inherited_xml_attributes<'a>(
+    apex: Node<'a, '_>,
+    method: &Method,
+) -> Result<Vec<Attr<'a>>, C14nError> {
+    let Method::Inclusive { v11 } = *method else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<Attr<'a>> = Vec::new();
+    for ancestor in apex.ancestors().skip(1).filter(Node::is_element) {
+        for a in ancestor.attributes().filter(|a| a.namespace() == Some(NS_XML)) {
+            let own = apex.attributes().any(|o| o.namespace() == Some(NS_XML) && o.name() == a.name());
+            if own || out.iter().any(|o| o.local == a.name()) {
+                continue;
+            }
+            if v11 && a.name() == "id" {
+                continue;
+            }
+            if v11 && a.name() == "base" {
+                return Err(C14nError::XmlBase);
+            }
+            out.push(Attr {
+                namespace: NS_XML,
+                local: a.name(),
+                qname: xml_qname(a.name()),
+                value: a.value(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The rendered name of an inherited `xml:` attribute: the four the XML specification
+/// defines (anything else in the xml namespace is reserved and is not inherited by name).
+fn xml_qname(local: &str) -> &'static str {
+    match local {
+        "lang" => "xml:lang",
+        "space" => "xml:space",
+        "base" => "xml:base",
+        "id" => "xml:id",
+        _ => "xml:reserved",
+    }
+}
+
+/// An element's qualified name as written: from `<` to the first space, `/` or `>`.
+fn element_qname<'t>(text: &'t str, e: Node<'_, '_>) -> Result<&'t str, C14nError> {
+    let rest = text.get(e.range().start + 1..).ok_or(C14nError::Name)?;
+    let end = rest
+        .find([' ', '\t', '\r', '\n', '/', '>'])
+        .ok_or(C14nError::Name)?;
+    let qname = &rest[..end];
+    if qname.rsplit(':').next() != Some(e.tag_name().name()) {
+        return Err(C14nError::Name);
+    }
+    Ok(qname)
+}
+
+fn prefix_of(qname: &str) -> &str {
+    qname.split_once(':').map_or("", |(prefix, _)| prefix)
+}
+
+fn lookup<'a>(scope: &[Binding<'a>], prefix: &str) -> &'a str {
+    scope
+        .iter()
+        .find(|(p, _)| *p == prefix)
+        .map_or("", |(_, uri)| uri)
+}
+
+fn set<'a>(scope: &mut Vec<Binding<'a>>, prefix: &'a str, uri: &'a str) {
+    match scope.iter_mut().find(|(p, _)| *p == prefix) {
+        Some(binding) => binding.1 = uri,
+        None => scope.push((prefix, uri)),
+    }
+}
+
+/// C14N §2.3 text nodes: `&`, `<`, `>` and carriage return escaped.
+fn escape_text(s: &str, out: &mut String) {
+    escape(s, out, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+/// C14N §2.3 attribute values: `&`, `<`, `"`, tab, line feed and carriage return escaped.
+fn escape_attribute(s: &str, out: &mut String) {
+    escape(s, out, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'"' => Some("&quot;"),
+        b'\t' => Some("&#x9;"),
+        b'\n' => Some("&#xA;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+fn escape(s: &str, out: &mut String, replacement: impl Fn(u8) -> Option<&'static str>) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        // Every escaped byte is ASCII, so `i` is always a char boundary here.
+        if let Some(r) = replacement(b) {
+            out.push_str(&s[from..i]);
+            out.push_str(r);
+            from = i + 1;
+        }
+    }
+    out.push_str(&s[from..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exc(xml: &str, prefixes: &[&str]) -> String {
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        let method = Method::Exclusive {
+            inclusive_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        canonicalize(doc.root_element(), None, &method).unwrap()
+    }
+
+    fn inc_child(xml: &str, v11: bool) -> String {
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        let child = doc.root_element().first_element_child().unwrap();
+        canonicalize(child, None, &Method::Inclusive { v11 }).unwrap()
+    }
+
+    #[test]
+    fn exclusive_renders_only_visibly_utilised_namespaces_sorted() {
+        let xml = r#"<a:e xmlns:b="urn:b" xmlns:a="urn:a" xmlns="urn:d" z="1" b:y="2" a:x="3"><f/></a:e>"#;
+        assert_eq!(
+            exc(xml, &[]),
+            r#"<a:e xmlns:a="urn:a" xmlns:b="urn:b" z="1" a:x="3" b:y="2"><f xmlns="urn:d"></f></a:e>"#
+        );
+        assert_eq!(
+            exc(xml, &["b", ""]),
+            r#"<a:e xmlns="urn:d" xmlns:a="urn:a" xmlns:b="urn:b" z="1" a:x="3" b:y="2"><f></f></a:e>"#
+        );
+    }
+
+    #[test]
+    fn default_namespace_undeclared_where_an_output_ancestor_declared_one() {
+        let xml = r#"<e xmlns="urn:d"><f xmlns=""><g/></f></e>"#;
+        assert_eq!(exc(xml, &[]), r#"<e xmlns="urn:d"><f xmlns=""><g></g></f></e>"#);
+        let xml = r#"<p:e xmlns:p="urn:p"><f xmlns=""/></p:e>"#;
+        assert_eq!(exc(xml, &[]), r#"<p:e xmlns:p="urn:p"><f></f></p:e>"#);
+    }
+
+    #[test]
+    fn inclusive_apex_carries_every_namespace_and_xml_attribute_in_scope() {
+        let xml = r#"<r xmlns="urn:d" xmlns:p="urn:p" xml:lang="en" xml:space="preserve"><p:c a="1"><d/></p:c></r>"#;
+        assert_eq!(
+            inc_child(xml, false),
+            r#"<p:c xmlns="urn:d" xmlns:p="urn:p" a="1" xml:lang="en" xml:space="preserve"><d></d></p:c>"#
+        );
+        let xml = r#"<r xml:base="http://a/"><c/></r>"#;
+        assert_eq!(inc_child(xml, false), r#"<c xml:base="http://a/"></c>"#);
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        let child = doc.root_element().first_element_child().unwrap();
+        assert_eq!(
+            canonicalize(child, None, &Method::Inclusive { v11: true }),
+            Err(C14nError::XmlBase)
+        );
+    }
+
+    #[test]
+    fn text_and_attribute_values_are_escaped_and_entities_replaced() {
+        let xml = "<e a=\"&lt;&amp;&quot;&#9;&#10;&#13;'>\">&lt;&amp;&gt;&#13;<![CDATA[<x>]]></e>";
+        assert_eq!(
+            exc(xml, &[]),
+            "<e a=\"&lt;&amp;&quot;&#x9;&#xA;&#xD;'>\">&lt;&amp;&gt;&#xD;&lt;x&gt;</e>"
+        );
+        // Line endings normalised by the parser; attribute whitespace normalised to spaces.
+        assert_eq!(exc("<e a=\"x\r\ny\">1\r\n2\r3</e>", &[]), "<e a=\"x y\">1\n2\n3</e>");
+    }
+
+    #[test]
+    fn comments_are_dropped_pis_kept_and_one_subtree_omitted() {
+        let xml = r#"<e><!-- c --><?pi  data ?><s><t/></s><u/></e>"#;
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        let s = doc.root_element().children().find(|n| n.has_tag_name("s")).unwrap();
+        let out = canonicalize(
+            doc.root_element(),
+            Some(s.id()),
+            &Method::Exclusive {
+                inclusive_prefixes: Vec::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(out, "<e><?pi data ?><u></u></e>");
+    }
+
+    #[test]
+    fn names_are_read_back_with_their_prefixes() {
+        let xml = "<x:e\n xmlns:x=\"urn:x\" xmlns:y=\"urn:x\"><y:f/><x:g\t/></x:e>";
+        assert_eq!(
+            exc(xml, &[]),
+            r#"<x:e xmlns:x="urn:x"><y:f xmlns:y="urn:x"></y:f><x:g></x:g></x:e>"#
+        );
+    }
+}
