@@ -237,8 +237,11 @@ pub fn issuer_of(node: Node<'_, '_>) -> Result<Option<String>, SamlError> {
     }
 }
 
-/// SPEC §4.1: "the element's ID must be unique in the document". xmlsec resolves `#ID`
-/// references by these attributes (samael registers `ID`; xmlenc uses `Id`).
+/// SPEC §4.1: "the element's ID must be unique in the document" (`ID` for SAML, `Id` for
+/// XML Encryption). A signature must reference its own parent ([`crate::xmldsig`]), so no
+/// ID lookup decides what is verified; unique IDs keep every reader agreeing on which
+/// element an ID names. IDs that are not xsd:IDs (bare UUIDs starting with a digit, as
+/// Secureworks sends) are accepted: nothing here needs an ID table.
 fn check_unique_ids(root: Node<'_, '_>) -> Result<(), SamlError> {
     let mut seen = HashSet::new();
     for node in root.descendants().filter(Node::is_element) {
@@ -246,11 +249,8 @@ fn check_unique_ids(root: Node<'_, '_>) -> Result<(), SamlError> {
             .attributes()
             .filter(|a| a.namespace().is_none() && matches!(a.name(), "ID" | "Id"));
         for attr in ids {
-            // xmlsec resolves `#ID` only through attributes libxml2 registers as IDs,
-            // which must be NCNames; one that is not (a bare UUID starting with a digit)
-            // could never be the target of a verified Reference.
-            if !is_ncname(attr.value()) {
-                return Err(SamlError::Malformed("ID (not an xsd:ID / NCName)"));
+            if attr.value().is_empty() {
+                return Err(SamlError::Malformed("ID (empty)"));
             }
             if !seen.insert(attr.value()) {
                 return Err(SamlError::DuplicateId);
@@ -258,17 +258,6 @@ fn check_unique_ids(root: Node<'_, '_>) -> Result<(), SamlError> {
         }
     }
     Ok(())
-}
-
-/// XML Namespaces' NCName, as libxml2 checks it for IDs (ASCII subset plus any non-ASCII
-/// letter): a letter or `_` first, then letters, digits, `.`, `-`, `_`.
-fn is_ncname(s: &str) -> bool {
-    let mut chars = s.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    (first.is_alphabetic() || first == '_')
-        && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '\u{b7}'))
 }
 
 /// Every `ds:Signature` anywhere in the document: an enveloped child of a Response or an
