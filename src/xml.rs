@@ -37,21 +37,21 @@ pub enum XmlError {
     NotText(&'static str),
 }
 
-/// Element children of one element. libxml2/xmlsec are handed only documents within it:
-/// samael's post-verification matching recurses once per sibling and copies a set at each
-/// step (a signed assertion with 8000 siblings overflowed the stack; 6000 took 4 s), so
-/// wide documents are refused before any of it. IdPs' widest elements (an attribute's
-/// values, an aggregate's entities) stay far below.
+/// Element children of one element: bounds the work done on a document before its
+/// signature is known to be good (an xmlsec-based reduction once took 4 s on 6000
+/// siblings; tessera's own canonicaliser is linear, but no IdP needs more). IdPs' widest
+/// elements (an attribute's values, an aggregate's entities) stay far below.
 pub const MAX_CHILDREN: usize = 1000;
 
-/// Namespaces in scope at any one element. libxml2's inclusive canonicalisation (which
-/// xmlsec runs on a Reference *before* checking the signature) costs elements × in-scope
-/// namespaces and more: a forged 32 KB assertion with 1000 declarations took 17 s. Real
-/// documents have at most ~27 (AD FS metadata); assertions about 12.
+/// Namespaces in scope at any one element. Inclusive canonicalisation, which runs on a
+/// Reference *before* the signature is checked, costs elements × in-scope namespaces
+/// (libxml2's took 17 s on a forged 32 KB assertion with 1000 declarations); this keeps
+/// tessera's bounded too. Real documents have at most ~27 (AD FS metadata); assertions
+/// about 12.
 pub const MAX_NAMESPACES: usize = 32;
 
 /// SPEC §4.1: "DOCTYPE anywhere ⇒ refused before any parsing of it". A byte scan, so no
-/// parser (ours or libxml2 in xmlsec) ever sees an internal subset or an entity. `<!DOCTYPE`
+/// parser ever sees an internal subset or an entity. `<!DOCTYPE`
 /// cannot legally occur inside a comment's or CDATA's content either without being text,
 /// and refusing that too costs nothing.
 pub fn refuse_doctype(bytes: &[u8]) -> Result<(), XmlError> {
@@ -62,11 +62,8 @@ pub fn refuse_doctype(bytes: &[u8]) -> Result<(), XmlError> {
             .get(at..at + word.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(word))
     };
-    let found = bytes
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w == b"<!")
-        .any(|(i, _)| starts(i + 2, b"doctype") || starts(i + 2, b"entity"));
+    let found = memchr::memmem::find_iter(bytes, b"<!")
+        .any(|i| starts(i + 2, b"doctype") || starts(i + 2, b"entity"));
     if found {
         Err(XmlError::Doctype)
     } else {
@@ -123,10 +120,11 @@ fn depth_exceeds(root: Node<'_, '_>, max: usize) -> bool {
 
 /// Text as UTF-8, with a UTF-8 byte order mark and the XML declaration dropped. UTF-16
 /// (Entra ID's re-encoded metadata) is refused by name rather than misread, and so is a
-/// declaration naming any encoding but UTF-8: roxmltree reads every document as UTF-8
-/// while libxml2 (xmlsec) honours the declaration, so `encoding="UTF-7"` would make the
-/// two read different documents (`+ACI-` is a quote to libxml2, text to us). Without its
-/// declaration the text is UTF-8 to every parser.
+/// declaration naming any encoding but UTF-8: roxmltree reads every document as UTF-8,
+/// while other XML stacks honour the declaration, so `encoding="UTF-7"` would make two
+/// readers see different documents (`+ACI-` is a quote to libxml2, text to us; this was
+/// exploitable while xmlsec verified what roxmltree read). Without its declaration the
+/// text is UTF-8 to every parser.
 pub fn decode_utf8(bytes: &[u8]) -> Result<&str, XmlError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
         return Err(XmlError::NotUtf8);
@@ -177,8 +175,10 @@ fn no_second_declaration(body: &str) -> Result<&str, XmlError> {
         return Err(XmlError::NotWellFormed);
     }
     let bytes = body.as_bytes();
-    let declaration = bytes.windows(6).any(|w| {
-        w[..5].eq_ignore_ascii_case(b"<?xml") && (w[5].is_ascii_whitespace() || w[5] == b'?')
+    let declaration = memchr::memmem::find_iter(bytes, b"<?").any(|i| {
+        bytes.get(i..i + 6).is_some_and(|w| {
+            w[..5].eq_ignore_ascii_case(b"<?xml") && (w[5].is_ascii_whitespace() || w[5] == b'?')
+        })
     });
     if declaration {
         return Err(XmlError::NotWellFormed);

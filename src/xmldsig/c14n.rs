@@ -96,7 +96,11 @@ impl<'t> Writer<'_, 't> {
         self.out.push('<');
         self.out.push_str(qname);
         for (prefix, uri) in &declared {
-            self.out.push_str(if prefix.is_empty() { " xmlns" } else { " xmlns:" });
+            self.out.push_str(if prefix.is_empty() {
+                " xmlns"
+            } else {
+                " xmlns:"
+            });
             self.out.push_str(prefix);
             self.out.push_str("=\"");
             escape_attribute(uri, &mut self.out);
@@ -199,8 +203,13 @@ fn inherited_xml_attributes<'a>(
     };
     let mut out: Vec<Attr<'a>> = Vec::new();
     for ancestor in apex.ancestors().skip(1).filter(Node::is_element) {
-        for a in ancestor.attributes().filter(|a| a.namespace() == Some(NS_XML)) {
-            let own = apex.attributes().any(|o| o.namespace() == Some(NS_XML) && o.name() == a.name());
+        for a in ancestor
+            .attributes()
+            .filter(|a| a.namespace() == Some(NS_XML))
+        {
+            let own = apex
+                .attributes()
+                .any(|o| o.namespace() == Some(NS_XML) && o.name() == a.name());
             if own || out.iter().any(|o| o.local == a.name()) {
                 continue;
             }
@@ -335,7 +344,10 @@ mod tests {
     #[test]
     fn default_namespace_undeclared_where_an_output_ancestor_declared_one() {
         let xml = r#"<e xmlns="urn:d"><f xmlns=""><g/></f></e>"#;
-        assert_eq!(exc(xml, &[]), r#"<e xmlns="urn:d"><f xmlns=""><g></g></f></e>"#);
+        assert_eq!(
+            exc(xml, &[]),
+            r#"<e xmlns="urn:d"><f xmlns=""><g></g></f></e>"#
+        );
         let xml = r#"<p:e xmlns:p="urn:p"><f xmlns=""/></p:e>"#;
         assert_eq!(exc(xml, &[]), r#"<p:e xmlns:p="urn:p"><f></f></p:e>"#);
     }
@@ -365,14 +377,21 @@ mod tests {
             "<e a=\"&lt;&amp;&quot;&#x9;&#xA;&#xD;'>\">&lt;&amp;&gt;&#xD;&lt;x&gt;</e>"
         );
         // Line endings normalised by the parser; attribute whitespace normalised to spaces.
-        assert_eq!(exc("<e a=\"x\r\ny\">1\r\n2\r3</e>", &[]), "<e a=\"x y\">1\n2\n3</e>");
+        assert_eq!(
+            exc("<e a=\"x\r\ny\">1\r\n2\r3</e>", &[]),
+            "<e a=\"x y\">1\n2\n3</e>"
+        );
     }
 
     #[test]
     fn comments_are_dropped_pis_kept_and_one_subtree_omitted() {
         let xml = r#"<e><!-- c --><?pi  data ?><s><t/></s><u/></e>"#;
         let doc = roxmltree::Document::parse(xml).unwrap();
-        let s = doc.root_element().children().find(|n| n.has_tag_name("s")).unwrap();
+        let s = doc
+            .root_element()
+            .children()
+            .find(|n| n.has_tag_name("s"))
+            .unwrap();
         let out = canonicalize(
             doc.root_element(),
             Some(s.id()),

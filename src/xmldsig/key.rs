@@ -69,7 +69,9 @@ impl PublicKey {
     /// XML-DSig ECDSA signatures are `r || s`, each the curve's field size
     /// (RFC 4050 §3.3 / XML-DSig 1.1 §6.4.3); openssl wants DER.
     fn ecdsa_der(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        let field = usize::try_from(self.0.ec_key().ok()?.group().degree()).ok()?.div_ceil(8);
+        let field = usize::try_from(self.0.ec_key().ok()?.group().degree())
+            .ok()?
+            .div_ceil(8);
         if raw.len() != 2 * field {
             return None;
         }

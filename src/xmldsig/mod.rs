@@ -136,7 +136,7 @@ impl SignatureInfo {
         if !CANONICALISATIONS.contains(&self.canonicalization.as_str()) {
             return Err(DsigError::Transform(algorithm_name(&self.canonicalization)));
         }
-        // Each transform is work xmlsec does before the signature is checked: the
+        // Each transform is work done before the signature is checked: the
         // enveloped-signature transform and one canonicalisation are all a signer needs.
         if self.transforms.len() > 2 {
             return Err(DsigError::Shape(
@@ -229,8 +229,8 @@ fn verify_signature<'a, 'i>(
     let method = xml::children(signed_info, NS_DSIG, "CanonicalizationMethod")
         .next()
         .ok_or(shape)?;
-    let canonical_info = c14n::canonicalize(signed_info, None, &c14n_method(method)?)
-        .map_err(c14n_refusal)?;
+    let canonical_info =
+        c14n::canonicalize(signed_info, None, &c14n_method(method)?).map_err(c14n_refusal)?;
     let value = base64_child(sig, "SignatureValue")?;
     if !keys
         .iter()
@@ -310,11 +310,13 @@ fn base64_child(parent: Node<'_, '_>, name: &'static str) -> Result<Vec<u8>, Dsi
     );
     let mut nodes = xml::children(parent, NS_DSIG, name);
     let (Some(node), None) = (nodes.next(), nodes.next()) else {
-        return Err(DsigError::Shape("a DigestValue or SignatureValue is missing or repeated"));
+        return Err(DsigError::Shape(
+            "a DigestValue or SignatureValue is missing or repeated",
+        ));
     };
-    let text: String = xml::full_text(node)
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
+    let text: Vec<u8> = xml::full_text(node)
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
         .collect();
     LENIENT
         .decode(text)

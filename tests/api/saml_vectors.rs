@@ -260,15 +260,22 @@ fn tessera_and_xmlsec_verify_the_same_bytes_on_every_vector() {
             .collect();
         let id = v["id"].as_str().unwrap();
         let ours = tessera::xmldsig::verified_copy(&xml_text, &keys, true);
-        let theirs =
-            Crypto::reduce_xml_to_signed_with_allowed_algorithms(&xml_text, &ders, ReduceMode::PreDigest, None);
+        let theirs = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            &xml_text,
+            &ders,
+            ReduceMode::PreDigest,
+            None,
+        );
         match (&ours, &theirs) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{id}: different signed bytes"),
             (Err(_), Err(_)) => {}
             // libxml2 registers only NCName IDs; Secureworks' bare UUIDs verify in tessera.
             (Ok(_), Err(samael::crypto::CryptoError::CryptoProviderError(e)))
                 if format!("{e:?}").starts_with("XmlInvalidIdAttribute") => {}
-            _ => panic!("{id}: tessera {ours:?}, xmlsec {:?}", theirs.as_ref().map(|s| s.len())),
+            _ => panic!(
+                "{id}: tessera {ours:?}, xmlsec {:?}",
+                theirs.as_ref().map(|s| s.len())
+            ),
         }
         agreed += 1;
     }

@@ -1,7 +1,8 @@
 //! The SAML part of `trust/issuers/<id>.toml`: where the IdP's signing certificates come
 //! from (exactly one of `metadata_file`, `metadata_url`, `signing_cert_file`), accepted
 //! recipients, and SHA-1 opt-in. An entry that would leave the verifier without a
-//! certificate is refused here: samael skips verification when it has none.
+//! certificate is refused here (an IdP with no key could only be "verified" by skipping
+//! verification, which is what samael's own SAML reader does).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The verified assertion: read from the element xmlsec verified (samael's reduction, never
-//! a second parse of the presented document), then checked against SPEC §4.1 — Issuer,
+//! The verified assertion: read from the canonical bytes its signature covers
+//! ([`crate::xmldsig::verified_copy`], never the presented document), then checked against SPEC §4.1 — Issuer,
 //! every AudienceRestriction, Conditions and SubjectConfirmationData windows with skew,
 //! Recipient, session end — and turned into the kind-neutral [`VerifiedSubject`].
 

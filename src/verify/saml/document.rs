@@ -5,7 +5,7 @@
 //! Nothing read here is trusted. The signature rules of SPEC §4.1 are enforced on the
 //! shape (each `ds:Signature` an enveloped child of the Response or Assertion it signs,
 //! with exactly one `Reference` to `#` + that element's `ID`; unique IDs; only the allowed
-//! algorithms and transforms) so that xmlsec only ever sees documents that pass them.
+//! algorithms and transforms) before any signature is verified.
 
 use std::collections::HashSet;
 
@@ -27,9 +27,9 @@ const B64STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT)
 /// SPEC §4.1: base64url per RFC 8693; standard base64 (padded or not, line breaks
 /// allowed) is accepted too, since SAML stacks send it. Mixed alphabets are refused.
 pub fn decode(text: &str) -> Result<String, SamlError> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let url = compact.contains(['-', '_']);
-    let std = compact.contains(['+', '/']);
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let url = memchr::memchr2(b'-', b'_', &compact).is_some();
+    let std = memchr::memchr2(b'+', b'/', &compact).is_some();
     let bytes = match (url, std) {
         (true, true) => return Err(SamlError::NotBase64),
         (true, false) => B64URL.decode(&compact),

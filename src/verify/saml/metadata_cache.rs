@@ -55,7 +55,7 @@ impl Source for MetadataSource {
         let md = match &self.signers {
             // roxmltree only, bounded: on this task (metadata is small).
             None => read_idp_metadata(&bytes, &self.entity_id, None)?,
-            // xmlsec verifies the signature: blocking, off the async workers.
+            // Canonicalising and verifying up to 1 MB of metadata: off the async workers.
             Some(signers) => {
                 let (signers, entity_id) = (signers.clone(), self.entity_id.clone());
                 let allow_sha1 = self.allow_sha1;
@@ -152,10 +152,13 @@ mod tests {
             "/trust/issuers/demo-saml.metadata.xml"
         ))
         .unwrap();
-        let demo = crate::trust::metadata::parse_idp_metadata(&metadata, "https://demo-saml-idp.tessera.test")
-            .unwrap()
-            .certs
-            .remove(0);
+        let demo = crate::trust::metadata::parse_idp_metadata(
+            &metadata,
+            "https://demo-saml-idp.tessera.test",
+        )
+        .unwrap()
+        .certs
+        .remove(0);
         let cert = |sha256: &str| SigningCert {
             sha256: sha256.into(),
             ..demo.clone()

@@ -3,11 +3,11 @@
 //! In order: size cap; base64 decode; DOCTYPE refused; strict parse and the document's
 //! shape ([`document::inspect`]: Response or Assertion, one assertion, signature structure,
 //! unique IDs); the unverified Issuer selects the registry entry, which must be admitted
-//! for this caller; algorithms checked against the entry's policy; then xmlsec verifies
-//! **every** signature with the entry's certificates (never `KeyInfo`) and samael reduces
-//! the document to what those signatures cover. Everything afterwards — Response status,
-//! Destination, Issuer, the assertion's conditions and subject — is read from that reduced
-//! document only ([`assertion::read`]).
+//! for this caller; algorithms checked against the entry's policy; then [`xmldsig`]
+//! verifies **every** signature with the entry's keys (never `KeyInfo`) and returns the
+//! canonical bytes those signatures cover. Everything afterwards — Response status,
+//! Destination, Issuer, the assertion's conditions and subject — is read from those bytes
+//! only ([`assertion::read`]).
 
 pub mod assertion;
 pub mod decrypt;
@@ -32,13 +32,16 @@ use decrypt::DecryptionKey;
 use document::{ResponseInfo, Shape};
 use metadata_cache::MetadataCache;
 
+/// The size up to which a document is verified on the calling task ([`SamlVerifier::cpu_bound`]).
+const INLINE_XML_BYTES: usize = 16 * 1024;
+
 pub struct SamlVerifier {
     broker: Arc<BrokerIdentity>,
     clock: SharedClock,
     metadata: MetadataCache,
     /// `saml.decryption_key_file`, when configured.
     decryption: Option<Arc<DecryptionKey>>,
-    /// One permit per core for the blocking XML-DSig / decryption work.
+    /// One permit per core for XML-DSig / decryption of large documents.
     cpu: tokio::sync::Semaphore,
 }
 
@@ -165,8 +168,10 @@ impl SamlVerifier {
             }
         };
         let allow_sha1 = saml.allow_sha1;
-        self.blocking(move || reduce(&xml_text, &certs, allow_sha1))
-            .await
+        self.cpu_bound(xml_text.len(), move || {
+            reduce(&xml_text, &certs, allow_sha1)
+        })
+        .await
     }
 
     /// SPEC §4 EncryptedAssertion. A signed Response is verified first, so that what is
@@ -194,7 +199,7 @@ impl SamlVerifier {
             xml_text
         };
         let (opened, response) = self
-            .blocking(move || {
+            .cpu_bound(outer.len(), move || {
                 let doc = xml::parse(&outer)?;
                 let root = doc.root_element();
                 if !xml::is(root, NS_SAMLP, "Response") {
@@ -270,18 +275,24 @@ impl SamlVerifier {
         self.metadata.warm_up(registry);
     }
 
-    /// libxml2, xmlsec and RSA are blocking and CPU-bound: off the async workers, and at
-    /// most one per core at a time, so that a flood of SAML requests queues here instead
-    /// of growing Tokio's blocking pool to hundreds of threads (throughput is the same:
-    /// ~1.15 ms CPU per SAML exchange under 64 connections either way).
-    async fn blocking<T, E>(
+    /// Canonicalisation, digests, RSA and decryption are CPU-bound. A document of up to
+    /// [`INLINE_XML_BYTES`] (every real assertion seen) costs ~0.1 ms, about what a hop to
+    /// the blocking pool and back costs in wake-ups: it runs here, like a JWT's
+    /// verification. A larger one (up to 48 KiB) goes off the async workers, at most one
+    /// per core at a time, so that a flood queues here instead of growing Tokio's
+    /// blocking pool to hundreds of threads.
+    async fn cpu_bound<T, E>(
         &self,
+        xml_bytes: usize,
         f: impl FnOnce() -> Result<T, E> + Send + 'static,
     ) -> Result<T, VerifyError>
     where
         T: Send + 'static,
         E: Into<VerifyError> + Send + 'static,
     {
+        if xml_bytes <= INLINE_XML_BYTES {
+            return f().map_err(Into::into);
+        }
         let _permit = self
             .cpu
             .acquire()
@@ -316,7 +327,7 @@ fn reduce(xml_text: &str, certs: &[SigningCert], allow_sha1: bool) -> Result<Str
     Ok(xmldsig::verified_copy(xml_text, &keys, allow_sha1)?)
 }
 
-/// Parses samael's output: a verified Assertion, or a verified Response holding one. The
+/// Parses the verified copy: a verified Assertion, or a verified Response holding one. The
 /// Response's own rules are checked again here on its verified copy.
 fn read_verified(
     reduced: &str,
