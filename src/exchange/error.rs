@@ -109,6 +109,12 @@ impl ExchangeError {
         matches!(
             self,
             Self::IssuerUnavailable { .. }
+                // invalid_request to the caller (the rule), but the fault is the
+                // foreign issuer's: outcome `error`.
+                | Self::Token {
+                    error: VerifyError::IssuerUnreachable { .. },
+                    ..
+                }
                 | Self::AuditUnavailable
                 | Self::ReplayCacheUnavailable
                 | Self::Internal(_)

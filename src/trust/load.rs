@@ -145,6 +145,15 @@ pub fn describe(registry: &Registry) -> Vec<String> {
                 }
                 (keys, extra)
             }
+            KindSettings::Introspection(s) => (
+                "introspection".to_owned(),
+                format!(
+                    "endpoint={}  auth={:?}  cache_ttl={}",
+                    s.endpoint,
+                    s.auth,
+                    humantime::format_duration(s.cache_ttl)
+                ),
+            ),
         };
         let (keys, extra) = specifics;
         // A saml entry without audiences accepts assertions addressed to saml.entity_id.

@@ -34,8 +34,8 @@ pub enum IssuerKind {
     Oidc,
     /// SAML 2.0 assertions (bare or in a `<Response>`).
     Saml,
-    // Introspection arrives with its own issue; the loader refuses it until then with a
-    // message that says so.
+    /// Opaque access tokens, verified by RFC 7662 introspection at the issuer.
+    Introspection,
 }
 
 impl IssuerKind {
@@ -43,6 +43,7 @@ impl IssuerKind {
         match self {
             Self::Oidc => "oidc",
             Self::Saml => "saml",
+            Self::Introspection => "introspection",
         }
     }
 }
@@ -191,11 +192,50 @@ pub struct SamlSettings {
     pub allow_sha1: bool,
 }
 
+/// How tessera authenticates to an introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrospectionAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// A secret read at load (from the environment): never in `Debug` or a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Settings only introspection issuers have (SPEC §2, §4).
+#[derive(Debug)]
+pub struct IntrospectionSettings {
+    pub endpoint: url::Url,
+    /// tessera's client id at the issuer, and its secret (`client_secret_env`).
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub auth: IntrospectionAuth,
+    /// A result is reused for at most this long (and never past the token's `exp`).
+    pub cache_ttl: Duration,
+}
+
 /// What is particular to an issuer's kind: each kind's loader fills its own variant.
 #[derive(Debug)]
 pub enum KindSettings {
     Oidc(OidcSettings),
     Saml(SamlSettings),
+    Introspection(IntrospectionSettings),
 }
 
 #[derive(Debug)]
@@ -223,18 +263,25 @@ impl IssuerEntry {
         match self.settings {
             KindSettings::Oidc(_) => IssuerKind::Oidc,
             KindSettings::Saml(_) => IssuerKind::Saml,
+            KindSettings::Introspection(_) => IssuerKind::Introspection,
         }
     }
     pub const fn oidc(&self) -> Option<&OidcSettings> {
         match &self.settings {
             KindSettings::Oidc(s) => Some(s),
-            KindSettings::Saml(_) => None,
+            _ => None,
         }
     }
     pub const fn saml(&self) -> Option<&SamlSettings> {
         match &self.settings {
             KindSettings::Saml(s) => Some(s),
-            KindSettings::Oidc(_) => None,
+            _ => None,
+        }
+    }
+    pub const fn introspection(&self) -> Option<&IntrospectionSettings> {
+        match &self.settings {
+            KindSettings::Introspection(s) => Some(s),
+            _ => None,
         }
     }
 }

@@ -70,6 +70,14 @@ pub enum VerifyError {
     /// The issuer's keys could not be obtained (discovery/JWKS down, no good keys left).
     #[error("issuer {issuer} is temporarily unavailable")]
     IssuerUnavailable { issuer: String },
+    /// RFC 7662: the issuer says the opaque token is not active (or no issuer the
+    /// caller may use knows it).
+    #[error("token is not active")]
+    Inactive,
+    /// The introspection endpoint did not answer (down, slow beyond the outbound
+    /// timeout, or not an RFC 7662 answer): the token could not be checked.
+    #[error("issuer {issuer} is unreachable: the token could not be introspected")]
+    IssuerUnreachable { issuer: String },
     /// A local failure (e.g. the HTTP client could not be built); not the caller's fault.
     #[error("internal verifier error: {0}")]
     Internal(&'static str),
@@ -104,6 +112,8 @@ impl VerifyError {
             Self::IssuedInFuture { .. } => "issued_in_future",
             Self::TooOld { .. } => "too_old",
             Self::IssuerUnavailable { .. } => "issuer_unavailable",
+            Self::Inactive => "inactive",
+            Self::IssuerUnreachable { .. } => "issuer_unreachable",
             Self::Internal(_) => "internal",
         }
     }

@@ -59,6 +59,17 @@ pub struct UnverifiedJwt<'a> {
 /// Splits and parses a compact JWS (SPEC §4.1): size cap, 3 parts (5 = JWE, refused),
 /// strict base64url, header and payload JSON objects with duplicate members refused and
 /// nesting bounded; `crit` and nested JWTs refused. No key, no clock, no registry here.
+/// Whether `token` has the shape of a compact JWS or JWE (dot-separated parts whose
+/// first decodes to a JSON object): what selects the JWT path for an access token.
+pub fn looks_like_jws(token: &str) -> bool {
+    let Some((header, _)) = token.split_once('.') else {
+        return false;
+    };
+    B64URL_STRICT
+        .decode(header)
+        .is_ok_and(|h| h.first() == Some(&b'{'))
+}
+
 pub fn parse_unverified(token: &str) -> Result<UnverifiedJwt<'_>, VerifyError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(VerifyError::TooLarge {

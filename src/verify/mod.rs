@@ -12,6 +12,7 @@ pub mod act;
 pub mod cache;
 pub mod error;
 pub mod fetch;
+pub mod introspection;
 pub mod jwt;
 pub mod keys;
 pub mod oidc;
@@ -149,6 +150,7 @@ impl VerifyError {
 pub struct Verifier {
     jwt: JwtVerifier,
     saml: SamlVerifier,
+    opaque: introspection::IntrospectionVerifier,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -167,7 +169,8 @@ impl Verifier {
         let broker = Arc::new(broker);
         Ok(Self {
             jwt: JwtVerifier::new(outbound, broker.clone(), clock.clone(), metrics.clone())?,
-            saml: SamlVerifier::new(outbound, broker, clock, metrics)?,
+            saml: SamlVerifier::new(outbound, broker, clock.clone(), metrics)?,
+            opaque: introspection::IntrospectionVerifier::new(outbound, clock)?,
         })
     }
 
@@ -177,7 +180,9 @@ impl Verifier {
         self
     }
 
-    /// Verifies `token` for `expect`, by the path its declared type names.
+    /// Verifies `token` for `expect`, by the path its declared type names. An access
+    /// token that is not a JWT (SPEC §2.1: "neither a JWT nor an assertion") goes to the
+    /// caller's introspection issuers, when it has any.
     pub async fn verify(
         &self,
         registry: &Registry,
@@ -186,6 +191,18 @@ impl Verifier {
     ) -> Result<VerifiedSubject, Refusal> {
         match token.token_type {
             TokenType::Saml2 => self.saml.verify(registry, token.text, expect).await,
+            TokenType::AccessToken
+                if !jwt::looks_like_jws(token.text)
+                    && introspection::IntrospectionVerifier::applies(
+                        registry,
+                        token.token_type,
+                        expect,
+                    ) =>
+            {
+                self.opaque
+                    .verify(registry, token.text, token.token_type, expect)
+                    .await
+            }
             TokenType::AccessToken | TokenType::IdToken | TokenType::Jwt => {
                 self.jwt
                     .verify(registry, token.text, token.token_type, expect)

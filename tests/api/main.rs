@@ -8,6 +8,7 @@ mod cli;
 mod endpoints;
 mod exchange;
 mod helpers;
+mod introspection;
 mod issuer;
 mod rejections;
 mod saml;

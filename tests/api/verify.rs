@@ -94,7 +94,7 @@ impl Check for Verifier {
 fn oidc(e: &mut IssuerEntry) -> &mut OidcSettings {
     match &mut e.settings {
         KindSettings::Oidc(o) => o,
-        KindSettings::Saml(_) => unreachable!("an oidc test entry"),
+        _ => unreachable!("an oidc test entry"),
     }
 }
 

@@ -13,8 +13,10 @@ use super::{
 };
 use crate::trust::mapping::{Mapping, MappingError, DEFAULT_JWT_SUBJECT, DEFAULT_SAML_SUBJECT};
 use crate::trust::{
-    IssuerEntry, IssuerKind, JwsAlg, KeySource, KindSettings, OidcSettings, TokenType, LOCAL_ISSUER,
+    IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, JwsAlg, KeySource,
+    KindSettings, OidcSettings, Secret, TokenType, LOCAL_ISSUER,
 };
+use std::time::Duration;
 /// The raw TOML of `trust/issuers/<id>.toml`. Everything optional is resolved to its
 /// default in `load_issuer`, where the default can depend on `kind`.
 #[derive(Deserialize)]
@@ -46,6 +48,12 @@ struct RawIssuer {
     metadata_signing_cert_file: Option<String>,
     recipients: Option<Vec<String>>,
     allow_sha1: Option<bool>,
+    // introspection only
+    introspection_endpoint: Option<String>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    introspection_auth: Option<String>,
+    cache_ttl: Option<toml::Value>,
     mapping: Option<RawMapping>,
 }
 
@@ -65,6 +73,13 @@ const SAML_ONLY: &[&str] = &[
     "metadata_signing_cert_file",
     "recipients",
     "allow_sha1",
+];
+const INTROSPECTION_ONLY: &[&str] = &[
+    "introspection_endpoint",
+    "client_id",
+    "client_secret_env",
+    "introspection_auth",
+    "cache_ttl",
 ];
 
 impl RawIssuer {
@@ -87,6 +102,14 @@ impl RawIssuer {
             ),
             ("recipients", self.recipients.is_some()),
             ("allow_sha1", self.allow_sha1.is_some()),
+            (
+                "introspection_endpoint",
+                self.introspection_endpoint.is_some(),
+            ),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret_env", self.client_secret_env.is_some()),
+            ("introspection_auth", self.introspection_auth.is_some()),
+            ("cache_ttl", self.cache_ttl.is_some()),
         ]
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))
@@ -120,12 +143,14 @@ pub(super) struct SamlFields<'a> {
 }
 
 fn refuse_other_kind_fields(path: &Path, raw: &RawIssuer, kind: IssuerKind, errs: &mut Errors) {
-    let foreign = match kind {
-        IssuerKind::Oidc => SAML_ONLY,
-        IssuerKind::Saml => OIDC_ONLY,
+    let own: &[&str] = match kind {
+        IssuerKind::Oidc => OIDC_ONLY,
+        IssuerKind::Saml => SAML_ONLY,
+        IssuerKind::Introspection => INTROSPECTION_ONLY,
     };
+    let kind_specific = [OIDC_ONLY, SAML_ONLY, INTROSPECTION_ONLY].concat();
     for field in raw.set_fields() {
-        if foreign.contains(&field) {
+        if kind_specific.contains(&field) && !own.contains(&field) {
             errs.field(
                 path,
                 field,
@@ -175,8 +200,10 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
         );
     }
 
-    // SAML assertions may instead be addressed to saml.entity_id (SPEC §4).
-    if raw.audiences.is_empty() && kind == IssuerKind::Oidc {
+    // SAML assertions may instead be addressed to saml.entity_id (SPEC §4). An opaque
+    // token's introspected `aud` is checked like a JWT's: a token for another resource
+    // server of the same authorization server is not one to exchange here.
+    if raw.audiences.is_empty() && kind != IssuerKind::Saml {
         errs.field(
             path,
             "audiences",
@@ -214,6 +241,11 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
             raw.one_time_use.unwrap_or(true),
             DEFAULT_SAML_SUBJECT,
         ),
+        IssuerKind::Introspection => (
+            load_introspection(path, &raw, errs).map(KindSettings::Introspection),
+            false,
+            DEFAULT_JWT_SUBJECT,
+        ),
     };
     let mapping = load_mapping(path, raw.mapping, default_subject, errs);
 
@@ -242,14 +274,7 @@ fn read_kind(path: &Path, errs: &mut Errors) -> Option<IssuerKind> {
     match kind_only.kind.as_ref().and_then(|k| k.as_str()) {
         Some("oidc") => Some(IssuerKind::Oidc),
         Some("saml") => Some(IssuerKind::Saml),
-        Some("introspection") => {
-            errs.field(
-                path,
-                "kind",
-                "\"introspection\" issuers are not supported yet; \"oidc\" and \"saml\" are",
-            );
-            None
-        }
+        Some("introspection") => Some(IssuerKind::Introspection),
         Some(other) => {
             errs.field(
                 path,
@@ -259,11 +284,19 @@ fn read_kind(path: &Path, errs: &mut Errors) -> Option<IssuerKind> {
             None
         }
         None if kind_only.kind.is_some() => {
-            errs.field(path, "kind", "must be a string: \"oidc\" or \"saml\"");
+            errs.field(
+                path,
+                "kind",
+                "must be a string: \"oidc\", \"saml\" or \"introspection\"",
+            );
             None
         }
         None => {
-            errs.field(path, "kind", "missing: set kind = \"oidc\" or \"saml\"");
+            errs.field(
+                path,
+                "kind",
+                "missing: set kind = \"oidc\", \"saml\" or \"introspection\"",
+            );
             None
         }
     }
@@ -317,6 +350,116 @@ fn load_oidc(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<OidcSett
     })
 }
 
+/// Introspection results are reused for at most this long by default (and never past the
+/// token's `exp`): a revocation at the issuer is seen within it.
+const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(60);
+/// The longest `cache_ttl` tessera accepts: beyond it a token revoked at its issuer would
+/// stay exchangeable for too long.
+const MAX_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// SPEC §2: the endpoint (https, or http to loopback), tessera's credentials at the
+/// issuer (the secret from the environment, never the file), how to send them, and how
+/// long a result may be reused.
+fn load_introspection(
+    path: &Path,
+    raw: &RawIssuer,
+    errs: &mut Errors,
+) -> Option<IntrospectionSettings> {
+    let before = errs.0.len();
+    let endpoint = match raw.introspection_endpoint.as_deref() {
+        Some(u) => parse_http_url(path, "introspection_endpoint", u, false, errs),
+        None => {
+            errs.field(
+                path,
+                "introspection_endpoint",
+                "missing: the issuer's RFC 7662 endpoint",
+            );
+            None
+        }
+    };
+    let client_id = match raw.client_id.as_deref() {
+        Some(id) if !id.is_empty() && id.trim() == id => Some(id.to_owned()),
+        Some(_) => {
+            errs.field(
+                path,
+                "client_id",
+                "must be non-empty, without surrounding whitespace",
+            );
+            None
+        }
+        None => {
+            errs.field(
+                path,
+                "client_id",
+                "missing: tessera's client id at the issuer",
+            );
+            None
+        }
+    };
+    let client_secret = match raw.client_secret_env.as_deref() {
+        Some(var) => match std::env::var(var) {
+            Ok(secret) if !secret.is_empty() => Some(Secret::new(secret)),
+            _ => {
+                errs.field(
+                    path,
+                    "client_secret_env",
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        },
+        None => {
+            errs.field(
+                path,
+                "client_secret_env",
+                "missing: the environment variable holding tessera's secret at the issuer",
+            );
+            None
+        }
+    };
+    let auth = match raw.introspection_auth.as_deref() {
+        None | Some("client_secret_basic") => Some(IntrospectionAuth::ClientSecretBasic),
+        Some("client_secret_post") => Some(IntrospectionAuth::ClientSecretPost),
+        Some(other) => {
+            errs.field(
+                path,
+                "introspection_auth",
+                format!("{other:?} is not supported (client_secret_basic or client_secret_post)"),
+            );
+            None
+        }
+    };
+    let cache_ttl = parse_duration(path, "cache_ttl", raw.cache_ttl.as_ref(), errs)
+        .unwrap_or(DEFAULT_INTROSPECTION_CACHE_TTL);
+    if cache_ttl > MAX_INTROSPECTION_CACHE_TTL {
+        errs.field(
+            path,
+            "cache_ttl",
+            format!(
+                "must be at most {}: a token revoked at the issuer stays usable that long",
+                humantime::format_duration(MAX_INTROSPECTION_CACHE_TTL)
+            ),
+        );
+    }
+    if raw.one_time_use == Some(true) {
+        errs.field(
+            path,
+            "one_time_use",
+            "single-use opaque tokens are not supported: remove the line or set it to false",
+        );
+    }
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(IntrospectionSettings {
+        endpoint: endpoint?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        auth: auth?,
+        cache_ttl,
+    })
+}
+
 /// SPEC §2 defaults by kind. For oidc, `jwt` (the bearer grant, and the loosest typ and
 /// audience rules) is opt-in: an ID token refused as `id_token` must not pass because
 /// the caller declared it a plain `jwt`.
@@ -330,6 +473,7 @@ fn load_token_types(
         return match kind {
             IssuerKind::Oidc => vec![TokenType::IdToken, TokenType::AccessToken],
             IssuerKind::Saml => vec![TokenType::Saml2],
+            IssuerKind::Introspection => vec![TokenType::AccessToken],
         };
     };
     if list.is_empty() {
@@ -365,6 +509,17 @@ fn load_token_types(
                 ),
             ),
             (Some(tt), IssuerKind::Oidc) => out.push(tt),
+            (Some(TokenType::AccessToken), IssuerKind::Introspection) => {
+                out.push(TokenType::AccessToken);
+            }
+            (Some(tt), IssuerKind::Introspection) => errs.field(
+                path,
+                field,
+                format!(
+                    "{:?} is not a token type an introspection issuer verifies (only access_token)",
+                    tt.label()
+                ),
+            ),
             (None, _) => errs.field(
                 path,
                 field,

@@ -1,0 +1,280 @@
+//! Opaque access tokens behind [`super::Verifier`]: RFC 7662 introspection at the issuer
+//! (SPEC §2.1, §4).
+//!
+//! A token that is neither a JWT nor SAML carries no issuer, so it is tried against the
+//! calling client's allowed issuers of kind `introspection`, in registry order: the first
+//! that says `active` decides. The response is then checked like a JWT's claims (`iss`
+//! when present, `aud`, `exp` required, `nbf`, `iat`, `max_age`) and becomes the CEL
+//! `assertion`. Results are cached per (issuer, token digest) until the token's `exp` and
+//! at most the entry's `cache_ttl`, inactive ones for `cache_ttl`: a steady stream of one
+//! token costs one introspection, and a refused one is not re-asked on every request.
+//! Nothing but the token's SHA-256 is kept.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::clock::{SharedClock, UnixTime};
+use crate::config::OutboundConfig;
+use crate::trust::{IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, Registry};
+
+use super::error::VerifyError;
+use super::jwt::{self, ClaimRules};
+use super::{secs, Expectation, Purpose, Refusal, VerifiedSubject};
+use crate::trust::TokenType;
+
+/// Cached results beyond this many are dropped (expired ones first, then all): memory
+/// stays bounded whatever tokens are sent.
+const MAX_CACHED: usize = 100_000;
+/// An introspection response larger than this is refused (RFC 7662 responses are small).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What the issuer said about one token.
+#[derive(Clone)]
+enum Answer {
+    Active(Arc<Map<String, Value>>),
+    Inactive,
+}
+
+#[derive(Clone)]
+struct Cached {
+    answer: Answer,
+    until: UnixTime,
+}
+
+pub struct IntrospectionVerifier {
+    client: reqwest::Client,
+    clock: SharedClock,
+    cache: Mutex<HashMap<(String, [u8; 32]), Cached>>,
+}
+
+/// Why an introspection call failed: for the audit row and logs, never shown to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum IntrospectionError {
+    #[error("HTTP request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("response is not an RFC 7662 JSON object: {0}")]
+    NotJson(VerifyError),
+    #[error("response has no boolean active member")]
+    NoActive,
+}
+
+impl IntrospectionVerifier {
+    pub fn new(outbound: &OutboundConfig, clock: SharedClock) -> Result<Self, VerifyError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(outbound.timeout)
+            .timeout(outbound.timeout)
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| VerifyError::Internal("the introspection HTTP client"))?;
+        Ok(Self {
+            client,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether `expect` admits any introspection issuer for `token_type`: only then is
+    /// a token that is not a JWT tried here.
+    pub fn applies(registry: &Registry, token_type: TokenType, expect: &Expectation<'_>) -> bool {
+        candidates(registry, token_type, expect).next().is_some()
+    }
+
+    pub async fn verify(
+        &self,
+        registry: &Registry,
+        token: &str,
+        token_type: TokenType,
+        expect: &Expectation<'_>,
+    ) -> Result<VerifiedSubject, Refusal> {
+        if token.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(VerifyError::TooLarge {
+                limit: jwt::MAX_TOKEN_BYTES,
+            }
+            .into());
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut unreachable = None;
+        let mut tried = Vec::new();
+        for entry in candidates(registry, token_type, expect) {
+            let Some(settings) = entry.introspection() else {
+                continue;
+            };
+            tried.push(entry);
+            match self.answer(entry, settings, token, digest).await {
+                Ok(Answer::Active(claims)) => {
+                    return self
+                        .accept(entry, (*claims).clone(), token_type, expect.purpose)
+                        .map_err(|e| e.of(entry));
+                }
+                Ok(Answer::Inactive) => {}
+                Err(cause) => {
+                    tracing::warn!(issuer = %entry.id, error = %cause, "introspection failed");
+                    unreachable.get_or_insert(entry);
+                }
+            }
+        }
+        let only = (tried.len() == 1).then(|| tried[0]);
+        Err(match (unreachable, only) {
+            (Some(entry), _) => VerifyError::IssuerUnreachable {
+                issuer: entry.id.clone(),
+            }
+            .of(entry),
+            (None, Some(entry)) => VerifyError::Inactive.of(entry),
+            (None, None) => VerifyError::Inactive.into(),
+        })
+    }
+
+    /// The cached answer, or a fresh introspection (cached unless it failed).
+    async fn answer(
+        &self,
+        entry: &IssuerEntry,
+        settings: &IntrospectionSettings,
+        token: &str,
+        digest: [u8; 32],
+    ) -> Result<Answer, IntrospectionError> {
+        let key = (entry.id.clone(), digest);
+        let now = self.clock.now();
+        if let Some(hit) = self.lock().get(&key).filter(|c| c.until > now) {
+            return Ok(hit.answer.clone());
+        }
+        let answer = self.introspect(settings, token).await?;
+        let ttl = secs(settings.cache_ttl);
+        let until = match &answer {
+            // Never past exp (a non-number exp is refused later; cache it no longer).
+            Answer::Active(claims) => claims
+                .get("exp")
+                .and_then(Value::as_i64)
+                .map_or(now, |exp| exp.min(now.saturating_add(ttl))),
+            Answer::Inactive => now.saturating_add(ttl),
+        };
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, c| c.until > now);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            Cached {
+                answer: answer.clone(),
+                until,
+            },
+        );
+        Ok(answer)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), Cached>> {
+        // A panic while holding the lock left a map of plain values: still usable.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// RFC 7662 §2.1: POST `token` (and the hint) with tessera's client credentials.
+    async fn introspect(
+        &self,
+        settings: &IntrospectionSettings,
+        token: &str,
+    ) -> Result<Answer, IntrospectionError> {
+        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
+        let mut request = self
+            .client
+            .post(settings.endpoint.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        match settings.auth {
+            // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
+            IntrospectionAuth::ClientSecretBasic => {
+                request = request.basic_auth(
+                    form_encode(&settings.client_id),
+                    Some(form_encode(settings.client_secret.expose())),
+                );
+            }
+            IntrospectionAuth::ClientSecretPost => {
+                form.push(("client_id", &settings.client_id));
+                form.push(("client_secret", settings.client_secret.expose()));
+            }
+        }
+        let mut resp = request.form(&form).send().await?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(IntrospectionError::Status(resp.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(IntrospectionError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let claims = jwt::parse_object(&body, "introspection response")
+            .map_err(IntrospectionError::NotJson)?;
+        match claims.get("active") {
+            Some(Value::Bool(true)) => Ok(Answer::Active(Arc::new(claims))),
+            Some(Value::Bool(false)) => Ok(Answer::Inactive),
+            _ => Err(IntrospectionError::NoActive),
+        }
+    }
+
+    /// SPEC §4 / §4.1 on the introspected claims, as for a JWT: `iss` (when the response
+    /// names one, it must be the entry's), `aud`, `exp` (required: it bounds what is
+    /// issued), `nbf`, `iat`, `max_age`.
+    fn accept(
+        &self,
+        entry: &Arc<IssuerEntry>,
+        mut claims: Map<String, Value>,
+        token_type: TokenType,
+        purpose: Purpose,
+    ) -> Result<VerifiedSubject, VerifyError> {
+        if purpose == Purpose::BearerGrant {
+            // The bearer grants take assertions (JWT / SAML), never opaque tokens.
+            return Err(VerifyError::Malformed(
+                "an opaque token is not an assertion",
+            ));
+        }
+        claims.remove("active");
+        claims
+            .entry("iss")
+            .or_insert_with(|| Value::String(entry.issuer.clone()));
+        let times = jwt::check_claims(
+            &claims,
+            &ClaimRules {
+                issuer: &entry.issuer,
+                issuer_id: &entry.id,
+                audiences: &entry.audiences,
+                token_type,
+                skew: secs(entry.clock_skew),
+                max_age: entry.max_age.map(|d| d.as_secs()),
+                now: self.clock.now(),
+            },
+        )?;
+        jwt::into_subject(entry.clone(), token_type, claims, times)
+    }
+}
+
+/// The caller's allowed introspection issuers that accept `token_type`, in the caller's
+/// order (`subject_issuers` / `actor_issuers`).
+fn candidates<'r>(
+    registry: &'r Registry,
+    token_type: TokenType,
+    expect: &'r Expectation<'_>,
+) -> impl Iterator<Item = &'r Arc<IssuerEntry>> {
+    expect
+        .allowed_issuers
+        .iter()
+        .filter_map(|id| registry.issuers.get(id))
+        .filter(move |e| {
+            e.kind() == IssuerKind::Introspection && e.token_types.contains(&token_type)
+        })
+}
+
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
