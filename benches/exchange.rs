@@ -310,6 +310,7 @@ fn benches(c: &mut Criterion) {
         trust: Arc::new(TrustStore::from_registry(trust_dir.path(), registry(&f))),
         verifier: verifier.clone(),
         replay: tessera::replay::ReplayCache::new(store.clone()),
+        revocations: tessera::revocation::Revocations::new(store.clone(), clock.clone()),
         keys: keys.clone(),
         audit: rt.block_on(async { AuditLog::start(store.clone(), metrics.clone()) }),
         clock: clock.clone(),
@@ -320,6 +321,7 @@ fn benches(c: &mut Criterion) {
                 default_lifetime: Duration::from_secs(600),
                 max_lifetime: Duration::from_secs(3600),
             },
+            max_delegation_depth: 4,
         },
     });
     let form = |token_type: &str, token: &str| {

@@ -64,6 +64,14 @@ pub struct TokensConfig {
     /// How often each replica re-reads the signing keys from the database (rotation).
     #[serde(with = "humantime_serde")]
     pub key_refresh_interval: Duration,
+    /// Most actors an issued `act` chain may hold (RFC 8693 §4.1 nesting); a request
+    /// that would issue a deeper one is refused.
+    #[serde(default = "default_max_delegation_depth")]
+    pub max_delegation_depth: usize,
+}
+
+const fn default_max_delegation_depth() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -114,6 +122,7 @@ impl Default for Config {
                 max_lifetime: Duration::from_secs(3600),
                 signing_alg: SigningAlg::ES256,
                 key_refresh_interval: Duration::from_secs(10),
+                max_delegation_depth: default_max_delegation_depth(),
             },
             saml: SamlConfig::default(),
             outbound: OutboundConfig {

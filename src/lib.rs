@@ -19,6 +19,7 @@ pub mod issue;
 pub mod metrics;
 pub mod metrics_process;
 pub mod replay;
+pub mod revocation;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -54,22 +54,32 @@ impl Application {
             metrics.clone(),
         )
         .context("building the token verifier")?;
-        let verifier = Arc::new(match &config.saml.decryption_key_file {
-            Some(path) => verifier.with_saml_decryption_key(DecryptionKey::from_pem_file(path)?),
-            None => verifier,
-        });
-        verifier.warm_up(&trust.snapshot());
         let keys = Arc::new(
             KeyRing::open(&store, config.tokens.signing_alg, clock.clone())
                 .await
                 .context("opening the signing keys")?,
         );
+        let published = keys.clone();
+        let verifier = verifier.with_local_keys(crate::verify::oidc::LocalKeys::new(move || {
+            published.jwks_json()
+        }));
+        let verifier = Arc::new(match &config.saml.decryption_key_file {
+            Some(path) => verifier.with_saml_decryption_key(DecryptionKey::from_pem_file(path)?),
+            None => verifier,
+        });
+        verifier.warm_up(&trust.snapshot());
         let audit = AuditLog::start(store.clone(), metrics.clone());
         let replay = ReplayCache::new(store.clone());
+        let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
+        revocations
+            .sync()
+            .await
+            .context("reading the revoked tokens")?;
         let exchanger = Arc::new(Exchanger {
             trust: trust.clone(),
             verifier: verifier.clone(),
             replay: replay.clone(),
+            revocations: revocations.clone(),
             keys: keys.clone(),
             audit: audit.clone(),
             clock: clock.clone(),
@@ -80,6 +90,7 @@ impl Application {
                     default_lifetime: config.tokens.default_lifetime,
                     max_lifetime: config.tokens.max_lifetime,
                 },
+                max_delegation_depth: config.tokens.max_delegation_depth,
             },
         });
         let admin_token_sha256 = std::env::var("TESSERA_ADMIN_TOKEN")
@@ -123,6 +134,8 @@ impl Application {
             ),
             spawn_reload_on_sighup(state.clone()),
             replay.spawn_pruner(clock.clone(), REPLAY_PRUNE_INTERVAL),
+            // A revocation on another replica reaches this one within SYNC_INTERVAL.
+            revocations.spawn_sync(),
         ];
 
         Ok(Self {

@@ -367,6 +367,9 @@ fuzz_target!(|data: &[u8]| {
             Method::Inclusive { v11: true } => (Mode::Inclusive11, Vec::new()),
         };
         let theirs = libxml_c14n(&ldoc, case.l_apex, case.l_omit, mode, &prefixes);
+        if std::env::var_os("C14N_DIFF_TRACE").is_some() {
+            eprintln!("{}: {:?} | {:?}", case.name, ours, theirs);
+        }
         match (&ours, &theirs) {
             (Ok(a), Some(b)) if a == b => {}
             _ => panic!(

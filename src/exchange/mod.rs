@@ -6,6 +6,7 @@
 //! no state but the audit trail.
 
 pub mod error;
+mod lifecycle;
 pub mod policy;
 pub mod request;
 
@@ -22,9 +23,10 @@ use crate::metrics::{
     DurationLabels, ExchangeLabels, IssuerLabels, Metrics, Outcome, ReasonLabels,
 };
 use crate::replay::ReplayCache;
+use crate::revocation::Revocations;
 use crate::store::replay::Seen;
 use crate::telemetry::{escape_controls, token_fingerprint};
-use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore};
+use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore, LOCAL_ISSUER};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
 };
@@ -64,6 +66,10 @@ struct AccessTokenClaims<'a> {
     scope: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     act: Option<&'a Act>,
+    /// The `jti`s of the tessera tokens this one was exchanged from, nearest first: a
+    /// revocation of any of them refuses this one too, without a database read.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    exchanged_from: &'a [String],
     #[serde(flatten)]
     claims: &'a Map<String, Value>,
 }
@@ -73,12 +79,15 @@ pub struct ExchangeSettings {
     /// `server.issuer`: `iss` of issued tokens.
     pub issuer: String,
     pub lifetimes: LifetimeBounds,
+    /// `tokens.max_delegation_depth`.
+    pub max_delegation_depth: usize,
 }
 
 pub struct Exchanger {
     pub trust: Arc<TrustStore>,
     pub verifier: Arc<Verifier>,
     pub replay: ReplayCache,
+    pub revocations: Revocations,
     pub keys: Arc<KeyRing>,
     pub audit: AuditLog,
     pub clock: SharedClock,
@@ -371,6 +380,17 @@ impl Exchanger {
         } else {
             trail.subject = Some(mapped.subject.clone());
         }
+        if token.issuer.id == LOCAL_ISSUER
+            && self
+                .revocations
+                .any_revoked(local_lineage(&token).iter().map(String::as_str))
+        {
+            return Err(ExchangeError::Unacceptable {
+                role,
+                reason: "revoked",
+                message: "has been revoked (or a token it was exchanged from has)".into(),
+            });
+        }
         Ok(Verified {
             role,
             token,
@@ -423,7 +443,15 @@ impl Exchanger {
         let now = self.clock.now();
         let audience = policy::resolve_audience(registry, client, target)?;
         trail.audience = Some(audience.audience.clone());
-        let scopes = policy::grant_scopes(target.scopes.as_deref(), client, &audience, None)?;
+        // SPEC §2.1: a local subject token's scopes are only ever narrowed.
+        let subject_scopes = (subject.token.issuer.id == LOCAL_ISSUER)
+            .then(|| subject.token.scopes.clone().unwrap_or_default());
+        let scopes = policy::grant_scopes(
+            target.scopes.as_deref(),
+            client,
+            &audience,
+            subject_scopes.as_deref(),
+        )?;
         let scope = scopes.join(" ");
         trail.scopes = Some(scope.clone());
 
@@ -436,7 +464,8 @@ impl Exchanger {
 
         let actor_id = actor.as_ref().map(|a| policy::Actor {
             sub: a.mapped.subject.clone(),
-            iss: Some(a.token.issuer.issuer.clone()),
+            // SPEC §2.1: iss omitted when the actor is tessera's (a local token).
+            iss: (a.token.issuer.id != LOCAL_ISSUER).then(|| a.token.issuer.issuer.clone()),
         });
         // The effective actor: the actor token's subject, else the calling client.
         let (acting_sub, acting_iss) = match &actor_id {
@@ -452,22 +481,34 @@ impl Exchanger {
             acting_sub,
             acting_iss,
         )?;
+        // A foreign token's own chain is that issuer's assertion, never tessera's record.
+        let subject_act = subject.token.act.as_ref().map(|a| {
+            if subject.token.issuer.id == LOCAL_ISSUER {
+                a.clone()
+            } else {
+                a.attributed_to(&subject.token.issuer.issuer)
+            }
+        });
         let act = policy::act_claim(
             client.on_behalf_of,
             &client.client_id,
             actor_id.as_ref(),
-            subject.token.act.as_ref(),
+            subject_act.as_ref(),
         );
-        if actor.is_none()
-            && act.is_some()
-            && client.on_behalf_of == crate::trust::OnBehalfOf::Delegate
-        {
-            trail.actor = Some(client.client_id.clone());
-        }
+        policy::check_delegation_depth(act.as_ref(), self.settings.max_delegation_depth)?;
+        // The audit row names the outermost actor, whoever recorded it.
+        trail.actor = act.as_ref().map(|a| a.sub.clone());
         let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
         self.consume_single_use(&single_use).await?;
 
         let claims = policy::audience_claims(&subject.mapped.claims, &audience);
+        let exchanged_from: Vec<String> = if subject.token.issuer.id == LOCAL_ISSUER {
+            let mut lineage = local_lineage(&subject.token);
+            lineage.truncate(MAX_LINEAGE);
+            lineage
+        } else {
+            Vec::new()
+        };
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
         let jti = uuid::Uuid::now_v7().simple().to_string();
@@ -481,6 +522,7 @@ impl Exchanger {
             client_id: &client.client_id,
             scope: &scope,
             act: act.as_ref(),
+            exchanged_from: &exchanged_from,
             claims: &claims,
         };
         let signed = self
@@ -506,6 +548,28 @@ fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
         Err(e) if e.is_server_side() => AuditOutcome::Error,
         Err(_) => AuditOutcome::Refused,
     }
+}
+
+/// Most ancestors an issued token lists in `exchanged_from`.
+const MAX_LINEAGE: usize = 16;
+
+/// A local token's `jti` and the `jti`s it was exchanged from (`exchanged_from`).
+fn local_lineage(token: &VerifiedSubject) -> Vec<String> {
+    let claims = &token.assertion;
+    claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .into_iter()
+        .chain(
+            claims
+                .get("exchanged_from")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        )
+        .map(str::to_owned)
+        .collect()
 }
 
 struct Verified {

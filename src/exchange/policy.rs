@@ -173,6 +173,20 @@ pub fn act_claim(
     }
 }
 
+/// `tokens.max_delegation_depth`: an `act` chain longer than `max` is not issued.
+pub fn check_delegation_depth(act: Option<&Act>, max: usize) -> Result<(), ExchangeError> {
+    match act.map(Act::depth) {
+        Some(depth) if depth > max => Err(ExchangeError::Unacceptable {
+            role: TokenRole::Subject,
+            reason: "delegation_too_deep",
+            message: format!(
+                "the delegation chain would hold {depth} actors; at most {max} are allowed"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// RFC 8693 §4.4: when the subject token names who may act for it, the actor must match
 /// every member it names (`sub`, and `iss` when given). `actor_iss` is the actor's issuer
 /// URL (tessera's own for the calling client). `role` is the subject's: a refusal is

@@ -29,6 +29,10 @@ pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
         "jwks_uri": format!("{issuer}/jwks.json"),
         "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER, GRANT_SAML2_BEARER],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
     });
     // An empty array would claim "no scopes at all"; RFC 8414 §2 lets the field be omitted.

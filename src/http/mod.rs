@@ -43,6 +43,8 @@ const ALLOW_GET: &str = "GET, HEAD";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/token", ALLOW_POST).route(web::post().to(token::token)))
+        .service(endpoint("/introspect", ALLOW_POST).route(web::post().to(token::introspect)))
+        .service(endpoint("/revoke", ALLOW_POST).route(web::post().to(token::revoke)))
         .service(
             endpoint("/.well-known/oauth-authorization-server", ALLOW_GET)
                 .route(get().to(metadata::authorization_server)),

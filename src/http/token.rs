@@ -11,18 +11,90 @@ use super::{client_auth, AppState, OAuthError, MAX_BODY_BYTES};
 
 pub async fn token(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let exchanger = &state.exchanger;
-    if !is_form(&req) {
-        return Err(exchanger
-            .refuse(ExchangeError::UnsupportedMediaType)
-            .await
-            .into());
+    let form = match read_form(&req, payload).await {
+        Ok(f) => f,
+        // Refusals before the pipeline are audited too.
+        Err(FormError::Refused(e)) => return Err(exchanger.refuse(e).await.into()),
+        Err(FormError::Unreadable) => return Err(unreadable()),
+    };
+    let credentials = client_auth::credentials(&req);
+    let response = exchanger.token(credentials, &form).await?;
+    Ok(no_store(HttpResponse::Ok()).json(response))
+}
+
+/// `POST /introspect` (RFC 7662 §2): the token's state as JSON, `{"active":false}` for
+/// anything the caller may not see.
+pub async fn introspect(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = read_form(&req, payload)
+        .await
+        .map_err(FormError::into_oauth)?;
+    let answer = state
+        .exchanger
+        .introspect(client_auth::credentials(&req), &form)
+        .await?;
+    Ok(no_store(HttpResponse::Ok()).json(answer))
+}
+
+/// `POST /revoke` (RFC 7009 §2): 200 with an empty body once revoked (or when the token
+/// is not a tessera token at all, §2.2).
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = read_form(&req, payload)
+        .await
+        .map_err(FormError::into_oauth)?;
+    state
+        .exchanger
+        .revoke(client_auth::credentials(&req), &form)
+        .await?;
+    Ok(no_store(HttpResponse::Ok()).finish())
+}
+
+fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    builder
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    builder
+}
+
+enum FormError {
+    Refused(ExchangeError),
+    Unreadable,
+}
+
+impl FormError {
+    fn into_oauth(self) -> OAuthError {
+        match self {
+            Self::Refused(e) => e.into(),
+            Self::Unreadable => unreadable(),
+        }
     }
-    let too_large = ExchangeError::BodyTooLarge {
-        limit: MAX_BODY_BYTES,
+}
+
+fn unreadable() -> OAuthError {
+    OAuthError::invalid_request("request body could not be read")
+}
+
+/// The form body, within [`MAX_BODY_BYTES`], of an `application/x-www-form-urlencoded`
+/// request.
+async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Form, FormError> {
+    if !is_form(req) {
+        return Err(FormError::Refused(ExchangeError::UnsupportedMediaType));
+    }
+    let too_large = || {
+        FormError::Refused(ExchangeError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
     };
     let declared = req
         .headers()
@@ -30,27 +102,17 @@ pub async fn token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(exchanger.refuse(too_large).await.into());
+        return Err(too_large());
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| OAuthError::invalid_request("request body could not be read"))?;
+        let chunk = chunk.map_err(|_| FormError::Unreadable)?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(exchanger.refuse(too_large).await.into());
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    let form = match Form::parse(&body) {
-        Ok(f) => f,
-        Err(e) => return Err(exchanger.refuse(e).await.into()),
-    };
-    let credentials = client_auth::credentials(&req);
-    let response = exchanger.token(credentials, &form).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(response))
+    Form::parse(&body).map_err(FormError::Refused)
 }
 
 fn is_form(req: &HttpRequest) -> bool {

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod keys;
 pub mod replay;
+pub mod revocation;
 pub mod schema;
 pub mod testing;
 

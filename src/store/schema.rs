@@ -41,4 +41,18 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(signing_keys, audit_events, replay_cache);
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+        revoked_at -> BigInt,
+        revoked_by -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    signing_keys,
+    audit_events,
+    replay_cache,
+    revoked_tokens
+);

@@ -105,6 +105,10 @@ pub fn load_registry_for(dir: &Path, own_issuer: Option<&str>) -> Result<Registr
         .filter_map(|(id, path)| load_client(id, path, &ctx, &mut errs))
         .collect();
 
+    let mut issuers = issuers;
+    if let Some(own) = own_issuer {
+        issuers.push(local_issuer(own, &audiences));
+    }
     if errs.0.is_empty() {
         Ok(Registry::new(issuers, clients, audiences))
     } else {
@@ -124,6 +128,7 @@ pub fn describe(registry: &Registry) -> Vec<String> {
                     KeySource::Discovery(_) => "discovery",
                     KeySource::JwksUri(_) => "jwks_uri",
                     KeySource::JwksFile { .. } => "jwks_file",
+                    KeySource::Local => "tessera",
                 };
                 let algs: Vec<String> = o.algorithms.iter().map(|a| format!("{a:?}")).collect();
                 (keys.to_owned(), format!("algs={}", algs.join(",")))
@@ -441,6 +446,46 @@ fn parse_duration(
 /// A registry URL tessera fetches keys from. Keys over plain `http` could be swapped by
 /// anyone on the path, so `http` is refused except to a loopback host (a sidecar, tests)
 /// or when `signed_content` says the document carries its own verified signature.
+/// The `local` entry (SPEC §2, §4 "Local tokens"): tessera's own access tokens, verified
+/// with its published keys. Addressed to any audience tessera issues for (every token it
+/// issued is); a client narrows that with `subject_audiences`. The mapping keeps the
+/// subject and every claim some audience may see, so a re-audienced token carries what
+/// the next audience allows of them.
+fn local_issuer(own: &str, audiences: &[AudienceEntry]) -> IssuerEntry {
+    let mut claims = std::collections::BTreeMap::new();
+    for name in audiences.iter().flat_map(|a| a.claims.iter()) {
+        let quoted = serde_json::to_string(name).unwrap_or_default();
+        claims.insert(name.clone(), format!("assertion[{quoted}]"));
+    }
+    let mapping = crate::trust::Mapping::compile_all(
+        None,
+        &claims,
+        None,
+        crate::trust::mapping::DEFAULT_JWT_SUBJECT,
+    )
+    .unwrap_or_else(|_| crate::trust::Mapping::default_for_jwt());
+    IssuerEntry {
+        id: crate::trust::LOCAL_ISSUER.to_owned(),
+        issuer: own.to_owned(),
+        audiences: audiences.iter().map(|a| a.audience.clone()).collect(),
+        token_types: vec![
+            crate::trust::TokenType::AccessToken,
+            crate::trust::TokenType::Jwt,
+        ],
+        clock_skew: DEFAULT_CLOCK_SKEW,
+        max_age: None,
+        one_time_use: false,
+        settings: KindSettings::Oidc(crate::trust::OidcSettings {
+            keys: KeySource::Local,
+            algorithms: crate::trust::JwsAlg::LOCAL.to_vec(),
+            require_access_token_typ: true,
+        }),
+        mapping,
+        demo_signing_key_file: None,
+        source: PathBuf::from("(tessera's own tokens)"),
+    }
+}
+
 fn refuse_own_issuer(issuers: &[IssuerEntry], own: &str, errs: &mut Errors) {
     let bare = |s: &str| s.trim_end_matches('/').to_owned();
     for i in issuers.iter().filter(|i| i.kind() == IssuerKind::Oidc) {

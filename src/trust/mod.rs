@@ -116,6 +116,8 @@ impl JwsAlg {
         })
     }
     pub const DEFAULT_ALLOWED: [JwsAlg; 3] = [Self::RS256, Self::PS256, Self::ES256];
+    /// What tessera signs with (`tokens.signing_alg`): its own tokens' allow-list.
+    pub const LOCAL: [JwsAlg; 4] = [Self::ES256, Self::RS256, Self::PS256, Self::EdDSA];
 }
 
 /// Where an issuer's verification keys come from.
@@ -129,6 +131,9 @@ pub enum KeySource {
         path: PathBuf,
         jwks: Arc<serde_json::Value>,
     },
+    /// tessera's own published keys (current, next, retired-but-valid): the `local`
+    /// entry's, never a file's.
+    Local,
 }
 
 /// Settings only JWT issuers have.

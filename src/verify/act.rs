@@ -73,6 +73,24 @@ impl Act {
         }
     }
 
+    /// This chain as a foreign issuer `iss` asserted it: every link that names no issuer
+    /// is that issuer's (RFC 8693 §4.1: `act` members are interpreted in the context of
+    /// the token's issuer), so no foreign link can pass for one tessera recorded.
+    pub fn attributed_to(&self, iss: &str) -> Self {
+        let mut out = self.clone();
+        let mut link = Some(&mut out);
+        while let Some(l) = link {
+            l.iss.get_or_insert_with(|| iss.to_owned());
+            link = l.act.as_deref_mut();
+        }
+        out
+    }
+
+    /// Number of actors in the chain (this one included).
+    pub fn depth(&self) -> usize {
+        std::iter::successors(Some(self), |a| a.act.as_deref()).count()
+    }
+
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }

@@ -311,6 +311,8 @@ pub enum CachedSource {
     Discovery(url::Url),
     JwksUri(url::Url),
     File(Arc<Value>),
+    /// tessera's own keys: read from the key ring, never through this cache.
+    Local,
 }
 
 impl JwksSource {
@@ -319,6 +321,7 @@ impl JwksSource {
             KeySource::Discovery(u) => CachedSource::Discovery(u.clone()),
             KeySource::JwksUri(u) => CachedSource::JwksUri(u.clone()),
             KeySource::JwksFile { jwks, .. } => CachedSource::File(jwks.clone()),
+            KeySource::Local => CachedSource::Local,
         };
         Self {
             issuer: issuer.to_owned(),
@@ -334,7 +337,9 @@ impl Source for JwksSource {
         let jwks_uri = match &self.keys {
             CachedSource::Discovery(url) => fetcher.discover_jwks_uri(url, &self.issuer).await?,
             CachedSource::JwksUri(url) => url.clone(),
-            CachedSource::File(_) => return Err(FetchError::BadJwksUri("file source")),
+            CachedSource::File(_) | CachedSource::Local => {
+                return Err(FetchError::BadJwksUri("file source"))
+            }
         };
         let doc = fetcher.get_json(&jwks_uri).await?;
         Ok(Fetched::new(parse_jwks(&doc, now)?))

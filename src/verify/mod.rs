@@ -174,6 +174,12 @@ impl Verifier {
         })
     }
 
+    /// `local` tokens are verified with tessera's published keys, read through `keys`.
+    pub fn with_local_keys(mut self, keys: oidc::LocalKeys) -> Self {
+        self.jwt.set_local_keys(keys);
+        self
+    }
+
     /// EncryptedAssertions are opened with `key` (`saml.decryption_key_file`).
     pub fn with_saml_decryption_key(mut self, key: saml::decrypt::DecryptionKey) -> Self {
         self.saml.set_decryption_key(key);

@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::clock::SharedClock;
 use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
-use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, OidcSettings, Registry, TokenType};
+use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, KeySource, OidcSettings, Registry, TokenType};
 
 use super::cache::{Cache, Slot, Source};
 use super::error::{self, VerifyError};
@@ -50,6 +50,42 @@ struct Inner {
     clock: SharedClock,
     /// Issuer id → JWKS slot (the one issuer-document cache, SPEC §6 rules).
     keys: Arc<Cache<JwksSource>>,
+    /// tessera's own published keys, for `local` tokens (none: every local token refused).
+    local: Option<LocalKeys>,
+}
+
+/// The JWKS tessera publishes (`/jwks.json`: current, next and retired-but-valid keys),
+/// as the key ring shares it across replicas, parsed once per change. The verifier reads
+/// only the public document: how tessera signs is not its concern.
+pub struct LocalKeys {
+    published: Box<dyn Fn() -> Arc<str> + Send + Sync>,
+    parsed: std::sync::Mutex<Option<(Arc<str>, Arc<KeySet>)>>,
+}
+
+impl LocalKeys {
+    pub fn new(published: impl Fn() -> Arc<str> + Send + Sync + 'static) -> Self {
+        Self {
+            published: Box::new(published),
+            parsed: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn current(&self, now: crate::clock::UnixTime) -> Option<Arc<KeySet>> {
+        let doc = (self.published)();
+        let mut parsed = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, set)) = parsed.as_ref() {
+            if Arc::ptr_eq(seen, &doc) {
+                return Some(set.clone());
+            }
+        }
+        let value: Value = serde_json::from_str(&doc).ok()?;
+        let set = Arc::new(super::keys::parse_jwks(&value, now).ok()?);
+        *parsed = Some((doc, set.clone()));
+        Some(set)
+    }
 }
 
 use crate::verify::secs;
@@ -79,8 +115,16 @@ impl JwtVerifier {
                 broker,
                 clock,
                 keys: Arc::new(keys),
+                local: None,
             }),
         })
+    }
+
+    /// `local` tokens are verified with `keys` (call before the verifier is shared).
+    pub fn set_local_keys(&mut self, keys: LocalKeys) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.local = Some(keys);
+        }
     }
 
     /// Verifies `token` as `token_type` for `expect`.
@@ -139,10 +183,14 @@ impl JwtVerifier {
         )?;
 
         // Keys bound to the issuer that iss selected.
-        let slot = inner
-            .keys
-            .slot(&entry.id, JwksSource::of(&entry.issuer, &oidc.keys));
-        inner.check_signature(&slot, &jwt, alg).await?;
+        if matches!(oidc.keys, KeySource::Local) {
+            inner.check_local_signature(&jwt, alg)?;
+        } else {
+            let slot = inner
+                .keys
+                .slot(&entry.id, JwksSource::of(&entry.issuer, &oidc.keys));
+            inner.check_signature(&slot, &jwt, alg).await?;
+        }
 
         let bearer;
         let audiences: &[String] = match expect.purpose {
@@ -172,7 +220,10 @@ impl JwtVerifier {
     /// Outside a Tokio runtime it only prunes.
     pub fn warm_up(&self, registry: &Registry) {
         let cache = &self.inner.keys;
-        let source_of = |e: &IssuerEntry| Some(JwksSource::of(&e.issuer, &e.oidc()?.keys));
+        let source_of = |e: &IssuerEntry| {
+            let keys = &e.oidc()?.keys;
+            (!matches!(keys, KeySource::Local)).then(|| JwksSource::of(&e.issuer, keys))
+        };
         cache.retain(|id, source| {
             registry
                 .issuers
@@ -189,6 +240,41 @@ impl JwtVerifier {
 }
 
 impl Inner {
+    /// A local token's signature, with tessera's published keys: the key ring refreshes
+    /// them from the database, so there is nothing to fetch and an unknown `kid` is
+    /// simply refused.
+    fn check_local_signature(
+        &self,
+        jwt: &UnverifiedJwt<'_>,
+        alg: JwsAlg,
+    ) -> Result<(), VerifyError> {
+        let issuer = || crate::trust::LOCAL_ISSUER.to_owned();
+        let set = self
+            .local
+            .as_ref()
+            .and_then(|l| l.current(self.clock.now()))
+            .ok_or_else(|| VerifyError::IssuerUnavailable { issuer: issuer() })?;
+        let candidates = match select_keys(&set, jwt, alg, true) {
+            Selection::Try(c) => c,
+            Selection::Unknown => return Err(VerifyError::UnknownKeyId { issuer: issuer() }),
+            Selection::Mismatch => {
+                return Err(VerifyError::AlgorithmKeyMismatch {
+                    alg: error::sanitize_label(&jwt.header.alg),
+                })
+            }
+            Selection::NoFit => return Err(VerifyError::NoMatchingKey { issuer: issuer() }),
+        };
+        let verified = candidates
+            .into_iter()
+            .take(MAX_KEYS_TRIED)
+            .any(|k| k.verify_signature(alg, jwt.signing_input.as_bytes(), jwt.signature));
+        if verified {
+            Ok(())
+        } else {
+            Err(VerifyError::SignatureInvalid)
+        }
+    }
+
     /// SPEC §4.1 key selection and signature check. An unknown `kid` (or `x5t`) gets one
     /// rate-limited refresh, then is refused.
     async fn check_signature(

@@ -139,8 +139,10 @@ async fn impersonating_client_with_client_secret_post_gets_no_act() {
     assert_eq!(claims["email"], "a@acme.example");
 }
 
+/// A foreign token's own `act` is kept, marked as the foreign issuer's (never passed off
+/// as a link tessera recorded), and the audit row names the outermost actor.
 #[tokio::test]
-async fn an_existing_act_is_nested_and_never_dropped() {
+async fn an_existing_act_is_nested_attributed_to_its_issuer_and_never_dropped() {
     let app = TestApp::spawn(backends()[0]).await;
     let prior = json!({"sub": "gateway"});
     let id_token = app.issuer.id_token().claim("act", prior.clone()).sign();
@@ -151,9 +153,14 @@ async fn an_existing_act_is_nested_and_never_dropped() {
     let (_, claims) = app
         .verify_issued(body["access_token"].as_str().unwrap())
         .await;
+    let foreign = json!({"sub": "gateway", "iss": app.issuer.url()});
     assert_eq!(
         claims["act"],
-        json!({"sub": "orders-service", "act": {"sub": "gateway"}})
+        json!({"sub": "orders-service", "act": foreign})
+    );
+    assert_eq!(
+        app.audit_rows().await[0].actor.as_deref(),
+        Some("orders-service")
     );
 
     // Under impersonate the existing act survives as it is.
@@ -173,7 +180,9 @@ async fn an_existing_act_is_nested_and_never_dropped() {
     let (_, claims) = app
         .verify_issued(body["access_token"].as_str().unwrap())
         .await;
-    assert_eq!(claims["act"], prior);
+    assert_eq!(claims["act"], foreign);
+    assert_ne!(claims["act"], prior, "no link without its issuer");
+    assert_eq!(app.audit_rows().await[0].actor.as_deref(), Some("gateway"));
 }
 
 #[tokio::test]

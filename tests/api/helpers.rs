@@ -57,6 +57,8 @@ pub struct TestApp {
     pub issuer: Arc<TestIssuer>,
     pub store: Store,
     pub trust_dir: PathBuf,
+    /// The configuration the server runs with (for a second replica on the same database).
+    pub config: Config,
     server: actix_web::dev::ServerHandle,
     _trust: tempfile::TempDir,
     _db: TestDatabase,
@@ -158,7 +160,7 @@ impl TestAppBuilder {
         if let Some(f) = self.configure {
             f(&mut config);
         }
-        let app = Application::build_with_clock(config, shared)
+        let app = Application::build_with_clock(config.clone(), shared)
             .await
             .expect("application starts");
         let port = app.port();
@@ -175,6 +177,7 @@ impl TestAppBuilder {
             issuer,
             store,
             trust_dir: trust.path().to_path_buf(),
+            config,
             server,
             _trust: trust,
             _db: db,
@@ -272,7 +275,34 @@ claims = ["email"]
     ]
 }
 
+/// Another server process's worth of broker (its own caches and in-memory state) on the
+/// same database and registry: what a second replica behind a load balancer is.
+pub struct Replica {
+    pub address: String,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let stop = self.server.stop(false);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(stop);
+        }
+    }
+}
+
 impl TestApp {
+    pub async fn spawn_replica(&self) -> Replica {
+        let shared: SharedClock = self.clock.clone();
+        let app = Application::build_with_clock(self.config.clone(), shared)
+            .await
+            .expect("replica starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let server = app.server_handle();
+        tokio::spawn(app.run_until_stopped());
+        Replica { address, server }
+    }
+
     pub fn builder(kind: TestDbKind) -> TestAppBuilder {
         TestAppBuilder {
             kind,
@@ -353,7 +383,7 @@ impl TestApp {
         let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).expect("kid published"))
             .expect("key");
         let mut v = jsonwebtoken::Validation::new(header.alg);
-        v.set_audience(&["https://api.orders.example", "inventory"]);
+        v.set_audience(&["https://api.orders.example", "inventory", "warehouse"]);
         v.set_issuer(&[ISSUER]);
         v.validate_exp = false; // the clock is fixed; exp is checked against it below
         let data = jsonwebtoken::decode::<Value>(token, &key, &v).expect("issued token verifies");
@@ -386,6 +416,22 @@ pub async fn assert_oauth_error(resp: reqwest::Response, status: StatusCode, cod
 }
 
 impl TestApp {
+    /// The newest audit row: a refusal with this reason and no token (earlier rows may
+    /// record tokens issued before it).
+    pub async fn assert_last_refused(&self, reason: &str) {
+        let rows = self.audit_rows().await;
+        let last = rows.first().expect("an audit row for the refusal");
+        assert_eq!(last.outcome, "refused", "{last:?}");
+        assert!(
+            last.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(reason)),
+            "audit reason {:?} should start with {reason}",
+            last.reason
+        );
+        assert!(last.jti.is_none());
+    }
+
     /// The newest audit row: a refusal with this reason, and no token ever issued.
     pub async fn assert_refusal_audited(&self, reason: &str) {
         let rows = self.audit_rows().await;

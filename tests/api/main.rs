@@ -10,6 +10,7 @@ mod exchange;
 mod helpers;
 mod introspection;
 mod issuer;
+mod local_tokens;
 mod rejections;
 mod saml;
 mod saml_encrypted;

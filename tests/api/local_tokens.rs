@@ -1,0 +1,422 @@
+//! tessera's own tokens as subject and actor tokens (issuer id `local`), delegation chains
+//! across hops, and the lifecycle endpoints (`/introspect`, `/revoke`) — over HTTP against
+//! the real server, with a second replica on the same database for revocation.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use tessera::store::testing::TestDbKind;
+
+const SVC_SECRET: &str = "inventory-svc-secret";
+const STRANGER_SECRET: &str = "stranger-secret";
+
+/// Hop 2 is `inventory-svc`: it receives `inventory` tokens and calls `warehouse`.
+fn files() -> Vec<(String, String)> {
+    vec![
+        (
+            "clients/inventory-svc.toml".into(),
+            format!(
+                r#"client_id = "inventory-svc"
+auth = "client_secret_basic"
+secret_hash = "{}"
+subject_issuers = ["local"]
+actor_issuers = ["local", "acme"]
+audiences = ["warehouse", "inventory"]
+scopes = ["inventory:read", "warehouse:read"]
+"#,
+                secret_hash(SVC_SECRET)
+            ),
+        ),
+        (
+            "clients/stranger.toml".into(),
+            format!(
+                r#"client_id = "stranger"
+auth = "client_secret_basic"
+secret_hash = "{}"
+subject_issuers = ["acme"]
+audiences = ["orders"]
+scopes = ["orders:read"]
+"#,
+                secret_hash(STRANGER_SECRET)
+            ),
+        ),
+        (
+            "audiences/warehouse.toml".into(),
+            r#"audience = "warehouse"
+scopes = ["inventory:read", "warehouse:read"]
+lifetime = "5m"
+claims = ["email"]
+"#
+            .into(),
+        ),
+    ]
+}
+
+async fn app(kind: TestDbKind) -> TestApp {
+    let mut b = TestApp::builder(kind);
+    for (p, c) in files() {
+        b = b.file(&p, &c);
+    }
+    b.spawn().await
+}
+
+/// Hop 1: alice's ID token → an `inventory` token for orders-service (act: orders-service).
+async fn hop1(app: &TestApp) -> (String, Value) {
+    let id_token = app
+        .issuer
+        .id_token()
+        .sub("alice")
+        .lifetime(3600)
+        .claim("email", json!("alice@acme.example"))
+        .sign();
+    let resp = app
+        .exchange(&id_token, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (_, claims) = app.verify_issued(&token).await;
+    (token, claims)
+}
+
+async fn svc_exchange(app: &TestApp, token: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+    let mut params = vec![
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token),
+        ("subject_token_type", ACCESS_TOKEN),
+    ];
+    params.extend_from_slice(extra);
+    app.post_token(Auth::Basic("inventory-svc", SVC_SECRET), &params)
+        .await
+}
+
+async fn post(
+    app_url: &str,
+    path: &str,
+    (id, secret): (&str, &str),
+    params: &[(&str, &str)],
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{app_url}{path}"))
+        .basic_auth(id, Some(secret))
+        .form(params)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn three_hops_narrow_scopes_nest_act_and_record_lineage() {
+    let app = app(backends()[0]).await;
+    let (t1, c1) = hop1(&app).await;
+    assert_eq!(c1["act"], json!({"sub": "orders-service"}));
+
+    // Hop 2: inventory-svc re-audiences t1 for warehouse; scopes only narrow.
+    let resp = svc_exchange(
+        &app,
+        &t1,
+        &[("audience", "warehouse"), ("scope", "warehouse:read")],
+    )
+    .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    app.assert_last_refused("invalid_scope").await;
+
+    let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["scope"], "inventory:read",
+        "∩ the subject token's scope"
+    );
+    let t2 = body["access_token"].as_str().unwrap().to_owned();
+    let (_, c2) = app.verify_issued(&t2).await;
+    assert_eq!(c2["sub"], "alice");
+    assert_eq!(c2["aud"], "warehouse");
+    assert_eq!(c2["client_id"], "inventory-svc");
+    assert_eq!(c2["email"], "alice@acme.example");
+    // tessera's own links carry no iss (SPEC §2.1).
+    assert_eq!(
+        c2["act"],
+        json!({"sub": "inventory-svc", "act": {"sub": "orders-service"}})
+    );
+    assert_eq!(c2["exchanged_from"], json!([c1["jti"]]));
+    let row = &app.audit_rows().await[0];
+    assert_eq!(row.issuer.as_deref(), Some("local"));
+    assert_eq!(row.actor.as_deref(), Some("inventory-svc"));
+
+    // Hop 3: back to inventory, narrower still; the lineage grows.
+    let resp = svc_exchange(&app, &t2, &[("audience", "inventory")]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let (_, c3) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(c3["exchanged_from"], json!([c2["jti"], c1["jti"]]));
+    assert_eq!(c3["act"]["act"]["act"], json!({"sub": "orders-service"}));
+    assert!(
+        c3["exp"].as_i64() <= c2["exp"].as_i64(),
+        "never outlives its subject"
+    );
+}
+
+#[tokio::test]
+async fn an_actor_token_of_another_domain_is_recorded_with_its_issuer() {
+    let app = app(backends()[0]).await;
+    let (t1, _) = hop1(&app).await;
+    let robot = app.issuer.access_token().sub("robot-7").sign();
+    let resp = svc_exchange(
+        &app,
+        &t1,
+        &[
+            ("audience", "warehouse"),
+            ("actor_token", &robot),
+            ("actor_token_type", ACCESS_TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let (_, c) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        c["act"],
+        json!({"sub": "robot-7", "iss": app.issuer.url(), "act": {"sub": "orders-service"}})
+    );
+    assert_eq!(app.audit_rows().await[0].actor.as_deref(), Some("robot-7"));
+
+    // A local actor token: iss omitted (tessera's own).
+    let (t1b, _) = hop1(&app).await;
+    let resp = svc_exchange(
+        &app,
+        &t1,
+        &[
+            ("audience", "warehouse"),
+            ("actor_token", &t1b),
+            ("actor_token_type", ACCESS_TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let (_, c) = app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(c["act"]["sub"], "alice");
+    assert!(c["act"].get("iss").is_none());
+}
+
+#[tokio::test]
+async fn may_act_and_the_depth_limit_refuse_and_are_audited() {
+    let mut b = TestApp::builder(backends()[0]).configure(|c| c.tokens.max_delegation_depth = 2);
+    for (p, c) in files() {
+        b = b.file(&p, &c);
+    }
+    let app = b.spawn().await;
+    let (t1, _) = hop1(&app).await;
+    // Depth: t1 has one actor; hop 2 makes two (allowed); hop 3 would make three.
+    let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
+    let body: Value = resp.json().await.unwrap();
+    let t2 = body["access_token"].as_str().unwrap().to_owned();
+    let resp = svc_exchange(&app, &t2, &[("audience", "inventory")]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("delegation_too_deep").await;
+
+    // may_act names someone else than the actor.
+    let id_token = app
+        .issuer
+        .id_token()
+        .sub("bob")
+        .claim("may_act", json!({"sub": "someone-else"}))
+        .sign();
+    let resp = app
+        .exchange(&id_token, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("may_act_refused").await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_with_everything_exchanged_from_it_on_every_replica() {
+    for kind in backends() {
+        let app = app(kind).await;
+        let replica = app.spawn_replica().await;
+        let (t1, c1) = hop1(&app).await;
+        let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
+        let body: Value = resp.json().await.unwrap();
+        let t2 = body["access_token"].as_str().unwrap().to_owned();
+
+        // Introspection on the second replica: active, and what it reveals.
+        let intro = |url: String, who: (&'static str, &'static str), t: String| async move {
+            let resp = post(&url, "/introspect", who, &[("token", &t)]).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.json::<Value>().await.unwrap()
+        };
+        let seen = intro(
+            replica.address.clone(),
+            ("orders-service", ORDERS_SECRET),
+            t1.clone(),
+        )
+        .await;
+        assert_eq!(seen["active"], true, "{seen}");
+        assert_eq!(seen["sub"], "alice");
+        assert_eq!(seen["jti"], c1["jti"]);
+        assert_eq!(seen["client_id"], "orders-service");
+        assert_eq!(seen["token_type"], "Bearer");
+        assert!(seen.get("email").is_none(), "only RFC 7662 members");
+        // Its audience's service may introspect it; an unrelated client sees nothing.
+        let svc = intro(
+            replica.address.clone(),
+            ("inventory-svc", SVC_SECRET),
+            t1.clone(),
+        )
+        .await;
+        assert_eq!(svc["active"], true);
+        let other = intro(
+            replica.address.clone(),
+            ("stranger", STRANGER_SECRET),
+            t1.clone(),
+        )
+        .await;
+        assert_eq!(other, json!({"active": false}));
+
+        // Only its client may revoke it.
+        let resp = post(
+            &app.address,
+            "/revoke",
+            ("inventory-svc", SVC_SECRET),
+            &[("token", &t1)],
+        )
+        .await;
+        assert_oauth_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client").await;
+        let resp = post(
+            &app.address,
+            "/revoke",
+            ("orders-service", ORDERS_SECRET),
+            &[("token", &t1)],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        // Not a tessera token: nothing to do, 200 (RFC 7009 §2.2).
+        let resp = post(
+            &app.address,
+            "/revoke",
+            ("orders-service", ORDERS_SECRET),
+            &[("token", "garbage")],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+
+        // The second replica's introspection reads the database: inactive at once.
+        let seen = intro(
+            replica.address.clone(),
+            ("orders-service", ORDERS_SECRET),
+            t1.clone(),
+        )
+        .await;
+        assert_eq!(seen, json!({"active": false}), "{}", kind_name(kind));
+        let seen = intro(
+            replica.address.clone(),
+            ("inventory-svc", SVC_SECRET),
+            t2.clone(),
+        )
+        .await;
+        assert_eq!(
+            seen,
+            json!({"active": false}),
+            "exchanged from a revoked token"
+        );
+
+        // On this replica the hot path refuses it at once, and t2 with it.
+        let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
+        assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        app.assert_last_refused("revoked").await;
+        let resp = svc_exchange(&app, &t2, &[("audience", "inventory")]).await;
+        assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        app.assert_last_refused("revoked").await;
+
+        // The other replica's token endpoint within its sync interval (2 s): polled with a
+        // deadline, not timed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let resp = post(
+                &replica.address,
+                "/token",
+                ("inventory-svc", SVC_SECRET),
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", &t1),
+                    ("subject_token_type", ACCESS_TOKEN),
+                    ("audience", "warehouse"),
+                ],
+            )
+            .await;
+            if resp.status() == StatusCode::BAD_REQUEST {
+                let body: Value = resp.json().await.unwrap();
+                assert!(body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("revoked"));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica never saw the revocation"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_endpoints_authenticate_and_metadata_lists_them() {
+    let app = app(backends()[0]).await;
+    let (t1, _) = hop1(&app).await;
+    let resp = post(
+        &app.address,
+        "/introspect",
+        ("orders-service", "wrong"),
+        &[("token", &t1)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = post(
+        &app.address,
+        "/introspect",
+        ("orders-service", ORDERS_SECRET),
+        &[],
+    )
+    .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let resp = post(
+        &app.address,
+        "/introspect",
+        ("orders-service", ORDERS_SECRET),
+        &[("token", "x.y.z")],
+    )
+    .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"active": false})
+    );
+    // A foreign token is not tessera's to describe.
+    let foreign = app.issuer.access_token().sub("x").sign();
+    let resp = post(
+        &app.address,
+        "/introspect",
+        ("orders-service", ORDERS_SECRET),
+        &[("token", &foreign)],
+    )
+    .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"active": false})
+    );
+
+    let md = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(md["introspection_endpoint"], format!("{ISSUER}/introspect"));
+    assert_eq!(md["revocation_endpoint"], format!("{ISSUER}/revoke"));
+}
