@@ -178,7 +178,8 @@ fn registry(f: &Fixture) -> Registry {
     let client = ClientEntry {
         client_id: "bench-client".into(),
         auth: ClientAuthMethod::ClientSecretBasic,
-        secret_sha256: Sha256::digest(b"bench-secret").into(),
+        secret_sha256: Some(Sha256::digest(b"bench-secret").into()),
+        jwks: None,
         subject_issuers: vec!["bench".into(), "bench-saml".into()],
         subject_audiences: None,
         actor_issuers: vec![],

@@ -35,6 +35,10 @@ pub enum ExchangeError {
     UnsupportedMediaType,
     #[error("client authentication failed")]
     InvalidClient { reason: &'static str },
+    /// A `private_key_jwt` client assertion failed a check (RFC 7523 §3): said which, as
+    /// the legitimate client needs to know (expired, wrong aud, unknown kid).
+    #[error("client authentication failed: client assertion: {0}")]
+    ClientAssertion(VerifyError),
     #[error("{0}")]
     UnauthorizedClient(&'static str),
     #[error("unsupported grant_type")]
@@ -71,6 +75,7 @@ impl ExchangeError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidClient { reason, .. } => reason,
+            Self::ClientAssertion(_) => "client_assertion_invalid",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::Token { error, .. } => error.reason(),

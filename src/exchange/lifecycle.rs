@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::trust::{ClientEntry, Registry, TokenType, LOCAL_ISSUER};
 use crate::verify::{Expectation, Presented, Purpose, VerifiedSubject};
 
-use super::{authenticate, local_lineage, ClientCredentials, ExchangeError, Exchanger, Form};
+use super::{local_lineage, ClientCredentials, ExchangeError, Exchanger, Form};
 
 /// What introspection reveals of an active token (RFC 7662 §2.2).
 const REVEALED: &[&str] = &[
@@ -42,7 +42,9 @@ impl Exchanger {
         form: &Form,
     ) -> Result<Map<String, Value>, ExchangeError> {
         let registry = self.trust.snapshot();
-        let client = authenticate(&registry, credentials?, form)?;
+        let client = self
+            .authenticate_client(&registry, credentials?, form)
+            .await?;
         let token = required(form, "token")?;
         let inactive = || {
             let mut m = Map::new();
@@ -71,7 +73,9 @@ impl Exchanger {
         form: &Form,
     ) -> Result<(), ExchangeError> {
         let registry = self.trust.snapshot();
-        let client = authenticate(&registry, credentials?, form)?;
+        let client = self
+            .authenticate_client(&registry, credentials?, form)
+            .await?;
         let token = required(form, "token")?;
         if let Some(hint) = form.single("token_type_hint")? {
             // RFC 7009 §2.2.1: tessera issues access tokens only; an unknown hint is fine.

@@ -259,7 +259,9 @@ impl Exchanger {
     ) -> Result<TokenResponse, ExchangeError> {
         let grant_type = form.single("grant_type")?;
         let registry = self.trust.snapshot();
-        let client = authenticate(&registry, credentials, form)?;
+        let client = self
+            .authenticate_client(&registry, credentials, form)
+            .await?;
         trail.client_id = Some(client.client_id.clone());
         let grant_type = grant_type
             .ok_or_else(|| ExchangeError::InvalidRequest("missing parameter grant_type".into()))?;
@@ -537,6 +539,89 @@ impl Exchanger {
             expires_in: lifetime,
             scope,
         })
+    }
+}
+
+/// RFC 7521 §4.2 / RFC 7523 §2.2 client assertion type.
+const CLIENT_ASSERTION_JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+impl Exchanger {
+    /// RFC 6749 §2.3 client authentication: a secret ([`authenticate`]) or, for
+    /// `private_key_jwt` clients, an RFC 7523 client assertion verified with the client's
+    /// keys and single-use across replicas (its `jti` recorded in the database). Exactly
+    /// one method per request, the one the registry names.
+    pub(crate) async fn authenticate_client(
+        &self,
+        registry: &Registry,
+        credentials: ClientCredentials,
+        form: &Form,
+    ) -> Result<Arc<ClientEntry>, ExchangeError> {
+        let (kind, assertion) = (
+            form.single("client_assertion_type")?,
+            form.single("client_assertion")?,
+        );
+        let assertion = match (kind, assertion) {
+            (None, None) => return authenticate(registry, credentials, form),
+            (Some(CLIENT_ASSERTION_JWT), Some(a)) => a,
+            (Some(_), Some(_)) => {
+                return Err(ExchangeError::InvalidRequest(
+                    "unsupported client_assertion_type (expected jwt-bearer, RFC 7523)".into(),
+                ))
+            }
+            _ => {
+                return Err(ExchangeError::InvalidRequest(
+                    "client_assertion and client_assertion_type go together".into(),
+                ))
+            }
+        };
+        if !matches!(credentials, ClientCredentials::None)
+            || form.single("client_secret")?.is_some()
+        {
+            return Err(ExchangeError::InvalidRequest(
+                "use one client authentication method, not two".into(),
+            ));
+        }
+        // The client is named by the form's client_id, else by the assertion's own sub
+        // (unverified: it only selects whose keys must verify it).
+        let named = match form.single("client_id")? {
+            Some(id) => id.to_owned(),
+            None => crate::verify::jwt::parse_unverified(assertion)
+                .ok()
+                .and_then(|j| j.claims.get("sub")?.as_str().map(str::to_owned))
+                .ok_or(ExchangeError::InvalidClient {
+                    reason: "client_unauthenticated",
+                })?,
+        };
+        let client = registry
+            .client(&named)
+            .ok_or(ExchangeError::InvalidClient {
+                reason: "client_secret_mismatch",
+            })?;
+        let (ClientAuthMethod::PrivateKeyJwt, Some(keys)) = (client.auth, &client.jwks) else {
+            return Err(ExchangeError::InvalidClient {
+                reason: "client_auth_method_mismatch",
+            });
+        };
+        let verified = self
+            .verifier
+            .verify_client_assertion(&client.client_id, keys, assertion)
+            .await
+            .map_err(ExchangeError::ClientAssertion)?;
+        let key = crate::verify::ReplayKey {
+            issuer: format!("client:{}", client.client_id),
+            id: verified.jti,
+            expires_at: verified.expires_at,
+        };
+        match self.replay.consume(&key).await {
+            Ok(Seen::First) => Ok(client.clone()),
+            Ok(Seen::Before) => Err(ExchangeError::InvalidClient {
+                reason: "client_assertion_replayed",
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "replay cache unavailable");
+                Err(ExchangeError::ReplayCacheUnavailable)
+            }
+        }
     }
 }
 

@@ -21,18 +21,32 @@ fn scopes_supported(registry: &Registry) -> Vec<&str> {
     scopes.into_iter().collect()
 }
 
+/// Client authentication at every endpoint (RFC 6749 §2.3, RFC 7523 §2.2).
+const AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
 pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
     let issuer = &state.issuer;
+    let signing_algs: Vec<String> = crate::verify::oidc::CLIENT_ASSERTION_ALGS
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
     let mut body = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks.json"),
         "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER, GRANT_SAML2_BEARER],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "response_types_supported": [],
     });
     // An empty array would claim "no scopes at all"; RFC 8414 §2 lets the field be omitted.

@@ -184,6 +184,7 @@ pub fn describe(registry: &Registry) -> Vec<String> {
         let auth = match c.auth {
             ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
             ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
         };
         let obo = match c.on_behalf_of {
             OnBehalfOf::Delegate => "delegate",
@@ -233,7 +234,10 @@ impl ClientEntry {
     pub fn secret_matches(&self, presented: &str) -> bool {
         use subtle::ConstantTimeEq;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        digest.ct_eq(&self.secret_sha256).into()
+        // A client without a secret costs the same hash and compare, and never matches.
+        let expected = self.secret_sha256.unwrap_or([0x5a; 32]);
+        let same: bool = digest.ct_eq(&expected).into();
+        same && self.secret_sha256.is_some()
     }
 }
 

@@ -296,6 +296,8 @@ impl IssuerEntry {
 pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2 client assertions signed with a key from the client's JWKS.
+    PrivateKeyJwt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -311,8 +313,12 @@ pub enum OnBehalfOf {
 pub struct ClientEntry {
     pub client_id: String,
     pub auth: ClientAuthMethod,
-    /// SHA-256 of the client secret (from `secret_hash`, or hashed from `secret_env` at load).
-    pub secret_sha256: [u8; 32],
+    /// SHA-256 of the client secret (from `secret_hash`, or hashed from `secret_env` at
+    /// load); `None` for `private_key_jwt` clients, which have no secret.
+    pub secret_sha256: Option<[u8; 32]>,
+    /// `private_key_jwt`: where the client's public keys come from (`jwks_file` or
+    /// `jwks_uri`).
+    pub jwks: Option<KeySource>,
     pub subject_issuers: Vec<IssuerId>,
     /// When set, subject tokens must be addressed to one of these.
     pub subject_audiences: Option<Vec<String>>,
@@ -332,6 +338,7 @@ impl std::fmt::Debug for ClientEntry {
             .field("client_id", &self.client_id)
             .field("auth", &self.auth)
             .field("secret_sha256", &"[redacted]")
+            .field("jwks", &self.jwks.as_ref().map(|_| "set"))
             .field("subject_issuers", &self.subject_issuers)
             .field("subject_audiences", &self.subject_audiences)
             .field("actor_issuers", &self.actor_issuers)

@@ -217,6 +217,19 @@ impl Verifier {
         }
     }
 
+    /// RFC 7523 client authentication (`private_key_jwt`): see
+    /// [`JwtVerifier::verify_client_assertion`].
+    pub async fn verify_client_assertion(
+        &self,
+        client_id: &str,
+        keys: &crate::trust::KeySource,
+        token: &str,
+    ) -> Result<oidc::ClientAssertion, VerifyError> {
+        self.jwt
+            .verify_client_assertion(client_id, keys, token)
+            .await
+    }
+
     /// Starts background key/metadata fetches for URL-keyed issuers and drops caches of
     /// issuers no longer registered; call it at start and after each reload.
     pub fn warm_up(&self, registry: &Registry) {

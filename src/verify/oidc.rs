@@ -29,6 +29,16 @@ use super::jwt::{self, ClaimRules, UnverifiedJwt};
 use super::keys::{JwksSource, KeySet, VerifyKey};
 use super::{admitted_issuer, BrokerIdentity, Expectation, Purpose, Refusal, VerifiedSubject};
 
+/// What a client may sign its assertions with (advertised in the metadata as
+/// `token_endpoint_auth_signing_alg_values_supported`).
+pub const CLIENT_ASSERTION_ALGS: [JwsAlg; 5] = [
+    JwsAlg::RS256,
+    JwsAlg::PS256,
+    JwsAlg::ES256,
+    JwsAlg::ES384,
+    JwsAlg::EdDSA,
+];
+
 /// At most this many keys are tried for a token without `kid` (bounds the work a
 /// kid-less forgery can cause).
 const MAX_KEYS_TRIED: usize = 8;
@@ -52,7 +62,22 @@ struct Inner {
     keys: Arc<Cache<JwksSource>>,
     /// tessera's own published keys, for `local` tokens (none: every local token refused).
     local: Option<LocalKeys>,
+    /// Client id → JWKS slot for `private_key_jwt` clients: a cache of its own, so a
+    /// client can never be served an issuer's keys (or the reverse) whatever the ids.
+    client_keys: Arc<Cache<JwksSource>>,
 }
+
+/// What a verified RFC 7523 client assertion says: its id (single-use) and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAssertion {
+    pub jti: String,
+    pub expires_at: crate::clock::UnixTime,
+}
+
+/// A client assertion lives at most this long (RFC 7523 §3 item 4: "reasonably short").
+const MAX_CLIENT_ASSERTION_SECS: i64 = 300;
+/// Skew allowed on a client assertion's times.
+const CLIENT_ASSERTION_SKEW_SECS: i64 = 60;
 
 /// The JWKS tessera publishes (`/jwks.json`: current, next and retired-but-valid keys),
 /// as the key ring shares it across replicas, parsed once per change. The verifier reads
@@ -108,7 +133,9 @@ impl JwtVerifier {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Self, VerifyError> {
-        let keys = Cache::new(outbound, clock.clone(), metrics, "jwks")
+        let keys = Cache::new(outbound, clock.clone(), metrics.clone(), "jwks")
+            .map_err(|_| VerifyError::Internal("cannot build the outbound HTTP client"))?;
+        let client_keys = Cache::new(outbound, clock.clone(), metrics, "client_jwks")
             .map_err(|_| VerifyError::Internal("cannot build the outbound HTTP client"))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -116,6 +143,7 @@ impl JwtVerifier {
                 clock,
                 keys: Arc::new(keys),
                 local: None,
+                client_keys: Arc::new(client_keys),
             }),
         })
     }
@@ -125,6 +153,69 @@ impl JwtVerifier {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.local = Some(keys);
         }
+    }
+
+    /// RFC 7523 §3 / §2.2 client assertion of `client_id`, with a key from `keys` (the
+    /// client's `jwks_file` or `jwks_uri`): `iss` = `sub` = the client id, `aud` the token
+    /// endpoint or `server.issuer`, `exp` required and at most 5 minutes away, `nbf`/`iat`
+    /// checked, a `jti`. Single use is the caller's to enforce (the database).
+    pub async fn verify_client_assertion(
+        &self,
+        client_id: &str,
+        keys: &KeySource,
+        token: &str,
+    ) -> Result<ClientAssertion, VerifyError> {
+        let inner = &self.inner;
+        let jwt = jwt::parse_unverified(token)?;
+        let alg = JwsAlg::parse(&jwt.header.alg)
+            .filter(|a| CLIENT_ASSERTION_ALGS.contains(a))
+            .ok_or_else(|| VerifyError::AlgorithmNotAllowed {
+                alg: error::sanitize_label(&jwt.header.alg),
+            })?;
+        jwt::check_typ(jwt.header.typ.as_deref(), TokenType::Jwt, false)?;
+        let slot = inner
+            .client_keys
+            .slot(client_id, JwksSource::of(client_id, keys));
+        inner.check_signature(&slot, &jwt, alg).await?;
+        let now = inner.clock.now();
+        let times = jwt::check_claims(
+            &jwt.claims,
+            &ClaimRules {
+                issuer: client_id,
+                issuer_id: client_id,
+                audiences: &inner.broker.bearer_audiences(),
+                token_type: TokenType::Jwt,
+                skew: CLIENT_ASSERTION_SKEW_SECS,
+                max_age: None,
+                now,
+            },
+        )?;
+        if jwt.claims.get("sub").and_then(Value::as_str) != Some(client_id) {
+            return Err(VerifyError::MalformedClaim {
+                claim: "sub",
+                expected: "the client id (RFC 7523 §3: iss = sub = client_id)",
+            });
+        }
+        if times.exp > now.saturating_add(MAX_CLIENT_ASSERTION_SECS + CLIENT_ASSERTION_SKEW_SECS) {
+            return Err(VerifyError::MalformedClaim {
+                claim: "exp",
+                expected: "at most 5 minutes away",
+            });
+        }
+        let jti = match jwt.claims.get("jti") {
+            Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 => j.clone(),
+            Some(_) => {
+                return Err(VerifyError::MalformedClaim {
+                    claim: "jti",
+                    expected: "a non-empty string of at most 256 characters",
+                })
+            }
+            None => return Err(VerifyError::MissingClaim("jti")),
+        };
+        Ok(ClientAssertion {
+            jti,
+            expires_at: times.exp.saturating_add(CLIENT_ASSERTION_SKEW_SECS),
+        })
     }
 
     /// Verifies `token` as `token_type` for `expect`.

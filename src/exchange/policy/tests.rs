@@ -20,7 +20,8 @@ fn client(audiences: &[&str], scopes: &[&str]) -> ClientEntry {
     ClientEntry {
         client_id: "c".into(),
         auth: ClientAuthMethod::ClientSecretBasic,
-        secret_sha256: [0; 32],
+        secret_sha256: Some([0; 32]),
+        jwks: None,
         subject_issuers: vec![],
         subject_audiences: None,
         actor_issuers: vec![],

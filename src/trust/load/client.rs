@@ -7,7 +7,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{check_nonempty_strings, check_scopes, parse_duration, parse_entry, Errors};
-use crate::trust::{AudienceEntry, ClientAuthMethod, ClientEntry, OnBehalfOf, LOCAL_ISSUER};
+use crate::trust::{
+    AudienceEntry, ClientAuthMethod, ClientEntry, KeySource, OnBehalfOf, LOCAL_ISSUER,
+};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
@@ -17,8 +19,9 @@ struct RawClient {
     secret_env: Option<String>,
     /// Accepted by the parser only to be refused with a clear message.
     secret: Option<toml::Value>,
-    /// For `private_key_jwt` (not supported yet); accepted so the `auth` message wins.
+    /// For `private_key_jwt`: exactly one of these.
     jwks_file: Option<String>,
+    jwks_uri: Option<String>,
     subject_issuers: Vec<String>,
     subject_audiences: Option<Vec<String>>,
     #[serde(default)]
@@ -79,7 +82,8 @@ pub(super) fn load_client(
     let auth = match raw.auth.as_str() {
         "client_secret_basic" => Some(ClientAuthMethod::ClientSecretBasic),
         "client_secret_post" => Some(ClientAuthMethod::ClientSecretPost),
-        m @ ("private_key_jwt" | "tls_client_auth") => {
+        "private_key_jwt" => Some(ClientAuthMethod::PrivateKeyJwt),
+        m @ "tls_client_auth" => {
             errs.field(
                 path,
                 "auth",
@@ -93,20 +97,25 @@ pub(super) fn load_client(
             errs.field(
                 path,
                 "auth",
-                format!("{other:?} is not a client authentication method (expected client_secret_basic or client_secret_post)"),
+                format!("{other:?} is not a client authentication method (expected client_secret_basic, client_secret_post or private_key_jwt)"),
             );
             None
         }
     };
-    if raw.jwks_file.is_some() && auth.is_some() {
-        errs.field(
-            path,
-            "jwks_file",
-            "only used with auth = \"private_key_jwt\", which is not supported yet",
-        );
-    }
-
-    let secret_sha256 = load_secret(path, &raw, errs);
+    let (secret_sha256, jwks) = match auth {
+        Some(ClientAuthMethod::PrivateKeyJwt) => (Some(None), load_client_jwks(path, &raw, errs)),
+        _ => {
+            for (field, set) in [
+                ("jwks_file", raw.jwks_file.is_some()),
+                ("jwks_uri", raw.jwks_uri.is_some()),
+            ] {
+                if set {
+                    errs.field(path, field, "only used with auth = \"private_key_jwt\"");
+                }
+            }
+            (load_secret(path, &raw, errs).map(Some), None)
+        }
+    };
 
     let check_issuer_refs = |field: &str, list: &[String], errs: &mut Errors| {
         for (i, name) in list.iter().enumerate() {
@@ -209,6 +218,7 @@ pub(super) fn load_client(
         client_id: raw.client_id,
         auth: auth?,
         secret_sha256: secret_sha256?,
+        jwks,
         subject_issuers: raw.subject_issuers,
         subject_audiences: raw.subject_audiences,
         actor_issuers: raw.actor_issuers,
@@ -218,6 +228,57 @@ pub(super) fn load_client(
         max_lifetime,
         source: path.to_path_buf(),
     })
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2): the client's public keys, from exactly one of
+/// `jwks_file` (beside the entry) or `jwks_uri` (https); no secret may be set.
+fn load_client_jwks(path: &Path, raw: &RawClient, errs: &mut Errors) -> Option<KeySource> {
+    for (field, set) in [
+        ("secret_hash", raw.secret_hash.is_some()),
+        ("secret_env", raw.secret_env.is_some()),
+    ] {
+        if set {
+            errs.field(
+                path,
+                field,
+                "a private_key_jwt client has no secret: remove it",
+            );
+        }
+    }
+    match (&raw.jwks_file, &raw.jwks_uri) {
+        (Some(_), Some(_)) => {
+            errs.field(
+                path,
+                "jwks_uri",
+                "jwks_file and jwks_uri are both set: use exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            errs.field(
+                path,
+                "jwks_file",
+                "missing: a private_key_jwt client needs jwks_file or jwks_uri",
+            );
+            None
+        }
+        (None, Some(u)) => {
+            super::parse_http_url(path, "jwks_uri", u, false, errs).map(KeySource::JwksUri)
+        }
+        (Some(rel), None) => {
+            let file = super::issuer::resolve_beside(path, rel);
+            match super::issuer::read_jwks_file(&file) {
+                Ok(jwks) => Some(KeySource::JwksFile {
+                    path: file,
+                    jwks: std::sync::Arc::new(jwks),
+                }),
+                Err(problem) => {
+                    errs.field(path, "jwks_file", problem);
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// SPEC §2.1: exactly one of `secret_hash` (`sha256:` + 64 lowercase hex) or

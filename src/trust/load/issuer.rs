@@ -641,7 +641,7 @@ fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Ke
 }
 
 /// A JWKS file: a JSON object with a non-empty `keys` array of public JWKs.
-fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
+pub(super) fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
     let bytes = read_capped(file, MAX_JWKS_BYTES)?;
     let jwks: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;

@@ -170,7 +170,10 @@ fn every_loader_error_names_file_and_field() {
         ("audience value is another id", "audiences/x.toml", "audience = \"orders\"\n".to_owned(), "x.toml", "audience", "also the id"),
         // clients
         ("client id mismatch", "clients/orders-service.toml", CLIENT.replace("client_id = \"orders-service\"", "client_id = \"billing\""), "orders-service.toml", "client_id", "file name"),
-        ("private_key_jwt", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "private_key_jwt"), "orders-service.toml", "auth", "not supported yet"),
+        ("private_key_jwt with a secret", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "private_key_jwt"), "orders-service.toml", "secret_hash", "has no secret"),
+        ("private_key_jwt over plain http", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "private_key_jwt").replace("auth = ", "jwks_uri = \"http://keys.example/jwks\"\nauth = "), "orders-service.toml", "jwks_uri", "must be https"),
+        ("jwks_file on a secret client", "clients/orders-service.toml", CLIENT.replace("auth = ", "jwks_file = \"x.json\"\nauth = "), "orders-service.toml", "jwks_file", "only used with"),
+        ("tls_client_auth", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "tls_client_auth"), "orders-service.toml", "auth", "not supported yet"),
         ("tls_client_auth", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "tls_client_auth"), "orders-service.toml", "auth", "not supported yet"),
         ("unknown auth", "clients/orders-service.toml", CLIENT.replace("client_secret_basic", "password"), "orders-service.toml", "auth", "not a client authentication method"),
         ("plain secret", "clients/orders-service.toml", client_with("secret = \"hunter2\"\n"), "orders-service.toml", "secret", "use secret_hash"),
