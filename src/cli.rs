@@ -92,6 +92,21 @@ pub enum DevCommand {
     /// Mint a signed SAML 2.0 assertion from a demo SAML issuer's key, printed as
     /// base64url (a `saml2` subject token or `saml2-bearer` assertion).
     SamlAssertion(SamlAssertionArgs),
+    /// Mint opaque access tokens of the demo authorization server (`demo-opaque`), one per
+    /// line: only its introspection endpoint (`tessera dev opaque-as`) can read them.
+    OpaqueToken(OpaqueTokenArgs),
+    /// Run the demo authorization server's RFC 7662 introspection endpoint, which the
+    /// demo registry's `demo-opaque` issuer calls.
+    OpaqueAs {
+        /// Registry id of the demo introspection issuer.
+        #[arg(long, default_value = "demo-opaque")]
+        issuer: String,
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: std::net::SocketAddr,
+        /// Registry directory (default: trust.dir from the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Decode a JWT and verify its signature against a JWKS URL (e.g. tessera's /jwks.json).
     Inspect {
         /// JWKS to verify against, e.g. http://127.0.0.1:8080/jwks.json
@@ -127,6 +142,30 @@ pub struct IdTokenArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Mint this many tokens, one per line, with subjects `<sub>-1` … `<sub>-N` (load tests).
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct OpaqueTokenArgs {
+    /// Registry id of the demo introspection issuer.
+    #[arg(long, default_value = "demo-opaque")]
+    pub issuer: String,
+    /// `sub` the introspection endpoint reports.
+    #[arg(long, default_value = "alice")]
+    pub sub: String,
+    /// Space-separated `scope`.
+    #[arg(long, default_value = "openid profile")]
+    pub scope: String,
+    /// Extra claim as name=value (JSON when it parses as JSON; repeatable).
+    #[arg(long = "claim", value_parser = parse_claim)]
+    pub claims: Vec<(String, serde_json::Value)>,
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lifetime: Duration,
+    /// Registry directory (default: trust.dir from the configuration).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Mint this many tokens, subjects `<sub>-1` … `<sub>-N` (load tests).
     #[arg(long, default_value_t = 1)]
     pub count: u32,
 }

@@ -60,6 +60,42 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Dev(DevCommand::OpaqueToken(args)) => {
+            let dir = match &args.dir {
+                Some(d) => d.clone(),
+                None => Config::load(cli.config.as_deref())?.trust.dir,
+            };
+            let demo = tessera::dev::opaque::DemoAs::load(&dir, &args.issuer)?;
+            let lifetime = i64::try_from(args.lifetime.as_secs()).unwrap_or(i64::MAX);
+            for i in 1..=args.count {
+                let sub = if args.count > 1 {
+                    format!("{}-{i}", args.sub)
+                } else {
+                    args.sub.clone()
+                };
+                println!(
+                    "{}",
+                    demo.mint(&sub, &args.scope, &args.claims, lifetime, &SystemClock)?
+                );
+            }
+            Ok(())
+        }
+        Command::Dev(DevCommand::OpaqueAs {
+            issuer,
+            listen,
+            dir,
+        }) => {
+            let dir = match dir {
+                Some(d) => d,
+                None => Config::load(cli.config.as_deref())?.trust.dir,
+            };
+            let demo = tessera::dev::opaque::DemoAs::load(&dir, &issuer)?;
+            eprintln!("demo authorization server: POST http://{listen}/introspect (Ctrl-C stops)");
+            actix_web::rt::System::new()
+                .block_on(tessera::http::demo_as::serve(demo, listen))
+                .with_context(|| format!("serving on {listen}"))?;
+            Ok(())
+        }
         Command::Dev(DevCommand::Inspect { jwks_url, token }) => {
             let token = if token == "-" {
                 std::io::read_to_string(std::io::stdin())?.trim().to_owned()

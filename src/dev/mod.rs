@@ -2,6 +2,7 @@
 //! newcomer can try an exchange with curl. Only issuers with `demo_signing_key_file` can
 //! be used: real issuers' keys are never on this machine.
 
+pub mod opaque;
 pub mod saml;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod client_auth;
+pub mod demo_as;
 pub mod error;
 pub mod health;
 pub mod metadata;

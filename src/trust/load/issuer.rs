@@ -52,6 +52,7 @@ struct RawIssuer {
     introspection_endpoint: Option<String>,
     client_id: Option<String>,
     client_secret_env: Option<String>,
+    client_secret_file: Option<String>,
     introspection_auth: Option<String>,
     cache_ttl: Option<toml::Value>,
     mapping: Option<RawMapping>,
@@ -78,6 +79,7 @@ const INTROSPECTION_ONLY: &[&str] = &[
     "introspection_endpoint",
     "client_id",
     "client_secret_env",
+    "client_secret_file",
     "introspection_auth",
     "cache_ttl",
 ];
@@ -108,6 +110,7 @@ impl RawIssuer {
             ),
             ("client_id", self.client_id.is_some()),
             ("client_secret_env", self.client_secret_env.is_some()),
+            ("client_secret_file", self.client_secret_file.is_some()),
             ("introspection_auth", self.introspection_auth.is_some()),
             ("cache_ttl", self.cache_ttl.is_some()),
         ]
@@ -396,27 +399,7 @@ fn load_introspection(
             None
         }
     };
-    let client_secret = match raw.client_secret_env.as_deref() {
-        Some(var) => match std::env::var(var) {
-            Ok(secret) if !secret.is_empty() => Some(Secret::new(secret)),
-            _ => {
-                errs.field(
-                    path,
-                    "client_secret_env",
-                    format!("environment variable {var} is not set or empty"),
-                );
-                None
-            }
-        },
-        None => {
-            errs.field(
-                path,
-                "client_secret_env",
-                "missing: the environment variable holding tessera's secret at the issuer",
-            );
-            None
-        }
-    };
+    let client_secret = load_client_secret(path, raw, errs);
     let auth = match raw.introspection_auth.as_deref() {
         None | Some("client_secret_basic") => Some(IntrospectionAuth::ClientSecretBasic),
         Some("client_secret_post") => Some(IntrospectionAuth::ClientSecretPost),
@@ -458,6 +441,61 @@ fn load_introspection(
         auth: auth?,
         cache_ttl,
     })
+}
+
+/// tessera's secret at the issuer: from `client_secret_env` (an environment variable) or
+/// `client_secret_file` (a file beside the entry, e.g. a mounted Kubernetes secret; its
+/// surrounding whitespace is dropped), exactly one. Never from the entry itself.
+fn load_client_secret(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Secret> {
+    match (&raw.client_secret_env, &raw.client_secret_file) {
+        (Some(var), None) => match std::env::var(var) {
+            Ok(secret) if !secret.is_empty() => Some(Secret::new(secret)),
+            _ => {
+                errs.field(
+                    path,
+                    "client_secret_env",
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        },
+        (None, Some(rel)) => {
+            let file = resolve_beside(path, rel);
+            match read_capped(&file, MAX_PEM_BYTES) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(s) if !s.trim().is_empty() => Some(Secret::new(s.trim().to_owned())),
+                    _ => {
+                        errs.field(
+                            path,
+                            "client_secret_file",
+                            format!("{} is empty or not UTF-8", file.display()),
+                        );
+                        None
+                    }
+                },
+                Err(problem) => {
+                    errs.field(path, "client_secret_file", problem);
+                    None
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            errs.field(
+                path,
+                "client_secret_file",
+                "client_secret_env and client_secret_file are both set: use exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            errs.field(
+                path,
+                "client_secret_env",
+                "missing: client_secret_env or client_secret_file (tessera's secret at the issuer)",
+            );
+            None
+        }
+    }
 }
 
 /// SPEC §2 defaults by kind. For oidc, `jwt` (the bearer grant, and the loosest typ and
