@@ -85,14 +85,58 @@ const CLIENT_ASSERTION_SKEW_SECS: i64 = 60;
 pub struct LocalKeys {
     published: Box<dyn Fn() -> Arc<str> + Send + Sync>,
     parsed: std::sync::Mutex<Option<(Arc<str>, Arc<KeySet>)>>,
+    /// SHA-256 of a local token's signing input and signature → its `exp`: signatures
+    /// already verified. The same token presented again (a service fanning one request
+    /// out to several hops) skips the ECDSA verification; every claim check, expiry and
+    /// revocation still runs on each use. Bounded; a key leaves the JWKS only after the
+    /// tokens it signed have expired, so a memo never outlives its key's validity.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>,
 }
+
+/// Verified local signatures remembered at most (expired ones are dropped first).
+const MAX_VERIFIED_LOCAL: usize = 100_000;
 
 impl LocalKeys {
     pub fn new(published: impl Fn() -> Arc<str> + Send + Sync + 'static) -> Self {
         Self {
             published: Box::new(published),
             parsed: std::sync::Mutex::new(None),
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    fn digest(jwt: &UnverifiedJwt<'_>) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(jwt.signing_input.as_bytes());
+        h.update(b".");
+        h.update(jwt.signature.as_bytes());
+        h.finalize().into()
+    }
+
+    fn already_verified(&self, jwt: &UnverifiedJwt<'_>, now: i64) -> bool {
+        let memo = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.get(&Self::digest(jwt)).is_some_and(|exp| *exp > now)
+    }
+
+    fn remember(&self, jwt: &UnverifiedJwt<'_>, now: i64) {
+        let Some(exp) = jwt.claims.get("exp").and_then(Value::as_i64) else {
+            return;
+        };
+        let mut memo = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memo.len() >= MAX_VERIFIED_LOCAL {
+            memo.retain(|_, e| *e > now);
+            if memo.len() >= MAX_VERIFIED_LOCAL {
+                memo.clear();
+            }
+        }
+        memo.insert(Self::digest(jwt), exp);
     }
 
     fn current(&self, now: crate::clock::UnixTime) -> Option<Arc<KeySet>> {
@@ -340,10 +384,16 @@ impl Inner {
         alg: JwsAlg,
     ) -> Result<(), VerifyError> {
         let issuer = || crate::trust::LOCAL_ISSUER.to_owned();
-        let set = self
+        let local = self
             .local
             .as_ref()
-            .and_then(|l| l.current(self.clock.now()))
+            .ok_or_else(|| VerifyError::IssuerUnavailable { issuer: issuer() })?;
+        let now = self.clock.now();
+        if local.already_verified(jwt, now) {
+            return Ok(());
+        }
+        let set = local
+            .current(now)
             .ok_or_else(|| VerifyError::IssuerUnavailable { issuer: issuer() })?;
         let candidates = match select_keys(&set, jwt, alg, true) {
             Selection::Try(c) => c,
@@ -360,6 +410,7 @@ impl Inner {
             .take(MAX_KEYS_TRIED)
             .any(|k| k.verify_signature(alg, jwt.signing_input.as_bytes(), jwt.signature));
         if verified {
+            local.remember(jwt, now);
             Ok(())
         } else {
             Err(VerifyError::SignatureInvalid)

@@ -122,6 +122,18 @@ async fn three_hops_narrow_scopes_nest_act_and_record_lineage() {
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
     app.assert_last_refused("invalid_scope").await;
 
+    // A forged copy (another payload under t1's signature) is refused, even right after
+    // t1's own signature was verified.
+    use base64::Engine;
+    let mut parts: Vec<String> = t1.split('.').map(str::to_owned).collect();
+    let forged = json!({"iss": ISSUER, "sub": "mallory", "aud": "inventory",
+        "exp": c1["exp"], "iat": c1["iat"], "jti": "forged", "client_id": "orders-service",
+        "scope": "inventory:read"});
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_string());
+    let resp = svc_exchange(&app, &parts.join("."), &[("audience", "warehouse")]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("bad_signature").await;
+
     let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();

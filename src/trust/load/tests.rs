@@ -415,7 +415,10 @@ fn the_repository_demo_registry_loads_cleanly() {
     assert!(opaque.introspection().is_some() && opaque.demo_signing_key_file.is_some());
     assert_eq!(r.demo_issuers().count(), 3);
     assert!(r.clients["demo-backend"].secret_matches("backend-secret"));
-    assert_eq!(r.clients["demo-backend"].subject_issuers, vec!["local".to_owned()]);
+    assert_eq!(
+        r.clients["demo-backend"].subject_issuers,
+        vec!["local".to_owned()]
+    );
     let c = &r.clients["demo-client"];
     assert!(c.secret_matches("demo-secret"));
     assert_eq!(
