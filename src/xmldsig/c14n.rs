@@ -80,15 +80,24 @@ impl<'t> Writer<'_, 't> {
         extra: &[Attr<'a>],
     ) -> Result<(), C14nError> {
         let qname = element_qname(self.text, e)?;
-        let mut scope = rendered.to_vec();
         let mut declared: Vec<Binding<'a>> = Vec::new();
         for (prefix, uri) in self.candidates(e, qname)? {
-            if lookup(&scope, prefix) != uri {
-                set(&mut scope, prefix, uri);
+            if lookup(rendered, prefix) != uri && !declared.iter().any(|(p, _)| *p == prefix) {
                 declared.push((prefix, uri));
             }
         }
         declared.sort_unstable();
+        // What the children's output ancestors have rendered: copied only when this
+        // element declares something (most elements declare nothing).
+        let scope: std::borrow::Cow<'_, [Binding<'a>]> = if declared.is_empty() {
+            rendered.into()
+        } else {
+            let mut s = rendered.to_vec();
+            for (prefix, uri) in &declared {
+                set(&mut s, prefix, uri);
+            }
+            s.into()
+        };
         let mut attrs = self.attributes(e)?;
         attrs.extend(extra.iter().map(|a| Attr { ..*a }));
         attrs.sort_unstable_by(|a, b| (a.namespace, a.local).cmp(&(b.namespace, b.local)));

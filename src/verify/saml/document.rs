@@ -27,7 +27,16 @@ const B64STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT)
 /// SPEC §4.1: base64url per RFC 8693; standard base64 (padded or not, line breaks
 /// allowed) is accepted too, since SAML stacks send it. Mixed alphabets are refused.
 pub fn decode(text: &str) -> Result<String, SamlError> {
-    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    // Line breaks are allowed (standard base64 as SAML stacks send it); most tokens have
+    // none, and then the text is decoded as it is.
+    let compact: std::borrow::Cow<'_, [u8]> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        text.bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        text.as_bytes().into()
+    };
     let url = memchr::memchr2(b'-', b'_', &compact).is_some();
     let std = memchr::memchr2(b'+', b'/', &compact).is_some();
     let bytes = match (url, std) {
