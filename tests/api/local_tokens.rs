@@ -432,3 +432,97 @@ async fn lifecycle_endpoints_authenticate_and_metadata_lists_them() {
     assert_eq!(md["introspection_endpoint"], format!("{ISSUER}/introspect"));
     assert_eq!(md["revocation_endpoint"], format!("{ISSUER}/revoke"));
 }
+
+/// A real second `tessera serve` process (its own memory, caches and revoked set) on the
+/// same database and registry: a revocation made through this one is honoured there,
+/// by introspection at once and by its token endpoint within its reload interval.
+#[tokio::test]
+async fn a_second_server_process_on_the_same_database_honours_a_revocation() {
+    for kind in backends() {
+        let app = app(kind).await;
+        let (t1, _) = hop1(&app).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let home = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("serve")
+            .env_remove("TESSERA_CONFIG")
+            .env("TESSERA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("TESSERA_SERVER__ISSUER", ISSUER)
+            .env("TESSERA_DATABASE__URL", app.database_url())
+            .env("TESSERA_TRUST__DIR", &app.trust_dir)
+            .current_dir(home.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let other = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{other}/readyz")).send().await {
+                if r.status().is_success() {
+                    ready = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(ready, "second process became ready");
+        let introspect = || async {
+            post(
+                &other,
+                "/introspect",
+                ("orders-service", ORDERS_SECRET),
+                &[("token", &t1)],
+            )
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+        };
+        assert_eq!(introspect().await["active"], true);
+        let resp = post(
+            &app.address,
+            "/revoke",
+            ("orders-service", ORDERS_SECRET),
+            &[("token", &t1)],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            introspect().await,
+            json!({"active": false}),
+            "{}",
+            kind_name(kind)
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let resp = post(
+                &other,
+                "/token",
+                ("inventory-svc", SVC_SECRET),
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", &t1),
+                    ("subject_token_type", ACCESS_TOKEN),
+                    ("audience", "warehouse"),
+                ],
+            )
+            .await;
+            if resp.status() != StatusCode::OK {
+                let body: Value = resp.json().await.unwrap();
+                let text = body["error_description"].as_str().unwrap_or_default();
+                assert!(text.contains("revoked"), "{body}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never refused there");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let _ = child.wait();
+    }
+}
