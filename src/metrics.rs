@@ -61,6 +61,8 @@ pub struct Metrics {
     pub exchange_duration: Family<DurationLabels, Histogram>,
     pub rejections: Family<ReasonLabels, Counter>,
     pub issuer_key_fetches: Family<FetchLabels, Counter>,
+    /// RFC 7662 lookups per introspection issuer: `active`, `inactive`, `error`, `cached`.
+    pub introspections: Family<FetchLabels, Counter>,
     pub issuer_keys_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
     pub replays_blocked: Family<IssuerLabels, Counter>,
     pub signing_key_age: Gauge<f64, AtomicU64>,
@@ -120,6 +122,12 @@ impl Metrics {
             "Discovery/JWKS fetches per issuer and outcome",
             issuer_key_fetches.clone(),
         );
+        let introspections = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "introspections",
+            "Opaque-token lookups per introspection issuer: active, inactive, error (endpoint unreachable or not RFC 7662), cached (answered from the cache)",
+            introspections.clone(),
+        );
         let issuer_keys_age = Family::<IssuerLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "issuer_keys_age_seconds",
@@ -160,6 +168,7 @@ impl Metrics {
             exchange_duration,
             rejections,
             issuer_key_fetches,
+            introspections,
             issuer_keys_age,
             replays_blocked,
             signing_key_age,

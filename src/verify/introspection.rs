@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::OutboundConfig;
+use crate::metrics::{FetchLabels, Metrics};
 use crate::trust::{IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, Registry};
 
 use super::error::VerifyError;
@@ -47,6 +48,7 @@ struct Cached {
 pub struct IntrospectionVerifier {
     client: reqwest::Client,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     cache: Mutex<HashMap<(String, [u8; 32]), Cached>>,
 }
 
@@ -66,7 +68,11 @@ pub enum IntrospectionError {
 }
 
 impl IntrospectionVerifier {
-    pub fn new(outbound: &OutboundConfig, clock: SharedClock) -> Result<Self, VerifyError> {
+    pub fn new(
+        outbound: &OutboundConfig,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, VerifyError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(outbound.timeout)
@@ -77,6 +83,7 @@ impl IntrospectionVerifier {
         Ok(Self {
             client,
             clock,
+            metrics,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -142,10 +149,25 @@ impl IntrospectionVerifier {
     ) -> Result<Answer, IntrospectionError> {
         let key = (entry.id.clone(), digest);
         let now = self.clock.now();
-        if let Some(hit) = self.lock().get(&key).filter(|c| c.until > now) {
-            return Ok(hit.answer.clone());
+        let hit = self
+            .lock()
+            .get(&key)
+            .filter(|c| c.until > now)
+            .map(|c| c.answer.clone());
+        if let Some(answer) = hit {
+            self.count(entry, "cached");
+            return Ok(answer);
         }
-        let answer = self.introspect(settings, token).await?;
+        let answer = self.introspect(settings, token).await;
+        self.count(
+            entry,
+            match &answer {
+                Ok(Answer::Active(_)) => "active",
+                Ok(Answer::Inactive) => "inactive",
+                Err(_) => "error",
+            },
+        );
+        let answer = answer?;
         let ttl = secs(settings.cache_ttl);
         let until = match &answer {
             // Never past exp (a non-number exp is refused later; cache it no longer).
@@ -170,6 +192,16 @@ impl IntrospectionVerifier {
             },
         );
         Ok(answer)
+    }
+
+    fn count(&self, entry: &IssuerEntry, outcome: &'static str) {
+        self.metrics
+            .introspections
+            .get_or_create(&FetchLabels {
+                issuer: entry.id.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), Cached>> {

@@ -169,8 +169,8 @@ impl Verifier {
         let broker = Arc::new(broker);
         Ok(Self {
             jwt: JwtVerifier::new(outbound, broker.clone(), clock.clone(), metrics.clone())?,
-            saml: SamlVerifier::new(outbound, broker, clock.clone(), metrics)?,
-            opaque: introspection::IntrospectionVerifier::new(outbound, clock)?,
+            saml: SamlVerifier::new(outbound, broker, clock.clone(), metrics.clone())?,
+            opaque: introspection::IntrospectionVerifier::new(outbound, clock, metrics)?,
         })
     }
 

@@ -243,6 +243,13 @@ async fn an_opaque_token_is_exchanged_and_a_steady_stream_costs_one_introspectio
         assert_eq!(claims["act"], json!({"sub": "gateway"}));
     }
     assert_eq!(s.partner.calls(), 1, "cached after the first introspection");
+    let metrics = s.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"tessera_introspections_total{issuer="partner",outcome="active"} 1"#)
+            && metrics
+                .contains(r#"tessera_introspections_total{issuer="partner",outcome="cached"} 4"#),
+        "{metrics}"
+    );
     // partner-b (tried first) does not know it: asked once, its "inactive" cached too.
     assert_eq!(s.partner_b.calls(), 1);
     let row = &s.app.audit_rows().await[0];
