@@ -52,6 +52,8 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "auth_time",
     "azp",
     "typ",
+    // tessera's own lineage of exchanged tokens (revocation): never a mapped value.
+    "exchanged_from",
 ];
 
 #[derive(Debug, thiserror::Error)]
