@@ -152,11 +152,16 @@ pub fn strip_declaration(text: &str) -> Result<&str, XmlError> {
             .strip_prefix('=')
             .map(str::trim_start)
             .ok_or(XmlError::NotWellFormed)?;
-        let quote = value.chars().next().ok_or(XmlError::NotWellFormed)?;
+        // Only an ASCII quote may open the value: slicing after anything else could cut
+        // a multi-byte character (`encoding=é` panicked here; found by c14n_differential).
+        let quote = value
+            .chars()
+            .next()
+            .filter(|q| matches!(q, '"' | '\''))
+            .ok_or(XmlError::NotWellFormed)?;
         let name = value[1..]
             .split(quote)
             .next()
-            .filter(|_| matches!(quote, '"' | '\''))
             .ok_or(XmlError::NotWellFormed)?;
         if !name.eq_ignore_ascii_case("UTF-8") {
             return Err(XmlError::NotUtf8);
@@ -184,6 +189,16 @@ fn no_second_declaration(body: &str) -> Result<&str, XmlError> {
         return Err(XmlError::NotWellFormed);
     }
     Ok(body)
+}
+
+/// XML 1.0 §2.11: every literal CR (alone or in CR LF) is an LF before parsing; only a
+/// `&#13;` reference is a CR. roxmltree 0.21 leaves some literal CRs in text and PI data
+/// (found by the c14n_differential fuzz target), which would canonicalise as `&#xD;`.
+pub fn normalize_line_endings(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\r') {
+        return text.into();
+    }
+    text.replace("\r\n", "\n").replace('\r', "\n").into()
 }
 
 /// An element that may hold text only (NameID, Issuer, Audience: simple types): its full
@@ -429,6 +444,17 @@ mod tests {
             Ok("<?xml-stylesheet x?><a/>")
         );
         assert_eq!(strip_declaration("<a/>"), Ok("<a/>"));
+        // Not a quote before the value (and a multi-byte one at that): refused, no panic.
+        for bad in [
+            "<?xml encoding=é?><a/>",
+            "<?xml encoding=\u{e9}UTF-8\u{e9}?><a/>",
+        ] {
+            assert_eq!(
+                strip_declaration(bad),
+                Err(XmlError::NotWellFormed),
+                "{bad}"
+            );
+        }
         // A second declaration (or BOM) that libxml2 would take as the real one.
         for evil in [
             "<?xml version=\"1.0\"?><?xml version=\"1.0\" encoding=\"UTF-7\"?><a/>",

@@ -33,6 +33,10 @@ pub enum C14nError {
     XmlBase,
     #[error("a name could not be read back from the document text")]
     Name,
+    /// C14N 1.0 §2: "MUST report an operation failure on documents containing relative
+    /// namespace URIs" (exclusive C14N inherits the rule).
+    #[error("a namespace URI is relative")]
+    RelativeNamespace,
 }
 
 /// `apex` and its descendants except `omit`'s subtree, canonicalised by `method`.
@@ -82,6 +86,9 @@ impl<'t> Writer<'_, 't> {
         let qname = element_qname(self.text, e)?;
         let mut declared: Vec<Binding<'a>> = Vec::new();
         for (prefix, uri) in self.candidates(e, qname)? {
+            if !uri.is_empty() && !is_absolute_uri(uri) {
+                return Err(C14nError::RelativeNamespace);
+            }
             if lookup(rendered, prefix) != uri && !declared.iter().any(|(p, _)| *p == prefix) {
                 declared.push((prefix, uri));
             }
@@ -199,9 +206,9 @@ impl<'t> Writer<'_, 't> {
     }
 }
 
-/// C14N 1.0 §2.4: the apex of a document subset carries the `xml:` attributes (xml:lang,
-/// xml:space, ...) in effect there from its ancestors. C14N 1.1 §2.4 inherits xml:lang and
-/// xml:space only (xml:id is not inherited; xml:base would be joined: refused). Exclusive
+/// C14N 1.0 §2.4: the apex of a document subset carries the `xml:` attributes in effect
+/// there from its ancestors (every `xml:*`, nearest first). C14N 1.1 §2.4 inherits only
+/// xml:lang and xml:space (xml:id not at all; xml:base would be joined: refused). Exclusive
 /// C14N inherits none (§3 of its spec).
 fn inherited_xml_attributes<'a>(
     apex: Node<'a, '_>,
@@ -210,6 +217,7 @@ fn inherited_xml_attributes<'a>(
     let Method::Inclusive { v11 } = *method else {
         return Ok(Vec::new());
     };
+    let text = apex.document().input_text();
     let mut out: Vec<Attr<'a>> = Vec::new();
     for ancestor in apex.ancestors().skip(1).filter(Node::is_element) {
         for a in ancestor
@@ -222,16 +230,16 @@ fn inherited_xml_attributes<'a>(
             if own || out.iter().any(|o| o.local == a.name()) {
                 continue;
             }
-            if v11 && a.name() == "id" {
-                continue;
-            }
             if v11 && a.name() == "base" {
                 return Err(C14nError::XmlBase);
+            }
+            if v11 && !matches!(a.name(), "lang" | "space") {
+                continue;
             }
             out.push(Attr {
                 namespace: NS_XML,
                 local: a.name(),
-                qname: xml_qname(a.name()),
+                qname: text.get(a.range_qname()).ok_or(C14nError::Name)?,
                 value: a.value(),
             });
         }
@@ -239,16 +247,14 @@ fn inherited_xml_attributes<'a>(
     Ok(out)
 }
 
-/// The rendered name of an inherited `xml:` attribute: the four the XML specification
-/// defines (anything else in the xml namespace is reserved and is not inherited by name).
-fn xml_qname(local: &str) -> &'static str {
-    match local {
-        "lang" => "xml:lang",
-        "space" => "xml:space",
-        "base" => "xml:base",
-        "id" => "xml:id",
-        _ => "xml:reserved",
-    }
+/// RFC 3986 §3.1: a scheme (a letter, then letters, digits, `+`, `-`, `.`) and a colon.
+fn is_absolute_uri(uri: &str) -> bool {
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// An element's qualified name as written: from `<` to the first space, `/` or `>`.
@@ -410,6 +416,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "<e><?pi data ?><u></u></e>");
+    }
+
+    #[test]
+    fn differences_the_differential_fuzzer_found_are_fixed() {
+        // Relative namespace URIs: an operation failure (C14N 1.0 §2).
+        let doc = roxmltree::Document::parse(r#"<r xmlns="a"/>"#).unwrap();
+        let method = Method::Exclusive {
+            inclusive_prefixes: Vec::new(),
+        };
+        assert_eq!(
+            canonicalize(doc.root_element(), None, &method),
+            Err(C14nError::RelativeNamespace)
+        );
+        // Inherited xml:* attributes keep their own names (1.0); 1.1 inherits only
+        // xml:lang and xml:space.
+        let xml = r#"<r xml:foo="1" xml:lang="de"><c/></r>"#;
+        assert_eq!(
+            inc_child(xml, false),
+            r#"<c xml:foo="1" xml:lang="de"></c>"#
+        );
+        assert_eq!(inc_child(xml, true), r#"<c xml:lang="de"></c>"#);
     }
 
     #[test]

@@ -182,7 +182,8 @@ pub fn verified_copy(
         // Nothing to verify with is never "verified"; loaders refuse such entries too.
         return Err(DsigError::Invalid);
     }
-    let doc = xml::parse(xml_text)
+    let xml_text = xml::normalize_line_endings(xml_text);
+    let doc = xml::parse(&xml_text)
         .map_err(|_| DsigError::Shape("the signed document is not well-formed"))?;
     let covered = doc
         .descendants()
@@ -283,6 +284,7 @@ fn c14n_refusal(e: c14n::C14nError) -> DsigError {
     DsigError::Shape(match e {
         c14n::C14nError::XmlBase => "xml:base above a C14N 1.1 signed element",
         c14n::C14nError::Name => "a name could not be canonicalised",
+        c14n::C14nError::RelativeNamespace => "a relative namespace URI cannot be canonicalised",
     })
 }
 

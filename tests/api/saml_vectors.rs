@@ -281,3 +281,49 @@ fn tessera_and_xmlsec_verify_the_same_bytes_on_every_vector() {
     }
     assert!(agreed >= 20, "only {agreed} vectors compared");
 }
+
+/// Literal carriage returns (CR LF and lone CR, in text, in a PI and between attributes)
+/// are line feeds to XML 1.0 §2.11, so they do not change what is signed: a signed
+/// assertion with its line feeds turned into CRs afterwards still verifies, in tessera as
+/// in xmlsec (roxmltree alone keeps some CRs; found by the c14n_differential fuzzer).
+#[test]
+fn literal_carriage_returns_verify_as_the_line_feeds_they_are() {
+    use crate::saml_idp::{sign, Assertion, SigningKey};
+    use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate(dir.path(), "crlf");
+    let mut a = Assertion::new(1_800_000_000);
+    a.attributes = vec![(
+        "note".into(),
+        vec!["line 1\nline 2\nline 3 &gt; &#13;".into()],
+    )];
+    let xml = a
+        .xml(true)
+        .replace("<saml:Subject>", "<?pi a\nb?><saml:Subject>");
+    let signed = sign(
+        &xml,
+        &key,
+        "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+    );
+    let with_crs = signed
+        .replacen(
+            "line 1\nline 2\nline 3 &gt;",
+            "line 1\r\nline 2\rline 3 &gt;",
+            1,
+        )
+        .replacen("<?pi a\nb?>", "<?pi a\r\nb?>", 1);
+    assert_eq!(with_crs.matches('\r').count(), 3, "text and PI: {with_crs}");
+    let certs = parse_pem_certs(key.cert_pem.as_bytes()).unwrap();
+    let keys: Vec<_> = certs.iter().map(|c| &c.key).collect();
+    let ours = tessera::xmldsig::verified_copy(&with_crs, &keys, false).expect("verifies");
+    let ders = vec![CertificateDer::from(certs[0].der.clone())];
+    let theirs = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        &with_crs,
+        &ders,
+        ReduceMode::PreDigest,
+        None,
+    )
+    .unwrap();
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("line 1\nline 2\nline 3 &gt; &#xD;"), "{ours}");
+}
