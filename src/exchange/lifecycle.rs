@@ -20,6 +20,10 @@ use crate::verify::{Expectation, Presented, Purpose, VerifiedSubject};
 
 use super::{local_lineage, ClientCredentials, ExchangeError, Exchanger, Form};
 
+/// How long past its `exp` a revocation is kept: at least the clock skew tessera allows
+/// its own tokens (the `local` entry's 60 s), with room.
+const REVOCATION_MARGIN_SECS: i64 = 300;
+
 /// What introspection reveals of an active token (RFC 7662 §2.2).
 const REVEALED: &[&str] = &[
     "iss",
@@ -54,7 +58,13 @@ impl Exchanger {
         let Some(verified) = self.local_token(&registry, token).await else {
             return Ok(inactive());
         };
-        if !may_introspect(&registry, &client, &verified) || self.revoked(&verified).await? {
+        // RFC 7662 §2.2: a token past its exp is inactive, whatever skew verification
+        // allows a presented token.
+        let expired = verified.expires_at <= self.clock.now();
+        if expired
+            || !may_introspect(&registry, &client, &verified)
+            || self.revoked(&verified).await?
+        {
             return Ok(inactive());
         }
         let mut out: Map<String, Value> = REVEALED
@@ -96,7 +106,13 @@ impl Exchanger {
             .and_then(Value::as_str)
             .ok_or_else(|| ExchangeError::InvalidRequest("the token has no jti".into()))?;
         self.revocations
-            .revoke(jti, verified.expires_at, &client.client_id)
+            // Kept past exp by the skew a presented token is allowed (it is still
+            // verifiable that long).
+            .revoke(
+                jti,
+                verified.expires_at.saturating_add(REVOCATION_MARGIN_SECS),
+                &client.client_id,
+            )
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "revocation could not be recorded");

@@ -66,6 +66,10 @@ struct AccessTokenClaims<'a> {
     scope: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     act: Option<&'a Act>,
+    /// The subject token's `may_act`, carried forward: whoever may act for the subject
+    /// stays bound on every later hop (RFC 8693 §4.4), not only the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    may_act: Option<&'a crate::verify::MayAct>,
     /// The `jti`s of the tessera tokens this one was exchanged from, nearest first: a
     /// revocation of any of them refuses this one too, without a database read.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -483,14 +487,22 @@ impl Exchanger {
             acting_sub,
             acting_iss,
         )?;
-        // A foreign token's own chain is that issuer's assertion, never tessera's record.
-        let subject_act = subject.token.act.as_ref().map(|a| {
-            if subject.token.issuer.id == LOCAL_ISSUER {
-                a.clone()
-            } else {
-                a.attributed_to(&subject.token.issuer.issuer)
+        // A foreign token's own chain is that issuer's assertion, never tessera's record:
+        // a link naming tessera as its issuer is a forgery of tessera's record, refused.
+        let subject_act = match &subject.token.act {
+            Some(a) if subject.token.issuer.id == LOCAL_ISSUER => Some(a.clone()),
+            Some(a) if a.names_issuer(&self.settings.issuer) => {
+                return Err(ExchangeError::Unacceptable {
+                    role: subject.role,
+                    reason: "act_claims_tessera",
+                    message:
+                        "its act claims a link tessera recorded; only tessera's own tokens can"
+                            .into(),
+                })
             }
-        });
+            Some(a) => Some(a.attributed_to(&subject.token.issuer.issuer)),
+            None => None,
+        };
         let act = policy::act_claim(
             client.on_behalf_of,
             &client.client_id,
@@ -500,17 +512,26 @@ impl Exchanger {
         policy::check_delegation_depth(act.as_ref(), self.settings.max_delegation_depth)?;
         // The audit row names the outermost actor, whoever recorded it.
         trail.actor = act.as_ref().map(|a| a.sub.clone());
+        let exchanged_from: Vec<String> = if subject.token.issuer.id == LOCAL_ISSUER {
+            local_lineage(&subject.token)
+        } else {
+            Vec::new()
+        };
+        // Truncating would let a descendant outlive a revocation of its root: refused.
+        if exchanged_from.len() > MAX_LINEAGE {
+            return Err(ExchangeError::Unacceptable {
+                role: subject.role,
+                reason: "exchange_chain_too_long",
+                message: format!(
+                    "was exchanged from {} tokens already; at most {MAX_LINEAGE} hops are allowed",
+                    exchanged_from.len() - 1
+                ),
+            });
+        }
         let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
         self.consume_single_use(&single_use).await?;
 
         let claims = policy::audience_claims(&subject.mapped.claims, &audience);
-        let exchanged_from: Vec<String> = if subject.token.issuer.id == LOCAL_ISSUER {
-            let mut lineage = local_lineage(&subject.token);
-            lineage.truncate(MAX_LINEAGE);
-            lineage
-        } else {
-            Vec::new()
-        };
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
         let jti = uuid::Uuid::now_v7().simple().to_string();
@@ -524,6 +545,7 @@ impl Exchanger {
             client_id: &client.client_id,
             scope: &scope,
             act: act.as_ref(),
+            may_act: subject.token.may_act.as_ref(),
             exchanged_from: &exchanged_from,
             claims: &claims,
         };

@@ -492,14 +492,17 @@ fn local_issuer(own: &str, audiences: &[AudienceEntry]) -> IssuerEntry {
 
 fn refuse_own_issuer(issuers: &[IssuerEntry], own: &str, errs: &mut Errors) {
     let bare = |s: &str| s.trim_end_matches('/').to_owned();
-    for i in issuers.iter().filter(|i| i.kind() == IssuerKind::Oidc) {
+    // Every kind: a SAML or introspection entry claiming tessera's issuer would have its
+    // tokens' act links attributed to tessera.
+    for i in issuers {
         if bare(&i.issuer) == bare(own) {
             errs.field(
                 &i.source,
                 "issuer",
                 format!(
-                    "{:?} is tessera's own server.issuer: its tokens are local tokens (scopes only narrowed, revocation honoured) and must not be trusted as a foreign oidc issuer",
-                    i.issuer
+                    "{:?} is tessera's own server.issuer: its tokens are local tokens (scopes only narrowed, revocation honoured) and must not be trusted as a foreign {} issuer",
+                    i.issuer,
+                    i.kind().label()
                 ),
             );
         }

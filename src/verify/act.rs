@@ -86,6 +86,13 @@ impl Act {
         out
     }
 
+    /// Whether any link names `iss` as its issuer.
+    pub fn names_issuer(&self, iss: &str) -> bool {
+        let bare = |s: &str| s.trim_end_matches('/').to_owned();
+        std::iter::successors(Some(self), |a| a.act.as_deref())
+            .any(|a| a.iss.as_deref().is_some_and(|i| bare(i) == bare(iss)))
+    }
+
     /// Number of actors in the chain (this one included).
     pub fn depth(&self) -> usize {
         std::iter::successors(Some(self), |a| a.act.as_deref()).count()
@@ -98,9 +105,10 @@ impl Act {
 
 /// RFC 8693 §4.4: the actor the subject token admits. `sub` is required; `iss`, when
 /// given, must match too.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MayAct {
     pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
 }
 

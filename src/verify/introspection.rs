@@ -26,8 +26,8 @@ use super::jwt::{self, ClaimRules};
 use super::{secs, Expectation, Purpose, Refusal, VerifiedSubject};
 use crate::trust::TokenType;
 
-/// Cached results beyond this many are dropped (expired ones first, then all): memory
-/// stays bounded whatever tokens are sent.
+/// At most this many cached results ([`super::bound_memo`]): memory stays bounded
+/// whatever tokens are sent.
 const MAX_CACHED: usize = 100_000;
 /// An introspection response larger than this is refused (RFC 7662 responses are small).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -178,12 +178,7 @@ impl IntrospectionVerifier {
             Answer::Inactive => now.saturating_add(ttl),
         };
         let mut cache = self.lock();
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, c| c.until > now);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-        }
+        super::bound_memo(&mut cache, MAX_CACHED, |c| c.until <= now);
         cache.insert(
             key,
             Cached {

@@ -238,6 +238,30 @@ impl Verifier {
     }
 }
 
+/// Keeps a per-token memo map (introspection answers, verified signatures) below `max`
+/// entries: when full, expired entries go, then arbitrary ones down to nine tenths, so a
+/// flood of one-off tokens costs one sweep per `max / 10` inserts (not one per insert)
+/// and never empties the map of the answers legitimate traffic reuses.
+pub(crate) fn bound_memo<K, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    max: usize,
+    expired: impl Fn(&V) -> bool,
+) where
+    K: Eq + std::hash::Hash + Clone,
+{
+    if map.len() < max {
+        return;
+    }
+    map.retain(|_, v| !expired(v));
+    let target = max - max / 10;
+    if map.len() > target {
+        let surplus: Vec<K> = map.keys().take(map.len() - target).cloned().collect();
+        for k in surplus {
+            map.remove(&k);
+        }
+    }
+}
+
 /// Whole seconds of a configured duration, saturating (clock skew, TTLs, max_age).
 pub(crate) fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)

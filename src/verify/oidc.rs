@@ -130,12 +130,7 @@ impl LocalKeys {
             .verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if memo.len() >= MAX_VERIFIED_LOCAL {
-            memo.retain(|_, e| *e > now);
-            if memo.len() >= MAX_VERIFIED_LOCAL {
-                memo.clear();
-            }
-        }
+        super::bound_memo(&mut memo, MAX_VERIFIED_LOCAL, |exp| *exp <= now);
         memo.insert(Self::digest(jwt), exp);
     }
 

@@ -526,3 +526,74 @@ async fn a_second_server_process_on_the_same_database_honours_a_revocation() {
         let _ = child.wait();
     }
 }
+
+/// Found by review: past its exp a token is inactive at /introspect even within the skew
+/// a presented token is allowed, and a revocation outlives that skew.
+#[tokio::test]
+async fn an_expired_token_is_inactive_and_a_revocation_outlives_the_skew() {
+    let app = app(backends()[0]).await;
+    let (t1, c1) = hop1(&app).await;
+    let resp = post(
+        &app.address,
+        "/revoke",
+        ("orders-service", ORDERS_SECRET),
+        &[("token", &t1)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // 30 s past exp: within the 60 s skew of a presented token.
+    let exp = c1["exp"].as_i64().unwrap();
+    app.clock.set(exp + 30);
+    let seen = post(
+        &app.address,
+        "/introspect",
+        ("orders-service", ORDERS_SECRET),
+        &[("token", &t1)],
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap();
+    assert_eq!(seen, json!({"active": false}));
+    // The revocation is still there for the token endpoint, after a reload prunes.
+    let revocations = tessera::revocation::Revocations::new(app.store.clone(), app.clock.clone());
+    revocations.sync().await.unwrap();
+    assert!(revocations.any_revoked([c1["jti"].as_str().unwrap()]));
+}
+
+/// Found by review: a foreign token cannot claim a link tessera recorded, and `may_act`
+/// binds every later hop, not only the first.
+#[tokio::test]
+async fn foreign_links_cannot_claim_tessera_and_may_act_binds_later_hops() {
+    let app = app(backends()[0]).await;
+    let forged = app
+        .issuer
+        .id_token()
+        .sub("alice")
+        .claim("act", json!({"sub": "inventory-svc", "iss": ISSUER}))
+        .sign();
+    let resp = app
+        .exchange(&forged, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("act_claims_tessera").await;
+
+    let bound = app
+        .issuer
+        .id_token()
+        .sub("bob")
+        .claim("may_act", json!({"sub": "orders-service"}))
+        .sign();
+    let resp = app
+        .exchange(&bound, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let t1 = body["access_token"].as_str().unwrap().to_owned();
+    let (_, c1) = app.verify_issued(&t1).await;
+    assert_eq!(c1["may_act"], json!({"sub": "orders-service"}));
+    // inventory-svc is not admitted by bob's may_act, on this hop either.
+    let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("may_act_refused").await;
+}
