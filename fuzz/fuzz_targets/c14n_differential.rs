@@ -264,34 +264,28 @@ fn known_difference(
             .map(|ns| ns.uri())
             .filter(|u| !u.is_empty())
     };
-    if ours.is_ok() && theirs.is_none() {
-        // libxml2 checks every element of the document, inside the subset or not.
-        if uris().any(|u| libxml_uri_kind(u) == UriKind::Relative) {
-            return Some("relative namespace URI: libxml2 fails (C14N 1.0 §2), tessera renders");
-        }
-        if uris().any(|u| libxml_uri_kind(u) == UriKind::Unparsable) {
-            return Some("namespace URI that xmlParseURI rejects: libxml2 fails");
-        }
+    if ours.is_ok() && theirs.is_none() && uris().any(|u| libxml_uri_kind(u) == UriKind::Unparsable)
+    {
+        return Some("namespace URI that xmlParseURI rejects: libxml2 fails");
     }
-    if ours.is_ok() && theirs.is_some() {
-        if uris().any(|u| u.contains('&')) {
-            return Some("'&' in a namespace URI: libxml2 writes it as &#38; (or raw), not &amp;");
-        }
-        if text.contains("\r&") {
-            return Some("CR before a reference in text: roxmltree keeps it as CR, not LF");
-        }
-        if doc.descendants().filter_map(|n| n.pi()).any(|pi| pi.value.is_some_and(|v| v.contains('\r'))) {
-            return Some("CR in processing-instruction data: roxmltree does not normalise it to LF");
-        }
-        let other_xml = doc.descendants().flat_map(|n| n.attributes()).any(|a| {
-            a.namespace() == Some(NS_XML) && !matches!(a.name(), "lang" | "space" | "base" | "id")
-        });
-        if other_xml {
-            return Some("inherited xml:* attribute other than lang/space/base/id: tessera renders xml:reserved");
-        }
+    // tessera refuses relative namespace URIs of the subset only; libxml2 checks every
+    // element of the document.
+    if theirs.is_none() && uris().any(|u| libxml_uri_kind(u) == UriKind::Relative) {
+        return Some("relative namespace URI outside the subset: libxml2 fails, tessera renders");
     }
+    // roxmltree 0.21 reads `p:xmlns="v"` (any prefix) as a default namespace declaration;
+    // libxml2 as an attribute. tessera then sees another document: it refuses or fails to
+    // verify (its reader parses its own canonical output), never reads unsigned content.
+    if text.contains(":xmlns") {
+        return Some("prefixed attribute named xmlns: roxmltree reads a namespace declaration");
+    }
+    if ours.is_ok() && theirs.is_some() && uris().any(|u| u.contains('&')) {
+        return Some("'&' in a namespace URI: libxml2 writes it as &#38; (or raw), not &amp;");
+    }
+    let _ = text;
     None
 }
+
 
 struct Case<'a, 'i> {
     name: &'static str,
@@ -305,9 +299,13 @@ struct Case<'a, 'i> {
 fuzz_target!(|data: &[u8]| {
     // The production pipeline: UTF-8 only, declaration (UTF-8 only) dropped, no DOCTYPE.
     let trace = std::env::var_os("C14N_DIFF_TRACE").is_some();
+    // (`<?xml encoding=é?>` used to panic in strip_declaration; fixed, so no skip.)
     let Ok(text) = tessera::xml::decode_utf8(data) else {
         return;
     };
+    // What `xmldsig::verified_copy` canonicalises: line endings normalised first
+    // (XML 1.0 §2.11; roxmltree keeps some literal CRs).
+    let text = &*tessera::xml::normalize_line_endings(text);
     let doc = match tessera::xml::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -446,6 +444,8 @@ fuzz_target!(|data: &[u8]| {
         }
         match (&ours, &theirs) {
             (Ok(a), Some(b)) if a == b => {}
+            // Both refuse (e.g. a relative namespace URI, C14N 1.0 §2).
+            (Err(_), None) => {}
             _ if known_difference(text, &doc, &ours, &theirs).is_some() => continue,
             _ => panic!(
                 "C14N mismatch ({}, {:?})\ninput:    {:?}\ntessera:  {:?}\nlibxml2:  {:?}",
