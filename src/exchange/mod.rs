@@ -468,6 +468,18 @@ impl Exchanger {
         let lifetime =
             policy::lifetime(now, &self.settings.lifetimes, &audience, client, &expiries)?;
 
+        // A local actor is recorded without iss, exactly as a client acting for itself is:
+        // one whose subject is a registered client's id would pass for that client.
+        if let Some(a) = actor.as_ref().filter(|a| a.token.issuer.id == LOCAL_ISSUER) {
+            if registry.client(&a.mapped.subject).is_some() {
+                return Err(ExchangeError::Unacceptable {
+                    role: TokenRole::Actor,
+                    reason: "actor_passes_for_client",
+                    message: "its subject is a registered client's id: as a local actor it would pass for that client"
+                        .into(),
+                });
+            }
+        }
         let actor_id = actor.as_ref().map(|a| policy::Actor {
             sub: a.mapped.subject.clone(),
             // SPEC §2.1: iss omitted when the actor is tessera's (a local token).

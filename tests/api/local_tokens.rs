@@ -597,3 +597,34 @@ async fn foreign_links_cannot_claim_tessera_and_may_act_binds_later_hops() {
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     app.assert_last_refused("may_act_refused").await;
 }
+
+/// Found by review: a local actor is recorded as `{sub}`, as a client delegating is, so a
+/// local token whose subject is a client's id cannot be an actor token.
+#[tokio::test]
+async fn a_local_actor_token_cannot_pass_for_a_client() {
+    let app = app(backends()[0]).await;
+    let (t1, _) = hop1(&app).await;
+    let id_token = app
+        .issuer
+        .id_token()
+        .sub("orders-service")
+        .lifetime(600)
+        .sign();
+    let resp = app
+        .exchange(&id_token, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    let body: Value = resp.json().await.unwrap();
+    let impostor = body["access_token"].as_str().unwrap().to_owned();
+    let resp = svc_exchange(
+        &app,
+        &t1,
+        &[
+            ("audience", "warehouse"),
+            ("actor_token", &impostor),
+            ("actor_token_type", ACCESS_TOKEN),
+        ],
+    )
+    .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("actor_passes_for_client").await;
+}
