@@ -106,6 +106,51 @@ async fn post(
         .unwrap()
 }
 
+/// inventory-svc re-audiences `token` for warehouse with `actor` as actor token.
+async fn svc_exchange_with_actor(app: &TestApp, token: &str, actor: &str) -> reqwest::Response {
+    svc_exchange(
+        app,
+        token,
+        &[
+            ("audience", "warehouse"),
+            ("actor_token", actor),
+            ("actor_token_type", ACCESS_TOKEN),
+        ],
+    )
+    .await
+}
+
+/// Polls `url`'s token endpoint with `token` until it is refused as revoked (bounded by
+/// a deadline, not timed: the replica reloads its revoked set every 2 s).
+async fn until_refused_as_revoked(url: &str, token: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let resp = post(
+            url,
+            "/token",
+            ("inventory-svc", SVC_SECRET),
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", token),
+                ("subject_token_type", ACCESS_TOKEN),
+                ("audience", "warehouse"),
+            ],
+        )
+        .await;
+        if resp.status() != StatusCode::OK {
+            let body: Value = resp.json().await.unwrap();
+            let text = body["error_description"].as_str().unwrap_or_default();
+            assert!(text.contains("revoked"), "{body}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused as revoked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn three_hops_narrow_scopes_nest_act_and_record_lineage() {
     let app = app(backends()[0]).await;
@@ -177,16 +222,7 @@ async fn an_actor_token_of_another_domain_is_recorded_with_its_issuer() {
     let app = app(backends()[0]).await;
     let (t1, _) = hop1(&app).await;
     let robot = app.issuer.access_token().sub("robot-7").sign();
-    let resp = svc_exchange(
-        &app,
-        &t1,
-        &[
-            ("audience", "warehouse"),
-            ("actor_token", &robot),
-            ("actor_token_type", ACCESS_TOKEN),
-        ],
-    )
-    .await;
+    let resp = svc_exchange_with_actor(&app, &t1, &robot).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     let (_, c) = app
@@ -200,16 +236,7 @@ async fn an_actor_token_of_another_domain_is_recorded_with_its_issuer() {
 
     // A local actor token: iss omitted (tessera's own).
     let (t1b, _) = hop1(&app).await;
-    let resp = svc_exchange(
-        &app,
-        &t1,
-        &[
-            ("audience", "warehouse"),
-            ("actor_token", &t1b),
-            ("actor_token_type", ACCESS_TOKEN),
-        ],
-    )
-    .await;
+    let resp = svc_exchange_with_actor(&app, &t1, &t1b).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     let (_, c) = app
@@ -350,34 +377,7 @@ async fn a_revoked_token_is_refused_with_everything_exchanged_from_it_on_every_r
 
         // The other replica's token endpoint within its sync interval (2 s): polled with a
         // deadline, not timed.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let resp = post(
-                &replica.address,
-                "/token",
-                ("inventory-svc", SVC_SECRET),
-                &[
-                    ("grant_type", TOKEN_EXCHANGE),
-                    ("subject_token", &t1),
-                    ("subject_token_type", ACCESS_TOKEN),
-                    ("audience", "warehouse"),
-                ],
-            )
-            .await;
-            if resp.status() == StatusCode::BAD_REQUEST {
-                let body: Value = resp.json().await.unwrap();
-                assert!(body["error_description"]
-                    .as_str()
-                    .unwrap()
-                    .contains("revoked"));
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "replica never saw the revocation"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        until_refused_as_revoked(&replica.address, &t1).await;
     }
 }
 
@@ -498,29 +498,7 @@ async fn a_second_server_process_on_the_same_database_honours_a_revocation() {
             "{}",
             kind_name(kind)
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let resp = post(
-                &other,
-                "/token",
-                ("inventory-svc", SVC_SECRET),
-                &[
-                    ("grant_type", TOKEN_EXCHANGE),
-                    ("subject_token", &t1),
-                    ("subject_token_type", ACCESS_TOKEN),
-                    ("audience", "warehouse"),
-                ],
-            )
-            .await;
-            if resp.status() != StatusCode::OK {
-                let body: Value = resp.json().await.unwrap();
-                let text = body["error_description"].as_str().unwrap_or_default();
-                assert!(text.contains("revoked"), "{body}");
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never refused there");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        until_refused_as_revoked(&other, &t1).await;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let _ = child.wait();
@@ -615,16 +593,7 @@ async fn a_local_actor_token_cannot_pass_for_a_client() {
         .await;
     let body: Value = resp.json().await.unwrap();
     let impostor = body["access_token"].as_str().unwrap().to_owned();
-    let resp = svc_exchange(
-        &app,
-        &t1,
-        &[
-            ("audience", "warehouse"),
-            ("actor_token", &impostor),
-            ("actor_token_type", ACCESS_TOKEN),
-        ],
-    )
-    .await;
+    let resp = svc_exchange_with_actor(&app, &t1, &impostor).await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     app.assert_last_refused("actor_passes_for_client").await;
 }
