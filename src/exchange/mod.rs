@@ -386,10 +386,16 @@ impl Exchanger {
         } else {
             trail.subject = Some(mapped.subject.clone());
         }
-        if token.issuer.id == LOCAL_ISSUER
-            && self
-                .revocations
-                .any_revoked(local_lineage(&token).iter().map(String::as_str))
+        // A local token's jti and those it was exchanged from: read once, checked here
+        // and carried into what is issued.
+        let lineage = if token.issuer.id == LOCAL_ISSUER {
+            local_lineage(&token)
+        } else {
+            Vec::new()
+        };
+        if self
+            .revocations
+            .any_revoked(lineage.iter().map(String::as_str))
         {
             return Err(ExchangeError::Unacceptable {
                 role,
@@ -401,6 +407,7 @@ impl Exchanger {
             role,
             token,
             mapped,
+            lineage,
         })
     }
 
@@ -524,11 +531,7 @@ impl Exchanger {
         policy::check_delegation_depth(act.as_ref(), self.settings.max_delegation_depth)?;
         // The audit row names the outermost actor, whoever recorded it.
         trail.actor = act.as_ref().map(|a| a.sub.clone());
-        let exchanged_from: Vec<String> = if subject.token.issuer.id == LOCAL_ISSUER {
-            local_lineage(&subject.token)
-        } else {
-            Vec::new()
-        };
+        let exchanged_from = &subject.lineage;
         // Truncating would let a descendant outlive a revocation of its root: refused.
         if exchanged_from.len() > MAX_LINEAGE {
             return Err(ExchangeError::Unacceptable {
@@ -558,7 +561,7 @@ impl Exchanger {
             scope: &scope,
             act: act.as_ref(),
             may_act: subject.token.may_act.as_ref(),
-            exchanged_from: &exchanged_from,
+            exchanged_from,
             claims: &claims,
         };
         let signed = self
@@ -695,6 +698,8 @@ struct Verified {
     role: TokenRole,
     token: VerifiedSubject,
     mapped: crate::trust::Mapped,
+    /// For a local token: its `jti` and the `jti`s it was exchanged from; else empty.
+    lineage: Vec<String>,
 }
 
 /// RFC 6749 §2.3: exactly one authentication method, the one registered for the client,

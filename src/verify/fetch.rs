@@ -71,12 +71,34 @@ impl Fetcher {
 
     /// GET a document as bytes, streaming with a size cap.
     pub async fn get_bytes(&self, url: &Url, accept: &'static str) -> Result<Vec<u8>, FetchError> {
-        let mut resp = self
+        let request = self
             .client
             .get(url.clone())
-            .header(reqwest::header::ACCEPT, accept)
-            .send()
-            .await?;
+            .header(reqwest::header::ACCEPT, accept);
+        self.capped_body(request).await
+    }
+
+    /// POST `form` to `url` (RFC 7662 introspection), optionally with HTTP Basic
+    /// credentials; the JSON answer as bytes, with the same rules and cap as a GET.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<Vec<u8>, FetchError> {
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        self.capped_body(request).await
+    }
+
+    async fn capped_body(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, FetchError> {
+        let mut resp = request.send().await?;
         // No redirects are followed: a 3xx is a failure like any other non-200.
         if resp.status() != reqwest::StatusCode::OK {
             return Err(FetchError::Status(resp.status().as_u16()));

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::fetch::{FetchError, Fetcher};
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::OutboundConfig;
 use crate::metrics::{FetchLabels, Metrics};
@@ -46,7 +47,7 @@ struct Cached {
 }
 
 pub struct IntrospectionVerifier {
-    client: reqwest::Client,
+    fetcher: Fetcher,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<(String, [u8; 32]), Cached>>,
@@ -55,12 +56,8 @@ pub struct IntrospectionVerifier {
 /// Why an introspection call failed: for the audit row and logs, never shown to callers.
 #[derive(Debug, thiserror::Error)]
 pub enum IntrospectionError {
-    #[error("HTTP request failed: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("HTTP status {0}")]
-    Status(u16),
-    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge,
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error("response is not an RFC 7662 JSON object: {0}")]
     NotJson(VerifyError),
     #[error("response has no boolean active member")]
@@ -73,15 +70,10 @@ impl IntrospectionVerifier {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Self, VerifyError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(outbound.timeout)
-            .timeout(outbound.timeout)
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let fetcher = Fetcher::new(outbound.timeout, MAX_RESPONSE_BYTES)
             .map_err(|_| VerifyError::Internal("the introspection HTTP client"))?;
         Ok(Self {
-            client,
+            fetcher,
             clock,
             metrics,
             cache: Mutex::new(HashMap::new()),
@@ -213,34 +205,23 @@ impl IntrospectionVerifier {
         token: &str,
     ) -> Result<Answer, IntrospectionError> {
         let mut form = vec![("token", token), ("token_type_hint", "access_token")];
-        let mut request = self
-            .client
-            .post(settings.endpoint.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
-        match settings.auth {
-            // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
-            IntrospectionAuth::ClientSecretBasic => {
-                request = request.basic_auth(
-                    form_encode(&settings.client_id),
-                    Some(form_encode(settings.client_secret.expose())),
-                );
-            }
+        // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
+        let (id, secret) = (
+            form_encode(&settings.client_id),
+            form_encode(settings.client_secret.expose()),
+        );
+        let basic = match settings.auth {
+            IntrospectionAuth::ClientSecretBasic => Some((id.as_str(), secret.as_str())),
             IntrospectionAuth::ClientSecretPost => {
                 form.push(("client_id", &settings.client_id));
                 form.push(("client_secret", settings.client_secret.expose()));
+                None
             }
-        }
-        let mut resp = request.form(&form).send().await?;
-        if resp.status() != reqwest::StatusCode::OK {
-            return Err(IntrospectionError::Status(resp.status().as_u16()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(IntrospectionError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        };
+        let body = self
+            .fetcher
+            .post_form(&settings.endpoint, &form, basic)
+            .await?;
         let claims = jwt::parse_object(&body, "introspection response")
             .map_err(IntrospectionError::NotJson)?;
         match claims.get("active") {

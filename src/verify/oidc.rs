@@ -390,26 +390,9 @@ impl Inner {
         let set = local
             .current(now)
             .ok_or_else(|| VerifyError::IssuerUnavailable { issuer: issuer() })?;
-        let candidates = match select_keys(&set, jwt, alg, true) {
-            Selection::Try(c) => c,
-            Selection::Unknown => return Err(VerifyError::UnknownKeyId { issuer: issuer() }),
-            Selection::Mismatch => {
-                return Err(VerifyError::AlgorithmKeyMismatch {
-                    alg: error::sanitize_label(&jwt.header.alg),
-                })
-            }
-            Selection::NoFit => return Err(VerifyError::NoMatchingKey { issuer: issuer() }),
-        };
-        let verified = candidates
-            .into_iter()
-            .take(MAX_KEYS_TRIED)
-            .any(|k| k.verify_signature(alg, jwt.signing_input.as_bytes(), jwt.signature));
-        if verified {
-            local.remember(jwt, now);
-            Ok(())
-        } else {
-            Err(VerifyError::SignatureInvalid)
-        }
+        verify_in_set(&set, jwt, alg, true, crate::trust::LOCAL_ISSUER)?;
+        local.remember(jwt, now);
+        Ok(())
     }
 
     /// SPEC §4.1 key selection and signature check. An unknown `kid` (or `x5t`) gets one
@@ -430,45 +413,63 @@ impl Inner {
                     .ok_or_else(|| VerifyError::IssuerUnavailable {
                         issuer: slot.issuer_id.clone(),
                     })?;
-            let selection = select_keys(&set, jwt, alg, refreshed);
-            let candidates = match selection {
-                Selection::Try(c) => c,
-                Selection::Unknown if !refreshed => {
+            match verify_in_set(&set, jwt, alg, refreshed, &slot.issuer_id)? {
+                Verdict::Verified => return Ok(()),
+                Verdict::Unknown => {
                     self.keys.refresh_detached(slot, gen).await;
                     refreshed = true;
-                    continue;
-                }
-                Selection::Unknown => {
-                    return Err(if jwt.header.kid.is_some() {
-                        VerifyError::UnknownKeyId {
-                            issuer: slot.issuer_id.clone(),
-                        }
-                    } else {
-                        VerifyError::NoMatchingKey {
-                            issuer: slot.issuer_id.clone(),
-                        }
-                    })
-                }
-                Selection::Mismatch => {
-                    return Err(VerifyError::AlgorithmKeyMismatch {
-                        alg: error::sanitize_label(&jwt.header.alg),
-                    })
-                }
-                Selection::NoFit => {
-                    return Err(VerifyError::NoMatchingKey {
-                        issuer: slot.issuer_id.clone(),
-                    })
-                }
-            };
-            for key in candidates.into_iter().take(MAX_KEYS_TRIED) {
-                // Signature only: jsonwebtoken's claim validation reads the system
-                // clock, so claims are checked by jwt::check_claims with our Clock.
-                if key.verify_signature(alg, jwt.signing_input.as_bytes(), jwt.signature) {
-                    return Ok(());
                 }
             }
-            return Err(VerifyError::SignatureInvalid);
         }
+    }
+}
+
+/// What one key set says of a token's signature when it does not refuse it.
+enum Verdict {
+    Verified,
+    /// `kid` (or `x5t`) names no key in the set, which a refresh may bring (returned
+    /// only while `refreshed` is false).
+    Unknown,
+}
+
+/// SPEC §4.1 key selection and signature check against one key set: the keys
+/// [`select_keys`] names, at most [`MAX_KEYS_TRIED`] of them.
+fn verify_in_set(
+    set: &KeySet,
+    jwt: &UnverifiedJwt<'_>,
+    alg: JwsAlg,
+    refreshed: bool,
+    issuer_id: &str,
+) -> Result<Verdict, VerifyError> {
+    let candidates = match select_keys(set, jwt, alg, refreshed) {
+        Selection::Try(c) => c,
+        Selection::Unknown if !refreshed => return Ok(Verdict::Unknown),
+        Selection::Unknown if jwt.header.kid.is_some() => {
+            return Err(VerifyError::UnknownKeyId {
+                issuer: issuer_id.to_owned(),
+            })
+        }
+        Selection::Unknown | Selection::NoFit => {
+            return Err(VerifyError::NoMatchingKey {
+                issuer: issuer_id.to_owned(),
+            })
+        }
+        Selection::Mismatch => {
+            return Err(VerifyError::AlgorithmKeyMismatch {
+                alg: error::sanitize_label(&jwt.header.alg),
+            })
+        }
+    };
+    // Signature only: jsonwebtoken's claim validation reads the system clock, so claims
+    // are checked by jwt::check_claims with our Clock.
+    let verified = candidates
+        .into_iter()
+        .take(MAX_KEYS_TRIED)
+        .any(|k| k.verify_signature(alg, jwt.signing_input.as_bytes(), jwt.signature));
+    if verified {
+        Ok(Verdict::Verified)
+    } else {
+        Err(VerifyError::SignatureInvalid)
     }
 }
 

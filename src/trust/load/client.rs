@@ -265,19 +265,7 @@ fn load_client_jwks(path: &Path, raw: &RawClient, errs: &mut Errors) -> Option<K
         (None, Some(u)) => {
             super::parse_http_url(path, "jwks_uri", u, false, errs).map(KeySource::JwksUri)
         }
-        (Some(rel), None) => {
-            let file = super::issuer::resolve_beside(path, rel);
-            match super::issuer::read_jwks_file(&file) {
-                Ok(jwks) => Some(KeySource::JwksFile {
-                    path: file,
-                    jwks: std::sync::Arc::new(jwks),
-                }),
-                Err(problem) => {
-                    errs.field(path, "jwks_file", problem);
-                    None
-                }
-            }
-        }
+        (Some(rel), None) => super::issuer::load_jwks_file(path, rel, errs),
     }
 }
 

@@ -664,7 +664,11 @@ fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Ke
     if let Some(u) = &raw.jwks_uri {
         return parse_http_url(path, "jwks_uri", u, false, errs).map(KeySource::JwksUri);
     }
-    let rel = raw.jwks_file.as_deref()?;
+    load_jwks_file(path, raw.jwks_file.as_deref()?, errs)
+}
+
+/// `jwks_file` (an issuer's keys, or a `private_key_jwt` client's): read beside the entry.
+pub(super) fn load_jwks_file(path: &Path, rel: &str, errs: &mut Errors) -> Option<KeySource> {
     let file = resolve_beside(path, rel);
     match read_jwks_file(&file) {
         Ok(jwks) => Some(KeySource::JwksFile {
@@ -679,7 +683,7 @@ fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Ke
 }
 
 /// A JWKS file: a JSON object with a non-empty `keys` array of public JWKs.
-pub(super) fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
+fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
     let bytes = read_capped(file, MAX_JWKS_BYTES)?;
     let jwks: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
