@@ -1,7 +1,12 @@
 //! Criterion micro-benchmarks for the hot path of an exchange:
 //! - `verify_rs256_id_token`: parse + RS256 signature + claim checks (JwtVerifier, keys cached);
 //! - `verify_saml_rs256_assertion_4kb`: a ~4 KB RSA-SHA256 signed assertion through the whole
-//!   SAML path (decode, DOCTYPE guard, comment strip, shape, xmlsec verify + reduce, checks);
+//!   SAML path (decode, the XML ground rules, shape, XML-DSig verify + reduce, checks);
+//! - `saml_worst_accepted`: the costliest assertions that still verify and pass every
+//!   limit (attributes per element, namespaces in scope with inclusive C14N), each at the
+//!   48 KiB token limit, next to the usual 4 KB one (security review F-2);
+//! - `metadata_worst_accepted`: a 1 MiB metadata document at the attribute limit
+//!   everywhere, next to a usual one;
 //! - `sign_es256_access_token`: one RFC 9068 access token with the broker's ES256 key;
 //! - `exchange_in_process`: the whole pipeline (client auth, verify, CEL mapping, policy,
 //!   sign, audit row committed to SQLite) — measured as batches of 64 concurrent exchanges,
@@ -119,21 +124,109 @@ fn saml_issuer(f: &Fixture) -> IssuerEntry {
 /// A signed assertion of about 4 KB (an IdP's usual: NameID, conditions, authn statement,
 /// sixteen group values), RSA-SHA256 / exc-c14n, signed by xmlsec; base64url.
 fn saml_assertion(f: &Fixture, sub: &str, now: i64) -> String {
+    saml_assertion_with(f, sub, now, &Extra::default())
+}
+
+const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const C14N_INCLUSIVE: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+
+/// What the worst accepted inputs add to the usual assertion.
+struct Extra {
+    /// Namespace declarations on the Assertion (after its own `xmlns:saml`).
+    declarations: String,
+    /// More `saml:Attribute` elements in the AttributeStatement.
+    attributes: String,
+    /// The Reference's canonicalisation.
+    c14n: &'static str,
+}
+
+impl Default for Extra {
+    fn default() -> Self {
+        Self {
+            declarations: String::new(),
+            attributes: String::new(),
+            c14n: C14N_EXCLUSIVE,
+        }
+    }
+}
+
+/// The largest XML a 48 KiB base64url token holds, less room for the signature.
+const WORST_XML_BYTES: usize = 48 * 1024 * 3 / 4 - 1600;
+
+/// The costliest assertions tessera still accepts (security review F-2), each as large as
+/// a token may be, signed so that they verify and are issued:
+/// - `attributes`: every filler element carries [`tessera::xml::MAX_ATTRIBUTES`]
+///   attributes (roxmltree's duplicate check is quadratic per element);
+/// - `namespaces`: [`tessera::xml::MAX_NAMESPACES`] namespaces in scope, a prefixed
+///   attribute on every element and inclusive C14N (its cost is elements × namespaces).
+fn worst_assertions(f: &Fixture, now: i64) -> [(&'static str, String); 2] {
+    let base = saml_assertion_xml("worst", now, &Extra::default()).len();
+    let room = WORST_XML_BYTES - base;
+    let attrs: String = (1..tessera::xml::MAX_ATTRIBUTES)
+        .map(|i| format!(r#" a{i}="""#))
+        .collect();
+    let one = format!(r#"<saml:Attribute Name="f"{attrs}/>"#);
+    let attributes = Extra {
+        attributes: one.repeat(room / one.len()),
+        ..Extra::default()
+    };
+    let prefixes = tessera::xml::MAX_NAMESPACES - 2; // saml, and xml which is always there
+    let declarations: String = (0..prefixes)
+        .map(|i| format!(r#" xmlns:n{i}="urn:bench:ns:{i}""#))
+        .collect();
+    let value = |i: usize| format!(r#"<saml:AttributeValue n{}:v="{i}"/>"#, i % prefixes);
+    let per_value = value(0).len() + 2;
+    let values: Vec<String> = (0..(room - declarations.len()) / per_value)
+        .map(value)
+        .collect();
+    let namespaces = Extra {
+        declarations,
+        attributes: values
+            .chunks(tessera::xml::MAX_CHILDREN)
+            .map(|c| {
+                format!(
+                    r#"<saml:Attribute Name="v">{}</saml:Attribute>"#,
+                    c.concat()
+                )
+            })
+            .collect(),
+        c14n: C14N_INCLUSIVE,
+    };
+    [
+        (
+            "attributes",
+            saml_assertion_with(f, "worst", now, &attributes),
+        ),
+        (
+            "namespaces_inclusive_c14n",
+            saml_assertion_with(f, "worst", now, &namespaces),
+        ),
+    ]
+}
+
+fn saml_assertion_with(f: &Fixture, sub: &str, now: i64, extra: &Extra) -> String {
+    let xml = saml_assertion_xml(sub, now, extra);
+    let signed = samael::crypto::Crypto::sign_xml(&xml, &f.key_der).unwrap();
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signed)
+}
+
+fn saml_assertion_xml(sub: &str, now: i64, extra: &Extra) -> String {
     let id = format!("_{}", uuid::Uuid::new_v4().simple());
     let t = |s: i64| tessera::xml::format_datetime(s);
     let groups: String = (0..16)
         .map(|i| format!("<saml:AttributeValue>bench-group-{i:02}-with-a-realistic-name</saml:AttributeValue>"))
         .collect();
-    let xml = format!(
+    format!(
         concat!(
-            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{iat}">"#,
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"{declarations} ID="{id}" Version="2.0" IssueInstant="{iat}">"#,
             "<saml:Issuer>{iss}</saml:Issuer>",
-            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{hash}{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>"#,
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{hash}{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="{c14n}"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>"#,
             r#"<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">{sub}@bench.example</saml:NameID>"#,
             r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{exp}" Recipient="{recipient}"/></saml:SubjectConfirmation></saml:Subject>"#,
             r#"<saml:Conditions NotBefore="{iat}" NotOnOrAfter="{exp}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions>"#,
             r#"<saml:AuthnStatement AuthnInstant="{iat}" SessionIndex="_s{id}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
-            r#"<saml:AttributeStatement><saml:Attribute Name="email"><saml:AttributeValue>{sub}@bench.example</saml:AttributeValue></saml:Attribute><saml:Attribute Name="displayName"><saml:AttributeValue>Bench User {sub}</saml:AttributeValue></saml:Attribute><saml:Attribute Name="groups">{groups}</saml:Attribute></saml:AttributeStatement>"#,
+            r#"<saml:AttributeStatement><saml:Attribute Name="email"><saml:AttributeValue>{sub}@bench.example</saml:AttributeValue></saml:Attribute><saml:Attribute Name="displayName"><saml:AttributeValue>Bench User {sub}</saml:AttributeValue></saml:Attribute><saml:Attribute Name="groups">{groups}</saml:Attribute>{attributes}</saml:AttributeStatement>"#,
             "</saml:Assertion>"
         ),
         id = id,
@@ -145,10 +238,57 @@ fn saml_assertion(f: &Fixture, sub: &str, now: i64) -> String {
         recipient = SAML_RECIPIENT,
         aud = SAML_AUDIENCE,
         groups = groups,
+        declarations = extra.declarations,
+        attributes = extra.attributes,
+        c14n = extra.c14n,
+    )
+}
+
+/// IdP metadata for the bench IdP; with `filler` > 0, as many elements at the attribute
+/// limit as fit in [`tessera::trust::metadata::MAX_METADATA_BYTES`] (at most `filler`).
+fn metadata(f: &Fixture, filler: usize) -> String {
+    let cert: String = String::from_utf8(f.cert_pem.clone())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let head = format!(
+        concat!(
+            r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">"#,
+            r#"<md:EntityDescriptor entityID="{iss}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+            r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+            r#"</md:IDPSSODescriptor></md:EntityDescriptor>"#
+        ),
+        iss = SAML_ISS,
+        cert = cert
     );
-    let signed = samael::crypto::Crypto::sign_xml(&xml, &f.key_der).unwrap();
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signed)
+    let tail = "</md:EntitiesDescriptor>";
+    let attrs: String = (0..tessera::xml::MAX_ATTRIBUTES)
+        .map(|i| format!(r#" a{i}="""#))
+        .collect();
+    let one = format!("<md:Extensions{attrs}/>");
+    let wrap = (
+        "<md:EntityDescriptor entityID=\"x\">",
+        "</md:EntityDescriptor>",
+    );
+    let per_wrap = tessera::xml::MAX_CHILDREN;
+    let room = tessera::trust::metadata::MAX_METADATA_BYTES - head.len() - tail.len();
+    let per_chunk = wrap.0.len() + wrap.1.len() + per_wrap * one.len();
+    let n = filler.min(
+        room / per_chunk * per_wrap
+            + (room % per_chunk).saturating_sub(wrap.0.len() + wrap.1.len()) / one.len(),
+    );
+    let mut doc = head;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(per_wrap);
+        doc.push_str(wrap.0);
+        doc.push_str(&one.repeat(k));
+        doc.push_str(wrap.1);
+        left -= k;
+    }
+    doc.push_str(tail);
+    doc
 }
 
 /// One OIDC issuer (the fixture's key), one client, one audience.
@@ -285,6 +425,49 @@ fn benches(c: &mut Criterion) {
                 .unwrap()
         })
     });
+
+    // 1d. The costliest assertions still accepted, next to the usual one (F-2).
+    let mut group = c.benchmark_group("saml_worst_accepted");
+    for (name, token) in worst_assertions(&f, now) {
+        eprintln!(
+            "SAML worst case {name}: {} bytes as base64url (limit {})",
+            token.len(),
+            48 * 1024
+        );
+        let presented = Presented {
+            token_type: TokenType::Saml2,
+            text: &token,
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(verifier.verify(&reg, presented, &saml_expect))
+                    .unwrap()
+            })
+        });
+    }
+    group.bench_function("usual_4kb", |b| {
+        b.iter(|| {
+            rt.block_on(verifier.verify(&reg, saml_presented, &saml_expect))
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    // 1e. IdP metadata: the costliest document still accepted (1 MiB, every filler element
+    // at the attribute limit), next to a usual one.
+    let mut group = c.benchmark_group("metadata_worst_accepted");
+    for (name, doc) in [
+        ("usual", metadata(&f, 0)),
+        ("worst_1mib", metadata(&f, usize::MAX)),
+    ] {
+        eprintln!("metadata {name}: {} bytes", doc.len());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                tessera::trust::metadata::parse_idp_metadata(doc.as_bytes(), SAML_ISS).unwrap()
+            })
+        });
+    }
+    group.finish();
 
     // 2. Sign an ES256 access token.
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! Differential fuzzing of tessera's canonicaliser (`tessera::xmldsig::c14n`) against
 //! libxml2's `xmlC14NExecute`, an independent implementation (the one xmlsec uses).
 //!
-//! Only documents that `tessera::xml::decode_utf8` + `tessera::xml::parse` accept *and*
+//! Only documents that `tessera::xml::CheckedXml::admit` + `parse` accept *and*
 //! that libxml2 parses without an error are compared (no DOCTYPE/ENTITY: refused first).
 //! Each document is canonicalised, without comments, as:
 //!
@@ -300,17 +300,23 @@ fuzz_target!(|data: &[u8]| {
     // The production pipeline: UTF-8 only, declaration (UTF-8 only) dropped, no DOCTYPE.
     let trace = std::env::var_os("C14N_DIFF_TRACE").is_some();
     // (`<?xml encoding=é?>` used to panic in strip_declaration; fixed, so no skip.)
-    let Ok(text) = tessera::xml::decode_utf8(data) else {
-        return;
+    // What `xmldsig::verified_copy` canonicalises: the admitted text (line endings
+    // normalised, XML 1.0 §2.11; comments gone), which libxml2 reads too.
+    let admitted = match tessera::xml::CheckedXml::admit(data) {
+        Ok(x) => x,
+        Err(e) => {
+            if trace {
+                eprintln!("skipped: CheckedXml::admit: {e}");
+            }
+            return;
+        }
     };
-    // What `xmldsig::verified_copy` canonicalises: line endings normalised first
-    // (XML 1.0 §2.11; roxmltree keeps some literal CRs).
-    let text = &*tessera::xml::normalize_line_endings(text);
-    let doc = match tessera::xml::parse(text) {
+    let text = admitted.as_str();
+    let doc = match admitted.parse() {
         Ok(doc) => doc,
         Err(e) => {
             if trace {
-                eprintln!("skipped: tessera::xml::parse: {e}");
+                eprintln!("skipped: CheckedXml::parse: {e}");
             }
             return;
         }

@@ -1,9 +1,9 @@
 //! Fuzzes the SAML input path before any signature check (SPEC §4.1): base64 decoding of
-//! both alphabets, the DOCTYPE guard, comment stripping, the strict bounded parse, the
+//! both alphabets, the XML ground rules (`CheckedXml::admit`: DOCTYPE, limits, comments), the strict bounded parse, the
 //! shape and signature-structure rules, and reading an assertion; for EncryptedAssertion
 //! the structure read before decryption (algorithms, keys, base64) and the shape rules of
 //! a decrypted document. Invariants: no panic; nothing with a DOCTYPE gets past decoding;
-//! comment stripping is idempotent and leaves a document that parses; random ciphertext
+//! admission removes every comment and is idempotent; random ciphertext
 //! never decrypts.
 #![no_main]
 
@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tessera::verify::saml::decrypt::{self, DecryptionKey};
 use tessera::verify::saml::{assertion, document};
+use tessera::xml::CheckedXml;
 
 /// A fixed 2048-bit key, generated once (RSA key generation per input would be the
 /// whole run).
@@ -28,28 +29,29 @@ fn key() -> &'static DecryptionKey {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
+    // 1. As a presented token (base64 of XML).
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(xml) = document::decode(text) {
+            assert!(!xml.as_str().to_ascii_lowercase().contains("<!doctype"));
+            let _ = document::inspect(&xml);
+        }
+    }
+    // 2. As the XML itself: admitted (comments removed, limits checked) and read.
+    let Ok(clean) = CheckedXml::admit(data) else {
         return;
     };
-    // 1. As a presented token (base64 of XML).
-    if let Ok(xml) = document::decode(text) {
-        assert!(!xml.to_ascii_lowercase().contains("<!doctype"));
-        let _ = document::inspect(&xml);
-    }
-    // 2. As the XML itself.
-    if let Ok(clean) = document::strip_comments(text) {
-        assert_eq!(document::strip_comments(&clean).as_deref(), Ok(clean.as_str()));
-        let _ = document::inspect(&clean);
-        // 3. As a decrypted document (the wrapper's shape rules).
-        let _ = document::inspect_decrypted(&clean);
-        if let Ok(doc) = tessera::xml::parse(&clean) {
-            if let Ok(view) = assertion::read(doc.root_element()) {
-                let _ = assertion::cel_view(&view);
-            }
-            // 4. As a Response carrying an EncryptedAssertion.
-            if let Ok(opened) = decrypt::open(doc.root_element(), key()) {
-                panic!("random ciphertext decrypted: {opened:?}");
-            }
+    assert!(!clean.as_str().contains("<!--"), "a comment survived admission");
+    assert_eq!(CheckedXml::admit(clean.as_str().as_bytes()).as_ref(), Ok(&clean));
+    let _ = document::inspect(&clean);
+    // 3. As a decrypted document (the wrapper's shape rules).
+    let _ = document::inspect_decrypted(&clean);
+    if let Ok(doc) = clean.parse() {
+        if let Ok(view) = assertion::read(doc.root_element()) {
+            let _ = assertion::cel_view(&view);
+        }
+        // 4. As a Response carrying an EncryptedAssertion.
+        if let Ok(opened) = decrypt::open(doc.root_element(), key()) {
+            panic!("random ciphertext decrypted: {opened:?}");
         }
     }
 });

@@ -76,8 +76,8 @@ fn verified_metadata(bytes: &[u8], signers: MetadataSigners<'_>) -> Result<Strin
     if bytes.len() > MAX_METADATA_BYTES {
         return Err(MetadataError::TooLarge);
     }
-    let text = xml::decode_utf8(bytes)?;
-    let doc = xml::parse(text)?;
+    let text = xml::CheckedXml::admit(bytes)?;
+    let doc = text.parse()?;
     let root = doc.root_element();
     if !(xml::is(root, NS_MD, "EntityDescriptor") || xml::is(root, NS_MD, "EntitiesDescriptor")) {
         return Err(MetadataError::NoEntity(String::new()));
@@ -101,7 +101,7 @@ fn verified_metadata(bytes: &[u8], signers: MetadataSigners<'_>) -> Result<Strin
     info.check_algorithms(signers.allow_sha1)?;
     info.check_exclusive()?;
     let keys: Vec<_> = signers.certs.iter().map(|c| &c.key).collect();
-    Ok(verified_copy(text, &keys, signers.allow_sha1)?)
+    Ok(verified_copy(&doc, &keys, signers.allow_sha1)?)
 }
 
 /// What tessera takes from IdP metadata.
@@ -119,8 +119,8 @@ pub fn parse_idp_metadata(bytes: &[u8], entity_id: &str) -> Result<IdpMetadata, 
     if bytes.len() > MAX_METADATA_BYTES {
         return Err(MetadataError::TooLarge);
     }
-    let text = xml::decode_utf8(bytes)?;
-    let doc = xml::parse(text)?;
+    let text = xml::CheckedXml::admit(bytes)?;
+    let doc = text.parse()?;
     let entity = doc
         .descendants()
         .find(|n| {

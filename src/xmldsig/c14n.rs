@@ -3,10 +3,12 @@
 //! PrefixList) and Canonical XML 1.0 / 1.1. The subtree may omit one descendant (the
 //! enveloped `ds:Signature`, XML-DSig §6.6.4).
 //!
-//! The document was parsed by roxmltree, which has already done what C14N asks of the
-//! parser (C14N 1.0 §1.1 / §2): line endings normalised to `#xA`, attribute values
-//! normalised, character and predefined entity references replaced, CDATA sections
-//! replaced by their text. roxmltree keeps no prefixes, so element and attribute names are
+//! The document is a [`crate::xml::CheckedDoc`], so what C14N asks of the parser (C14N 1.0
+//! §1.1 / §2) is done: line endings normalised to `#xA` by
+//! [`crate::xml::CheckedXml::admit`] (roxmltree leaves some literal CRs), attribute values
+//! normalised, character and predefined entity references replaced and CDATA sections
+//! replaced by their text by roxmltree; and its limits (depth, namespaces in scope,
+//! attributes per element) bound the work done here. roxmltree keeps no prefixes, so element and attribute names are
 //! read back from the input text by their positions.
 
 use roxmltree::{Node, NodeId};

@@ -164,7 +164,7 @@ impl SignatureInfo {
     }
 }
 
-/// Verifies **every** `ds:Signature` of `xml_text` with `keys` only (never `KeyInfo`) and
+/// Verifies **every** `ds:Signature` of `doc` with `keys` only (never `KeyInfo`) and
 /// returns what was digested: the canonical form of the signed element after its
 /// transforms, i.e. exactly the signed bytes (SPEC §4.1: only the signed element is read
 /// afterwards). With nested signatures (a signed Response around a signed assertion) that
@@ -174,7 +174,7 @@ impl SignatureInfo {
 /// CPU-bound: one RSA or ECDSA verification per signature, and one canonicalisation of the
 /// signed element and of each `SignedInfo`.
 pub fn verified_copy(
-    xml_text: &str,
+    doc: &xml::CheckedDoc<'_>,
     keys: &[&PublicKey],
     allow_sha1: bool,
 ) -> Result<String, DsigError> {
@@ -182,9 +182,6 @@ pub fn verified_copy(
         // Nothing to verify with is never "verified"; loaders refuse such entries too.
         return Err(DsigError::Invalid);
     }
-    let xml_text = xml::normalize_line_endings(xml_text);
-    let doc = xml::parse(&xml_text)
-        .map_err(|_| DsigError::Shape("the signed document is not well-formed"))?;
     let covered = doc
         .descendants()
         .filter(|n| xml::is(*n, NS_DSIG, "Signature"))

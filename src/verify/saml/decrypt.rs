@@ -23,7 +23,7 @@ use openssl::symm::{Cipher, Crypter, Mode};
 use roxmltree::Node;
 
 use crate::verify::error::SamlError;
-use crate::xml::{self, NS_DSIG, NS_SAML, NS_XENC};
+use crate::xml::{self, CheckedXml, XmlError, NS_DSIG, NS_SAML, NS_XENC};
 use crate::xmldsig::algorithm_name;
 
 const NS_XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
@@ -110,7 +110,7 @@ pub struct Opened {
     /// `<tessera-decrypted>` holding the plaintext, declaring the namespaces that were in
     /// scope at the `EncryptedAssertion` (the plaintext replaces `EncryptedData` there, XML
     /// Enc §4.5, and may use them). Its only element child must be the assertion.
-    pub document: String,
+    pub document: CheckedXml,
 }
 
 /// Opens the one `EncryptedAssertion` child of `response`.
@@ -140,10 +140,18 @@ pub fn open(response: Node<'_, '_>, key: &DecryptionKey) -> Result<Opened, SamlE
         .find_map(|t| t.unwrap_key(key, content.key_len()))
         .and_then(|cek| content.decrypt(&cek, &ciphertext))
         .ok_or(UNDECRYPTABLE)?;
-    let text = xml::decode_utf8(&plaintext).map_err(|_| UNDECRYPTABLE)?;
-    Ok(Opened {
-        document: wrap(text, encrypted)?,
-    })
+    // The ground rules (UTF-8, DOCTYPE, limits, comments) before the plaintext meets any
+    // parser. Not UTF-8, a DOCTYPE or not well-formed: what was decrypted is no XML worth
+    // naming (a tampered ciphertext garbles its blocks), so no cause is kept.
+    let (open, close) = wrapper_tags(encrypted);
+    let document = match CheckedXml::admit_within(&plaintext, &open, &close) {
+        Ok(document) => document,
+        Err(XmlError::NotUtf8 | XmlError::Doctype | XmlError::NotWellFormed) => {
+            return Err(UNDECRYPTABLE)
+        }
+        Err(e) => return Err(SamlError::Undecryptable(Some(Box::new(e.into())))),
+    };
+    Ok(Opened { document })
 }
 
 /// The `EncryptionMethod` child's Algorithm.
@@ -356,12 +364,8 @@ fn decrypt_gcm(cipher: Cipher, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     openssl::symm::decrypt_aead(cipher, key, Some(iv), &[], body, tag).ok()
 }
 
-/// The plaintext in a wrapper declaring the namespaces in scope at `encrypted`. DOCTYPE is
-/// refused here, before the plaintext meets any parser.
-fn wrap(plaintext: &str, encrypted: Node<'_, '_>) -> Result<String, SamlError> {
-    xml::refuse_doctype(plaintext.as_bytes()).map_err(|_| UNDECRYPTABLE)?;
-    // decode_utf8 dropped the declaration (UTF-8 only), so the plaintext embeds as is.
-    let body = plaintext;
+/// The start and end tags of a wrapper declaring the namespaces in scope at `encrypted`.
+fn wrapper_tags(encrypted: Node<'_, '_>) -> (String, String) {
     let mut out = format!(r#"<{WRAPPER} xmlns="{WRAPPER_NS}""#);
     for ns in encrypted.namespaces() {
         match ns.name() {
@@ -375,9 +379,7 @@ fn wrap(plaintext: &str, encrypted: Node<'_, '_>) -> Result<String, SamlError> {
         }
     }
     out.push('>');
-    out.push_str(body);
-    out.push_str(&format!("</{WRAPPER}>"));
-    Ok(out)
+    (out, format!("</{WRAPPER}>"))
 }
 
 fn escape_attr(s: &str) -> String {
@@ -509,7 +511,7 @@ mod tests {
         let opened = open(doc.root_element(), &key).unwrap();
         // The plaintext's `saml:` prefix resolves through the declarations in scope at
         // the EncryptedAssertion, carried by the wrapper.
-        let wrapped_doc = roxmltree::Document::parse(&opened.document).unwrap();
+        let wrapped_doc = opened.document.parse().unwrap();
         let root = wrapped_doc.root_element();
         assert!(is_wrapper(root));
         let assertion = root.first_element_child().unwrap();

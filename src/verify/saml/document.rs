@@ -15,7 +15,7 @@ use base64::{alphabet, Engine};
 use roxmltree::Node;
 
 use crate::verify::error::SamlError;
-use crate::xml::{self, NS_DSIG, NS_SAML, NS_SAMLP};
+use crate::xml::{self, CheckedXml, NS_DSIG, NS_SAML, NS_SAMLP};
 use crate::xmldsig::SignatureInfo;
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -25,8 +25,9 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT)
 const B64STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
 
 /// SPEC §4.1: base64url per RFC 8693; standard base64 (padded or not, line breaks
-/// allowed) is accepted too, since SAML stacks send it. Mixed alphabets are refused.
-pub fn decode(text: &str) -> Result<String, SamlError> {
+/// allowed) is accepted too, since SAML stacks send it. Mixed alphabets are refused. The
+/// bytes then pass the XML ground rules ([`CheckedXml::admit`]) before any parser sees them.
+pub fn decode(text: &str) -> Result<CheckedXml, SamlError> {
     // Line breaks are allowed (standard base64 as SAML stacks send it); most tokens have
     // none, and then the text is decoded as it is.
     let compact: std::borrow::Cow<'_, [u8]> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
@@ -45,10 +46,7 @@ pub fn decode(text: &str) -> Result<String, SamlError> {
         (false, _) => B64STD.decode(&compact),
     }
     .map_err(|_| SamlError::NotBase64)?;
-    let text = xml::decode_utf8(&bytes)?;
-    // Before any parser: a DOCTYPE (entity expansion, external entities) never gets read.
-    xml::refuse_doctype(text.as_bytes())?;
-    Ok(text.to_owned())
+    Ok(CheckedXml::admit(&bytes)?)
 }
 
 /// What an (unverified) `samlp:Response` says about itself: refusal-only checks.
@@ -73,54 +71,10 @@ pub struct Shape {
     pub signatures: Vec<SignatureInfo>,
 }
 
-/// Comments removed. They carry nothing: SPEC §4.1 allows only canonicalisation without
-/// comments, and a same-document `#ID` reference excludes them (XML-DSig §4.4.3.3), so the
-/// signature is unchanged — but a comment inside a NameID is what makes naive parsers read
-/// `a@corp.example` of `a@corp.example<!---->.evil.example`. After this, no parser sees one.
-pub fn strip_comments(xml_text: &str) -> Result<String, SamlError> {
-    let doc = xml::parse(xml_text)?;
-    Ok(without_comments(&doc, xml_text).unwrap_or_else(|| xml_text.to_owned()))
-}
-
-/// `xml_text` (the text `doc` was parsed from) without its comments; `None` when it has
-/// none.
-fn without_comments(doc: &roxmltree::Document<'_>, xml_text: &str) -> Option<String> {
-    let mut comments = doc.descendants().filter(|n| n.is_comment()).peekable();
-    comments.peek()?;
-    let mut out = String::with_capacity(xml_text.len());
-    let mut at = 0;
-    for comment in comments {
-        let range = comment.range();
-        out.push_str(&xml_text[at..range.start]);
-        at = range.end;
-    }
-    out.push_str(&xml_text[at..]);
-    Some(out)
-}
-
-/// A presented document made ready for verification: comments stripped
-/// ([`strip_comments`]) and its shape read ([`inspect`]), with one parse when it has no
-/// comments (the usual case).
-pub fn prepare(xml_text: String) -> Result<(String, Shape), SamlError> {
-    let stripped = {
-        let doc = xml::parse(&xml_text)?;
-        match without_comments(&doc, &xml_text) {
-            None => Err(inspect_doc(&doc)?),
-            Some(stripped) => Ok(stripped),
-        }
-    };
-    match stripped {
-        Err(shape) => Ok((xml_text, shape)),
-        Ok(stripped) => {
-            let shape = inspect(&stripped)?;
-            Ok((stripped, shape))
-        }
-    }
-}
-
 /// Parses `xml` and reads its shape, enforcing the structural rules.
-pub fn inspect(xml_text: &str) -> Result<Shape, SamlError> {
-    inspect_doc(&xml::parse(xml_text)?)
+pub fn inspect(xml: &CheckedXml) -> Result<Shape, SamlError> {
+    let doc = xml.parse()?;
+    inspect_doc(&doc)
 }
 
 fn inspect_doc(doc: &roxmltree::Document<'_>) -> Result<Shape, SamlError> {
@@ -182,8 +136,8 @@ fn inspect_doc(doc: &roxmltree::Document<'_>) -> Result<Shape, SamlError> {
 /// The shape rules for a decrypted assertion in its wrapper ([`super::decrypt::Opened`]):
 /// the wrapper holds the assertion and nothing else, which holds no other assertion; IDs
 /// unique; the signature rules of a presented document. Returns its signatures.
-pub fn inspect_decrypted(xml_text: &str) -> Result<Vec<SignatureInfo>, SamlError> {
-    let doc = xml::parse(xml_text)?;
+pub fn inspect_decrypted(xml: &CheckedXml) -> Result<Vec<SignatureInfo>, SamlError> {
+    let doc = xml.parse()?;
     let root = doc.root_element();
     decrypted_assertion(root)?;
     check_unique_ids(root)?;
@@ -306,14 +260,14 @@ mod tests {
         let std = base64::engine::general_purpose::STANDARD.encode(xml);
         let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(xml);
         assert!(std.contains('/') || std.contains('+'));
-        assert_eq!(decode(&std).unwrap(), xml);
-        assert_eq!(decode(&url).unwrap(), xml);
+        assert_eq!(decode(&std).unwrap().as_str(), xml);
+        assert_eq!(decode(&url).unwrap().as_str(), xml);
         let wrapped: String = std
             .as_bytes()
             .chunks(4)
             .map(|c| std::str::from_utf8(c).unwrap().to_owned() + "\r\n")
             .collect();
-        assert_eq!(decode(&wrapped).unwrap(), xml);
+        assert_eq!(decode(&wrapped).unwrap().as_str(), xml);
         assert_eq!(decode("ab-+"), Err(SamlError::NotBase64));
         assert_eq!(decode("%%%"), Err(SamlError::NotBase64));
     }

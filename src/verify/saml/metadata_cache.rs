@@ -52,24 +52,18 @@ impl Source for MetadataSource {
         let bytes = fetcher
             .get_bytes(&self.url, "application/samlmetadata+xml, application/xml")
             .await?;
-        let md = match &self.signers {
-            // roxmltree only, bounded: on this task (metadata is small).
-            None => read_idp_metadata(&bytes, &self.entity_id, None)?,
-            // Canonicalising and verifying up to 1 MB of metadata: off the async workers.
-            Some(signers) => {
-                let (signers, entity_id) = (signers.clone(), self.entity_id.clone());
-                let allow_sha1 = self.allow_sha1;
-                tokio::task::spawn_blocking(move || {
-                    let policy = MetadataSigners {
-                        certs: &signers,
-                        allow_sha1,
-                    };
-                    read_idp_metadata(&bytes, &entity_id, Some(policy))
-                })
-                .await
-                .map_err(|_| FetchError::Task)??
-            }
-        };
+        // Parsing (and, when signed, canonicalising and verifying) up to 1 MiB of metadata:
+        // off the async workers, whoever serves it.
+        let (signers, entity_id) = (self.signers.clone(), self.entity_id.clone());
+        let allow_sha1 = self.allow_sha1;
+        let md = tokio::task::spawn_blocking(move || {
+            let policy = signers
+                .as_deref()
+                .map(|certs| MetadataSigners { certs, allow_sha1 });
+            read_idp_metadata(&bytes, &entity_id, policy)
+        })
+        .await
+        .map_err(|_| FetchError::Task)??;
         Ok(Fetched {
             value: md.certs,
             refresh_within: md.cache_duration,

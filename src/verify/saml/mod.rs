@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::trust::{
     IssuerEntry, IssuerKind, Registry, SamlKeySource, SamlSettings, SigningCert, TokenType,
 };
-use crate::xml::{self, NS_SAML, NS_SAMLP};
+use crate::xml::{self, CheckedDoc, CheckedXml, NS_SAML, NS_SAMLP};
 use crate::xmldsig;
 
 use super::error::{SamlError, VerifyError};
@@ -80,9 +80,16 @@ impl SamlVerifier {
             }
             .into());
         }
-        let (xml_text, shape) = document::decode(text)
-            .and_then(document::prepare)
-            .map_err(VerifyError::from)?;
+        // Decoding, the ground rules and the first parse run before the Issuer is known:
+        // off the async workers for a large document, like the signature check.
+        let text = text.to_owned();
+        let (xml, shape) = self
+            .cpu_bound(text.len(), move || {
+                let xml = document::decode(&text)?;
+                let shape = document::inspect(&xml)?;
+                Ok::<_, SamlError>((xml, shape))
+            })
+            .await?;
         let issuer = shape
             .issuer
             .as_deref()
@@ -91,7 +98,7 @@ impl SamlVerifier {
         let Some(saml) = entry.saml() else {
             return Err(VerifyError::UnknownIssuer.into());
         };
-        self.verify_for(entry, saml, xml_text, shape, expect.purpose)
+        self.verify_for(entry, saml, xml, shape, expect.purpose)
             .await
             .map_err(|e| e.of(entry))
     }
@@ -100,7 +107,7 @@ impl SamlVerifier {
         &self,
         entry: &Arc<IssuerEntry>,
         saml: &SamlSettings,
-        xml_text: String,
+        xml: CheckedXml,
         shape: Shape,
         purpose: Purpose,
     ) -> Result<VerifiedSubject, VerifyError> {
@@ -108,8 +115,9 @@ impl SamlVerifier {
             sig.check_algorithms(saml.allow_sha1)
                 .map_err(SamlError::from)?;
         }
-        let recipients: Vec<&str> = std::iter::once(self.broker.token_endpoint.as_str())
-            .chain(saml.recipients.iter().map(String::as_str))
+        let recipients: Vec<String> = std::iter::once(&self.broker.token_endpoint)
+            .chain(&saml.recipients)
+            .cloned()
             .collect();
         // Refusal-only checks of an unsigned Response wrapper (a signed one is checked
         // again below, from its verified copy).
@@ -117,14 +125,15 @@ impl SamlVerifier {
             check_response(response, &recipients)?;
         }
         let view = if shape.encrypted {
-            self.read_encrypted(entry, saml, xml_text, &shape, &recipients)
+            self.read_encrypted(entry, saml, xml, &shape, &recipients)
                 .await?
         } else {
             if shape.signatures.is_empty() {
                 return Err(SamlError::Unsigned.into());
             }
-            let reduced = self.verified_copy(entry, saml, xml_text).await?;
-            read_verified(&reduced, &recipients)?
+            let recipients = recipients.clone();
+            self.verified_read(entry, saml, xml, move |doc| read_verified(doc, &recipients))
+                .await?
         };
         if view.issuer != entry.issuer {
             return Err(SamlError::Issuer.into());
@@ -138,7 +147,7 @@ impl SamlVerifier {
         let audiences = self.accepted_audiences(entry, purpose);
         let rules = assertion::Rules {
             audiences: &audiences,
-            recipients: &recipients,
+            recipients: &recipients.iter().map(String::as_str).collect::<Vec<_>>(),
             strict_bearer: purpose == Purpose::BearerGrant,
             skew: super::secs(entry.clock_skew),
             max_age: entry.max_age.map(super::secs),
@@ -148,14 +157,16 @@ impl SamlVerifier {
         Ok(assertion::into_subject(entry.clone(), &view, expires_at))
     }
 
-    /// The part of `xml_text` its signatures cover, every one verified with the entry's
-    /// certificates only (never `KeyInfo`).
-    async fn verified_copy(
+    /// Verifies every signature of `xml` with the entry's certificates only (never
+    /// `KeyInfo`), then hands what they cover — the canonical bytes of the outermost signed
+    /// element, admitted and parsed — to `read`. All of it CPU-bound, in one task.
+    async fn verified_read<T: Send + 'static>(
         &self,
         entry: &IssuerEntry,
         saml: &SamlSettings,
-        xml_text: String,
-    ) -> Result<String, VerifyError> {
+        xml: CheckedXml,
+        read: impl FnOnce(&CheckedDoc<'_>) -> Result<T, SamlError> + Send + 'static,
+    ) -> Result<T, VerifyError> {
         let certs = match &saml.keys {
             SamlKeySource::Pinned { certs, .. } => certs.clone(),
             SamlKeySource::MetadataUrl { .. } => {
@@ -168,8 +179,9 @@ impl SamlVerifier {
             }
         };
         let allow_sha1 = saml.allow_sha1;
-        self.cpu_bound(xml_text.len(), move || {
-            reduce(&xml_text, &certs, allow_sha1)
+        self.cpu_bound(xml.len(), move || {
+            let reduced = reduce(&xml, &certs, allow_sha1)?;
+            read(&reduced.parse()?)
         })
         .await
     }
@@ -184,31 +196,29 @@ impl SamlVerifier {
         &self,
         entry: &IssuerEntry,
         saml: &SamlSettings,
-        xml_text: String,
+        xml: CheckedXml,
         shape: &Shape,
-        recipients: &[&str],
+        recipients: &[String],
     ) -> Result<assertion::AssertionView, VerifyError> {
         let key = self
             .decryption
             .clone()
             .ok_or(SamlError::EncryptionNotConfigured)?;
         let response_signed = shape.response.as_ref().is_some_and(|r| r.signed);
-        let outer = if response_signed {
-            self.verified_copy(entry, saml, xml_text).await?
-        } else {
-            xml_text
+        let open = move |doc: &CheckedDoc<'_>| {
+            let root = doc.root_element();
+            if !xml::is(root, NS_SAMLP, "Response") {
+                // A verified copy that lost its Response: what was signed was not it.
+                return Err(SamlError::Unsigned);
+            }
+            Ok((decrypt::open(root, &key)?, document::response_info(root)?))
         };
-        let (opened, response) = self
-            .cpu_bound(outer.len(), move || {
-                let doc = xml::parse(&outer)?;
-                let root = doc.root_element();
-                if !xml::is(root, NS_SAMLP, "Response") {
-                    // A verified copy that lost its Response: what was signed was not it.
-                    return Err(SamlError::Unsigned);
-                }
-                Ok((decrypt::open(root, &key)?, document::response_info(root)?))
-            })
-            .await?;
+        let (opened, response) = if response_signed {
+            self.verified_read(entry, saml, xml, open).await?
+        } else {
+            self.cpu_bound(xml.len(), move || open(&xml.parse()?))
+                .await?
+        };
         if response_signed {
             check_response(&response, recipients)?;
         }
@@ -229,11 +239,15 @@ impl SamlVerifier {
         &self,
         entry: &IssuerEntry,
         saml: &SamlSettings,
-        wrapped: String,
+        wrapped: CheckedXml,
         response_verified: bool,
     ) -> Result<assertion::AssertionView, VerifyError> {
-        let wrapped = document::strip_comments(&wrapped)?;
-        let signatures = document::inspect_decrypted(&wrapped)?;
+        let (wrapped, signatures) = self
+            .cpu_bound(wrapped.len(), move || {
+                let signatures = document::inspect_decrypted(&wrapped)?;
+                Ok::<_, SamlError>((wrapped, signatures))
+            })
+            .await?;
         for sig in &signatures {
             sig.check_algorithms(saml.allow_sha1)
                 .map_err(SamlError::from)?;
@@ -242,18 +256,21 @@ impl SamlVerifier {
             if !response_verified {
                 return Err(SamlError::Unsigned.into());
             }
-            let doc = xml::parse(&wrapped).map_err(SamlError::from)?;
-            return Ok(assertion::read(document::decrypted_assertion(
-                doc.root_element(),
-            )?)?);
+            return self
+                .cpu_bound(wrapped.len(), move || {
+                    let doc = wrapped.parse()?;
+                    assertion::read(document::decrypted_assertion(doc.root_element())?)
+                })
+                .await;
         }
-        let reduced = self.verified_copy(entry, saml, wrapped).await?;
-        let doc = xml::parse(&reduced).map_err(SamlError::from)?;
-        let root = doc.root_element();
-        if !xml::is(root, NS_SAML, "Assertion") {
-            return Err(SamlError::Unsigned.into());
-        }
-        Ok(assertion::read(root)?)
+        self.verified_read(entry, saml, wrapped, |doc| {
+            let root = doc.root_element();
+            if !xml::is(root, NS_SAML, "Assertion") {
+                return Err(SamlError::Unsigned);
+            }
+            assertion::read(root)
+        })
+        .await
     }
 
     /// SPEC §4: an AudienceRestriction must name `saml.entity_id` or one of the issuer's
@@ -307,33 +324,37 @@ impl SamlVerifier {
 
 /// SPEC §4.1 Response rules: Status Success; Destination, when present, the token
 /// endpoint or an accepted recipient; Issuer checked against the assertion's later.
-fn check_response(response: &ResponseInfo, recipients: &[&str]) -> Result<(), SamlError> {
+fn check_response(response: &ResponseInfo, recipients: &[String]) -> Result<(), SamlError> {
     if !response.status_success {
         return Err(SamlError::Status);
     }
     if response
         .destination
         .as_deref()
-        .is_some_and(|d| !recipients.contains(&d))
+        .is_some_and(|d| !recipients.iter().any(|r| r == d))
     {
         return Err(SamlError::Destination);
     }
     Ok(())
 }
 
-/// The part of `xml_text` its signatures cover, each verified with `certs` only.
-fn reduce(xml_text: &str, certs: &[SigningCert], allow_sha1: bool) -> Result<String, SamlError> {
+/// The part of `xml` its signatures cover, each verified with `certs` only.
+fn reduce(
+    xml: &CheckedXml,
+    certs: &[SigningCert],
+    allow_sha1: bool,
+) -> Result<CheckedXml, SamlError> {
     let keys: Vec<_> = certs.iter().map(|c| &c.key).collect();
-    Ok(xmldsig::verified_copy(xml_text, &keys, allow_sha1)?)
+    let covered = xmldsig::verified_copy(&xml.parse()?, &keys, allow_sha1)?;
+    Ok(CheckedXml::admit(covered.as_bytes())?)
 }
 
-/// Parses the verified copy: a verified Assertion, or a verified Response holding one. The
+/// Reads the verified copy: a verified Assertion, or a verified Response holding one. The
 /// Response's own rules are checked again here on its verified copy.
 fn read_verified(
-    reduced: &str,
-    recipients: &[&str],
+    doc: &CheckedDoc<'_>,
+    recipients: &[String],
 ) -> Result<assertion::AssertionView, SamlError> {
-    let doc = xml::parse(reduced)?;
     let root = doc.root_element();
     if xml::is(root, NS_SAML, "Assertion") {
         return assertion::read(root);
