@@ -42,6 +42,7 @@ use tessera::trust::{
     SamlSettings, TokenType, TrustStore,
 };
 use tessera::verify::{BrokerIdentity, Expectation, Presented, Purpose, Verifier};
+use tessera::xmldsig::MIN_RSA_BITS;
 
 const ISS: &str = "https://idp.bench.example";
 
@@ -105,10 +106,11 @@ fn saml_issuer(f: &Fixture) -> IssuerEntry {
         settings: KindSettings::Saml(SamlSettings {
             keys: SamlKeySource::Pinned {
                 path: PathBuf::from("bench-saml.pem"),
-                certs: Arc::new(parse_pem_certs(&f.cert_pem).unwrap()),
+                certs: Arc::new(parse_pem_certs(&f.cert_pem, MIN_RSA_BITS).unwrap()),
             },
             recipients: vec![],
             allow_sha1: false,
+            min_rsa_bits: MIN_RSA_BITS,
         }),
         audiences: vec![],
         token_types: vec![TokenType::Saml2],
@@ -463,7 +465,8 @@ fn benches(c: &mut Criterion) {
         eprintln!("metadata {name}: {} bytes", doc.len());
         group.bench_function(name, |b| {
             b.iter(|| {
-                tessera::trust::metadata::parse_idp_metadata(doc.as_bytes(), SAML_ISS).unwrap()
+                tessera::trust::metadata::parse_idp_metadata(doc.as_bytes(), SAML_ISS, MIN_RSA_BITS)
+                    .unwrap()
             })
         });
     }

@@ -12,21 +12,80 @@ pub fn token_fingerprint(token: &str) -> String {
     hex::encode(&digest[..8])
 }
 
-/// Control characters (newlines above all) escaped as `\n`, `\u{1b}`, ...: request
-/// values reach log lines and audit reasons this way, so they can never forge a line.
-pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+/// Control characters (newlines above all) and Unicode format characters (bidi overrides
+/// such as U+202E, zero-width and invisible ones) escaped as `\n`, `\u{202e}`, ...:
+/// request values reach log lines and audit reasons this way, so they can never forge a
+/// line, nor make one read differently on screen from what is stored.
+pub fn escape_invisible(s: &str) -> std::borrow::Cow<'_, str> {
+    let invisible = |c: char| c.is_control() || is_format(c);
+    if !s.chars().any(invisible) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Unicode general category Cf (format), and the line and paragraph separators (Zl, Zp),
+/// which std does not classify.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Longest request value (an audience, a scope) a message quotes.
+pub const MAX_ECHOED_CHARS: usize = 128;
+
+/// A request value as a message quotes it: at most [`MAX_ECHOED_CHARS`] characters, the
+/// rest counted rather than copied (a 60 KB `audience` once made a 60 KB audit reason and
+/// log line; security review F-6). Escaping is [`escape_invisible`]'s, where the message
+/// is written.
+pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_ECHOED_CHARS) {
+        None => value.into(),
+        Some((cut, _)) => format!("{}…(+{} bytes)", &value[..cut], value.len() - cut).into(),
+    }
+}
+
+/// Longest audit reason and log `error` field: a backstop for texts built from several
+/// parts (each request value in them is already [`echo`]ed).
+pub const MAX_REASON_CHARS: usize = 1024;
+
+/// `text` escaped ([`escape_invisible`]) and cut at [`MAX_REASON_CHARS`] characters.
+pub fn bounded_reason(text: &str) -> String {
+    let escaped = escape_invisible(text);
+    match escaped.char_indices().nth(MAX_REASON_CHARS) {
+        None => escaped.into_owned(),
+        Some((cut, _)) => format!("{}…(cut)", &escaped[..cut]),
+    }
 }
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `TESSERA_LOG_FORMAT=json`
@@ -65,15 +124,37 @@ pub fn sanitize_label(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn control_characters_are_escaped_and_plain_text_borrowed() {
         assert!(matches!(
-            super::escape_controls("plain `audience`"),
+            escape_invisible("plain `audience`"),
             std::borrow::Cow::Borrowed(_)
         ));
+        assert_eq!(escape_invisible("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
+    }
+
+    #[test]
+    fn invisible_characters_are_escaped_and_long_values_cut() {
+        assert_eq!(escape_invisible("plain"), "plain");
+        assert_eq!(escape_invisible("a\nb"), "a\\nb");
+        assert_eq!(escape_invisible("x\u{202E}gnp.exe"), "x\\u{202e}gnp.exe");
         assert_eq!(
-            super::escape_controls("a\nb\r\u{1b}[31m"),
-            "a\\nb\\r\\u{1b}[31m"
+            escape_invisible("\u{200B}\u{FEFF}\u{2066}"),
+            "\\u{200b}\\u{feff}\\u{2066}"
+        );
+        assert_eq!(escape_invisible("é日本"), "é日本");
+        let long = "a".repeat(60_000);
+        assert_eq!(echo(&long), format!("{}…(+59872 bytes)", "a".repeat(128)));
+        assert_eq!(echo("short"), "short");
+        assert_eq!(
+            echo(&"é".repeat(200)).chars().count(),
+            128 + "…(+144 bytes)".chars().count()
+        );
+        assert_eq!(
+            bounded_reason(&long).chars().count(),
+            MAX_REASON_CHARS + "…(cut)".chars().count()
         );
     }
 }

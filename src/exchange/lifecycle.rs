@@ -89,7 +89,7 @@ impl Exchanger {
         let token = required(form, "token")?;
         if let Some(hint) = form.single("token_type_hint")? {
             // RFC 7009 §2.2.1: tessera issues access tokens only; an unknown hint is fine.
-            tracing::debug!(hint = %crate::telemetry::escape_controls(hint), "revocation hint");
+            tracing::debug!(hint = %crate::telemetry::escape_invisible(&crate::telemetry::echo(hint)), "revocation hint");
         }
         let Some(verified) = self.local_token(&registry, token).await else {
             return Ok(());

@@ -25,7 +25,7 @@ use crate::metrics::{
 use crate::replay::ReplayCache;
 use crate::revocation::Revocations;
 use crate::store::replay::Seen;
-use crate::telemetry::{escape_controls, token_fingerprint};
+use crate::telemetry::{bounded_reason, token_fingerprint};
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore, LOCAL_ISSUER};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
@@ -164,11 +164,13 @@ impl Exchanger {
             audience: trail.audience.take(),
             scopes: trail.scopes.take(),
             outcome: outcome_of(&result),
-            // Request values (an audience, a scope) appear in messages: escaped, so a
-            // newline in a parameter can never forge a line of the trail.
-            reason: result.as_ref().err().map(|e| {
-                escape_controls(&format!("{}: {}", e.reason(), e.operator_text())).into_owned()
-            }),
+            // Request values (an audience, a scope) appear in messages: cut where they are
+            // quoted (`telemetry::echo`), and the whole escaped and bounded here, so a
+            // newline or a bidi override in a parameter can never forge a line of the trail.
+            reason: result
+                .as_ref()
+                .err()
+                .map(|e| bounded_reason(&format!("{}: {}", e.reason(), e.operator_text()))),
             jti: trail.jti.clone(),
             subject_token_sha256: trail.token_sha256.clone(),
         };
@@ -244,7 +246,7 @@ impl Exchanger {
                     .rejections
                     .get_or_create(&ReasonLabels { reason })
                     .inc();
-                let error = escape_controls(&e.operator_text()).into_owned();
+                let error = bounded_reason(&e.operator_text());
                 tracing::info!(
                     target: "exchange",
                     outcome = outcome.as_str(),

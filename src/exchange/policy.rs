@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
+use crate::telemetry::echo;
 use crate::trust::mapping::RESERVED_CLAIMS;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
@@ -37,12 +38,14 @@ pub fn resolve_audience(
     for (value, entry, param) in named {
         let Some(entry) = entry else {
             return Err(ExchangeError::InvalidTarget(format!(
-                "{param} `{value}` is not a registered target"
+                "{param} `{}` is not a registered target",
+                echo(value)
             )));
         };
         if !client.audiences.contains(&entry.id) {
             return Err(ExchangeError::InvalidTarget(format!(
-                "{param} `{value}` is not allowed for this client"
+                "{param} `{}` is not allowed for this client",
+                echo(value)
             )));
         }
         match &chosen {
@@ -93,7 +96,8 @@ pub fn grant_scopes(
         Some(req) => {
             if let Some(bad) = req.iter().find(|s| !allowed.contains(s)) {
                 return Err(ExchangeError::InvalidScope(format!(
-                    "scope `{bad}` is not allowed for this client and audience"
+                    "scope `{}` is not allowed for this client and audience",
+                    echo(bad)
                 )));
             }
             req.to_vec()

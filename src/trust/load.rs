@@ -145,6 +145,9 @@ pub fn describe(registry: &Registry) -> Vec<String> {
                 if s.allow_sha1 {
                     extra.push_str("  allow_sha1");
                 }
+                if s.min_rsa_bits < crate::xmldsig::MIN_RSA_BITS {
+                    extra.push_str("  allow_rsa_1024");
+                }
                 if i.one_time_use {
                     extra.push_str("  one_time_use");
                 }

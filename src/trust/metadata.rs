@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::SigningCert;
 use crate::xml::{self, NS_DSIG, NS_MD};
+use crate::xmldsig::KeyRejected;
 
 /// Largest metadata document accepted (Entra ID's is ~20 KiB; aggregates are larger, but
 /// an entry names one IdP).
@@ -31,8 +32,12 @@ pub enum MetadataError {
     NoIdpRole(String),
     #[error("the IDPSSODescriptor has no signing certificate (KeyDescriptor use=\"signing\" or unset); configure signing_cert_file")]
     NoSigningCert,
-    #[error("signing certificate #{index} is not a valid X.509 certificate")]
-    BadCert { index: usize },
+    #[error("signing certificate #{index} {reason}")]
+    BadCert {
+        index: usize,
+        #[source]
+        reason: KeyRejected,
+    },
     #[error("more than {MAX_CERTS} signing certificates")]
     TooManyCerts,
     #[error("validUntil is not a valid xs:dateTime")]
@@ -58,12 +63,13 @@ pub fn read_idp_metadata(
     bytes: &[u8],
     entity_id: &str,
     signers: Option<MetadataSigners<'_>>,
+    min_rsa_bits: u32,
 ) -> Result<IdpMetadata, MetadataError> {
     match signers {
-        None => parse_idp_metadata(bytes, entity_id),
+        None => parse_idp_metadata(bytes, entity_id, min_rsa_bits),
         Some(signers) => {
             let verified = verified_metadata(bytes, signers)?;
-            parse_idp_metadata(verified.as_bytes(), entity_id)
+            parse_idp_metadata(verified.as_bytes(), entity_id, min_rsa_bits)
         }
     }
 }
@@ -115,7 +121,11 @@ pub struct IdpMetadata {
 }
 
 /// Parses metadata for the IdP `entity_id`.
-pub fn parse_idp_metadata(bytes: &[u8], entity_id: &str) -> Result<IdpMetadata, MetadataError> {
+pub fn parse_idp_metadata(
+    bytes: &[u8],
+    entity_id: &str,
+    min_rsa_bits: u32,
+) -> Result<IdpMetadata, MetadataError> {
     if bytes.len() > MAX_METADATA_BYTES {
         return Err(MetadataError::TooLarge);
     }
@@ -140,9 +150,10 @@ pub fn parse_idp_metadata(bytes: &[u8], entity_id: &str) -> Result<IdpMetadata, 
             .filter(|n| xml::is(*n, NS_DSIG, "X509Certificate"));
         for cert in x509 {
             let index = certs.len();
-            let der =
-                decode_cert_text(&xml::full_text(cert)).ok_or(MetadataError::BadCert { index })?;
-            let cert = signing_cert(der).ok_or(MetadataError::BadCert { index })?;
+            let cert = decode_cert_text(&xml::full_text(cert))
+                .ok_or(KeyRejected::NotACertificate)
+                .and_then(|der| signing_cert(der, min_rsa_bits))
+                .map_err(|reason| MetadataError::BadCert { index, reason })?;
             if !certs.contains(&cert) {
                 certs.push(cert);
             }
@@ -192,15 +203,17 @@ fn decode_cert_text(text: &str) -> Option<Vec<u8>> {
 }
 
 /// A DER certificate openssl can parse (negative serials and expired dates are fine:
-/// metadata certificates are trusted as keys, SPEC §4.1), with an RSA or EC key.
-pub fn signing_cert(der: Vec<u8>) -> Option<SigningCert> {
-    let key = crate::xmldsig::PublicKey::from_certificate(&der)?;
+/// metadata certificates are trusted as keys, SPEC §4.1), with an RSA key of at least
+/// `min_rsa_bits` or an EC key on P-256, P-384 or P-521.
+pub fn signing_cert(der: Vec<u8>, min_rsa_bits: u32) -> Result<SigningCert, KeyRejected> {
+    let key = crate::xmldsig::PublicKey::from_certificate(&der, min_rsa_bits)?;
     let sha256 = hex::encode(Sha256::digest(&der));
-    Some(SigningCert { der, sha256, key })
+    Ok(SigningCert { der, sha256, key })
 }
 
-/// Every certificate in a PEM file (several for a key rollover).
-pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<SigningCert>, String> {
+/// Every certificate in a PEM file (several for a key rollover), each with a key as strong
+/// as [`signing_cert`] requires.
+pub fn parse_pem_certs(pem: &[u8], min_rsa_bits: u32) -> Result<Vec<SigningCert>, String> {
     let stack = openssl::x509::X509::stack_from_pem(pem)
         .map_err(|_| "is not a PEM certificate file".to_owned())?;
     if stack.is_empty() {
@@ -211,8 +224,7 @@ pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<SigningCert>, String> {
         let der = cert
             .to_der()
             .map_err(|_| format!("certificate #{i} cannot be encoded"))?;
-        let cert = signing_cert(der)
-            .ok_or_else(|| format!("certificate #{i} has no RSA or EC public key"))?;
+        let cert = signing_cert(der, min_rsa_bits).map_err(|e| format!("certificate #{i} {e}"))?;
         if !out.contains(&cert) {
             out.push(cert);
         }

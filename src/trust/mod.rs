@@ -195,6 +195,9 @@ pub struct SamlSettings {
     pub recipients: Vec<String>,
     /// RSA-SHA1 / SHA-1 digests accepted (SPEC §4.1: opt-in).
     pub allow_sha1: bool,
+    /// Smallest RSA signing key accepted: 2048 bits, or 1024 with `allow_rsa_1024` (legacy
+    /// IdPs). Checked wherever certificates are loaded, metadata refreshes included.
+    pub min_rsa_bits: u32,
 }
 
 /// How tessera authenticates to an introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).

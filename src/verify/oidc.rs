@@ -216,13 +216,23 @@ impl JwtVerifier {
             .client_keys
             .slot(client_id, JwksSource::of(client_id, keys));
         inner.check_signature(&slot, &jwt, alg).await?;
+        // RFC 7523bis (the 2025 audience-injection class, CVE-2025-27370/27371): the
+        // authorization server's issuer identifier as the one value, never the token
+        // endpoint or an array, which another AS could have asked the client to sign for.
+        let issuer = &inner.broker.issuer;
+        if jwt.claims.get("aud").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(VerifyError::MalformedClaim {
+                claim: "aud",
+                expected: "server.issuer as a single string (not the token endpoint, not an array)",
+            });
+        }
         let now = inner.clock.now();
         let times = jwt::check_claims(
             &jwt.claims,
             &ClaimRules {
                 issuer: client_id,
                 issuer_id: client_id,
-                audiences: &inner.broker.bearer_audiences(),
+                audiences: std::slice::from_ref(issuer),
                 token_type: TokenType::Jwt,
                 skew: CLIENT_ASSERTION_SKEW_SECS,
                 max_age: None,

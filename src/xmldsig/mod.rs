@@ -13,7 +13,7 @@ mod key;
 
 use roxmltree::Node;
 
-pub use key::PublicKey;
+pub use key::{KeyRejected, PublicKey, LEGACY_MIN_RSA_BITS, MIN_RSA_BITS};
 
 use crate::telemetry::sanitize_label;
 use crate::xml::{self, NS_DSIG};

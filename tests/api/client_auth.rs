@@ -67,7 +67,7 @@ fn assertion(
         .id_token()
         .iss(id)
         .sub(id)
-        .aud(json!(format!("{ISSUER}/token")))
+        .aud(json!(ISSUER))
         .lifetime(60)
         .claim("jti", json!(uuid::Uuid::new_v4().to_string()));
     if let Some(k) = key {
@@ -128,7 +128,28 @@ async fn every_failed_check_of_a_client_assertion_is_invalid_client_and_audited(
             "wrong aud",
             Some(&s.key),
             Box::new(|b| b.aud(json!("https://elsewhere.example/token"))),
-            "audience",
+            "server.issuer as a single string",
+        ),
+        // Security review F-5, the 2025 audience-injection class (CVE-2025-27370/27371):
+        // another AS may have asked the client to sign for tessera's token endpoint, or
+        // for an array naming both.
+        (
+            "aud is the token endpoint URL",
+            Some(&s.key),
+            Box::new(|b| b.aud(json!(format!("{ISSUER}/token")))),
+            "server.issuer as a single string",
+        ),
+        (
+            "aud is an array holding the issuer",
+            Some(&s.key),
+            Box::new(|b| b.aud(json!([ISSUER, "https://other-as.example/token"]))),
+            "server.issuer as a single string",
+        ),
+        (
+            "aud is an array of the issuer alone",
+            Some(&s.key),
+            Box::new(|b| b.aud(json!([ISSUER]))),
+            "server.issuer as a single string",
         ),
         (
             "expired",

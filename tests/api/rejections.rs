@@ -723,3 +723,39 @@ async fn request_values_reach_the_audit_trail_escaped() {
         "escaped, not dropped: {reason:?}"
     );
 }
+
+/// Security review F-6: request text copied into the audit trail and the log line is cut
+/// where it is quoted, and Unicode format characters (a bidi override) are escaped, not
+/// stored raw. A 60 KB `audience` once made a 60 KB audit reason.
+#[tokio::test]
+async fn request_values_reach_the_audit_trail_cut_and_escaped() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let token = app.issuer.id_token().sign();
+    let audience = format!("https://evil\u{202E}moc.example/{}", "a".repeat(60_000));
+    let resp = app
+        .exchange(&token, ID_TOKEN, &[("audience", &audience)])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
+    app.assert_refusal_audited("invalid_target").await;
+    let reason = app.audit_rows().await.remove(0).reason.unwrap();
+    assert!(reason.len() < 600, "audit reason of {} bytes", reason.len());
+    assert!(!reason.contains('\u{202E}'), "raw bidi override: {reason}");
+    assert!(reason.contains("\\u{202e}"), "{reason}");
+    assert!(reason.contains("bytes)"), "says how much was cut: {reason}");
+
+    let scope = format!("orders:read\u{2066}{}", "s".repeat(30_000));
+    let resp = app
+        .exchange(
+            &token,
+            ID_TOKEN,
+            &[("audience", "inventory"), ("scope", &scope)],
+        )
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    let reason = app.audit_rows().await.remove(0).reason.unwrap();
+    assert!(reason.len() < 600, "audit reason of {} bytes", reason.len());
+    assert!(
+        !reason.contains('\u{2066}') && reason.contains("\\u{2066}"),
+        "{reason}"
+    );
+}

@@ -600,6 +600,34 @@ async fn a_metadata_url_that_never_answered_is_a_503_not_the_callers_fault() {
     assert!(rows[0].jti.is_none());
 }
 
+/// Security review F-3 on the `metadata_url` path: metadata naming a 1024-bit signing key
+/// yields no usable key (a rollover to a weak key is refused like a bad copy, and the
+/// issuer is unavailable rather than weakened); with `allow_rsa_1024` it is used.
+#[tokio::test]
+async fn metadata_url_with_a_weak_signing_key_gives_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let weak = SigningKey::generate_rsa(dir.path(), "weak", 1024);
+    let (port, handle, hits) = serve_metadata(metadata(&weak));
+    let app = metadata_url_app(port, "").await;
+    let signed = Assertion::new(app.now()).signed(&weak);
+    let resp = app.exchange_saml(&b64url(&signed)).await;
+    assert_oauth_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let rows = app.audit_rows().await;
+    assert!(rows.iter().all(|r| r.outcome != "issued"));
+    assert_eq!(rows[0].issuer.as_deref(), Some("corp-saml"));
+
+    let app = metadata_url_app(port, "allow_rsa_1024 = true\n").await;
+    let signed = Assertion::new(app.now()).signed(&weak);
+    issued(app.exchange_saml(&b64url(&signed)).await).await;
+    handle.stop(false).await;
+}
+
 /// Metadata signed (by xmlsec1) with a federation key, as `metadata_signing_cert_file`
 /// expects; a copy signed by anyone else is never used.
 fn signed_metadata(idp: &SigningKey, signer: &SigningKey) -> String {

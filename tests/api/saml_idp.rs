@@ -20,8 +20,13 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn generate(dir: &Path, name: &str) -> Self {
+        Self::generate_rsa(dir, name, 2048)
+    }
+
+    /// An RSA key of `bits` (weak ones for the key-strength tests).
+    pub fn generate_rsa(dir: &Path, name: &str, bits: u32) -> Self {
         use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
-        let pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let pkey = PKey::from_rsa(Rsa::generate(bits).unwrap()).unwrap();
         let mut subject = x509::X509NameBuilder::new().unwrap();
         subject.append_entry_by_text("CN", name).unwrap();
         let subject = subject.build();

@@ -1,6 +1,7 @@
 //! `trust/issuers/<id>.toml`: parsing one issuer entry, and the cross-issuer rule (one
 //! entry per `iss` and kind).
 
+use crate::xmldsig::{LEGACY_MIN_RSA_BITS, MIN_RSA_BITS};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +49,7 @@ struct RawIssuer {
     metadata_signing_cert_file: Option<String>,
     recipients: Option<Vec<String>>,
     allow_sha1: Option<bool>,
+    allow_rsa_1024: Option<bool>,
     // introspection only
     introspection_endpoint: Option<String>,
     client_id: Option<String>,
@@ -74,6 +76,7 @@ const SAML_ONLY: &[&str] = &[
     "metadata_signing_cert_file",
     "recipients",
     "allow_sha1",
+    "allow_rsa_1024",
 ];
 const INTROSPECTION_ONLY: &[&str] = &[
     "introspection_endpoint",
@@ -104,6 +107,7 @@ impl RawIssuer {
             ),
             ("recipients", self.recipients.is_some()),
             ("allow_sha1", self.allow_sha1.is_some()),
+            ("allow_rsa_1024", self.allow_rsa_1024.is_some()),
             (
                 "introspection_endpoint",
                 self.introspection_endpoint.is_some(),
@@ -130,6 +134,11 @@ impl RawIssuer {
             metadata_signing_cert_file: self.metadata_signing_cert_file.as_deref(),
             recipients: self.recipients.as_deref().unwrap_or_default(),
             allow_sha1: self.allow_sha1.unwrap_or(false),
+            min_rsa_bits: if self.allow_rsa_1024.unwrap_or(false) {
+                LEGACY_MIN_RSA_BITS
+            } else {
+                MIN_RSA_BITS
+            },
         }
     }
 }
@@ -143,6 +152,7 @@ pub(super) struct SamlFields<'a> {
     pub metadata_signing_cert_file: Option<&'a str>,
     pub recipients: &'a [String],
     pub allow_sha1: bool,
+    pub min_rsa_bits: u32,
 }
 
 fn refuse_other_kind_fields(path: &Path, raw: &RawIssuer, kind: IssuerKind, errs: &mut Errors) {

@@ -40,6 +40,7 @@ pub(super) fn load_saml(
         keys: keys?,
         recipients: raw.recipients.to_vec(),
         allow_sha1: raw.allow_sha1,
+        min_rsa_bits: raw.min_rsa_bits,
     })
 }
 
@@ -65,9 +66,9 @@ fn load_metadata_signers(
     }
     let file = resolve_beside(path, rel);
     let cap = u64::try_from(MAX_METADATA_BYTES).unwrap_or(u64::MAX);
-    match read_capped(&file, cap)
-        .and_then(|b| parse_pem_certs(&b).map_err(|e| format!("{} {e}", file.display())))
-    {
+    match read_capped(&file, cap).and_then(|b| {
+        parse_pem_certs(&b, raw.min_rsa_bits).map_err(|e| format!("{} {e}", file.display()))
+    }) {
         Ok(certs) => Some(Some(Arc::new(certs))),
         Err(problem) => {
             errs.field(path, field, problem);
@@ -121,11 +122,11 @@ fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<Sam
     let cap = u64::try_from(MAX_METADATA_BYTES).unwrap_or(u64::MAX);
     let certs = read_capped(&file, cap).and_then(|bytes| {
         if field == "metadata_file" {
-            read_idp_metadata(&bytes, raw.issuer, policy)
+            read_idp_metadata(&bytes, raw.issuer, policy, raw.min_rsa_bits)
                 .map(|m| m.certs)
                 .map_err(|e| format!("{}: {e}", file.display()))
         } else {
-            parse_pem_certs(&bytes).map_err(|e| format!("{} {e}", file.display()))
+            parse_pem_certs(&bytes, raw.min_rsa_bits).map_err(|e| format!("{} {e}", file.display()))
         }
     });
     match certs {

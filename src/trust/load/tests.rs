@@ -609,3 +609,122 @@ fn an_oidc_entry_for_the_brokers_own_issuer_is_refused() {
         "{err}"
     );
 }
+
+/// A self-signed certificate for `key`, PEM.
+fn cert_pem_for(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> String {
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "weak-idp").unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
+    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+}
+
+fn rsa_cert_pem(bits: u32) -> String {
+    let key = openssl::rsa::Rsa::generate(bits).unwrap();
+    cert_pem_for(&openssl::pkey::PKey::from_rsa(key).unwrap())
+}
+
+/// Security review F-3: a SAML signing key below 2048-bit RSA (1024 with the issuer's
+/// `allow_rsa_1024`; never below), or EC off the NIST prime curves, is refused at load,
+/// naming the file, the field and the certificate: pinned and in metadata alike.
+#[test]
+fn weak_saml_signing_keys_are_refused_at_load() {
+    let secp256k1 = {
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP256K1).unwrap();
+        let key = openssl::ec::EcKey::generate(&group).unwrap();
+        cert_pem_for(&openssl::pkey::PKey::from_ec_key(key).unwrap())
+    };
+    let b64 = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
+    let metadata = |pem: &str| {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://weak.example"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+            b64(pem)
+        )
+    };
+    let rsa512 = rsa_cert_pem(512);
+    let rsa1024 = rsa_cert_pem(1024);
+    let cases: [(&str, &str, &str, String, &str); 6] = [
+        (
+            "signing_cert_file",
+            "",
+            "weak.pem",
+            rsa512.clone(),
+            "certificate #0 has a 512-bit RSA key; at least 2048 bits",
+        ),
+        (
+            "signing_cert_file",
+            "allow_rsa_1024 = true\n",
+            "weak.pem",
+            rsa512.clone(),
+            "512-bit RSA key; at least 1024 bits",
+        ),
+        (
+            "signing_cert_file",
+            "",
+            "weak.pem",
+            rsa1024.clone(),
+            "1024-bit RSA key; at least 2048 bits are required (allow_rsa_1024",
+        ),
+        (
+            "signing_cert_file",
+            "",
+            "weak.pem",
+            secp256k1,
+            "curve other than P-256",
+        ),
+        (
+            "metadata_file",
+            "",
+            "weak.xml",
+            metadata(&rsa512),
+            "signing certificate #0 has a 512-bit RSA key",
+        ),
+        (
+            "metadata_file",
+            "",
+            "weak.xml",
+            metadata(&rsa1024),
+            "signing certificate #0 has a 1024-bit RSA key",
+        ),
+    ];
+    for (field, extra, file, content, words) in cases {
+        let f = Fixture::new();
+        f.write(&format!("issuers/{file}"), &content);
+        f.write(
+            "issuers/weak.toml",
+            &format!(
+                "kind = \"saml\"\nissuer = \"https://weak.example\"\n{field} = \"{file}\"\n{extra}"
+            ),
+        );
+        let errs = f.errors();
+        assert!(
+            errs.iter().any(|e| e.contains("weak.toml")
+                && e.contains(field)
+                && e.contains(file)
+                && e.contains(words)),
+            "{field} {extra}: {errs:?}"
+        );
+    }
+    // A legacy IdP's 1024-bit key loads only with the opt-in.
+    for (field, file, content) in [
+        ("signing_cert_file", "weak.pem", rsa1024.clone()),
+        ("metadata_file", "weak.xml", metadata(&rsa1024)),
+    ] {
+        let f = Fixture::new();
+        f.write(&format!("issuers/{file}"), &content);
+        f.write(
+            "issuers/weak.toml",
+            &format!("kind = \"saml\"\nissuer = \"https://weak.example\"\n{field} = \"{file}\"\nallow_rsa_1024 = true\n"),
+        );
+        assert_eq!(f.errors(), Vec::<String>::new(), "{field}");
+    }
+}

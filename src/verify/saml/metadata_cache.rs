@@ -24,6 +24,8 @@ struct MetadataSource {
     url: Url,
     signers: Option<Arc<Vec<SigningCert>>>,
     allow_sha1: bool,
+    /// A rollover to a weak key is refused like a bad signature: the last good copy serves.
+    min_rsa_bits: u32,
 }
 
 impl MetadataSource {
@@ -37,6 +39,7 @@ impl MetadataSource {
             url: url.clone(),
             signers: signers.clone(),
             allow_sha1: saml.allow_sha1,
+            min_rsa_bits: saml.min_rsa_bits,
         })
     }
 }
@@ -55,12 +58,12 @@ impl Source for MetadataSource {
         // Parsing (and, when signed, canonicalising and verifying) up to 1 MiB of metadata:
         // off the async workers, whoever serves it.
         let (signers, entity_id) = (self.signers.clone(), self.entity_id.clone());
-        let allow_sha1 = self.allow_sha1;
+        let (allow_sha1, min_rsa_bits) = (self.allow_sha1, self.min_rsa_bits);
         let md = tokio::task::spawn_blocking(move || {
             let policy = signers
                 .as_deref()
                 .map(|certs| MetadataSigners { certs, allow_sha1 });
-            read_idp_metadata(&bytes, &entity_id, policy)
+            read_idp_metadata(&bytes, &entity_id, policy, min_rsa_bits)
         })
         .await
         .map_err(|_| FetchError::Task)??;
@@ -83,6 +86,7 @@ impl Source for MetadataSource {
             && self.entity_id == other.entity_id
             && same_signers
             && self.allow_sha1 == other.allow_sha1
+            && self.min_rsa_bits == other.min_rsa_bits
     }
 
     fn describe(certs: &Self::Value) -> String {
@@ -149,6 +153,7 @@ mod tests {
         let demo = crate::trust::metadata::parse_idp_metadata(
             &metadata,
             "https://demo-saml-idp.tessera.test",
+            crate::xmldsig::MIN_RSA_BITS,
         )
         .unwrap()
         .certs
@@ -162,6 +167,7 @@ mod tests {
             url: Url::parse("https://idp.example/md").unwrap(),
             signers: Some(Arc::new(signers)),
             allow_sha1: false,
+            min_rsa_bits: crate::xmldsig::MIN_RSA_BITS,
         };
         assert!(source(vec![cert("aa")]).same_as(&source(vec![cert("aa")])));
         assert!(!source(vec![cert("aa")]).same_as(&source(vec![cert("bb")])));
