@@ -74,6 +74,10 @@ struct AccessTokenClaims<'a> {
     /// revocation of any of them refuses this one too, without a database read.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     exchanged_from: &'a [String],
+    /// The same for the local actor token of the exchange that minted this one (its `jti`
+    /// and its own lineage): revoking the actor refuses this token too (SPEC §2.1).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    acted_from: &'a [String],
     #[serde(flatten)]
     claims: &'a Map<String, Value>,
 }
@@ -533,17 +537,23 @@ impl Exchanger {
         policy::check_delegation_depth(act.as_ref(), self.settings.max_delegation_depth)?;
         // The audit row names the outermost actor, whoever recorded it.
         trail.actor = act.as_ref().map(|a| a.sub.clone());
-        let exchanged_from = &subject.lineage;
+        let exchanged_from = subject.lineage.as_slice();
+        let acted_from = actor.as_ref().map_or(&[][..], |a| a.lineage.as_slice());
         // Truncating would let a descendant outlive a revocation of its root: refused.
-        if exchanged_from.len() > MAX_LINEAGE {
-            return Err(ExchangeError::Unacceptable {
-                role: subject.role,
-                reason: "exchange_chain_too_long",
-                message: format!(
-                    "was exchanged from {} tokens already; at most {MAX_LINEAGE} hops are allowed",
-                    exchanged_from.len() - 1
-                ),
-            });
+        for (role, lineage) in [
+            (subject.role, exchanged_from),
+            (TokenRole::Actor, acted_from),
+        ] {
+            if lineage.len() > MAX_LINEAGE {
+                return Err(ExchangeError::Unacceptable {
+                    role,
+                    reason: "exchange_chain_too_long",
+                    message: format!(
+                        "descends from {} tessera tokens already; at most {MAX_LINEAGE} are allowed",
+                        lineage.len() - 1
+                    ),
+                });
+            }
         }
         let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
         self.consume_single_use(&single_use).await?;
@@ -564,6 +574,7 @@ impl Exchanger {
             act: act.as_ref(),
             may_act: subject.token.may_act.as_ref(),
             exchanged_from,
+            acted_from,
             claims: &claims,
         };
         let signed = self
@@ -674,26 +685,34 @@ fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
     }
 }
 
-/// Most ancestors an issued token lists in `exchanged_from`.
+/// Most ancestors an issued token lists in `exchanged_from`, and in `acted_from`.
 const MAX_LINEAGE: usize = 16;
 
-/// A local token's `jti` and the `jti`s it was exchanged from (`exchanged_from`).
+/// A local token's `jti` and every tessera token it descends from: the subject tokens it
+/// was exchanged from (`exchanged_from`) and the actor tokens of those exchanges
+/// (`acted_from`), so a revocation of any of them refuses it.
 fn local_lineage(token: &VerifiedSubject) -> Vec<String> {
     let claims = &token.assertion;
-    claims
+    let list = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+    };
+    let mut lineage: Vec<String> = claims
         .get("jti")
         .and_then(Value::as_str)
         .into_iter()
-        .chain(
-            claims
-                .get("exchanged_from")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str),
-        )
+        .chain(list("exchanged_from"))
+        .chain(list("acted_from"))
         .map(str::to_owned)
-        .collect()
+        .collect();
+    // An actor ancestor may also be a subject ancestor: listed once.
+    let mut seen = std::collections::HashSet::new();
+    lineage.retain(|j| seen.insert(j.clone()));
+    lineage
 }
 
 struct Verified {

@@ -54,6 +54,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "typ",
     // tessera's own lineage of exchanged tokens (revocation): never a mapped value.
     "exchanged_from",
+    "acted_from",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -597,3 +597,57 @@ async fn a_local_actor_token_cannot_pass_for_a_client() {
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     app.assert_last_refused("actor_passes_for_client").await;
 }
+
+/// Security review F-4: revoking the local token that served as the *actor* token of an
+/// exchange refuses what that exchange issued, and what was exchanged from that in turn,
+/// at the token endpoint and at `/introspect` (`acted_from` records the actor's lineage).
+#[tokio::test]
+async fn revoking_an_actor_token_refuses_what_was_minted_with_it() {
+    let app = app(backends()[0]).await;
+    let (t1, _) = hop1(&app).await;
+    let robot = app.issuer.id_token().sub("robot").lifetime(3600).sign();
+    let resp = app
+        .exchange(&robot, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    let body: Value = resp.json().await.unwrap();
+    let actor = body["access_token"].as_str().unwrap().to_owned();
+    let (_, actor_claims) = app.verify_issued(&actor).await;
+
+    let body: Value = svc_exchange_with_actor(&app, &t1, &actor)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t2 = body["access_token"].as_str().expect("issued").to_owned();
+    let (_, c2) = app.verify_issued(&t2).await;
+    assert_eq!(c2["act"]["sub"], "robot");
+    assert_eq!(c2["acted_from"], json!([actor_claims["jti"]]));
+    let resp = svc_exchange(&app, &t2, &[("audience", "inventory")]).await;
+    let body: Value = resp.json().await.unwrap();
+    let t3 = body["access_token"].as_str().expect("issued").to_owned();
+
+    let resp = post(
+        &app.address,
+        "/revoke",
+        ("orders-service", ORDERS_SECRET),
+        &[("token", &actor)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    for (name, token) in [("minted with it", &t2), ("exchanged from that", &t3)] {
+        let seen: Value = post(
+            &app.address,
+            "/introspect",
+            ("inventory-svc", SVC_SECRET),
+            &[("token", token)],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(seen, json!({"active": false}), "{name}");
+        let resp = svc_exchange(&app, token, &[("audience", "warehouse")]).await;
+        assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        app.assert_last_refused("revoked").await;
+    }
+}
