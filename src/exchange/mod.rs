@@ -66,8 +66,13 @@ struct AccessTokenClaims<'a> {
     scope: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     act: Option<&'a Act>,
-    /// The subject token's `may_act`, carried forward: whoever may act for the subject
-    /// stays bound on every later hop (RFC 8693 §4.4), not only the first.
+    /// The issuer that authenticated `sub` (the foreign subject token's, carried from hop
+    /// to hop): `sub` is a name in its namespace, so names from two IdPs never merge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_iss: Option<&'a str>,
+    /// The subject token's `may_act`, carried forward with its issuer made explicit:
+    /// whoever may act for the subject stays bound on every later hop (RFC 8693 §4.4),
+    /// and its name keeps the namespace it was written in.
     #[serde(skip_serializing_if = "Option::is_none")]
     may_act: Option<&'a crate::verify::MayAct>,
     /// The `jti`s of the tessera tokens this one was exchanged from, nearest first: a
@@ -493,12 +498,17 @@ impl Exchanger {
                 });
             }
         }
+        // Every name with the issuer whose namespace it is in (security review F-1, I-3):
+        // a local token's principal keeps the IdP that authenticated it.
+        let subject_iss = upstream_issuer(&subject.token);
         let actor_id = actor.as_ref().map(|a| policy::Actor {
             sub: a.mapped.subject.clone(),
-            // SPEC §2.1: iss omitted when the actor is tessera's (a local token).
-            iss: (a.token.issuer.id != LOCAL_ISSUER).then(|| a.token.issuer.issuer.clone()),
+            // SPEC §2.1: iss omitted only when the actor is tessera's own (a local token
+            // minted before tokens recorded src_iss).
+            iss: upstream_issuer(&a.token).map(str::to_owned),
         });
-        // The effective actor: the actor token's subject, else the calling client.
+        // The effective actor: the actor token's subject, else the calling client, whose
+        // id is a name in tessera's namespace.
         let (acting_sub, acting_iss) = match &actor_id {
             Some(a) => (
                 a.sub.as_str(),
@@ -506,12 +516,14 @@ impl Exchanger {
             ),
             None => (client.client_id.as_str(), self.settings.issuer.as_str()),
         };
-        policy::check_may_act(
-            subject.role,
-            subject.token.may_act.as_ref(),
-            acting_sub,
-            acting_iss,
-        )?;
+        // RFC 8693 §4.4: an iss-less may_act names a principal of the subject token's
+        // issuer, not anyone of that name from any trusted issuer or client.
+        let may_act = subject
+            .token
+            .may_act
+            .as_ref()
+            .map(|m| m.attributed_to(subject_iss.unwrap_or(&self.settings.issuer)));
+        policy::check_may_act(subject.role, may_act.as_ref(), acting_sub, acting_iss)?;
         // A foreign token's own chain is that issuer's assertion, never tessera's record:
         // a link naming tessera as its issuer is a forgery of tessera's record, refused.
         let subject_act = match &subject.token.act {
@@ -572,7 +584,8 @@ impl Exchanger {
             client_id: &client.client_id,
             scope: &scope,
             act: act.as_ref(),
-            may_act: subject.token.may_act.as_ref(),
+            src_iss: subject_iss,
+            may_act: may_act.as_ref(),
             exchanged_from,
             acted_from,
             claims: &claims,
@@ -682,6 +695,17 @@ fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
         Ok(_) => AuditOutcome::Issued,
         Err(e) if e.is_server_side() => AuditOutcome::Error,
         Err(_) => AuditOutcome::Refused,
+    }
+}
+
+/// The issuer in whose namespace a verified token's subject is named: a foreign token's
+/// own issuer; for a local token the `src_iss` it recorded (`None` for one minted before
+/// tokens recorded it, whose names were tessera's).
+fn upstream_issuer(token: &VerifiedSubject) -> Option<&str> {
+    if token.issuer.id == LOCAL_ISSUER {
+        token.assertion.get("src_iss").and_then(Value::as_str)
+    } else {
+        Some(&token.issuer.issuer)
     }
 }
 

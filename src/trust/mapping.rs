@@ -55,6 +55,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     // tessera's own lineage of exchanged tokens (revocation): never a mapped value.
     "exchanged_from",
     "acted_from",
+    "src_iss",
 ];
 
 #[derive(Debug, thiserror::Error)]

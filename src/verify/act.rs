@@ -86,11 +86,11 @@ impl Act {
         out
     }
 
-    /// Whether any link names `iss` as its issuer.
+    /// Whether any link names `iss` as its issuer, spelt in any way a URL parser reads as
+    /// the same (scheme and host case, default port, trailing slash).
     pub fn names_issuer(&self, iss: &str) -> bool {
-        let bare = |s: &str| s.trim_end_matches('/').to_owned();
         std::iter::successors(Some(self), |a| a.act.as_deref())
-            .any(|a| a.iss.as_deref().is_some_and(|i| bare(i) == bare(iss)))
+            .any(|a| a.iss.as_deref().is_some_and(|i| same_issuer(i, iss)))
     }
 
     /// Number of actors in the chain (this one included).
@@ -101,6 +101,16 @@ impl Act {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// Two issuer identifiers naming the same URL once normalised (RFC 3986 §6.2.2: scheme and
+/// host are case-insensitive, a default port is no port), trailing slashes aside.
+fn same_issuer(a: &str, b: &str) -> bool {
+    let norm = |s: &str| match url::Url::parse(s) {
+        Ok(u) => u.as_str().trim_end_matches('/').to_owned(),
+        Err(_) => s.trim_end_matches('/').to_owned(),
+    };
+    norm(a) == norm(b)
 }
 
 /// RFC 8693 §4.4: the actor the subject token admits. `sub` is required; `iss`, when
@@ -129,6 +139,16 @@ impl MayAct {
             Some(_) => return Err(malformed),
         };
         Ok(Self { sub, iss })
+    }
+
+    /// This `may_act` as `iss` asserted it: without its own `iss`, its `sub` is a name in
+    /// the namespace of the token's issuer (RFC 8693 §4.4 reads its members in that
+    /// context), never a name any trusted issuer or client could bear.
+    pub fn attributed_to(&self, iss: &str) -> Self {
+        Self {
+            sub: self.sub.clone(),
+            iss: Some(self.iss.clone().unwrap_or_else(|| iss.to_owned())),
+        }
     }
 
     /// Whether the actor `sub` from `iss` is the one admitted; `Err` says which part differs.
@@ -178,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_spelt_differently_is_still_named() {
+        let act = |iss: &str| Act {
+            sub: "a".into(),
+            iss: Some(iss.into()),
+            act: None,
+        };
+        assert!(act("HTTP://127.0.0.1:18477").names_issuer("http://127.0.0.1:18477/"));
+        assert!(act("https://Tessera.Test:443").names_issuer("https://tessera.test"));
+        assert!(!act("https://tessera.test.evil").names_issuer("https://tessera.test"));
+    }
+
+    #[test]
     fn may_act_admits_only_the_named_actor() {
         let m = MayAct::from_claim(&json!({"sub": "c"})).unwrap();
         assert!(m.admits("c", "x").is_ok());
@@ -186,6 +218,11 @@ mod tests {
         assert!(mi.admits("c", "https://t").is_ok());
         assert_eq!(mi.admits("c", "https://u"), Err("iss differs"));
         assert!(MayAct::from_claim(&json!("c")).is_err());
+        // Without iss, it names a principal of the token's issuer only.
+        let m = m.attributed_to("https://idp");
+        assert!(m.admits("c", "https://idp").is_ok());
+        assert_eq!(m.admits("c", "https://other-idp"), Err("iss differs"));
+        assert_eq!(mi.attributed_to("https://idp"), mi);
         assert!(MayAct::from_claim(&json!({"iss": "x"})).is_err());
     }
 }

@@ -217,15 +217,29 @@ async fn an_actor_token_becomes_the_act_claim() {
 #[tokio::test]
 async fn may_act_admits_only_the_named_actor() {
     let app = TestApp::spawn(backends()[0]).await;
+    // The calling client is a principal of tessera's: a may_act naming tessera admits it.
     let ok = app
         .issuer
         .id_token()
-        .claim("may_act", json!({"sub": "orders-service"}))
+        .claim("may_act", json!({"sub": "orders-service", "iss": ISSUER}))
         .sign();
     let resp = app
         .exchange(&ok, ID_TOKEN, &[("audience", "inventory")])
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
+
+    // Security review F-1: without iss, may_act names the IdP's own principal
+    // `orders-service`, which the tessera client of that id is not.
+    let idp_principal = app
+        .issuer
+        .id_token()
+        .claim("may_act", json!({"sub": "orders-service"}))
+        .sign();
+    let resp = app
+        .exchange(&idp_principal, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("may_act_refused").await;
 
     let other = app
         .issuer

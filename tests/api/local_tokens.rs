@@ -234,8 +234,10 @@ async fn an_actor_token_of_another_domain_is_recorded_with_its_issuer() {
     );
     assert_eq!(app.audit_rows().await[0].actor.as_deref(), Some("robot-7"));
 
-    // A local actor token: iss omitted (tessera's own).
-    let (t1b, _) = hop1(&app).await;
+    // A local actor token: recorded with the IdP that authenticated its subject (the
+    // token's src_iss), so alice of acme never reads as anyone else's alice (review I-3).
+    let (t1b, c1b) = hop1(&app).await;
+    assert_eq!(c1b["src_iss"], app.issuer.url());
     let resp = svc_exchange_with_actor(&app, &t1, &t1b).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
@@ -243,7 +245,8 @@ async fn an_actor_token_of_another_domain_is_recorded_with_its_issuer() {
         .verify_issued(body["access_token"].as_str().unwrap())
         .await;
     assert_eq!(c["act"]["sub"], "alice");
-    assert!(c["act"].get("iss").is_none());
+    assert_eq!(c["act"]["iss"], app.issuer.url());
+    assert_eq!(c["src_iss"], app.issuer.url(), "carried from hop to hop");
 }
 
 #[tokio::test]
@@ -560,7 +563,7 @@ async fn foreign_links_cannot_claim_tessera_and_may_act_binds_later_hops() {
         .issuer
         .id_token()
         .sub("bob")
-        .claim("may_act", json!({"sub": "orders-service"}))
+        .claim("may_act", json!({"sub": "orders-service", "iss": ISSUER}))
         .sign();
     let resp = app
         .exchange(&bound, ID_TOKEN, &[("audience", "inventory")])
@@ -569,7 +572,10 @@ async fn foreign_links_cannot_claim_tessera_and_may_act_binds_later_hops() {
     let body: Value = resp.json().await.unwrap();
     let t1 = body["access_token"].as_str().unwrap().to_owned();
     let (_, c1) = app.verify_issued(&t1).await;
-    assert_eq!(c1["may_act"], json!({"sub": "orders-service"}));
+    assert_eq!(
+        c1["may_act"],
+        json!({"sub": "orders-service", "iss": ISSUER})
+    );
     // inventory-svc is not admitted by bob's may_act, on this hop either.
     let resp = svc_exchange(&app, &t1, &[("audience", "warehouse")]).await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;

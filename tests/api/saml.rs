@@ -3,7 +3,7 @@
 //! row that says why.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::saml_idp::*;
@@ -762,4 +762,97 @@ async fn a_saml_actor_token_becomes_the_act_claim() {
     )
     .await;
     assert_latest_refusal(&app, "replayed").await;
+}
+
+/// Security review F-1: a `may_act` without `iss` names a principal of the subject token's
+/// issuer. An `agent-7` of another trusted IdP (here a SAML NameID) does not pass for it,
+/// neither as a foreign actor token nor inside a local token minted from it; acme's own
+/// `agent-7` does, directly or through a local token, which records where its subject came
+/// from (`src_iss`, review I-3).
+#[tokio::test]
+async fn may_act_names_a_principal_of_the_subject_tokens_issuer() {
+    let idp = idp();
+    let client = format!(
+        "client_id = \"broker-app\"\nauth = \"client_secret_basic\"\nsecret_hash = \"{}\"\nsubject_issuers = [\"acme\", \"corp-saml\"]\nactor_issuers = [\"acme\", \"corp-saml\", \"local\"]\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
+        secret_hash(SAML_SECRET)
+    );
+    let app = saml_builder(TestApp::builder(backends()[0]), &idp)
+        .file("clients/broker-app.toml", &client)
+        .spawn()
+        .await;
+    let now = app.now();
+    let post =
+        |subject: String, subject_type: &'static str, actor: String, actor_type: &'static str| {
+            let app = &app;
+            async move {
+                let mut params = vec![
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", subject.as_str()),
+                    ("subject_token_type", subject_type),
+                ];
+                if !actor.is_empty() {
+                    params.push(("actor_token", actor.as_str()));
+                    params.push(("actor_token_type", actor_type));
+                }
+                app.post_token(Auth::Basic("broker-app", SAML_SECRET), &params)
+                    .await
+            }
+        };
+    let local_token_of = |subject: String, subject_type: &'static str| {
+        let post = &post;
+        async move {
+            let body = issued(post(subject, subject_type, String::new(), "").await).await;
+            body["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let bound = || {
+        app.issuer
+            .id_token()
+            .sub("alice")
+            .claim("may_act", json!({"sub": "agent-7"}))
+            .sign()
+    };
+    let mut saml_agent = Assertion::new(now);
+    saml_agent.name_id_xml = "agent-7".into();
+    let saml_agent = b64url(&saml_agent.signed(&idp.key));
+    let acme_agent = || app.issuer.id_token().sub("agent-7").sign();
+
+    // Refused: corp-saml's agent-7, as itself and inside a local token.
+    let local_saml_agent = local_token_of(saml_agent.clone(), SAML2).await;
+    let (_, claims) = app.verify_issued(&local_saml_agent).await;
+    assert_eq!(claims["src_iss"], IDP);
+    for (name, actor, actor_type) in [
+        ("a SAML actor token", saml_agent.clone(), SAML2),
+        (
+            "a local token minted from it",
+            local_saml_agent,
+            ACCESS_TOKEN,
+        ),
+    ] {
+        let resp = post(bound(), ID_TOKEN, actor, actor_type).await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("iss differs"),
+            "{name}: {body}"
+        );
+        app.assert_last_refused("may_act_refused").await;
+    }
+
+    // Admitted: acme's agent-7, as itself and inside a local token; the issued token
+    // carries may_act with acme named.
+    let local_acme_agent = local_token_of(acme_agent(), ID_TOKEN).await;
+    for (actor, actor_type) in [(acme_agent(), ID_TOKEN), (local_acme_agent, ACCESS_TOKEN)] {
+        let body = issued(post(bound(), ID_TOKEN, actor, actor_type).await).await;
+        let (_, claims) = app
+            .verify_issued(body["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            claims["may_act"],
+            json!({"sub": "agent-7", "iss": app.issuer.url()})
+        );
+        assert_eq!(claims["act"]["iss"], app.issuer.url());
+    }
 }
