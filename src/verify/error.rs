@@ -140,6 +140,11 @@ pub enum SamlError {
     Missing(&'static str),
     #[error("{0} is malformed")]
     Malformed(&'static str),
+    #[error(
+        "Conditions hold a condition tessera does not understand (SAML core 2.5.1: the \
+         assertion is then Indeterminate)"
+    )]
+    UnknownCondition,
     #[error("the document holds {0} assertions; exactly one is required")]
     AssertionCount(usize),
     #[error("the Response status is not Success")]
@@ -228,6 +233,7 @@ impl SamlError {
             Self::Xml(crate::xml::XmlError::NotText(_)) => "malformed",
             Self::Xml(_) => "malformed_xml",
             Self::NotSaml | Self::Missing(_) | Self::Malformed(_) => "malformed",
+            Self::UnknownCondition => "unknown_condition",
             Self::AssertionCount(_) => "assertion_count",
             Self::Status => "response_status",
             Self::ResponseIssuer => "response_issuer",

@@ -234,6 +234,12 @@ fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
         if a == "none" || a.starts_with("HS") {
             return None;
         }
+        // RFC 7517 §4.4: an `alg` that is no JWS algorithm we know (RSA-OAEP, ECDH-ES: a
+        // key for encryption) on a key that does not say `use: "sig"` is not a signing
+        // key (security review I-7). Only a key that says it signs keeps a quirky alg.
+        if alg.is_none() && jwk.get("use").is_none() {
+            return None;
+        }
     }
     let (kind, key, public) = match str_member(jwk, "kty")? {
         "RSA" => {
@@ -418,6 +424,23 @@ mod tests {
             Err(JwksError::NoUsableKey { .. })
         ));
         assert_eq!(parse_jwks(&json!([]), 0).unwrap_err(), JwksError::NotAJwks);
+    }
+
+    /// Security review I-7: an encryption `alg` on a key without `use` is not a signing
+    /// key; a key that says `use: "sig"` keeps an alg we do not know (Entra's "SHA256").
+    #[test]
+    fn a_key_with_an_encryption_alg_and_no_use_does_not_sign() {
+        let jwks = fixture("entra-id-v1-id-token-2014-cyrano", "jwks.json");
+        let mut key = jwks["keys"][0].clone();
+        key.as_object_mut().unwrap().remove("use");
+        key["alg"] = json!("RSA-OAEP");
+        assert!(parse_jwk(&key).is_none());
+        key["use"] = json!("sig");
+        key["alg"] = json!("SHA256");
+        assert!(parse_jwk(&key).is_some());
+        key.as_object_mut().unwrap().remove("use");
+        key["alg"] = json!("RS256");
+        assert!(parse_jwk(&key).is_some(), "a JWS alg needs no use");
     }
 
     #[test]

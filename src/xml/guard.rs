@@ -22,8 +22,10 @@ const MAX_NODES: usize = 200_000;
 /// Attributes on one element, namespace declarations not counted. roxmltree checks each
 /// attribute against every earlier one of its element, O(n²): one element with 6,000
 /// attributes cost 61 ms per 48 KiB request (security review F-2). The widest element in
-/// every real assertion and metadata vector has 6.
-pub const MAX_ATTRIBUTES: usize = 64;
+/// every real assertion and metadata vector has 6. The cost of a document at this limit
+/// grows with it linearly (size × limit): 64 made the worst accepted 48 KiB token cost
+/// ~6 ms and 1 MiB of metadata ~13 ms; 16 a quarter of that (`benches/exchange.rs`).
+pub const MAX_ATTRIBUTES: usize = 16;
 /// Namespace declarations on the path from the root to an element, counted before the
 /// tree exists: roxmltree copies and searches that in-scope list per element and per
 /// prefixed name, before [`MAX_NAMESPACES`] (distinct prefixes) can be checked on the tree.

@@ -856,3 +856,39 @@ async fn may_act_names_a_principal_of_the_subject_tokens_issuer() {
         assert_eq!(claims["act"]["iss"], app.issuer.url());
     }
 }
+
+/// SAML core §2.5.1 (security review I-6): a Condition tessera does not understand makes
+/// the assertion Indeterminate: refused and audited, not ignored. ProxyRestriction, which
+/// binds only the issuing of further SAML assertions, is accepted.
+#[tokio::test]
+async fn an_assertion_with_a_condition_tessera_does_not_understand_is_refused() {
+    let idp = idp();
+    let app = saml_app(backends()[0], &idp).await;
+    let with_condition = |condition: &str| {
+        let xml = Assertion::new(app.now()).xml(true).replacen(
+            "</saml:Conditions>",
+            &format!("{condition}</saml:Conditions>"),
+            1,
+        );
+        b64url(&sign(
+            &xml,
+            &idp.key,
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ))
+    };
+    let proxy = with_condition(r#"<saml:ProxyRestriction Count="0"/>"#);
+    issued(app.exchange_saml(&proxy).await).await;
+    let unknown = with_condition(
+        r#"<saml:Condition xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:ext="urn:x-ext" xsi:type="ext:GeoFence"/>"#,
+    );
+    let resp = app.exchange_saml(&unknown).await;
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("Indeterminate"),
+        "{body}"
+    );
+    app.assert_last_refused("unknown_condition").await;
+}

@@ -150,6 +150,17 @@ fn read_conditions(c: Node<'_, '_>, view: &mut AssertionView) -> Result<(), Saml
         );
     }
     view.one_time_use = xml::children(c, NS_SAML, "OneTimeUse").next().is_some();
+    // SAML core §2.5.1: a condition that is not understood makes the assertion
+    // Indeterminate, never valid. ProxyRestriction binds only the issuing of further
+    // SAML assertions, which tessera never does.
+    let understood = |n: &Node<'_, '_>| {
+        ["AudienceRestriction", "OneTimeUse", "ProxyRestriction"]
+            .iter()
+            .any(|name| xml::is(*n, NS_SAML, name))
+    };
+    if c.children().any(|n| n.is_element() && !understood(&n)) {
+        return Err(SamlError::UnknownCondition);
+    }
     Ok(())
 }
 
