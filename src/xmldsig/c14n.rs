@@ -50,6 +50,7 @@ pub fn canonicalize(
     let mut writer = Writer {
         text: apex.document().input_text(),
         method,
+        apex: apex.id(),
         omit,
         out: String::with_capacity(apex.range().len() + 512),
     };
@@ -72,6 +73,7 @@ struct Attr<'a> {
 struct Writer<'m, 't> {
     text: &'t str,
     method: &'m Method,
+    apex: NodeId,
     omit: Option<NodeId>,
     out: String,
 }
@@ -166,6 +168,16 @@ impl<'t> Writer<'_, 't> {
         match self.method {
             // C14N 1.0 §2.3: every namespace node in scope (xmlns="" included, which is
             // rendered only where an output ancestor has a non-empty default).
+            // Below the apex, an element that declares no namespace has its parent's
+            // namespace nodes, and its parent is its nearest output ancestor (only the
+            // enveloped signature's subtree is left out, whole), which rendered them all:
+            // nothing to render (C14N 1.0 §2.3). Skips elements × namespaces-in-scope work
+            // (9.5 ms for a 48 KiB token with 32 namespaces in scope, security review F-2).
+            Method::Inclusive { .. }
+                if e.id() != self.apex && !may_declare_namespaces(self.text, e) =>
+            {
+                Ok(Vec::new())
+            }
             Method::Inclusive { .. } => Ok(e
                 .namespaces()
                 .map(|ns| (ns.name().unwrap_or(""), ns.uri()))
@@ -272,6 +284,24 @@ fn element_qname<'t>(text: &'t str, e: Node<'_, '_>) -> Result<&'t str, C14nErro
     Ok(qname)
 }
 
+/// Whether `e`'s start tag may declare a namespace: `xmlns` anywhere in it (a false
+/// positive, in an attribute value, only costs the full namespace axis).
+fn may_declare_namespaces(text: &str, e: Node<'_, '_>) -> bool {
+    let Some(tag) = text.get(e.range().start..) else {
+        return true;
+    };
+    let mut quote = None;
+    for (i, b) in tag.bytes().enumerate() {
+        match (quote, b) {
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), c) if c == q => quote = None,
+            (None, b'>') => return memchr::memmem::find(&tag.as_bytes()[..i], b"xmlns").is_some(),
+            _ => {}
+        }
+    }
+    true
+}
+
 fn prefix_of(qname: &str) -> &str {
     qname.split_once(':').map_or("", |(prefix, _)| prefix)
 }
@@ -343,6 +373,18 @@ mod tests {
         let doc = roxmltree::Document::parse(xml).unwrap();
         let child = doc.root_element().first_element_child().unwrap();
         canonicalize(child, None, &Method::Inclusive { v11 }).unwrap()
+    }
+
+    /// Below the apex, inclusive C14N renders only what an element itself changes: the
+    /// shortcut for elements that declare nothing agrees with the full namespace axis
+    /// (redeclarations, an undeclared default, `xmlns` inside a value).
+    #[test]
+    fn inclusive_renders_below_the_apex_only_what_an_element_declares() {
+        let xml = r#"<r xmlns:p="urn:p1" xmlns="urn:d"><a><b v="xmlns:p"><p:c xmlns:p="urn:p2"><d/><e xmlns=""><f/></e></p:c></b><g xmlns:q="urn:q"/></a></r>"#;
+        assert_eq!(
+            inc_child(xml, false),
+            r#"<a xmlns="urn:d" xmlns:p="urn:p1"><b v="xmlns:p"><p:c xmlns:p="urn:p2"><d></d><e xmlns=""><f></f></e></p:c></b><g xmlns:q="urn:q"></g></a>"#
+        );
     }
 
     #[test]
