@@ -69,10 +69,15 @@ pub const MAX_ECHOED_CHARS: usize = 128;
 /// log line; security review F-6). Escaping is [`escape_invisible`]'s, where the message
 /// is written.
 pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
-    match value.char_indices().nth(MAX_ECHOED_CHARS) {
+    match split_at_char(value, MAX_ECHOED_CHARS) {
         None => value.into(),
-        Some((cut, _)) => format!("{}…(+{} bytes)", &value[..cut], value.len() - cut).into(),
+        Some((head, rest)) => format!("{head}…(+{} bytes)", rest.len()).into(),
     }
+}
+
+/// `s` split after its first `n` characters, when it has more.
+fn split_at_char(s: &str, n: usize) -> Option<(&str, &str)> {
+    s.char_indices().nth(n).map(|(at, _)| s.split_at(at))
 }
 
 /// Longest audit reason and log `error` field: a backstop for texts built from several
@@ -82,9 +87,9 @@ pub const MAX_REASON_CHARS: usize = 1024;
 /// `text` escaped ([`escape_invisible`]) and cut at [`MAX_REASON_CHARS`] characters.
 pub fn bounded_reason(text: &str) -> String {
     let escaped = escape_invisible(text);
-    match escaped.char_indices().nth(MAX_REASON_CHARS) {
+    match split_at_char(&escaped, MAX_REASON_CHARS) {
         None => escaped.into_owned(),
-        Some((cut, _)) => format!("{}…(cut)", &escaped[..cut]),
+        Some((head, _)) => format!("{head}…(cut)"),
     }
 }
 
