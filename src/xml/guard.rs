@@ -343,6 +343,11 @@ fn scan(text: &str) -> Result<Vec<Range<usize>>, XmlError> {
             _ => {}
         }
     }
+    // The tokenizer does not pair tags: an element left open is refused here, before
+    // any tree is built.
+    if !path.is_empty() {
+        return Err(XmlError::NotWellFormed);
+    }
     Ok(comments)
 }
 
@@ -521,5 +526,12 @@ mod tests {
             CheckedXml::admit(b"<n>a</n></n>").err(),
             Some(XmlError::NotWellFormed)
         );
+        assert_eq!(
+            CheckedXml::admit(b"<n><m>a</m>").err(),
+            Some(XmlError::NotWellFormed)
+        );
+        // Found by saml_parse: `<!--` inside a processing instruction is its text.
+        let pi = CheckedXml::admit(b"<?pi a<!--b?><n/>").unwrap();
+        assert_eq!(pi.as_str(), "<?pi a<!--b?><n/>");
     }
 }
