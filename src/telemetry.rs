@@ -32,8 +32,8 @@ pub fn escape_invisible(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Unicode general category Cf (format), and the line and paragraph separators (Zl, Zp),
-/// which std does not classify.
+/// Unicode general category Cf (format), the line and paragraph separators (Zl, Zp), which
+/// std does not classify, and the other characters that render as nothing.
 fn is_format(c: char) -> bool {
     matches!(
         c,
@@ -58,6 +58,15 @@ fn is_format(c: char) -> bool {
             | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0001}'
             | '\u{E0020}'..='\u{E007F}'
+            // Not Cf, but invisible on screen: the combining grapheme joiner, Hangul
+            // fillers, the braille blank, and variation selectors.
+            | '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -86,8 +95,23 @@ pub const MAX_REASON_CHARS: usize = 1024;
 
 /// `text` escaped ([`escape_invisible`]) and cut at [`MAX_REASON_CHARS`] characters.
 pub fn bounded_reason(text: &str) -> String {
+    bounded(text, MAX_REASON_CHARS)
+}
+
+/// Longest subject or actor name an audit row keeps: a mapped subject comes from a token,
+/// and some IdPs put user-chosen text there (a username, an email).
+pub const MAX_NAME_CHARS: usize = 512;
+
+/// A name from a token (the mapped subject, an actor's `sub`) as the audit trail keeps
+/// it: escaped ([`escape_invisible`]) and cut at [`MAX_NAME_CHARS`] characters.
+pub fn audited_name(name: &str) -> String {
+    bounded(name, MAX_NAME_CHARS)
+}
+
+/// `text` escaped, then cut after `max` characters with a mark saying so.
+fn bounded(text: &str, max: usize) -> String {
     let escaped = escape_invisible(text);
-    match split_at_char(&escaped, MAX_REASON_CHARS) {
+    match split_at_char(&escaped, max) {
         None => escaped.into_owned(),
         Some((head, _)) => format!("{head}…(cut)"),
     }

@@ -25,7 +25,7 @@ use crate::metrics::{
 use crate::replay::ReplayCache;
 use crate::revocation::Revocations;
 use crate::store::replay::Seen;
-use crate::telemetry::{bounded_reason, token_fingerprint};
+use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore, LOCAL_ISSUER};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
@@ -168,8 +168,10 @@ impl Exchanger {
             grant: trail.grant.map_or("unknown", GrantKind::label),
             client_id: trail.client_id.clone(),
             issuer: trail.issuer.clone(),
-            subject: trail.subject.take(),
-            actor: trail.actor.take(),
+            // Names come from tokens (a mapped username, an actor's sub): escaped and
+            // bounded like request values.
+            subject: trail.subject.take().as_deref().map(audited_name),
+            actor: trail.actor.take().as_deref().map(audited_name),
             audience: trail.audience.take(),
             scopes: trail.scopes.take(),
             outcome: outcome_of(&result),
@@ -518,11 +520,22 @@ impl Exchanger {
         };
         // RFC 8693 §4.4: an iss-less may_act names a principal of the subject token's
         // issuer, not anyone of that name from any trusted issuer or client.
-        let may_act = subject
-            .token
-            .may_act
-            .as_ref()
-            .map(|m| m.attributed_to(subject_iss.unwrap_or(&self.settings.issuer)));
+        let may_act = match (subject.token.may_act.as_ref(), subject_iss) {
+            (None, _) => None,
+            (Some(m), Some(iss)) => Some(m.attributed_to(iss)),
+            (Some(m), None) if m.iss.is_some() => Some(m.clone()),
+            // A local token minted before tokens recorded src_iss, carrying its IdP's
+            // may_act verbatim: whose name it gives is no longer known.
+            (Some(_), None) => {
+                return Err(ExchangeError::Unacceptable {
+                    role: subject.role,
+                    reason: "may_act_refused",
+                    message: "its may_act names no issuer and the token predates src_iss; \
+                              exchange the original token again"
+                        .into(),
+                })
+            }
+        };
         policy::check_may_act(subject.role, may_act.as_ref(), acting_sub, acting_iss)?;
         // A foreign token's own chain is that issuer's assertion, never tessera's record:
         // a link naming tessera as its issuer is a forgery of tessera's record, refused.

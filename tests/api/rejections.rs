@@ -758,4 +758,23 @@ async fn request_values_reach_the_audit_trail_cut_and_escaped() {
         !reason.contains('\u{2066}') && reason.contains("\\u{2066}"),
         "{reason}"
     );
+
+    // Names from tokens too (found by review): a mapped subject is an IdP's text.
+    let sub = format!("admin\u{202E}\nFORGED\u{1b}[31m{}", "A".repeat(30_000));
+    let token = app.issuer.id_token().sub(&sub).sign();
+    let resp = app
+        .exchange(&token, ID_TOKEN, &[("audience", "elsewhere")])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
+    let subject = app.audit_rows().await.remove(0).subject.unwrap();
+    assert!(
+        subject.len() < 1100,
+        "audit subject of {} bytes",
+        subject.len()
+    );
+    assert!(
+        subject.starts_with("admin\\u{202e}\\nFORGED\\u{1b}[31m") && subject.ends_with("…(cut)"),
+        "{}",
+        &subject[..60]
+    );
 }
