@@ -657,3 +657,33 @@ async fn revoking_an_actor_token_refuses_what_was_minted_with_it() {
         app.assert_last_refused("revoked").await;
     }
 }
+
+/// A local token minted before tokens recorded `src_iss` and carrying its IdP's iss-less
+/// `may_act` verbatim: whose name that is can no longer be told, so it is refused rather
+/// than read in tessera's namespace (where it would admit a client of that id).
+#[tokio::test]
+async fn a_legacy_local_token_with_an_issless_may_act_is_refused() {
+    let app = app(backends()[0]).await;
+    // Signed with the broker's own current key, as a token of the previous release was.
+    let keys =
+        tessera::issue::KeyRing::open(&app.store, app.config.tokens.signing_alg, app.clock.clone())
+            .await
+            .unwrap();
+    let now = app.issuer.now();
+    let legacy = json!({
+        "iss": ISSUER, "sub": "bob", "aud": "inventory", "exp": now + 300, "iat": now,
+        "jti": "0123456789abcdef0123456789abcdef", "client_id": "orders-service",
+        "scope": "inventory:read", "may_act": {"sub": "inventory-svc"},
+    });
+    let token = keys.sign(&legacy).unwrap().token;
+    let resp = svc_exchange(&app, &token, &[("audience", "warehouse")]).await;
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("predates src_iss"),
+        "{body}"
+    );
+    app.assert_refusal_audited("may_act_refused").await;
+}
