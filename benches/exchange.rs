@@ -595,7 +595,7 @@ async fn run_batches(
                 tokio::spawn(async move {
                     let creds = ClientCredentials::Basic {
                         client_id: "bench-client".into(),
-                        secret: "bench-secret".into(),
+                        secret: tessera::secret::Secret::new("bench-secret".to_owned()),
                     };
                     exchanger.token(Ok(creds), &forms[idx]).await.unwrap()
                 })

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod metrics_process;
 pub mod replay;
 pub mod revocation;
+pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

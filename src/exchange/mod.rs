@@ -24,6 +24,7 @@ use crate::metrics::{
 };
 use crate::replay::ReplayCache;
 use crate::revocation::Revocations;
+use crate::secret::Secret;
 use crate::store::replay::Seen;
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore, LOCAL_ISSUER};
@@ -39,18 +40,32 @@ pub use request::{Form, Grant, GrantKind};
 /// credentials travel in the form and are read by `authenticate`.
 #[derive(Debug, Clone)]
 pub enum ClientCredentials {
-    Basic { client_id: String, secret: String },
+    Basic { client_id: String, secret: Secret },
     None,
 }
 
 /// The successful token response (RFC 8693 §2.2.1).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct TokenResponse {
-    pub access_token: String,
+    pub access_token: Secret,
     pub issued_token_type: &'static str,
     pub token_type: &'static str,
     pub expires_in: i64,
     pub scope: String,
+}
+
+/// Written by hand: the one place the minted token's value leaves as text.
+impl Serialize for TokenResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("TokenResponse", 5)?;
+        out.serialize_field("access_token", self.access_token.expose())?;
+        out.serialize_field("issued_token_type", self.issued_token_type)?;
+        out.serialize_field("token_type", self.token_type)?;
+        out.serialize_field("expires_in", &self.expires_in)?;
+        out.serialize_field("scope", &self.scope)?;
+        out.end()
+    }
 }
 
 /// Claims of an issued access token (RFC 9068 §2.2, RFC 8693 §4).
@@ -786,7 +801,7 @@ fn authenticate(
         ClientCredentials::None => match (form_id, form_secret) {
             (Some(id), Some(secret)) => (
                 id.to_owned(),
-                secret.to_owned(),
+                Secret::new(secret.to_owned()),
                 ClientAuthMethod::ClientSecretPost,
             ),
             _ => {
@@ -798,12 +813,12 @@ fn authenticate(
     };
     let client = registry.client(&client_id);
     let matches = match client {
-        Some(c) => c.secret_matches(&secret),
+        Some(c) => c.secret_matches(secret.expose()),
         None => {
             // Same work as a known client (see UNKNOWN_CLIENT_SECRET).
             use sha2::Digest;
             use subtle::ConstantTimeEq;
-            let digest = sha2::Sha256::digest(secret.as_bytes());
+            let digest = sha2::Sha256::digest(secret.expose().as_bytes());
             let _ = digest.as_slice().ct_eq(&UNKNOWN_CLIENT_SECRET);
             false
         }

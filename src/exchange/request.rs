@@ -29,9 +29,35 @@ impl GrantKind {
 }
 
 /// A decoded `application/x-www-form-urlencoded` body.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Form {
     pairs: Vec<(String, String)>,
+}
+
+/// Parameters whose values `Debug` may show: they name what was asked for, never a
+/// credential (tokens, assertions, client secrets and unknown names show their size only).
+const SHOWN_PARAMETERS: [&str; 7] = [
+    "grant_type",
+    "subject_token_type",
+    "actor_token_type",
+    "requested_token_type",
+    "audience",
+    "resource",
+    "scope",
+];
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for (name, value) in &self.pairs {
+            if SHOWN_PARAMETERS.contains(&name.as_str()) {
+                list.entry(&format_args!("{name}={value:?}"));
+            } else {
+                list.entry(&format_args!("{name}=[{} bytes]", value.len()));
+            }
+        }
+        list.finish()
+    }
 }
 
 /// More parameters than any legitimate request carries; beyond it the body is refused
@@ -258,6 +284,21 @@ pub fn parse_grant(grant_type: &str, form: &Form) -> Result<Grant, ExchangeError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tokens and secrets never reach a `Debug` line; what was asked for does.
+    #[test]
+    fn debug_shows_what_was_asked_for_and_never_a_credential() {
+        let f = Form::parse(
+            b"grant_type=g&subject_token=eyJhbGciOi.secret.sig&client_secret=hunter2&audience=inventory&client_assertion=abc",
+        )
+        .unwrap();
+        let shown = format!("{f:?}");
+        for hidden in ["eyJhbGciOi", "hunter2", "abc"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        assert!(shown.contains(r#"audience="inventory""#), "{shown}");
+        assert!(shown.contains("subject_token=[21 bytes]"), "{shown}");
+    }
 
     #[test]
     fn repeated_single_parameter_is_refused() {

@@ -1,6 +1,7 @@
 //! Reads client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: id and secret
 //! are form-urlencoded before base64). Form-body credentials are the exchange's to read.
 
+use crate::secret::Secret;
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::Engine;
@@ -29,7 +30,7 @@ pub fn credentials(req: &HttpRequest) -> Result<ClientCredentials, ExchangeError
         let unescape = |s: &str| form_urlencoded_decode(s).ok_or_else(basic_failed);
         return Ok(ClientCredentials::Basic {
             client_id: unescape(id)?,
-            secret: unescape(secret)?,
+            secret: Secret::new(unescape(secret)?),
         });
     }
     Ok(ClientCredentials::None)

@@ -10,6 +10,7 @@ pub mod crypt;
 pub mod keys;
 pub mod signer;
 
+use crate::secret::Secret;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
@@ -107,7 +108,7 @@ impl From<CryptError> for IssueError {
 
 #[derive(Debug, Clone)]
 pub struct SignedToken {
-    pub token: String,
+    pub token: Secret,
     pub kid: String,
 }
 
@@ -256,7 +257,7 @@ impl KeyRing {
         let snapshot = self.snapshot.load();
         let token = snapshot.signer.sign(claims)?;
         Ok(SignedToken {
-            token,
+            token: Secret::new(token),
             kid: snapshot.signer.kid().to_owned(),
         })
     }

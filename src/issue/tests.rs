@@ -137,7 +137,11 @@ async fn every_algorithm_signs_tokens_jsonwebtoken_verifies() {
         let claims = serde_json::json!({ "sub": "alice", "aud": "api", "scope": "a b" });
         let signed = ring.sign(&claims).unwrap();
         assert_eq!(signed.kid, ring.current_kid());
-        assert_eq!(verify(&ring, &signed.token, alg)["sub"], "alice", "{alg}");
+        assert_eq!(
+            verify(&ring, signed.token.expose(), alg)["sub"],
+            "alice",
+            "{alg}"
+        );
         let jwks: serde_json::Value = serde_json::from_str(&ring.jwks_json()).unwrap();
         assert_eq!(jwks["keys"][0]["alg"], alg.as_str());
     }
@@ -208,7 +212,7 @@ async fn rotation_moves_states_and_keeps_retired_keys_published_until_tokens_exp
             [old_next.clone(), new_next.clone(), old_current.clone()]
         );
         // A token signed before the rotation still verifies.
-        verify(&ring, &old_token.token, SigningAlg::ES256);
+        verify(&ring, old_token.token.expose(), SigningAlg::ES256);
         assert_eq!(ring.sign(&serde_json::json!({})).unwrap().kid, old_next);
 
         // Past publish_until the retired key leaves the JWKS.
@@ -282,10 +286,10 @@ async fn keys_are_encrypted_at_rest_when_a_key_encryption_key_is_set() {
             .all(|r| r.private_key.starts_with("enc:v1:") && !r.private_key.contains("PRIVATE")));
         verify(
             &ring,
-            &ring
-                .sign(&serde_json::json!({ "aud": "api" }))
+            ring.sign(&serde_json::json!({ "aud": "api" }))
                 .unwrap()
-                .token,
+                .token
+                .expose(),
             SigningAlg::ES256,
         );
 

@@ -16,7 +16,28 @@ pub const STATE_RETIRED: &str = "retired";
 /// Lock name for every change to the key set (see `store::locked_transaction`).
 pub const KEYS_LOCK: &str = "tessera:signing_keys";
 
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+/// `Debug` of a key row: everything but the private key.
+macro_rules! redacted_key_debug {
+    ($name:ident $(<$lt:lifetime>)?) => {
+        impl $(<$lt>)? std::fmt::Debug for $name $(<$lt>)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("kid", &self.kid)
+                    .field("alg", &self.alg)
+                    .field("state", &self.state)
+                    .field("private_key", &"[redacted]")
+                    .field("created_at", &self.created_at)
+                    .field("activated_at", &self.activated_at)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+redacted_key_debug!(SigningKeyRow);
+redacted_key_debug!(NewSigningKey<'a>);
+
+#[derive(Clone, PartialEq, Eq, Queryable)]
 pub struct SigningKeyRow {
     pub kid: String,
     pub alg: String,
@@ -30,7 +51,7 @@ pub struct SigningKeyRow {
     pub publish_until: Option<UnixTime>,
 }
 
-#[derive(Debug, Clone, Insertable)]
+#[derive(Clone, Insertable)]
 #[diesel(table_name = signing_keys)]
 pub struct NewSigningKey<'a> {
     pub kid: &'a str,
@@ -90,4 +111,29 @@ pub fn delete_unpublished_retired(conn: &mut DbConn, now: UnixTime) -> Result<us
             .filter(signing_keys::publish_until.le(now)),
     )
     .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_row_never_shows_its_private_key() {
+        let row = SigningKeyRow {
+            kid: "k1".into(),
+            alg: "ES256".into(),
+            state: "current".into(),
+            private_key: "-----BEGIN PRIVATE KEY-----secret".into(),
+            public_jwk: "{}".into(),
+            created_at: 1,
+            activated_at: Some(2),
+            retired_at: None,
+            publish_until: None,
+        };
+        let shown = format!("{row:?}");
+        assert!(
+            !shown.contains("PRIVATE") && shown.contains("k1"),
+            "{shown}"
+        );
+    }
 }

@@ -207,24 +207,8 @@ pub enum IntrospectionAuth {
     ClientSecretPost,
 }
 
-/// A secret read at load (from the environment): never in `Debug` or a log line.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+/// A secret read at load (from the environment or a file): never in `Debug` or a log line.
+pub use crate::secret::Secret;
 
 /// Settings only introspection issuers have (SPEC §2, §4).
 #[derive(Debug)]

@@ -675,7 +675,7 @@ async fn a_legacy_local_token_with_an_issless_may_act_is_refused() {
         "jti": "0123456789abcdef0123456789abcdef", "client_id": "orders-service",
         "scope": "inventory:read", "may_act": {"sub": "inventory-svc"},
     });
-    let token = keys.sign(&legacy).unwrap().token;
+    let token = keys.sign(&legacy).unwrap().token.expose().clone();
     let resp = svc_exchange(&app, &token, &[("audience", "warehouse")]).await;
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert!(
