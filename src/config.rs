@@ -84,7 +84,7 @@ pub struct SamlConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
-    /// Total time for one discovery/JWKS fetch.
+    /// Total time for one outbound request: discovery, JWKS, IdP metadata, introspection.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Largest discovery/JWKS document accepted.

@@ -1,8 +1,9 @@
 //! tessera — a federation broker.
 //!
-//! Takes credentials minted in another trust domain (OIDC ID tokens, JWT access tokens;
-//! SAML assertions and opaque tokens later), verifies them against a registry of trusted
-//! issuers and mints a short-lived local access token for the next hop (RFC 8693).
+//! Takes credentials minted in another trust domain (OIDC ID tokens, JWT access tokens,
+//! SAML 2.0 assertions, opaque tokens by introspection, and its own tokens), verifies them
+//! against a registry of trusted issuers and mints a short-lived local access token for
+//! the next hop (RFC 8693).
 //!
 //! Dependency direction: `http → exchange → {trust, verify, issue, audit} → store`.
 //! Nothing below `http` names actix; only `store` names diesel backends.

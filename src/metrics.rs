@@ -1,6 +1,7 @@
 //! Every `tessera_*` series lives in this one struct with its own registry (no globals).
-//! Label values come from the registry (issuer ids) or from closed enums (grant, token
-//! type, outcome, rejection reason), never from request input: cardinality stays bounded.
+//! Label values come from the registry (issuer ids), from enums (grant, token type,
+//! outcome) or from `reason()` functions that match every error variant to a fixed string
+//! (rejection reason), never from request input: cardinality stays bounded.
 
 use std::sync::atomic::AtomicU64;
 

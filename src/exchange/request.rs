@@ -355,8 +355,21 @@ mod tests {
 
     #[test]
     fn garbage_bodies_never_panic() {
+        // Percent-decoding is lenient (a stray `%` is itself, bad UTF-8 becomes U+FFFD, as
+        // form libraries do): garbage reads as parameters nobody asks for, never a panic.
         for body in [&b"%"[..], b"&&&=", b"a=%ZZ", &[0xff, 0xfe], b"=x"] {
-            let _ = Form::parse(body);
+            let f = Form::parse(body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+            assert_eq!(f.single("grant_type").unwrap(), None, "{body:?}");
+            assert!(f.pairs.len() <= 1, "{body:?}: {:?}", f.pairs);
         }
+        assert_eq!(
+            Form::parse(b"a=%ZZ").unwrap().pairs,
+            [("a".into(), "%ZZ".into())]
+        );
+        // Refused: more parameters than any request carries.
+        assert!(matches!(
+            Form::parse("a=1&".repeat(MAX_PARAMS + 1).as_bytes()),
+            Err(ExchangeError::InvalidRequest(_))
+        ));
     }
 }

@@ -259,6 +259,9 @@ pub fn check_claims(
     Ok(CheckedTimes { exp, iat })
 }
 
+/// Longest `jti` remembered for a single-use issuer.
+const MAX_JTI_CHARS: usize = 256;
+
 /// The kind-neutral view of a verified JWT: its claims as the CEL `assertion`, and the
 /// members the pipeline needs as types (`aud`, `act`, `may_act`, `scope`).
 pub fn into_subject(
@@ -286,6 +289,27 @@ pub fn into_subject(
             .map(str::to_owned)
             .collect()
     });
+    // SPEC §4.1 replay: an issuer marked `one_time_use` has each token accepted once, by
+    // its `jti`, remembered until the token could no longer pass (exp + skew).
+    let replay = if issuer.one_time_use {
+        let Some(Value::String(jti)) = claims.get("jti").filter(|j| {
+            j.as_str()
+                .is_some_and(|j| !j.is_empty() && j.len() <= MAX_JTI_CHARS)
+        }) else {
+            return Err(VerifyError::MalformedClaim {
+                claim: "jti",
+                expected:
+                    "a string of at most 256 characters (this issuer's tokens are single-use)",
+            });
+        };
+        Some(super::ReplayKey {
+            issuer: issuer.id.clone(),
+            id: jti.clone(),
+            expires_at: times.exp.saturating_add(super::secs(issuer.clock_skew)),
+        })
+    } else {
+        None
+    };
     Ok(VerifiedSubject {
         issuer,
         token_type,
@@ -296,7 +320,7 @@ pub fn into_subject(
         act,
         may_act,
         scopes,
-        replay: None,
+        replay,
     })
 }
 

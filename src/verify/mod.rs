@@ -5,8 +5,10 @@
 //! [`VerifiedSubject`]: the resolved issuer, the `assertion` view CEL mappings read,
 //! audiences, times, the `act` chain and `may_act` as types, scopes where the kind has
 //! them, and a replay key where the token is single-use. Each kind is a path behind it
-//! (`oidc` for JWTs, `saml` for SAML 2.0 assertions); the exchange pipeline never reads a
-//! claim name.
+//! (`oidc` for JWTs and tessera's own tokens, `saml` for SAML 2.0 assertions,
+//! `introspection` for opaque tokens). The exchange pipeline reads a claim by name only
+//! for tessera's own tokens (`jti`, `exchanged_from`, `acted_from`, `src_iss`,
+//! `client_id`); those are to become typed fields here (issue 13, REVIEW change 2).
 
 pub mod act;
 pub mod cache;

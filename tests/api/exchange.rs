@@ -319,3 +319,52 @@ impl TestApp {
         assert!(last.jti.is_none());
     }
 }
+
+/// SPEC §4.1 replay for JWT issuers: with `one_time_use = true` each token is accepted
+/// once (by `jti`, recorded in the database so every replica agrees), and a token without
+/// a `jti` is refused; both refusals audited, nothing issued for them.
+#[tokio::test]
+async fn a_single_use_jwt_issuer_accepts_each_token_once() {
+    let (_, acme) = default_registry()
+        .into_iter()
+        .find(|(p, _)| p == "issuers/acme.toml")
+        .unwrap();
+    let app = TestApp::builder(backends()[0])
+        .file("issuers/acme.toml", &format!("one_time_use = true\n{acme}"))
+        .spawn()
+        .await;
+    let token = app.issuer.id_token().claim("jti", json!("jti-1")).sign();
+    let resp = app
+        .exchange(&token, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let replica = app.spawn_replica().await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/token", replica.address))
+        .basic_auth("orders-service", Some(ORDERS_SECRET))
+        .form(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+            ("audience", "inventory"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.assert_last_refused("replayed").await;
+
+    let no_jti = app.issuer.id_token().without_claim("jti").sign();
+    let resp = app
+        .exchange(&no_jti, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("single-use"),
+        "{body}"
+    );
+    app.assert_last_refused("malformed_claim").await;
+}

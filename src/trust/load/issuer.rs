@@ -243,9 +243,11 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
     let demo_signing_key_file = load_demo_key(path, raw.demo_signing_key_file.as_deref(), errs);
 
     let (settings, one_time_use, default_subject) = match kind {
+        // `one_time_use = true`: each JWT accepted once, by its `jti` (a token without one
+        // is refused), on every replica.
         IssuerKind::Oidc => (
             load_oidc(path, &raw, errs).map(KindSettings::Oidc),
-            false,
+            raw.one_time_use.unwrap_or(false),
             DEFAULT_JWT_SUBJECT,
         ),
         // SPEC §2: SAML assertions are single-use unless the entry says otherwise.
@@ -319,16 +321,6 @@ fn read_kind(path: &Path, errs: &mut Errors) -> Option<IssuerKind> {
 fn load_oidc(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<OidcSettings> {
     let before = errs.0.len();
     let keys = load_key_source(path, raw, errs);
-    if raw.one_time_use == Some(true) {
-        // Accepting the flag without a replay cache for JWTs would promise single use
-        // and deliver replayable tokens.
-        errs.field(
-            path,
-            "one_time_use",
-            "single-use JWTs are not supported yet (their jti is not recorded): \
-             remove the line or set it to false",
-        );
-    }
     let algorithms = match &raw.algorithms {
         None => JwsAlg::DEFAULT_ALLOWED.to_vec(),
         Some(list) => {

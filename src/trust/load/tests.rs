@@ -146,7 +146,6 @@ fn every_loader_error_names_file_and_field() {
         ("integer clock skew", "issuers/acme.toml", issuer_with("clock_skew = 60\n"), "acme.toml", "clock_skew", "write it as a string"),
         ("bad max age", "issuers/acme.toml", issuer_with("max_age = \"12 parsecs\"\n"), "acme.toml", "max_age", "not a duration"),
         ("wrong type", "issuers/acme.toml", issuer_with("one_time_use = \"yes\"\n"), "acme.toml", "one_time_use", "invalid type"),
-        ("one_time_use without a replay cache", "issuers/acme.toml", issuer_with("one_time_use = true\n"), "acme.toml", "one_time_use", "not supported yet"),
         ("demo key missing", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"nope.pem\"\n"), "acme.toml", "demo_signing_key_file", "cannot read"),
         ("demo key not a key", "issuers/acme.toml", issuer_with("demo_signing_key_file = \"acme.jwks.json\"\n"), "acme.toml", "demo_signing_key_file", "not a PEM private key"),
         ("mapping subject", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"assertion.(\"\n"), "acme.toml", "mapping.subject", "does not compile"),
@@ -331,7 +330,12 @@ fn other_directories_and_files_are_ignored() {
     f.write("issuers/examples/broken.toml", "this is not toml = = =");
     f.write("issuers/README.md", "# notes");
     f.write("issuers/acme.toml.bak", "junk");
-    f.load().unwrap();
+    let r = f.load().unwrap();
+    // Exactly the fixture's three entries: nothing from the other files.
+    let ids = |m: Vec<&String>| m.into_iter().cloned().collect::<Vec<_>>();
+    assert_eq!(ids(r.issuers.keys().collect()), ["acme"]);
+    assert_eq!(ids(r.clients.keys().collect()), ["orders-service"]);
+    assert_eq!(ids(r.audiences.keys().collect()), ["orders"]);
 }
 
 #[test]

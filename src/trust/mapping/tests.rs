@@ -205,8 +205,16 @@ fn deep_input_is_cut_off_not_followed() {
     )
     .unwrap();
     let out = m.apply(&obj(json!({"sub": "a", "deep": v}))).unwrap();
-    // The claim is present (truncated with nulls) or omitted; never a stack overflow.
-    let _ = out;
+    // Cut at the conversion depth limit: the claim is kept down to 32 nested objects
+    // and the rest is null, never followed to a stack overflow.
+    let mut level = out.claims.get("deep").expect("the claim is kept, cut");
+    let mut depth = 0;
+    while let Some(inner) = level.get("n") {
+        level = inner;
+        depth += 1;
+    }
+    assert_eq!(depth, 32);
+    assert_eq!(*level, Value::Null, "cut off, not followed to the leaf");
 }
 
 #[test]
