@@ -94,17 +94,15 @@ impl Exchanger {
         let Some(verified) = self.local_token(&registry, token).await else {
             return Ok(());
         };
-        let owner = verified.assertion.get("client_id").and_then(Value::as_str);
-        if owner != Some(client.client_id.as_str()) {
+        let Some(local) = &verified.local else {
+            return Ok(());
+        };
+        if local.client_id != client.client_id {
             return Err(ExchangeError::UnauthorizedClient(
                 "a client may revoke only tokens issued to it",
             ));
         }
-        let jti = verified
-            .assertion
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ExchangeError::InvalidRequest("the token has no jti".into()))?;
+        let jti = local.jti.as_str();
         self.revocations
             // Kept past exp by the skew a presented token is allowed (it is still
             // verifiable that long).
@@ -153,8 +151,10 @@ impl Exchanger {
 
 /// The caller is the token's client, or the token is for one of the caller's audiences.
 fn may_introspect(registry: &Registry, client: &ClientEntry, token: &VerifiedSubject) -> bool {
-    let own =
-        token.assertion.get("client_id").and_then(Value::as_str) == Some(client.client_id.as_str());
+    let own = token
+        .local
+        .as_ref()
+        .is_some_and(|l| l.client_id == client.client_id);
     let for_its_audience = client
         .audiences
         .iter()

@@ -416,11 +416,7 @@ impl Exchanger {
         }
         // A local token's jti and those it was exchanged from: read once, checked here
         // and carried into what is issued.
-        let lineage = if token.issuer.id == LOCAL_ISSUER {
-            local_lineage(&token)
-        } else {
-            Vec::new()
-        };
+        let lineage = local_lineage(&token);
         if self
             .revocations
             .any_revoked(lineage.iter().map(String::as_str))
@@ -730,41 +726,23 @@ fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
 /// own issuer; for a local token the `src_iss` it recorded (`None` for one minted before
 /// tokens recorded it, whose names were tessera's).
 fn upstream_issuer(token: &VerifiedSubject) -> Option<&str> {
-    if token.issuer.id == LOCAL_ISSUER {
-        token.assertion.get("src_iss").and_then(Value::as_str)
-    } else {
-        Some(&token.issuer.issuer)
+    match &token.local {
+        Some(local) => local.src_iss.as_deref(),
+        None => Some(&token.issuer.issuer),
     }
 }
 
 /// Most ancestors an issued token lists in `exchanged_from`, and in `acted_from`.
 const MAX_LINEAGE: usize = 16;
 
-/// A local token's `jti` and every tessera token it descends from: the subject tokens it
-/// was exchanged from (`exchanged_from`) and the actor tokens of those exchanges
-/// (`acted_from`), so a revocation of any of them refuses it.
+/// A local token's lineage: its `jti` and every tessera token it descends from (empty for
+/// foreign tokens).
 fn local_lineage(token: &VerifiedSubject) -> Vec<String> {
-    let claims = &token.assertion;
-    let list = |name: &str| {
-        claims
-            .get(name)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-    };
-    let mut lineage: Vec<String> = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .into_iter()
-        .chain(list("exchanged_from"))
-        .chain(list("acted_from"))
-        .map(str::to_owned)
-        .collect();
-    // An actor ancestor may also be a subject ancestor: listed once.
-    let mut seen = std::collections::HashSet::new();
-    lineage.retain(|j| seen.insert(j.clone()));
-    lineage
+    token
+        .local
+        .as_ref()
+        .map(|l| l.lineage.clone())
+        .unwrap_or_default()
 }
 
 struct Verified {

@@ -321,6 +321,7 @@ pub fn into_subject(
         may_act,
         scopes,
         replay,
+        local: None,
     })
 }
 

@@ -6,9 +6,9 @@
 //! audiences, times, the `act` chain and `may_act` as types, scopes where the kind has
 //! them, and a replay key where the token is single-use. Each kind is a path behind it
 //! (`oidc` for JWTs and tessera's own tokens, `saml` for SAML 2.0 assertions,
-//! `introspection` for opaque tokens). The exchange pipeline reads a claim by name only
-//! for tessera's own tokens (`jti`, `exchanged_from`, `acted_from`, `src_iss`,
-//! `client_id`); those are to become typed fields here (issue 13, REVIEW change 2).
+//! `introspection` for opaque tokens). The exchange pipeline reads no claim by name: the
+//! members tessera wrote into its own tokens come back as a [`LocalToken`], and only
+//! `/introspect` copies its RFC 7662 members out of `assertion`, by an allow-list.
 
 pub mod act;
 pub mod cache;
@@ -116,6 +116,77 @@ pub struct VerifiedSubject {
     pub scopes: Option<Vec<String>>,
     /// Set when the token must be accepted only once.
     pub replay: Option<ReplayKey>,
+    /// For tessera's own tokens: what tessera wrote into them, read back as types.
+    pub local: Option<LocalToken>,
+}
+
+/// The members of a local token that tessera itself wrote and reads back (SPEC §5): parsed
+/// once, here, so that nothing above `verify` reads them by name. A member of the wrong
+/// shape is refused, not skipped: tessera signed it, so it is a bug or a forgery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalToken {
+    pub jti: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// This token's `jti` and every tessera token it descends from, each once: the subject
+    /// tokens it was exchanged from (`exchanged_from`) and the actor tokens of those
+    /// exchanges (`acted_from`). A revocation of any of them refuses this token.
+    pub lineage: Vec<String>,
+    /// The issuer that authenticated `sub`; absent on tokens minted before it was recorded.
+    pub src_iss: Option<String>,
+}
+
+impl LocalToken {
+    pub fn from_claims(claims: &Map<String, Value>) -> Result<Self, VerifyError> {
+        let string = |claim: &'static str| match claims.get(claim) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(VerifyError::MalformedClaim {
+                claim,
+                expected: "a non-empty string (tessera writes one)",
+            }),
+        };
+        let list = |claim: &'static str| -> Result<Vec<String>, VerifyError> {
+            let malformed = VerifyError::MalformedClaim {
+                claim,
+                expected: "an array of token ids",
+            };
+            match claims.get(claim) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned).ok_or(malformed.clone()))
+                    .collect(),
+                Some(_) => Err(malformed),
+            }
+        };
+        let jti = string("jti")?;
+        let mut lineage = vec![jti.clone()];
+        for id in list("exchanged_from")?
+            .into_iter()
+            .chain(list("acted_from")?)
+        {
+            // An actor ancestor may also be a subject ancestor: listed once.
+            if !lineage.contains(&id) {
+                lineage.push(id);
+            }
+        }
+        let src_iss = match claims.get("src_iss") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                return Err(VerifyError::MalformedClaim {
+                    claim: "src_iss",
+                    expected: "a string",
+                })
+            }
+        };
+        Ok(Self {
+            client_id: string("client_id")?,
+            jti,
+            lineage,
+            src_iss,
+        })
+    }
 }
 
 /// A refused token, with the registry entry it resolved to when it got that far (so
@@ -296,4 +367,46 @@ pub(crate) fn admitted_issuer<'r>(
         .of(entry));
     }
     Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_local_tokens_own_members_are_read_as_types_or_refused() {
+        let t = LocalToken::from_claims(&claims(json!({
+            "jti": "c", "client_id": "svc", "src_iss": "https://idp",
+            "exchanged_from": ["b", "a"], "acted_from": ["x", "a"],
+        })))
+        .unwrap();
+        assert_eq!(
+            t.lineage,
+            ["c", "b", "a", "x"],
+            "each ancestor once, nearest first"
+        );
+        assert_eq!(
+            (t.client_id.as_str(), t.src_iss.as_deref()),
+            ("svc", Some("https://idp"))
+        );
+        let legacy = LocalToken::from_claims(&claims(json!({"jti": "c", "client_id": "svc"})));
+        assert_eq!(legacy.unwrap().src_iss, None);
+        for bad in [
+            json!({"client_id": "svc"}),
+            json!({"jti": "c"}),
+            json!({"jti": "c", "client_id": "svc", "exchanged_from": "a"}),
+            json!({"jti": "c", "client_id": "svc", "acted_from": [7]}),
+            json!({"jti": "c", "client_id": "svc", "src_iss": 1}),
+        ] {
+            assert!(
+                LocalToken::from_claims(&claims(bad.clone())).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

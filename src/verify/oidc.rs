@@ -352,7 +352,11 @@ impl JwtVerifier {
                 now: inner.clock.now(),
             },
         )?;
-        jwt::into_subject(entry.clone(), token_type, jwt.claims, times)
+        let mut subject = jwt::into_subject(entry.clone(), token_type, jwt.claims, times)?;
+        if matches!(oidc.keys, KeySource::Local) {
+            subject.local = Some(super::LocalToken::from_claims(&subject.assertion)?);
+        }
+        Ok(subject)
     }
 
     /// Starts background key fetches for every URL-keyed issuer; returns at once. Also

@@ -357,6 +357,7 @@ pub fn into_subject(
         may_act: None,
         scopes: None,
         replay,
+        local: None,
         issuer: entry,
     }
 }
