@@ -25,6 +25,82 @@ impl TokenRole {
     }
 }
 
+/// Why a client was not authenticated (RFC 6749 §5.2 `invalid_client`): one variant per
+/// failure, so no call site can invent a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthFailure {
+    /// No credentials where the client must send some.
+    Unauthenticated,
+    /// Unknown client, or a secret that does not match (indistinguishable on purpose).
+    SecretMismatch,
+    /// Authenticated with a method the registry does not name for this client.
+    MethodMismatch,
+    /// A `private_key_jwt` assertion whose `jti` was already used.
+    AssertionReplayed,
+    /// An `Authorization: Basic` header that does not decode.
+    MalformedBasic,
+    /// An `Authorization` scheme other than Basic.
+    UnsupportedScheme,
+}
+
+impl ClientAuthFailure {
+    /// The stable label (metrics, audit `reason`).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "client_unauthenticated",
+            Self::SecretMismatch => "client_secret_mismatch",
+            Self::MethodMismatch => "client_auth_method_mismatch",
+            Self::AssertionReplayed => "client_assertion_replayed",
+            Self::MalformedBasic => "malformed_basic_credentials",
+            Self::UnsupportedScheme => "unsupported_auth_scheme",
+        }
+    }
+}
+
+/// Why a verified token is not acceptable in this exchange: each rule the pipeline applies
+/// after verification is one variant (rustls's `PeerMisbehaved` shape, without a catch-all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// SPEC §2: a client may exchange only tokens addressed to its `subject_audiences`.
+    SubjectAudienceNotAllowed,
+    /// The issuer's mapping refused the token (condition, or no subject).
+    MappingRefused,
+    /// The token, or a tessera token it descends from, was revoked.
+    Revoked,
+    /// A single-use token presented again.
+    Replayed,
+    /// A local actor token whose subject is a registered client's id.
+    ActorPassesForClient,
+    /// A foreign token's `act` names tessera as a link's issuer.
+    ActClaimsTessera,
+    /// More ancestors than a lineage may list.
+    ExchangeChainTooLong,
+    /// Expired within the clock skew: no lifetime left to give.
+    NoLifetimeLeft,
+    /// The `act` chain would exceed `tokens.max_delegation_depth`.
+    DelegationTooDeep,
+    /// RFC 8693 §4.4: the subject's `may_act` does not admit the actor.
+    MayActRefused,
+}
+
+impl Refused {
+    /// The stable label (metrics, audit `reason`).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::SubjectAudienceNotAllowed => "subject_audience_not_allowed",
+            Self::MappingRefused => "mapping_refused",
+            Self::Revoked => "revoked",
+            Self::Replayed => "replayed",
+            Self::ActorPassesForClient => "actor_passes_for_client",
+            Self::ActClaimsTessera => "act_claims_tessera",
+            Self::ExchangeChainTooLong => "exchange_chain_too_long",
+            Self::NoLifetimeLeft => "no_lifetime_left",
+            Self::DelegationTooDeep => "delegation_too_deep",
+            Self::MayActRefused => "may_act_refused",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     #[error("{0}")]
@@ -34,7 +110,7 @@ pub enum ExchangeError {
     #[error("Content-Type must be application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("client authentication failed")]
-    InvalidClient { reason: &'static str },
+    InvalidClient(ClientAuthFailure),
     /// A `private_key_jwt` client assertion failed a check (RFC 7523 §3): said which, as
     /// the legitimate client needs to know (expired, wrong aud, unknown kid).
     #[error("client authentication failed: client assertion: {0}")]
@@ -48,7 +124,7 @@ pub enum ExchangeError {
     #[error("{}: {message}", role.name())]
     Unacceptable {
         role: TokenRole,
-        reason: &'static str,
+        refused: Refused,
         message: String,
     },
     #[error("{0}")]
@@ -74,12 +150,12 @@ impl ExchangeError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::InvalidClient { reason, .. } => reason,
+            Self::InvalidClient(failure) => failure.reason(),
             Self::ClientAssertion(_) => "client_assertion_invalid",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::Token { error, .. } => error.reason(),
-            Self::Unacceptable { reason, .. } => reason,
+            Self::Unacceptable { refused, .. } => refused.reason(),
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
             Self::IssuerUnavailable { .. } => "issuer_unavailable",

@@ -32,7 +32,7 @@ use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
 };
 
-pub use error::{ExchangeError, TokenRole};
+pub use error::{ClientAuthFailure, ExchangeError, Refused, TokenRole};
 pub use policy::LifetimeBounds;
 pub use request::{Form, Grant, GrantKind};
 
@@ -396,7 +396,7 @@ impl Exchanger {
                 if !wanted.iter().any(|w| token.audiences.contains(w)) {
                     return Err(ExchangeError::Unacceptable {
                         role,
-                        reason: "subject_audience_not_allowed",
+                        refused: Refused::SubjectAudienceNotAllowed,
                         message: "not addressed to an audience this client may exchange".into(),
                     });
                 }
@@ -405,7 +405,7 @@ impl Exchanger {
         let mapped = token.issuer.mapping.apply(&token.assertion).map_err(|e| {
             ExchangeError::Unacceptable {
                 role,
-                reason: "mapping_refused",
+                refused: Refused::MappingRefused,
                 message: e.to_string(),
             }
         })?;
@@ -423,7 +423,7 @@ impl Exchanger {
         {
             return Err(ExchangeError::Unacceptable {
                 role,
-                reason: "revoked",
+                refused: Refused::Revoked,
                 message: "has been revoked (or a token it was exchanged from has)".into(),
             });
         }
@@ -453,7 +453,7 @@ impl Exchanger {
                         .inc();
                     return Err(ExchangeError::Unacceptable {
                         role: v.role,
-                        reason: "replayed",
+                        refused: Refused::Replayed,
                         message: "was already used (single-use: OneTimeUse or one_time_use)".into(),
                     });
                 }
@@ -505,7 +505,7 @@ impl Exchanger {
             if registry.client(&a.mapped.subject).is_some() {
                 return Err(ExchangeError::Unacceptable {
                     role: TokenRole::Actor,
-                    reason: "actor_passes_for_client",
+                    refused: Refused::ActorPassesForClient,
                     message: "its subject is a registered client's id: as a local actor it would pass for that client"
                         .into(),
                 });
@@ -540,7 +540,7 @@ impl Exchanger {
             (Some(_), None) => {
                 return Err(ExchangeError::Unacceptable {
                     role: subject.role,
-                    reason: "may_act_refused",
+                    refused: Refused::MayActRefused,
                     message: "its may_act names no issuer and the token predates src_iss; \
                               exchange the original token again"
                         .into(),
@@ -555,7 +555,7 @@ impl Exchanger {
             Some(a) if a.names_issuer(&self.settings.issuer) => {
                 return Err(ExchangeError::Unacceptable {
                     role: subject.role,
-                    reason: "act_claims_tessera",
+                    refused: Refused::ActClaimsTessera,
                     message:
                         "its act claims a link tessera recorded; only tessera's own tokens can"
                             .into(),
@@ -583,7 +583,7 @@ impl Exchanger {
             if lineage.len() > MAX_LINEAGE {
                 return Err(ExchangeError::Unacceptable {
                     role,
-                    reason: "exchange_chain_too_long",
+                    refused: Refused::ExchangeChainTooLong,
                     message: format!(
                         "descends from {} tessera tokens already; at most {MAX_LINEAGE} are allowed",
                         lineage.len() - 1
@@ -675,19 +675,17 @@ impl Exchanger {
             None => crate::verify::jwt::parse_unverified(assertion)
                 .ok()
                 .and_then(|j| j.claims.get("sub")?.as_str().map(str::to_owned))
-                .ok_or(ExchangeError::InvalidClient {
-                    reason: "client_unauthenticated",
-                })?,
+                .ok_or(ExchangeError::InvalidClient(
+                    ClientAuthFailure::Unauthenticated,
+                ))?,
         };
-        let client = registry
-            .client(&named)
-            .ok_or(ExchangeError::InvalidClient {
-                reason: "client_secret_mismatch",
-            })?;
+        let client = registry.client(&named).ok_or(ExchangeError::InvalidClient(
+            ClientAuthFailure::SecretMismatch,
+        ))?;
         let (ClientAuthMethod::PrivateKeyJwt, Some(keys)) = (client.auth, &client.jwks) else {
-            return Err(ExchangeError::InvalidClient {
-                reason: "client_auth_method_mismatch",
-            });
+            return Err(ExchangeError::InvalidClient(
+                ClientAuthFailure::MethodMismatch,
+            ));
         };
         let verified = self
             .verifier
@@ -701,9 +699,9 @@ impl Exchanger {
         };
         match self.replay.consume(&key).await {
             Ok(Seen::First) => Ok(client.clone()),
-            Ok(Seen::Before) => Err(ExchangeError::InvalidClient {
-                reason: "client_assertion_replayed",
-            }),
+            Ok(Seen::Before) => Err(ExchangeError::InvalidClient(
+                ClientAuthFailure::AssertionReplayed,
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "replay cache unavailable");
                 Err(ExchangeError::ReplayCacheUnavailable)
@@ -783,9 +781,9 @@ fn authenticate(
                 ClientAuthMethod::ClientSecretPost,
             ),
             _ => {
-                return Err(ExchangeError::InvalidClient {
-                    reason: "client_unauthenticated",
-                })
+                return Err(ExchangeError::InvalidClient(
+                    ClientAuthFailure::Unauthenticated,
+                ))
             }
         },
     };
@@ -805,11 +803,11 @@ fn authenticate(
         Some(c) if matches && c.auth == method => Ok(c.clone()),
         // A right secret sent the wrong way is still refused: the registry says how
         // this client authenticates.
-        Some(_) if matches => Err(ExchangeError::InvalidClient {
-            reason: "client_auth_method_mismatch",
-        }),
-        _ => Err(ExchangeError::InvalidClient {
-            reason: "client_secret_mismatch",
-        }),
+        Some(_) if matches => Err(ExchangeError::InvalidClient(
+            ClientAuthFailure::MethodMismatch,
+        )),
+        _ => Err(ExchangeError::InvalidClient(
+            ClientAuthFailure::SecretMismatch,
+        )),
     }
 }

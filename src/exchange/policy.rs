@@ -13,7 +13,7 @@ use crate::trust::mapping::RESERVED_CLAIMS;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
 
-use super::error::{ExchangeError, TokenRole};
+use super::error::{ExchangeError, Refused, TokenRole};
 use super::request::Target;
 
 /// RFC 8693 §2.1 / RFC 8707: every `audience` and `resource` must name an audience the
@@ -138,7 +138,7 @@ pub fn lifetime(
         if left <= 0 {
             return Err(ExchangeError::Unacceptable {
                 role,
-                reason: "no_lifetime_left",
+                refused: Refused::NoLifetimeLeft,
                 message: "expired (accepted only within the clock skew): no lifetime left \
                           to give an issued token"
                     .into(),
@@ -182,7 +182,7 @@ pub fn check_delegation_depth(act: Option<&Act>, max: usize) -> Result<(), Excha
     match act.map(Act::depth) {
         Some(depth) if depth > max => Err(ExchangeError::Unacceptable {
             role: TokenRole::Subject,
-            reason: "delegation_too_deep",
+            refused: Refused::DelegationTooDeep,
             message: format!(
                 "the delegation chain would hold {depth} actors; at most {max} are allowed"
             ),
@@ -208,7 +208,7 @@ pub fn check_may_act(
         .admits(actor_sub, actor_iss)
         .map_err(|why| ExchangeError::Unacceptable {
             role,
-            reason: "may_act_refused",
+            refused: Refused::MayActRefused,
             message: format!("may_act does not admit this actor: {why}"),
         })
 }

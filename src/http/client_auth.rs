@@ -6,21 +6,19 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::Engine;
 
-use crate::exchange::{ClientCredentials, ExchangeError};
+use crate::exchange::{ClientAuthFailure, ClientCredentials, ExchangeError};
 
 pub fn credentials(req: &HttpRequest) -> Result<ClientCredentials, ExchangeError> {
-    let basic_failed = || ExchangeError::InvalidClient {
-        reason: "malformed_basic_credentials",
-    };
+    let basic_failed = || ExchangeError::InvalidClient(ClientAuthFailure::MalformedBasic);
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| basic_failed())?;
         let Some((scheme, rest)) = value.split_once(' ') else {
             return Err(basic_failed());
         };
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(ExchangeError::InvalidClient {
-                reason: "unsupported_auth_scheme",
-            });
+            return Err(ExchangeError::InvalidClient(
+                ClientAuthFailure::UnsupportedScheme,
+            ));
         }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest.trim())

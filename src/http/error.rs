@@ -177,7 +177,7 @@ impl From<ExchangeError> for OAuthError {
             ),
             // Challenged even when no or non-Basic credentials came: RFC 9110 §15.5.2
             // wants a challenge on every 401, and Basic is the scheme that works here.
-            ExchangeError::InvalidClient { .. } | ExchangeError::ClientAssertion(_) => Self {
+            ExchangeError::InvalidClient(_) | ExchangeError::ClientAssertion(_) => Self {
                 challenge: Some(BASIC_CHALLENGE),
                 ..Self::new(C::InvalidClient, StatusCode::UNAUTHORIZED, description)
             },

@@ -150,7 +150,7 @@ fn lifetime_is_the_smallest_bound() {
         match lifetime(1000, &b, &a, &c, &expiries) {
             Err(ExchangeError::Unacceptable {
                 role: r,
-                reason: "no_lifetime_left",
+                refused: Refused::NoLifetimeLeft,
                 ..
             }) => assert_eq!(r, role),
             other => panic!("{other:?}"),
@@ -199,7 +199,7 @@ fn may_act_must_admit_the_actor() {
         check_may_act(TokenRole::Assertion, Some(&m), "d", "x"),
         Err(ExchangeError::Unacceptable {
             role: TokenRole::Assertion,
-            reason: "may_act_refused",
+            refused: Refused::MayActRefused,
             ..
         })
     ));
