@@ -101,6 +101,17 @@ impl Refused {
     }
 }
 
+/// Whose fault a failed exchange is ([`ExchangeError::fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request or what it presented: the audit outcome is `refused`.
+    Caller,
+    /// A foreign issuer that could not be reached or answered wrongly: outcome `error`.
+    Issuer,
+    /// tessera itself (its database, its keys, a bug): outcome `error`.
+    Broker,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     #[error("{0}")]
@@ -139,6 +150,9 @@ pub enum ExchangeError {
     /// unless its use is recorded.
     #[error("the replay cache could not record a single-use token")]
     ReplayCacheUnavailable,
+    /// The issued token could not be signed: the cause is kept for the log.
+    #[error("the token could not be signed: {0}")]
+    Signing(#[source] crate::issue::IssueError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -161,7 +175,7 @@ impl ExchangeError {
             Self::IssuerUnavailable { .. } => "issuer_unavailable",
             Self::AuditUnavailable => "audit_unavailable",
             Self::ReplayCacheUnavailable => "replay_cache_unavailable",
-            Self::Internal(_) => "internal",
+            Self::Signing(_) | Self::Internal(_) => "internal",
         }
     }
 
@@ -185,20 +199,33 @@ impl ExchangeError {
         }
     }
 
-    /// Failures that are ours or a foreign issuer's, not the caller's.
-    pub fn is_server_side(&self) -> bool {
-        matches!(
-            self,
-            Self::IssuerUnavailable { .. }
-                // invalid_request to the caller (the issue's rule), but the fault is the
-                // foreign issuer's: outcome `error`.
-                | Self::Token {
-                    error: VerifyError::IssuerUnreachable { .. },
-                    ..
-                }
-                | Self::AuditUnavailable
-                | Self::ReplayCacheUnavailable
-                | Self::Internal(_)
-        )
+    /// Whose fault the failure is, decided here once: the audit outcome (`refused` for
+    /// the caller's, `error` otherwise) and the log follow from it (pingora's
+    /// `ErrorSource`). Every variant decides; no catch-all.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::InvalidRequest(_)
+            | Self::BodyTooLarge { .. }
+            | Self::UnsupportedMediaType
+            | Self::InvalidClient(_)
+            | Self::ClientAssertion(_)
+            | Self::UnauthorizedClient(_)
+            | Self::UnsupportedGrantType
+            | Self::Unacceptable { .. }
+            | Self::InvalidTarget(_)
+            | Self::InvalidScope(_) => Fault::Caller,
+            // invalid_request to the caller (the issue's rule), but the fault is the
+            // foreign issuer's: outcome `error`.
+            Self::Token {
+                error: VerifyError::IssuerUnreachable { .. },
+                ..
+            }
+            | Self::IssuerUnavailable { .. } => Fault::Issuer,
+            Self::Token { .. } => Fault::Caller,
+            Self::AuditUnavailable
+            | Self::ReplayCacheUnavailable
+            | Self::Signing(_)
+            | Self::Internal(_) => Fault::Broker,
+        }
     }
 }

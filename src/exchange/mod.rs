@@ -32,7 +32,7 @@ use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
 };
 
-pub use error::{ClientAuthFailure, ExchangeError, Refused, TokenRole};
+pub use error::{ClientAuthFailure, ExchangeError, Fault, Refused, TokenRole};
 pub use policy::LifetimeBounds;
 pub use request::{Form, Grant, GrantKind};
 
@@ -614,10 +614,7 @@ impl Exchanger {
             acted_from,
             claims: &claims,
         };
-        let signed = self
-            .keys
-            .sign(&body)
-            .map_err(|e| ExchangeError::Internal(format!("signing failed: {e}")))?;
+        let signed = self.keys.sign(&body).map_err(ExchangeError::Signing)?;
         trail.jti = Some(jti);
         Ok(TokenResponse {
             access_token: signed.token,
@@ -715,8 +712,10 @@ impl Exchanger {
 fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
     match result {
         Ok(_) => AuditOutcome::Issued,
-        Err(e) if e.is_server_side() => AuditOutcome::Error,
-        Err(_) => AuditOutcome::Refused,
+        Err(e) => match e.fault() {
+            Fault::Caller => AuditOutcome::Refused,
+            Fault::Issuer | Fault::Broker => AuditOutcome::Error,
+        },
     }
 }
 

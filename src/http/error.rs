@@ -215,7 +215,7 @@ impl From<ExchangeError> for OAuthError {
                     "the broker cannot record exchanges right now",
                 )
             },
-            ExchangeError::Internal(_) => Self::new(
+            ExchangeError::Signing(_) | ExchangeError::Internal(_) => Self::new(
                 C::ServerError,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error",

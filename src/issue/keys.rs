@@ -39,7 +39,7 @@ impl std::fmt::Debug for GeneratedKey {
 }
 
 fn ossl(e: openssl::error::ErrorStack) -> IssueError {
-    IssueError::Key(format!("openssl: {e}"))
+    IssueError::Openssl(e)
 }
 
 /// Generates a new key pair for `alg`: EC P-256, RSA 2048 or Ed25519.

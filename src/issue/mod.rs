@@ -98,12 +98,12 @@ pub enum IssueError {
     /// the fix, never key material.
     #[error("key: {0}")]
     Key(String),
-}
-
-impl From<CryptError> for IssueError {
-    fn from(e: CryptError) -> Self {
-        IssueError::Key(e.to_string())
-    }
+    /// Key material at rest: encryption, decryption, the key-encryption key.
+    #[error("key: {0}")]
+    Crypt(#[from] CryptError),
+    /// openssl refused key material (generation, parsing, encoding).
+    #[error("key: openssl: {0}")]
+    Openssl(#[from] openssl::error::ErrorStack),
 }
 
 #[derive(Debug, Clone)]

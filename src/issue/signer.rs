@@ -44,9 +44,7 @@ impl Signer {
     /// Builds a signer from a PKCS#8 PEM.
     pub fn from_pem(alg: SigningAlg, kid: &str, pem: &str) -> Result<Self, IssueError> {
         let pkey = keys::parse_private_pem(alg, pem)?;
-        let der = pkey
-            .private_key_to_pkcs8()
-            .map_err(|e| IssueError::Key(format!("openssl: {e}")))?;
+        let der = pkey.private_key_to_pkcs8().map_err(IssueError::Openssl)?;
         let bad = |what: &str| IssueError::Key(format!("signing key {kid}: {what}"));
         let key = match alg {
             SigningAlg::ES256 => KeyPair::Ecdsa(

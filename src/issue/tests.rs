@@ -341,7 +341,7 @@ async fn open_fails_when_the_database_is_unreachable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, IssueError::Store(StoreError::Unavailable(_))),
+        matches!(&err, IssueError::Store(e) if e.is_unavailable()),
         "{err}"
     );
 }

@@ -39,17 +39,38 @@ pub enum StoreError {
     /// The database cannot be reached (or is locked past the busy timeout): a transient
     /// condition the HTTP layer answers with 503 `temporarily_unavailable`.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] DieselError),
+    /// No pooled connection within the timeout: the database is down or saturated.
+    #[error("database unavailable: {url}: {source}")]
+    Pool {
+        url: Arc<str>,
+        #[source]
+        source: diesel::r2d2::PoolError,
+    },
+    /// `database.url` names nothing tessera can open.
+    #[error("database.url {0}")]
+    Url(String),
     #[error("database error: {0}")]
-    Query(String),
+    Query(#[source] DieselError),
+    #[error("database task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("migration failed: {0}")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether the database is absent right now (503 and retry), rather than wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Pool { .. })
+    }
 }
 
 impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         if is_transient(&e) {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(e)
         } else {
-            StoreError::Query(e.to_string())
+            StoreError::Query(e)
         }
     }
 }
@@ -112,9 +133,7 @@ impl DatabaseTarget {
     fn parse(url: &str) -> Result<Self, StoreError> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "database.url `sqlite://` names no file".to_owned(),
-                ));
+                return Err(StoreError::Url("`sqlite://` names no file".to_owned()));
             }
             return Ok(Self {
                 backend: Backend::Sqlite,
@@ -136,8 +155,8 @@ impl DatabaseTarget {
                 redacted: redacted.into(),
             });
         }
-        Err(StoreError::Unavailable(format!(
-            "database.url `{}`: unsupported scheme (use sqlite://path, postgres:// or postgresql://)",
+        Err(StoreError::Url(format!(
+            "`{}`: unsupported scheme (use sqlite://path, postgres:// or postgresql://)",
             redact_url(url)
         )))
     }
@@ -286,9 +305,10 @@ impl Store {
     /// A pooled connection, blocking up to the pool's connection timeout.
     /// Blocking: call from the CLI or inside [`Store::run`], never on an async worker.
     pub fn get(&self) -> Result<PooledConn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.redacted_url)))
+        self.pool.get().map_err(|source| StoreError::Pool {
+            url: self.redacted_url.clone(),
+            source,
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, keeping the caller's
@@ -306,7 +326,7 @@ impl Store {
             f(&mut conn)
         })
         .await
-        .map_err(|e| StoreError::Query(format!("database task failed: {e}")))?
+        .map_err(StoreError::Task)?
     }
 
     /// Applies pending migrations of this backend. Blocking.
@@ -320,7 +340,7 @@ impl Store {
             DbConn::Sqlite(c) => c
                 .run_pending_migrations(SQLITE_MIGRATIONS)
                 .map(|v| v.len())
-                .map_err(|e| StoreError::Query(format!("migration failed: {e}")))?,
+                .map_err(StoreError::Migration)?,
             DbConn::Pg(c) => {
                 diesel::sql_query(
                     "SELECT pg_advisory_lock(hashtext('tessera:migrate:' || current_schema()))",
@@ -333,8 +353,7 @@ impl Store {
                     "SELECT pg_advisory_unlock(hashtext('tessera:migrate:' || current_schema()))",
                 )
                 .execute(c);
-                let applied =
-                    result.map_err(|e| StoreError::Query(format!("migration failed: {e}")))?;
+                let applied = result.map_err(StoreError::Migration)?;
                 unlocked?;
                 applied
             }

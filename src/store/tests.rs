@@ -58,7 +58,7 @@ fn database_url_picks_the_backend_by_scheme_only() {
 #[test]
 fn connect_error_never_shows_the_password() {
     let err = Store::connect("postgres://postgres:s3cret@127.0.0.1:1/x", None).unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)));
+    assert!(err.is_unavailable(), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
 
@@ -184,7 +184,7 @@ async fn an_unreachable_postgres_is_unavailable_quickly() {
     let store = Store::connect_lazy("postgres://postgres@127.0.0.1:1/x", Some(2)).unwrap();
     let started = Instant::now();
     let err = store.ping().await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.is_unavailable(), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "{:?}",
@@ -233,7 +233,7 @@ async fn ping_fails_while_another_process_holds_the_sqlite_write_lock() {
     holder.batch_execute("BEGIN IMMEDIATE").unwrap();
     // Readable, yet no audit row could be committed: not ready (after busy_timeout).
     let err = store.ping().await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.is_unavailable(), "{err}");
     holder.batch_execute("ROLLBACK").unwrap();
     store.ping().await.unwrap();
 }

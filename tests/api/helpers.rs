@@ -362,10 +362,7 @@ impl TestApp {
     /// Audit rows, newest first.
     pub async fn audit_rows(&self) -> Vec<AuditRow> {
         self.store
-            .run(|conn| {
-                tessera::store::audit::recent_events(conn, 1000)
-                    .map_err(|e| tessera::store::StoreError::Query(e.to_string()))
-            })
+            .run(|conn| tessera::store::audit::recent_events(conn, 1000))
             .await
             .expect("audit rows")
     }

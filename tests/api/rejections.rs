@@ -594,7 +594,7 @@ async fn no_token_leaves_when_its_audit_row_cannot_be_written() {
             .run(|conn| {
                 use diesel::connection::SimpleConnection;
                 conn.batch_execute("DROP TABLE audit_events")
-                    .map_err(|e| tessera::store::StoreError::Query(e.to_string()))
+                    .map_err(tessera::store::StoreError::from)
             })
             .await
             .unwrap();
