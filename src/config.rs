@@ -81,25 +81,9 @@ pub struct SamlConfig {
     pub decryption_key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboundConfig {
-    /// Total time for one outbound request: discovery, JWKS, IdP metadata, introspection.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Largest discovery/JWKS document accepted.
-    pub max_response_bytes: usize,
-    /// An unknown `kid` triggers at most one JWKS refresh per issuer per this interval.
-    #[serde(with = "humantime_serde")]
-    pub refresh_cooldown: Duration,
-    /// Keys are re-fetched in the background once they are this old.
-    #[serde(with = "humantime_serde")]
-    pub keys_ttl: Duration,
-    /// When refreshing fails, the last good keys keep serving for at most this long
-    /// after they were fetched.
-    #[serde(with = "humantime_serde")]
-    pub max_stale: Duration,
-}
+/// `[outbound]`: limits of every request tessera makes to a foreign issuer. Defined beside
+/// the fetcher that applies them (config reads the domain; the domain never reads config).
+pub use crate::verify::fetch::OutboundConfig;
 
 impl Default for Config {
     fn default() -> Self {

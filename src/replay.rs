@@ -9,10 +9,20 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, UnixTime};
 use crate::store::replay::{self, Seen};
 use crate::store::{Store, StoreError};
-use crate::verify::ReplayKey;
+
+/// Identifies a single-use token: the same (issuer, id) is accepted once, until it
+/// expires (SPEC §4.1 replay). `issuer` is a registry issuer id, or `client:<id>` for a
+/// `private_key_jwt` client assertion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayKey {
+    pub issuer: String,
+    pub id: String,
+    /// Until when the key must be remembered (the token's expiry plus skew).
+    pub expires_at: UnixTime,
+}
 
 #[derive(Debug, Clone)]
 pub struct ReplayCache {

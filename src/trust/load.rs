@@ -10,6 +10,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -609,6 +610,59 @@ mod audience;
 mod client;
 mod issuer;
 mod saml;
+
+/// `rel`, a path an entry names, resolved beside the entry's file.
+fn resolve_beside(entry_file: &Path, rel: &str) -> PathBuf {
+    entry_file
+        .parent()
+        .map_or_else(|| PathBuf::from(rel), |d| d.join(rel))
+}
+
+/// `jwks_file` (an issuer's keys, or a `private_key_jwt` client's): read beside the entry.
+fn load_jwks_file(path: &Path, rel: &str, errs: &mut Errors) -> Option<KeySource> {
+    let file = resolve_beside(path, rel);
+    match read_jwks_file(&file) {
+        Ok(jwks) => Some(KeySource::JwksFile {
+            path: file,
+            jwks: Arc::new(jwks),
+        }),
+        Err(problem) => {
+            errs.field(path, "jwks_file", problem);
+            None
+        }
+    }
+}
+
+/// A JWKS file: a JSON object with a non-empty `keys` array of public JWKs.
+fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
+    let bytes = read_capped(file, MAX_JWKS_BYTES)?;
+    let jwks: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+    let keys = jwks
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or_else(|| format!("{} has no \"keys\" array", file.display()))?;
+    if keys.is_empty() {
+        return Err(format!(
+            "{} has an empty \"keys\" array: no token could verify",
+            file.display()
+        ));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if k.get("kty").and_then(|v| v.as_str()).is_none() {
+            return Err(format!("{}: keys[{i}] has no \"kty\"", file.display()));
+        }
+        // A JWKS file is public; a private member means a private key was put in the
+        // wrong place (RFC 7518 §6.2.2 / §6.3.2 / RFC 8037 §2: `d`; `k` for oct keys).
+        if ["d", "p", "q", "k"].iter().any(|m| k.get(m).is_some()) {
+            return Err(format!(
+                "{}: keys[{i}] contains private or symmetric key material; a JWKS file holds public keys only",
+                file.display()
+            ));
+        }
+    }
+    Ok(jwks)
+}
 
 #[cfg(test)]
 mod tests;

@@ -22,8 +22,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::clock::{SharedClock, UnixTime};
-use crate::config::OutboundConfig;
 use crate::metrics::{FetchLabels, IssuerLabels, Metrics};
+use crate::verify::fetch::OutboundConfig;
 
 use super::fetch::{FetchError, Fetcher};
 use super::secs;

@@ -1,4 +1,5 @@
-//! Outbound HTTP for discovery and JWKS (SPEC §4 "Outbound fetches", §6).
+//! Outbound HTTP to foreign issuers: discovery, JWKS, IdP metadata, introspection (SPEC
+//! §4 "Outbound fetches", §6), and the `[outbound]` limits it applies.
 //!
 //! Rule: only URLs named in the registry (and a discovery document's `jwks_uri`) are
 //! fetched; no redirects; connect and total timeouts; the body is streamed into a buffer
@@ -7,9 +8,30 @@
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
+
+/// `[outbound]` (SPEC §2): limits of every request tessera makes to a foreign issuer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Total time for one outbound request: discovery, JWKS, IdP metadata, introspection.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest discovery/JWKS document accepted.
+    pub max_response_bytes: usize,
+    /// An unknown `kid` triggers at most one JWKS refresh per issuer per this interval.
+    #[serde(with = "humantime_serde")]
+    pub refresh_cooldown: Duration,
+    /// Keys are re-fetched in the background once they are this old.
+    #[serde(with = "humantime_serde")]
+    pub keys_ttl: Duration,
+    /// When refreshing fails, the last good keys keep serving for at most this long
+    /// after they were fetched.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+}
 
 /// Why a fetch failed: for logs and metrics only, never shown to callers.
 #[derive(Debug, thiserror::Error)]

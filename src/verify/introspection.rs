@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::fetch::{FetchError, Fetcher};
 use crate::clock::{SharedClock, UnixTime};
-use crate::config::OutboundConfig;
 use crate::metrics::{FetchLabels, Metrics};
 use crate::trust::{IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, Registry};
+use crate::verify::fetch::OutboundConfig;
 
 use super::error::VerifyError;
 use super::jwt::{self, ClaimRules};

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::clock::{SharedClock, UnixTime};
-use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
 use crate::trust::{IssuerEntry, IssuerId, IssuerKind, Registry, TokenType};
+use crate::verify::fetch::OutboundConfig;
 
 pub use act::{Act, MayAct};
 pub use error::{SamlError, VerifyError};
@@ -88,15 +88,8 @@ impl BrokerIdentity {
     }
 }
 
-/// Identifies a single-use token: the same (issuer, id) is accepted once, until it
-/// expires (SPEC §4.1 replay).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplayKey {
-    pub issuer: IssuerId,
-    pub id: String,
-    /// Until when the key must be remembered (the token's expiry plus skew).
-    pub expires_at: UnixTime,
-}
+/// Identifies a single-use token (defined beside the cache that consumes it).
+pub use crate::replay::ReplayKey;
 
 /// A verified token, whatever its kind.
 #[derive(Debug, Clone)]

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::clock::SharedClock;
-use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
 use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, KeySource, OidcSettings, Registry, TokenType};
+use crate::verify::fetch::OutboundConfig;
 
 use super::cache::{Cache, Slot, Source};
 use super::error::{self, VerifyError};

@@ -265,7 +265,7 @@ fn load_client_jwks(path: &Path, raw: &RawClient, errs: &mut Errors) -> Option<K
         (None, Some(u)) => {
             super::parse_http_url(path, "jwks_uri", u, false, errs).map(KeySource::JwksUri)
         }
-        (Some(rel), None) => super::issuer::load_jwks_file(path, rel, errs),
+        (Some(rel), None) => super::load_jwks_file(path, rel, errs),
     }
 }
 

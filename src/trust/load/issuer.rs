@@ -1,22 +1,22 @@
 //! `trust/issuers/<id>.toml`: parsing one issuer entry, and the cross-issuer rule (one
 //! entry per `iss` and kind).
 
-use crate::xmldsig::{LEGACY_MIN_RSA_BITS, MIN_RSA_BITS};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::saml::SamlFields;
 use super::{
-    check_nonempty_strings, parse_duration, parse_entry, parse_http_url, read_capped, Errors,
-    DEFAULT_CLOCK_SKEW, MAX_CLOCK_SKEW, MAX_JWKS_BYTES, MAX_PEM_BYTES,
+    check_nonempty_strings, load_jwks_file, parse_duration, parse_entry, parse_http_url,
+    read_capped, resolve_beside, Errors, DEFAULT_CLOCK_SKEW, MAX_CLOCK_SKEW, MAX_PEM_BYTES,
 };
 use crate::trust::mapping::{Mapping, MappingError, DEFAULT_JWT_SUBJECT, DEFAULT_SAML_SUBJECT};
 use crate::trust::{
     IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, JwsAlg, KeySource,
     KindSettings, OidcSettings, Secret, TokenType, LOCAL_ISSUER,
 };
+use crate::xmldsig::{LEGACY_MIN_RSA_BITS, MIN_RSA_BITS};
 use std::time::Duration;
 /// The raw TOML of `trust/issuers/<id>.toml`. Everything optional is resolved to its
 /// default in `load_issuer`, where the default can depend on `kind`.
@@ -141,18 +141,6 @@ impl RawIssuer {
             },
         }
     }
-}
-
-/// The SAML-only part of an issuer entry, for [`super::saml::load_saml`].
-pub(super) struct SamlFields<'a> {
-    pub issuer: &'a str,
-    pub metadata_file: Option<&'a str>,
-    pub metadata_url: Option<&'a str>,
-    pub signing_cert_file: Option<&'a str>,
-    pub metadata_signing_cert_file: Option<&'a str>,
-    pub recipients: &'a [String],
-    pub allow_sha1: bool,
-    pub min_rsa_bits: u32,
 }
 
 fn refuse_other_kind_fields(path: &Path, raw: &RawIssuer, kind: IssuerKind, errs: &mut Errors) {
@@ -628,12 +616,6 @@ fn alg_refusal(a: &str) -> String {
     }
 }
 
-pub(super) fn resolve_beside(entry_file: &Path, rel: &str) -> PathBuf {
-    entry_file
-        .parent()
-        .map_or_else(|| PathBuf::from(rel), |d| d.join(rel))
-}
-
 fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<KeySource> {
     let set: Vec<&str> = [
         ("discovery_url", raw.discovery_url.is_some()),
@@ -667,52 +649,6 @@ fn load_key_source(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option<Ke
         return parse_http_url(path, "jwks_uri", u, false, errs).map(KeySource::JwksUri);
     }
     load_jwks_file(path, raw.jwks_file.as_deref()?, errs)
-}
-
-/// `jwks_file` (an issuer's keys, or a `private_key_jwt` client's): read beside the entry.
-pub(super) fn load_jwks_file(path: &Path, rel: &str, errs: &mut Errors) -> Option<KeySource> {
-    let file = resolve_beside(path, rel);
-    match read_jwks_file(&file) {
-        Ok(jwks) => Some(KeySource::JwksFile {
-            path: file,
-            jwks: Arc::new(jwks),
-        }),
-        Err(problem) => {
-            errs.field(path, "jwks_file", problem);
-            None
-        }
-    }
-}
-
-/// A JWKS file: a JSON object with a non-empty `keys` array of public JWKs.
-fn read_jwks_file(file: &Path) -> Result<serde_json::Value, String> {
-    let bytes = read_capped(file, MAX_JWKS_BYTES)?;
-    let jwks: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
-    let keys = jwks
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .ok_or_else(|| format!("{} has no \"keys\" array", file.display()))?;
-    if keys.is_empty() {
-        return Err(format!(
-            "{} has an empty \"keys\" array: no token could verify",
-            file.display()
-        ));
-    }
-    for (i, k) in keys.iter().enumerate() {
-        if k.get("kty").and_then(|v| v.as_str()).is_none() {
-            return Err(format!("{}: keys[{i}] has no \"kty\"", file.display()));
-        }
-        // A JWKS file is public; a private member means a private key was put in the
-        // wrong place (RFC 7518 §6.2.2 / §6.3.2 / RFC 8037 §2: `d`; `k` for oct keys).
-        if ["d", "p", "q", "k"].iter().any(|m| k.get(m).is_some()) {
-            return Err(format!(
-                "{}: keys[{i}] contains private or symmetric key material; a JWKS file holds public keys only",
-                file.display()
-            ));
-        }
-    }
-    Ok(jwks)
 }
 
 /// Cross-entry rule: two entries may share an `issuer` only if their kinds differ.

@@ -7,12 +7,23 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::issuer::{resolve_beside, SamlFields};
-use super::{check_nonempty_strings, parse_http_url, read_capped, Errors};
+use super::{check_nonempty_strings, parse_http_url, read_capped, resolve_beside, Errors};
 use crate::trust::metadata::{
     parse_pem_certs, read_idp_metadata, MetadataSigners, MAX_METADATA_BYTES,
 };
 use crate::trust::{SamlKeySource, SamlSettings, SigningCert};
+
+/// The SAML-only part of an issuer entry, for [`load_saml`].
+pub(super) struct SamlFields<'a> {
+    pub issuer: &'a str,
+    pub metadata_file: Option<&'a str>,
+    pub metadata_url: Option<&'a str>,
+    pub signing_cert_file: Option<&'a str>,
+    pub metadata_signing_cert_file: Option<&'a str>,
+    pub recipients: &'a [String],
+    pub allow_sha1: bool,
+    pub min_rsa_bits: u32,
+}
 
 pub(super) fn load_saml(
     path: &Path,

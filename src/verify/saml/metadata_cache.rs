@@ -10,12 +10,12 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::clock::{SharedClock, UnixTime};
-use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
 use crate::trust::metadata::{read_idp_metadata, MetadataSigners};
 use crate::trust::{IssuerEntry, Registry, SamlKeySource, SigningCert};
 use crate::verify::cache::{Cache, Fetched, Source};
 use crate::verify::error::VerifyError;
+use crate::verify::fetch::OutboundConfig;
 use crate::verify::fetch::{FetchError, Fetcher};
 
 /// Where one issuer's metadata comes from, and who must have signed it.

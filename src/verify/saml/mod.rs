@@ -17,11 +17,11 @@ mod metadata_cache;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
-use crate::config::OutboundConfig;
 use crate::metrics::Metrics;
 use crate::trust::{
     IssuerEntry, IssuerKind, Registry, SamlKeySource, SamlSettings, SigningCert, TokenType,
 };
+use crate::verify::fetch::OutboundConfig;
 use crate::xml::{self, CheckedDoc, CheckedXml, NS_SAML, NS_SAMLP};
 use crate::xmldsig;
 
