@@ -15,10 +15,10 @@ use crate::config::Config;
 use crate::exchange::{ExchangeSettings, Exchanger, LifetimeBounds};
 use crate::http::{self, AppState};
 use crate::issue::KeyRing;
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::metrics::Metrics;
 use crate::replay::ReplayCache;
 use crate::store::Store;
-use crate::trust::{TrustError, TrustStore};
+use crate::trust::TrustStore;
 use crate::verify::saml::decrypt::DecryptionKey;
 use crate::verify::Verifier;
 
@@ -45,7 +45,7 @@ impl Application {
             TrustStore::load(&config.trust.dir, &config.server.issuer)
                 .with_context(|| format!("trust registry in {}", config.trust.dir.display()))?,
         );
-        warn_about_demo_issuers(&trust);
+        crate::exchange::warn_about_demo_issuers(&trust);
         let metrics = Arc::new(Metrics::new());
         let verifier = Verifier::new(
             &config.outbound,
@@ -186,49 +186,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-fn warn_about_demo_issuers(trust: &TrustStore) {
-    for issuer in trust.snapshot().demo_issuers() {
-        tracing::warn!(
-            issuer = %issuer.id,
-            "DEMO ISSUER LOADED: its private key is public (demo_signing_key_file); \
-             anyone can mint tokens it accepts. Remove it from trust/ before production."
-        );
-    }
-}
-
-/// Reloads the registry (SIGHUP, `POST /admin/reload`); returns the number of entries.
-pub fn reload_trust(
-    trust: &TrustStore,
-    verifier: &Verifier,
-    metrics: &Metrics,
-) -> Result<usize, TrustError> {
-    match trust.reload() {
-        Ok(registry) => {
-            metrics
-                .trust_reloads
-                .get_or_create(&OutcomeLabels { outcome: "ok" })
-                .inc();
-            verifier.warm_up(&registry);
-            warn_about_demo_issuers(trust);
-            tracing::info!(
-                issuers = registry.issuers.len(),
-                clients = registry.clients.len(),
-                audiences = registry.audiences.len(),
-                "trust registry reloaded"
-            );
-            Ok(registry.issuers.len() + registry.clients.len() + registry.audiences.len())
-        }
-        Err(e) => {
-            metrics
-                .trust_reloads
-                .get_or_create(&OutcomeLabels { outcome: "refused" })
-                .inc();
-            tracing::error!(error = %e, "trust registry reload refused; the previous registry keeps serving");
-            Err(e)
-        }
-    }
-}
-
 #[cfg(unix)]
 fn spawn_reload_on_sighup(state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -238,7 +195,7 @@ fn spawn_reload_on_sighup(state: web::Data<AppState>) -> tokio::task::JoinHandle
             return;
         };
         while hup.recv().await.is_some() {
-            let _ = reload_trust(&state.trust, &state.verifier, &state.metrics);
+            let _ = state.exchanger.reload_trust();
         }
     })
 }

@@ -20,14 +20,16 @@ use crate::audit::{AuditEvent, AuditLog, AuditOutcome};
 use crate::clock::{SharedClock, UnixTime};
 use crate::issue::KeyRing;
 use crate::metrics::{
-    DurationLabels, ExchangeLabels, IssuerLabels, Metrics, Outcome, ReasonLabels,
+    DurationLabels, ExchangeLabels, IssuerLabels, Metrics, Outcome, OutcomeLabels, ReasonLabels,
 };
 use crate::replay::ReplayCache;
 use crate::revocation::Revocations;
 use crate::secret::Secret;
 use crate::store::replay::Seen;
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
-use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustStore, LOCAL_ISSUER};
+use crate::trust::{
+    ClientAuthMethod, ClientEntry, Registry, TokenType, TrustError, TrustStore, LOCAL_ISSUER,
+};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
 };
@@ -808,5 +810,49 @@ fn authenticate(
         _ => Err(ExchangeError::InvalidClient(
             ClientAuthFailure::SecretMismatch,
         )),
+    }
+}
+
+/// Warns at start and at each reload while a demo issuer (public private key) is loaded.
+pub fn warn_about_demo_issuers(trust: &TrustStore) {
+    for issuer in trust.snapshot().demo_issuers() {
+        tracing::warn!(
+            issuer = %issuer.id,
+            "DEMO ISSUER LOADED: its private key is public (demo_signing_key_file); \
+             anyone can mint tokens it accepts. Remove it from trust/ before production."
+        );
+    }
+}
+
+impl Exchanger {
+    /// Reloads the registry (SIGHUP, `POST /admin/reload`): accepted whole and the
+    /// issuers' caches warmed, or refused with the previous registry still serving.
+    /// Returns the number of entries.
+    pub fn reload_trust(&self) -> Result<usize, TrustError> {
+        match self.trust.reload() {
+            Ok(registry) => {
+                self.metrics
+                    .trust_reloads
+                    .get_or_create(&OutcomeLabels { outcome: "ok" })
+                    .inc();
+                self.verifier.warm_up(&registry);
+                warn_about_demo_issuers(&self.trust);
+                tracing::info!(
+                    issuers = registry.issuers.len(),
+                    clients = registry.clients.len(),
+                    audiences = registry.audiences.len(),
+                    "trust registry reloaded"
+                );
+                Ok(registry.issuers.len() + registry.clients.len() + registry.audiences.len())
+            }
+            Err(e) => {
+                self.metrics
+                    .trust_reloads
+                    .get_or_create(&OutcomeLabels { outcome: "refused" })
+                    .inc();
+                tracing::error!(error = %e, "trust registry reload refused; the previous registry keeps serving");
+                Err(e)
+            }
+        }
     }
 }

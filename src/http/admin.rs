@@ -54,7 +54,7 @@ pub async fn reload(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    match crate::startup::reload_trust(&state.trust, &state.verifier, &state.metrics) {
+    match state.exchanger.reload_trust() {
         Ok(summary) => {
             Ok(HttpResponse::Ok().json(json!({"status": "reloaded", "entries": summary})))
         }
