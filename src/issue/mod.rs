@@ -22,10 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::metrics::Metrics;
-use crate::store::keys::{
-    self as key_rows, NewSigningKey, SigningKeyRow, KEYS_LOCK, STATE_CURRENT, STATE_NEXT,
-    STATE_RETIRED,
-};
+pub use crate::store::keys::KeyState;
+use crate::store::keys::{self as key_rows, NewSigningKey, SigningKeyRow, KEYS_LOCK};
 use crate::store::{locked_transaction, Store, StoreError};
 pub use crypt::{CryptError, KeyEncryptionKey};
 use signer::Signer;
@@ -112,36 +110,6 @@ pub struct SignedToken {
     pub kid: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyState {
-    /// Published, not yet signing.
-    Next,
-    /// Signing (and published).
-    Current,
-    /// No longer signing; published until `publish_until`.
-    Retired,
-}
-
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Next => STATE_NEXT,
-            KeyState::Current => STATE_CURRENT,
-            KeyState::Retired => STATE_RETIRED,
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, IssueError> {
-        match s {
-            STATE_NEXT => Ok(KeyState::Next),
-            STATE_CURRENT => Ok(KeyState::Current),
-            STATE_RETIRED => Ok(KeyState::Retired),
-            other => Err(IssueError::Key(format!("unknown key state {other:?}"))),
-        }
-    }
-}
-
 /// What `tessera keys list` shows about a key: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyInfo {
@@ -161,7 +129,7 @@ impl KeyInfo {
         Ok(Self {
             kid: row.kid.clone(),
             alg: row.alg.clone(),
-            state: KeyState::parse(&row.state)?,
+            state: row.state,
             created_at: row.created_at,
             activated_at: row.activated_at,
             retired_at: row.retired_at,
@@ -178,7 +146,7 @@ struct Snapshot {
     current_created_at: UnixTime,
     jwks: Arc<str>,
     /// (kid, state) of every published key, in JWKS order: what `jwks` was built from.
-    published: Vec<(String, String)>,
+    published: Vec<(String, KeyState)>,
 }
 
 #[derive(Debug)]
@@ -238,8 +206,8 @@ impl KeyRing {
         let now = self.clock.now();
         let old = self.snapshot.load_full();
         if published_keys(&rows, now)
-            .map(|r| (r.kid.as_str(), r.state.as_str()))
-            .eq(old.published.iter().map(|(k, s)| (k.as_str(), s.as_str())))
+            .map(|r| (r.kid.as_str(), r.state))
+            .eq(old.published.iter().map(|(k, s)| (k.as_str(), *s)))
         {
             return Ok(());
         }
@@ -353,7 +321,7 @@ pub async fn rotate_with(
             locked_transaction(conn, KEYS_LOCK, |conn| {
                 let now = clock.now();
                 let rows = key_rows::all_keys(conn)?;
-                let Some(next) = rows.iter().find(|r| r.state == STATE_NEXT) else {
+                let Some(next) = rows.iter().find(|r| r.state == KeyState::Next) else {
                     return Ok(Err(IssueError::Key("no next key to promote".to_owned())));
                 };
                 let age = now.saturating_sub(next.created_at);
@@ -368,7 +336,7 @@ pub async fn rotate_with(
                 let promoted = next.kid.clone();
                 key_rows::retire_current(conn, now, now.saturating_add(retire_for))?;
                 key_rows::promote_next(conn, now)?;
-                key_rows::insert_key(conn, &fresh.as_new(STATE_NEXT, now, None))?;
+                key_rows::insert_key(conn, &fresh.as_new(KeyState::Next, now, None))?;
                 key_rows::delete_unpublished_retired(conn, now)?;
                 Ok(Ok(promoted))
             })
@@ -409,14 +377,14 @@ struct PreparedKey {
 impl PreparedKey {
     fn as_new<'a>(
         &'a self,
-        state: &'a str,
+        state: KeyState,
         now: UnixTime,
         activated: Option<UnixTime>,
     ) -> NewSigningKey<'a> {
         NewSigningKey {
             kid: &self.kid,
             alg: self.alg.as_str(),
-            state,
+            state: state.as_str(),
             private_key: &self.stored_private,
             public_jwk: &self.public_jwk,
             created_at: now,
@@ -464,8 +432,8 @@ async fn ensure_keys(
     kek: Option<&KeyEncryptionKey>,
 ) -> Result<(), IssueError> {
     let rows = load_rows(store).await?;
-    let has = |state: &str| rows.iter().any(|r| r.state == state);
-    if has(STATE_CURRENT) && has(STATE_NEXT) {
+    let has = |state: KeyState| rows.iter().any(|r| r.state == state);
+    if has(KeyState::Current) && has(KeyState::Next) {
         return Ok(());
     }
     // Two always cover every case (no key; only current; only next).
@@ -476,24 +444,24 @@ async fn ensure_keys(
             locked_transaction(conn, KEYS_LOCK, |conn| {
                 let now = clock.now();
                 let rows = key_rows::all_keys(conn)?;
-                let has = |state: &str| rows.iter().any(|r| r.state == state);
+                let has = |state: KeyState| rows.iter().any(|r| r.state == state);
                 let mut fresh = fresh.iter();
                 let mut created = Vec::new();
-                if !has(STATE_CURRENT) {
-                    if has(STATE_NEXT) {
+                if !has(KeyState::Current) {
+                    if has(KeyState::Next) {
                         // The next key is already published: it is the one to sign with.
                         key_rows::promote_next(conn, now)?;
                     } else if let Some(k) = fresh.next() {
-                        key_rows::insert_key(conn, &k.as_new(STATE_CURRENT, now, Some(now)))?;
+                        key_rows::insert_key(conn, &k.as_new(KeyState::Current, now, Some(now)))?;
                         created.push(k.kid.clone());
                     }
                 }
                 let next_exists = key_rows::all_keys(conn)?
                     .iter()
-                    .any(|r| r.state == STATE_NEXT);
+                    .any(|r| r.state == KeyState::Next);
                 if !next_exists {
                     if let Some(k) = fresh.next() {
-                        key_rows::insert_key(conn, &k.as_new(STATE_NEXT, now, None))?;
+                        key_rows::insert_key(conn, &k.as_new(KeyState::Next, now, None))?;
                         created.push(k.kid.clone());
                     }
                 }
@@ -510,13 +478,13 @@ async fn ensure_keys(
 /// Keys in the JWKS at `now`: current, next, then retired ones still published (newest
 /// retirement first).
 fn published_keys(rows: &[SigningKeyRow], now: UnixTime) -> impl Iterator<Item = &SigningKeyRow> {
-    let by_state = move |state: &'static str| rows.iter().filter(move |r| r.state == state);
-    let mut retired: Vec<&SigningKeyRow> = by_state(STATE_RETIRED)
+    let by_state = move |state: KeyState| rows.iter().filter(move |r| r.state == state);
+    let mut retired: Vec<&SigningKeyRow> = by_state(KeyState::Retired)
         .filter(|r| r.publish_until.is_some_and(|until| until > now))
         .collect();
     retired.sort_by(|a, b| b.retired_at.cmp(&a.retired_at).then(a.kid.cmp(&b.kid)));
-    by_state(STATE_CURRENT)
-        .chain(by_state(STATE_NEXT))
+    by_state(KeyState::Current)
+        .chain(by_state(KeyState::Next))
         .chain(retired)
 }
 
@@ -528,7 +496,7 @@ fn build_snapshot(
 ) -> Result<Snapshot, IssueError> {
     let current = rows
         .iter()
-        .find(|r| r.state == STATE_CURRENT)
+        .find(|r| r.state == KeyState::Current)
         .ok_or_else(|| IssueError::Key("no current signing key in the database".to_owned()))?;
     let signer = match old {
         Some(old) if old.signer.kid() == current.kid => old.signer.clone(),
@@ -543,7 +511,7 @@ fn build_snapshot(
     let mut published = Vec::new();
     let mut jwks = Vec::new();
     for row in published_keys(rows, now) {
-        let is_new_next = row.state == STATE_NEXT
+        let is_new_next = row.state == KeyState::Next
             && !old.is_some_and(|o| o.published.iter().any(|(k, _)| *k == row.kid));
         if is_new_next {
             // Fail now, not at the rotation that would make it current.
@@ -553,7 +521,7 @@ fn build_snapshot(
             IssueError::Key(format!("signing key {}: stored JWK is not JSON", row.kid))
         })?;
         jwks.push(jwk);
-        published.push((row.kid.clone(), row.state.clone()));
+        published.push((row.kid.clone(), row.state));
     }
     Ok(Snapshot {
         signer,

@@ -9,9 +9,41 @@ use super::schema::signing_keys;
 use super::DbConn;
 use crate::clock::UnixTime;
 
-pub const STATE_NEXT: &str = "next";
-pub const STATE_CURRENT: &str = "current";
-pub const STATE_RETIRED: &str = "retired";
+const STATE_NEXT: &str = "next";
+const STATE_CURRENT: &str = "current";
+const STATE_RETIRED: &str = "retired";
+
+/// Where a signing key is in its life (the `state` column's domain, converted here at the
+/// store boundary so that nothing above compares strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Next,
+    /// Signing (and published).
+    Current,
+    /// No longer signing; published until `publish_until`.
+    Retired,
+}
+
+impl KeyState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => STATE_NEXT,
+            Self::Current => STATE_CURRENT,
+            Self::Retired => STATE_RETIRED,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            STATE_NEXT => Some(Self::Next),
+            STATE_CURRENT => Some(Self::Current),
+            STATE_RETIRED => Some(Self::Retired),
+            _ => None,
+        }
+    }
+}
 
 /// Lock name for every change to the key set (see `store::locked_transaction`).
 pub const KEYS_LOCK: &str = "tessera:signing_keys";
@@ -37,11 +69,12 @@ macro_rules! redacted_key_debug {
 redacted_key_debug!(SigningKeyRow);
 redacted_key_debug!(NewSigningKey<'a>);
 
-#[derive(Clone, PartialEq, Eq, Queryable)]
+/// A stored key, its state parsed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRow {
     pub kid: String,
     pub alg: String,
-    pub state: String,
+    pub state: KeyState,
     /// PKCS#8 PEM, or `enc:v1:` ciphertext. Never log it.
     pub private_key: String,
     pub public_jwk: String,
@@ -49,6 +82,43 @@ pub struct SigningKeyRow {
     pub activated_at: Option<UnixTime>,
     pub retired_at: Option<UnixTime>,
     pub publish_until: Option<UnixTime>,
+}
+
+/// A row as the table holds it (`state` as text).
+#[derive(Queryable)]
+struct RawKeyRow {
+    kid: String,
+    alg: String,
+    state: String,
+    private_key: String,
+    public_jwk: String,
+    created_at: UnixTime,
+    activated_at: Option<UnixTime>,
+    retired_at: Option<UnixTime>,
+    publish_until: Option<UnixTime>,
+}
+
+impl TryFrom<RawKeyRow> for SigningKeyRow {
+    type Error = DieselError;
+
+    fn try_from(r: RawKeyRow) -> Result<Self, DieselError> {
+        let state = KeyState::parse(&r.state).ok_or_else(|| {
+            DieselError::DeserializationError(
+                format!("signing key {}: unknown state {:?}", r.kid, r.state).into(),
+            )
+        })?;
+        Ok(Self {
+            kid: r.kid,
+            alg: r.alg,
+            state,
+            private_key: r.private_key,
+            public_jwk: r.public_jwk,
+            created_at: r.created_at,
+            activated_at: r.activated_at,
+            retired_at: r.retired_at,
+            publish_until: r.publish_until,
+        })
+    }
 }
 
 #[derive(Clone, Insertable)]
@@ -67,7 +137,10 @@ pub struct NewSigningKey<'a> {
 pub fn all_keys(conn: &mut DbConn) -> Result<Vec<SigningKeyRow>, DieselError> {
     signing_keys::table
         .order((signing_keys::created_at.desc(), signing_keys::kid.asc()))
-        .load(conn)
+        .load::<RawKeyRow>(conn)?
+        .into_iter()
+        .map(SigningKeyRow::try_from)
+        .collect()
 }
 
 pub fn insert_key(conn: &mut DbConn, key: &NewSigningKey<'_>) -> Result<(), DieselError> {
@@ -122,7 +195,7 @@ mod tests {
         let row = SigningKeyRow {
             kid: "k1".into(),
             alg: "ES256".into(),
-            state: "current".into(),
+            state: KeyState::Current,
             private_key: "-----BEGIN PRIVATE KEY-----secret".into(),
             public_jwk: "{}".into(),
             created_at: 1,

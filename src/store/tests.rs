@@ -237,3 +237,41 @@ async fn ping_fails_while_another_process_holds_the_sqlite_write_lock() {
     holder.batch_execute("ROLLBACK").unwrap();
     store.ping().await.unwrap();
 }
+
+/// The `state` column's domain is the database's too (a CHECK constraint): a value
+/// outside [`keys::KeyState`] never gets in, so the parse at the store boundary only ever
+/// sees the three states.
+#[test]
+fn a_key_state_outside_the_enum_never_gets_in() {
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        let mut conn = store.get().unwrap();
+        let odd = keys::NewSigningKey {
+            kid: "k-odd",
+            alg: "ES256",
+            state: "halfway",
+            private_key: "x",
+            public_jwk: "{}",
+            created_at: 1,
+            activated_at: None,
+        };
+        let err = keys::insert_key(&mut conn, &odd).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::CheckViolation,
+                    _
+                )
+            ),
+            "{kind:?}: {err}"
+        );
+        let ok = keys::NewSigningKey {
+            state: keys::KeyState::Next.as_str(),
+            ..odd
+        };
+        keys::insert_key(&mut conn, &ok).unwrap();
+        let rows = keys::all_keys(&mut conn).unwrap();
+        assert_eq!(rows[0].state, keys::KeyState::Next);
+    }
+}
