@@ -92,7 +92,10 @@ fn run() -> anyhow::Result<()> {
             let demo = tessera::dev::opaque::DemoAs::load(&dir, &issuer)?;
             eprintln!("demo authorization server: POST http://{listen}/introspect (Ctrl-C stops)");
             actix_web::rt::System::new()
-                .block_on(tessera::http::demo_as::serve(demo, listen))
+                .block_on(tessera::http::demo_as::serve(
+                    std::sync::Arc::new(demo),
+                    listen,
+                ))
                 .with_context(|| format!("serving on {listen}"))?;
             Ok(())
         }

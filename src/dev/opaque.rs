@@ -127,3 +127,13 @@ impl DemoAs {
         s.client_id == id && same_secret
     }
 }
+
+impl crate::http::demo_as::DemoIntrospection for DemoAs {
+    fn is_caller(&self, id: &str, secret: &str) -> bool {
+        DemoAs::is_caller(self, id, secret)
+    }
+
+    fn introspect(&self, token: &str, clock: &dyn Clock) -> Value {
+        DemoAs::introspect(self, token, clock)
+    }
+}

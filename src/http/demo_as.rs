@@ -1,6 +1,7 @@
 //! `tessera dev opaque-as`: the demo authorization server's RFC 7662 endpoint, so the
-//! demo registry's `introspection` issuer can be tried end to end (see
-//! [`crate::dev::opaque`]). A developer tool, not part of the broker.
+//! demo registry's `introspection` issuer can be tried end to end. A developer tool, not
+//! part of the broker: what it answers comes from a [`DemoIntrospection`] (the `dev`
+//! module's demo AS implements it), so the HTTP layer depends on no developer tool.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,13 +9,22 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
-use crate::clock::SystemClock;
-use crate::dev::opaque::DemoAs;
+use serde_json::Value;
+
+use crate::clock::{Clock, SystemClock};
 use crate::exchange::ClientCredentials;
 
+/// What a demo authorization server answers at its introspection endpoint.
+pub trait DemoIntrospection: Send + Sync + 'static {
+    /// Whether `id`/`secret` are the credentials of a caller allowed to introspect.
+    fn is_caller(&self, id: &str, secret: &str) -> bool;
+    /// RFC 7662 §2.2: the token's claims with `active`, or `{"active": false}`.
+    fn introspect(&self, token: &str, clock: &dyn Clock) -> Value;
+}
+
 /// Serves `POST /introspect` on `listen` until the process ends.
-pub async fn serve(demo: DemoAs, listen: SocketAddr) -> std::io::Result<()> {
-    let demo = web::Data::new(Arc::new(demo));
+pub async fn serve(demo: Arc<dyn DemoIntrospection>, listen: SocketAddr) -> std::io::Result<()> {
+    let demo = web::Data::new(demo);
     HttpServer::new(move || {
         App::new()
             .app_data(demo.clone())
@@ -29,7 +39,7 @@ pub async fn serve(demo: DemoAs, listen: SocketAddr) -> std::io::Result<()> {
 /// RFC 7662 §2.1: the caller authenticates (Basic, or the form's client_id and
 /// client_secret); the answer is the token's claims with `active`, or `active: false`.
 async fn introspect(
-    demo: web::Data<Arc<DemoAs>>,
+    demo: web::Data<Arc<dyn DemoIntrospection>>,
     req: HttpRequest,
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
