@@ -393,16 +393,7 @@ impl Exchanger {
         };
         if role != TokenRole::Actor {
             trail.issuer = Some(token.issuer.id.clone());
-            // SPEC §2: an app exchanges only tokens addressed to it.
-            if let Some(wanted) = &client.subject_audiences {
-                if !wanted.iter().any(|w| token.audiences.contains(w)) {
-                    return Err(ExchangeError::Unacceptable {
-                        role,
-                        refused: Refused::SubjectAudienceNotAllowed,
-                        message: "not addressed to an audience this client may exchange".into(),
-                    });
-                }
-            }
+            policy::check_subject_audience(role, client, &token.audiences)?;
         }
         let mapped = token.issuer.mapping.apply(&token.assertion).map_err(|e| {
             ExchangeError::Unacceptable {
@@ -501,17 +492,8 @@ impl Exchanger {
         let lifetime =
             policy::lifetime(now, &self.settings.lifetimes, &audience, client, &expiries)?;
 
-        // A local actor is recorded without iss, exactly as a client acting for itself is:
-        // one whose subject is a registered client's id would pass for that client.
         if let Some(a) = actor.as_ref().filter(|a| a.token.issuer.id == LOCAL_ISSUER) {
-            if registry.client(&a.mapped.subject).is_some() {
-                return Err(ExchangeError::Unacceptable {
-                    role: TokenRole::Actor,
-                    refused: Refused::ActorPassesForClient,
-                    message: "its subject is a registered client's id: as a local actor it would pass for that client"
-                        .into(),
-                });
-            }
+            policy::check_local_actor(registry, &a.mapped.subject)?;
         }
         // Every name with the issuer whose namespace it is in (security review F-1, I-3):
         // a local token's principal keeps the IdP that authenticated it.
@@ -533,37 +515,17 @@ impl Exchanger {
         };
         // RFC 8693 §4.4: an iss-less may_act names a principal of the subject token's
         // issuer, not anyone of that name from any trusted issuer or client.
-        let may_act = match (subject.token.may_act.as_ref(), subject_iss) {
-            (None, _) => None,
-            (Some(m), Some(iss)) => Some(m.attributed_to(iss)),
-            (Some(m), None) if m.iss.is_some() => Some(m.clone()),
-            // A local token minted before tokens recorded src_iss, carrying its IdP's
-            // may_act verbatim: whose name it gives is no longer known.
-            (Some(_), None) => {
-                return Err(ExchangeError::Unacceptable {
-                    role: subject.role,
-                    refused: Refused::MayActRefused,
-                    message: "its may_act names no issuer and the token predates src_iss; \
-                              exchange the original token again"
-                        .into(),
-                })
-            }
-        };
+        let may_act =
+            policy::attributed_may_act(subject.role, subject.token.may_act.as_ref(), subject_iss)?;
         policy::check_may_act(subject.role, may_act.as_ref(), acting_sub, acting_iss)?;
-        // A foreign token's own chain is that issuer's assertion, never tessera's record:
-        // a link naming tessera as its issuer is a forgery of tessera's record, refused.
         let subject_act = match &subject.token.act {
             Some(a) if subject.token.issuer.id == LOCAL_ISSUER => Some(a.clone()),
-            Some(a) if a.names_issuer(&self.settings.issuer) => {
-                return Err(ExchangeError::Unacceptable {
-                    role: subject.role,
-                    refused: Refused::ActClaimsTessera,
-                    message:
-                        "its act claims a link tessera recorded; only tessera's own tokens can"
-                            .into(),
-                })
-            }
-            Some(a) => Some(a.attributed_to(&subject.token.issuer.issuer)),
+            Some(a) => Some(policy::foreign_act(
+                subject.role,
+                a,
+                &subject.token.issuer.issuer,
+                &self.settings.issuer,
+            )?),
             None => None,
         };
         let act = policy::act_claim(
@@ -577,22 +539,8 @@ impl Exchanger {
         trail.actor = act.as_ref().map(|a| a.sub.clone());
         let exchanged_from = subject.lineage.as_slice();
         let acted_from = actor.as_ref().map_or(&[][..], |a| a.lineage.as_slice());
-        // Truncating would let a descendant outlive a revocation of its root: refused.
-        for (role, lineage) in [
-            (subject.role, exchanged_from),
-            (TokenRole::Actor, acted_from),
-        ] {
-            if lineage.len() > MAX_LINEAGE {
-                return Err(ExchangeError::Unacceptable {
-                    role,
-                    refused: Refused::ExchangeChainTooLong,
-                    message: format!(
-                        "descends from {} tessera tokens already; at most {MAX_LINEAGE} are allowed",
-                        lineage.len() - 1
-                    ),
-                });
-            }
-        }
+        policy::check_lineage(subject.role, exchanged_from)?;
+        policy::check_lineage(TokenRole::Actor, acted_from)?;
         let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
         self.consume_single_use(&single_use).await?;
 
@@ -730,9 +678,6 @@ fn upstream_issuer(token: &VerifiedSubject) -> Option<&str> {
         None => Some(&token.issuer.issuer),
     }
 }
-
-/// Most ancestors an issued token lists in `exchanged_from`, and in `acted_from`.
-const MAX_LINEAGE: usize = 16;
 
 /// A local token's lineage: its `jti` and every tessera token it descends from (empty for
 /// foreign tokens).

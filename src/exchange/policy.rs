@@ -191,6 +191,102 @@ pub fn check_delegation_depth(act: Option<&Act>, max: usize) -> Result<(), Excha
     }
 }
 
+/// SPEC §2 `subject_audiences`: an app exchanges only tokens addressed to it.
+pub fn check_subject_audience(
+    role: TokenRole,
+    client: &ClientEntry,
+    token_audiences: &[String],
+) -> Result<(), ExchangeError> {
+    match &client.subject_audiences {
+        Some(wanted) if !wanted.iter().any(|w| token_audiences.contains(w)) => {
+            Err(ExchangeError::Unacceptable {
+                role,
+                refused: Refused::SubjectAudienceNotAllowed,
+                message: "not addressed to an audience this client may exchange".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A local actor is recorded as its subject (with its `src_iss`), a client acting for
+/// itself as its id: a local actor token whose subject is a registered client's id would
+/// pass for that client, and is refused.
+pub fn check_local_actor(registry: &Registry, actor_subject: &str) -> Result<(), ExchangeError> {
+    if registry.client(actor_subject).is_some() {
+        return Err(ExchangeError::Unacceptable {
+            role: TokenRole::Actor,
+            refused: Refused::ActorPassesForClient,
+            message: "its subject is a registered client's id: as a local actor it would pass \
+                      for that client"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// RFC 8693 §4.4: an iss-less `may_act` names a principal of the subject token's issuer
+/// (`subject_iss`), not anyone of that name from any trusted issuer or client (security
+/// review F-1). A local token minted before tokens recorded `src_iss` carries its IdP's
+/// `may_act` verbatim, and whose name that is can no longer be told: refused.
+pub fn attributed_may_act(
+    role: TokenRole,
+    may_act: Option<&MayAct>,
+    subject_iss: Option<&str>,
+) -> Result<Option<MayAct>, ExchangeError> {
+    match (may_act, subject_iss) {
+        (None, _) => Ok(None),
+        (Some(m), Some(iss)) => Ok(Some(m.attributed_to(iss))),
+        (Some(m), None) if m.iss.is_some() => Ok(Some(m.clone())),
+        (Some(_), None) => Err(ExchangeError::Unacceptable {
+            role,
+            refused: Refused::MayActRefused,
+            message: "its may_act names no issuer and the token predates src_iss; exchange \
+                      the original token again"
+                .into(),
+        }),
+    }
+}
+
+/// A foreign token's own `act` chain is that issuer's assertion, never tessera's record:
+/// every link without `iss` is attributed to `token_issuer` (RFC 8693 §4.1), and a link
+/// naming tessera (`broker_issuer`) as its issuer is a forgery of tessera's record.
+pub fn foreign_act(
+    role: TokenRole,
+    act: &Act,
+    token_issuer: &str,
+    broker_issuer: &str,
+) -> Result<Act, ExchangeError> {
+    if act.names_issuer(broker_issuer) {
+        return Err(ExchangeError::Unacceptable {
+            role,
+            refused: Refused::ActClaimsTessera,
+            message: "its act claims a link tessera recorded; only tessera's own tokens can".into(),
+        });
+    }
+    Ok(act.attributed_to(token_issuer))
+}
+
+/// Most ancestors an issued token lists in `exchanged_from`, and in `acted_from`.
+pub const MAX_LINEAGE: usize = 16;
+
+/// A token's lineage (its `jti` and its ancestors) carried into what is issued: more than
+/// [`MAX_LINEAGE`] is refused, since truncating would let a descendant outlive a
+/// revocation of its root.
+pub fn check_lineage(role: TokenRole, lineage: &[String]) -> Result<(), ExchangeError> {
+    if lineage.len() > MAX_LINEAGE {
+        return Err(ExchangeError::Unacceptable {
+            role,
+            refused: Refused::ExchangeChainTooLong,
+            message: format!(
+                "descends from {} tessera tokens already; at most {MAX_LINEAGE} are allowed",
+                lineage.len() - 1
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// RFC 8693 §4.4: when the subject token names who may act for it, the actor must match
 /// every member it names (`sub`, and `iss` when given). `actor_iss` is the actor's issuer
 /// URL (tessera's own for the calling client). `role` is the subject's: a refusal is

@@ -215,3 +215,95 @@ fn audiences_see_only_their_claims_and_never_reserved_ones() {
     assert_eq!(out.len(), 1);
     assert!(out.contains_key("email"));
 }
+
+fn refused(r: Result<impl std::fmt::Debug, ExchangeError>) -> Refused {
+    match r {
+        Err(ExchangeError::Unacceptable { refused, .. }) => refused,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn subject_audiences_bound_what_a_client_exchanges() {
+    let mut c = client(&["orders"], &["orders:read"]);
+    let auds = vec!["https://app.example".to_owned()];
+    assert!(check_subject_audience(TokenRole::Subject, &c, &auds).is_ok());
+    c.subject_audiences = Some(vec!["https://other.example".into()]);
+    assert_eq!(
+        refused(check_subject_audience(TokenRole::Subject, &c, &auds)),
+        Refused::SubjectAudienceNotAllowed
+    );
+    c.subject_audiences = Some(vec!["https://app.example".into()]);
+    assert!(check_subject_audience(TokenRole::Subject, &c, &auds).is_ok());
+}
+
+#[test]
+fn a_local_actor_named_like_a_client_is_refused() {
+    let reg = Registry::new(
+        vec![],
+        vec![client(&["orders"], &["o:r"])],
+        vec![audience("orders", "https://orders.example", &["o:r"])],
+    );
+    assert_eq!(
+        refused(check_local_actor(&reg, "c")),
+        Refused::ActorPassesForClient
+    );
+    assert!(check_local_actor(&reg, "robot").is_ok());
+}
+
+#[test]
+fn may_act_is_read_in_its_issuers_namespace() {
+    let bare = MayAct::from_claim(&json!({"sub": "agent-7"})).unwrap();
+    let named = MayAct::from_claim(&json!({"sub": "agent-7", "iss": "https://b"})).unwrap();
+    let r = TokenRole::Subject;
+    assert_eq!(
+        attributed_may_act(r, Some(&bare), Some("https://a")).unwrap(),
+        Some(bare.attributed_to("https://a"))
+    );
+    assert_eq!(
+        attributed_may_act(r, Some(&named), Some("https://a")).unwrap(),
+        Some(named.clone()),
+        "an explicit iss stays"
+    );
+    assert_eq!(attributed_may_act(r, None, None).unwrap(), None);
+    assert_eq!(
+        attributed_may_act(r, Some(&named), None).unwrap(),
+        Some(named)
+    );
+    assert_eq!(
+        refused(attributed_may_act(r, Some(&bare), None)),
+        Refused::MayActRefused,
+        "a legacy local token's bare may_act"
+    );
+}
+
+#[test]
+fn a_foreign_act_is_attributed_and_may_not_claim_tessera() {
+    let act =
+        Act::from_claim(&json!({"sub": "svc", "act": {"sub": "x", "iss": "https://c"}})).unwrap();
+    let out = foreign_act(TokenRole::Subject, &act, "https://idp", "https://tessera").unwrap();
+    assert_eq!(
+        out.to_value(),
+        json!({"sub": "svc", "iss": "https://idp", "act": {"sub": "x", "iss": "https://c"}})
+    );
+    let forged = Act::from_claim(&json!({"sub": "svc", "iss": "https://tessera/"})).unwrap();
+    assert_eq!(
+        refused(foreign_act(
+            TokenRole::Subject,
+            &forged,
+            "https://idp",
+            "https://tessera"
+        )),
+        Refused::ActClaimsTessera
+    );
+}
+
+#[test]
+fn a_lineage_longer_than_the_limit_is_refused_not_cut() {
+    let ids = |n: usize| (0..n).map(|i| format!("j{i}")).collect::<Vec<_>>();
+    assert!(check_lineage(TokenRole::Subject, &ids(MAX_LINEAGE)).is_ok());
+    assert_eq!(
+        refused(check_lineage(TokenRole::Actor, &ids(MAX_LINEAGE + 1))),
+        Refused::ExchangeChainTooLong
+    );
+}
