@@ -67,7 +67,6 @@ pub(super) fn load_client(
 ) -> Option<ClientEntry> {
     let raw: RawClient = parse_entry(path, errs)?;
     let before = errs.0.len();
-
     if raw.client_id != id {
         errs.field(
             path,
@@ -78,8 +77,34 @@ pub(super) fn load_client(
             ),
         );
     }
+    let auth = load_auth_method(path, &raw.auth, errs);
+    let (secret_sha256, jwks) = load_credentials(path, &raw, auth, errs);
+    check_issuer_refs(path, &raw, refs, errs);
+    let audience_ids = load_audiences(path, &raw, refs, errs);
+    let on_behalf_of = load_on_behalf_of(path, raw.on_behalf_of.as_deref(), errs);
+    let max_lifetime = parse_duration(path, "max_lifetime", raw.max_lifetime.as_ref(), errs);
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(ClientEntry {
+        client_id: raw.client_id,
+        auth: auth?,
+        secret_sha256: secret_sha256?,
+        jwks,
+        subject_issuers: raw.subject_issuers,
+        subject_audiences: raw.subject_audiences,
+        actor_issuers: raw.actor_issuers,
+        audiences: audience_ids,
+        scopes: raw.scopes,
+        on_behalf_of,
+        max_lifetime,
+        source: path.to_path_buf(),
+    })
+}
 
-    let auth = match raw.auth.as_str() {
+/// `auth`: one of the methods tessera implements (RFC 6749 §2.3, RFC 7523 §2.2).
+fn load_auth_method(path: &Path, auth: &str, errs: &mut Errors) -> Option<ClientAuthMethod> {
+    match auth {
         "client_secret_basic" => Some(ClientAuthMethod::ClientSecretBasic),
         "client_secret_post" => Some(ClientAuthMethod::ClientSecretPost),
         "private_key_jwt" => Some(ClientAuthMethod::PrivateKeyJwt),
@@ -101,23 +126,47 @@ pub(super) fn load_client(
             );
             None
         }
-    };
-    let (secret_sha256, jwks) = match auth {
-        Some(ClientAuthMethod::PrivateKeyJwt) => (Some(None), load_client_jwks(path, &raw, errs)),
-        _ => {
-            for (field, set) in [
-                ("jwks_file", raw.jwks_file.is_some()),
-                ("jwks_uri", raw.jwks_uri.is_some()),
-            ] {
-                if set {
-                    errs.field(path, field, "only used with auth = \"private_key_jwt\"");
-                }
-            }
-            (load_secret(path, &raw, errs).map(Some), None)
-        }
-    };
+    }
+}
 
-    let check_issuer_refs = |field: &str, list: &[String], errs: &mut Errors| {
+/// What the client authenticates with: a secret's SHA-256 for the secret methods, keys
+/// for `private_key_jwt`; key settings on a secret client are named as mistakes. The
+/// outer `Option` is `None` after an error.
+#[allow(clippy::option_option)]
+fn load_credentials(
+    path: &Path,
+    raw: &RawClient,
+    auth: Option<ClientAuthMethod>,
+    errs: &mut Errors,
+) -> (Option<Option<[u8; 32]>>, Option<KeySource>) {
+    if auth == Some(ClientAuthMethod::PrivateKeyJwt) {
+        return (Some(None), load_client_jwks(path, raw, errs));
+    }
+    for (field, set) in [
+        ("jwks_file", raw.jwks_file.is_some()),
+        ("jwks_uri", raw.jwks_uri.is_some()),
+    ] {
+        if set {
+            errs.field(path, field, "only used with auth = \"private_key_jwt\"");
+        }
+    }
+    (load_secret(path, raw, errs).map(Some), None)
+}
+
+/// `subject_issuers` (at least one), `actor_issuers` and `subject_audiences` name what
+/// exists: issuer ids from issuers/ or `local`; non-empty audience values.
+fn check_issuer_refs(path: &Path, raw: &RawClient, refs: &ClientRefs<'_>, errs: &mut Errors) {
+    if raw.subject_issuers.is_empty() {
+        errs.field(
+            path,
+            "subject_issuers",
+            "must name at least one issuer (an id from issuers/, or \"local\")",
+        );
+    }
+    for (field, list) in [
+        ("subject_issuers", &raw.subject_issuers),
+        ("actor_issuers", &raw.actor_issuers),
+    ] {
         for (i, name) in list.iter().enumerate() {
             if name != LOCAL_ISSUER && !refs.issuer_ids.contains(&name.as_str()) {
                 errs.field(
@@ -127,17 +176,7 @@ pub(super) fn load_client(
                 );
             }
         }
-    };
-    if raw.subject_issuers.is_empty() {
-        errs.field(
-            path,
-            "subject_issuers",
-            "must name at least one issuer (an id from issuers/, or \"local\")",
-        );
     }
-    check_issuer_refs("subject_issuers", &raw.subject_issuers, errs);
-    check_issuer_refs("actor_issuers", &raw.actor_issuers, errs);
-
     if let Some(list) = &raw.subject_audiences {
         if list.is_empty() {
             errs.field(
@@ -148,7 +187,16 @@ pub(super) fn load_client(
         }
         check_nonempty_strings(path, "subject_audiences", list, errs);
     }
+}
 
+/// `audiences` resolved to audience ids (each once), and `scopes` checked against what
+/// those audiences offer. Returns the ids.
+fn load_audiences(
+    path: &Path,
+    raw: &RawClient,
+    refs: &ClientRefs<'_>,
+    errs: &mut Errors,
+) -> Vec<String> {
     if raw.audiences.is_empty() {
         errs.field(
             path,
@@ -178,7 +226,6 @@ pub(super) fn load_client(
             ),
         }
     }
-
     check_scopes(path, &raw.scopes, errs);
     // Scopes = requested ∩ client ∩ audience (SPEC §5): a client scope no audience of
     // this client offers can never be granted, which is a mistake worth reporting.
@@ -196,8 +243,13 @@ pub(super) fn load_client(
             }
         }
     }
+    audience_ids
+}
 
-    let on_behalf_of = match raw.on_behalf_of.as_deref() {
+/// `on_behalf_of`: `delegate` (the default: the client is recorded in `act`) or
+/// `impersonate`.
+fn load_on_behalf_of(path: &Path, value: Option<&str>, errs: &mut Errors) -> OnBehalfOf {
+    match value {
         None | Some("delegate") => OnBehalfOf::Delegate,
         Some("impersonate") => OnBehalfOf::Impersonate,
         Some(other) => {
@@ -208,26 +260,7 @@ pub(super) fn load_client(
             );
             OnBehalfOf::Delegate
         }
-    };
-    let max_lifetime = parse_duration(path, "max_lifetime", raw.max_lifetime.as_ref(), errs);
-
-    if errs.0.len() != before {
-        return None;
     }
-    Some(ClientEntry {
-        client_id: raw.client_id,
-        auth: auth?,
-        secret_sha256: secret_sha256?,
-        jwks,
-        subject_issuers: raw.subject_issuers,
-        subject_audiences: raw.subject_audiences,
-        actor_issuers: raw.actor_issuers,
-        audiences: audience_ids,
-        scopes: raw.scopes,
-        on_behalf_of,
-        max_lifetime,
-        source: path.to_path_buf(),
-    })
 }
 
 /// `private_key_jwt` (RFC 7523 §2.2): the client's public keys, from exactly one of
