@@ -119,116 +119,133 @@ pub fn load_registry_for(dir: &Path, own_issuer: Option<&str>) -> Result<Registr
 
 /// One line per entry for `tessera trust check`.
 pub fn describe(registry: &Registry) -> Vec<String> {
-    let mut lines = Vec::new();
-    for i in registry.issuers.values() {
-        let kind = i.kind().label();
-        let types: Vec<&str> = i.token_types.iter().map(|t| t.label()).collect();
-        let specifics = match &i.settings {
-            KindSettings::Oidc(o) => {
-                let keys = match &o.keys {
-                    KeySource::Discovery(_) => "discovery",
-                    KeySource::JwksUri(_) => "jwks_uri",
-                    KeySource::JwksFile { .. } => "jwks_file",
-                    KeySource::Local => "tessera",
-                };
-                let algs: Vec<String> = o.algorithms.iter().map(|a| format!("{a:?}")).collect();
-                (keys.to_owned(), format!("algs={}", algs.join(",")))
+    let issuers = registry.issuers.values().map(|i| describe_issuer(i));
+    let clients = registry.clients.values().map(|c| describe_client(c));
+    let audiences = registry.audiences.values().map(|a| describe_audience(a));
+    issuers.chain(clients).chain(audiences).collect()
+}
+
+fn describe_issuer(i: &IssuerEntry) -> String {
+    let kind = i.kind().label();
+    let types: Vec<&str> = i.token_types.iter().map(|t| t.label()).collect();
+    let (keys, extra) = issuer_specifics(i);
+    // A saml entry without audiences accepts assertions addressed to saml.entity_id.
+    let audiences = match (i.audiences.is_empty(), i.kind()) {
+        (true, IssuerKind::Saml) => "(saml.entity_id)".to_owned(),
+        _ => i.audiences.join(","),
+    };
+    let mut line = format!(
+        "issuer    {}  {kind}  {}  keys={keys}  aud={audiences}  types={}  {extra}",
+        i.id,
+        i.issuer,
+        types.join(","),
+    );
+    if i.mapping.has_condition() {
+        line.push_str("  condition");
+    }
+    if i.demo_signing_key_file.is_some() {
+        line.push_str("  DEMO (private key is public: never trust in production)");
+    }
+    line
+}
+
+/// Where an issuer's keys come from, and the settings of its kind.
+fn issuer_specifics(i: &IssuerEntry) -> (String, String) {
+    match &i.settings {
+        KindSettings::Oidc(o) => {
+            let keys = match &o.keys {
+                KeySource::Discovery(_) => "discovery",
+                KeySource::JwksUri(_) => "jwks_uri",
+                KeySource::JwksFile { .. } => "jwks_file",
+                KeySource::Local => "tessera",
+            };
+            let algs: Vec<String> = o.algorithms.iter().map(|a| format!("{a:?}")).collect();
+            let mut extra = format!("algs={}", algs.join(","));
+            if i.one_time_use {
+                extra.push_str("  one_time_use");
             }
-            KindSettings::Saml(s) => {
-                let keys = match &s.keys {
-                    SamlKeySource::Pinned { certs, .. } => format!("certs={}", certs.len()),
-                    SamlKeySource::MetadataUrl { signers: None, .. } => "metadata_url".to_owned(),
-                    SamlKeySource::MetadataUrl {
-                        signers: Some(_), ..
-                    } => "metadata_url(signed)".to_owned(),
-                };
-                let mut extra = format!("recipients={}", s.recipients.len());
-                if s.allow_sha1 {
-                    extra.push_str("  allow_sha1");
-                }
-                if s.min_rsa_bits < crate::xmldsig::MIN_RSA_BITS {
-                    extra.push_str("  allow_rsa_1024");
-                }
-                if i.one_time_use {
-                    extra.push_str("  one_time_use");
-                }
-                (keys, extra)
-            }
-            KindSettings::Introspection(s) => (
-                "introspection".to_owned(),
-                format!(
-                    "endpoint={}  auth={:?}  cache_ttl={}",
-                    s.endpoint,
-                    s.auth,
-                    humantime::format_duration(s.cache_ttl)
+            (keys.to_owned(), extra)
+        }
+        KindSettings::Saml(s) => {
+            let keys = match &s.keys {
+                SamlKeySource::Pinned { certs, .. } => format!("certs={}", certs.len()),
+                SamlKeySource::MetadataUrl { signers: None, .. } => "metadata_url".to_owned(),
+                SamlKeySource::MetadataUrl {
+                    signers: Some(_), ..
+                } => "metadata_url(signed)".to_owned(),
+            };
+            let mut extra = format!("recipients={}", s.recipients.len());
+            for (on, flag) in [
+                (s.allow_sha1, "allow_sha1"),
+                (
+                    s.min_rsa_bits < crate::xmldsig::MIN_RSA_BITS,
+                    "allow_rsa_1024",
                 ),
+                (i.one_time_use, "one_time_use"),
+            ] {
+                if on {
+                    extra.push_str("  ");
+                    extra.push_str(flag);
+                }
+            }
+            (keys, extra)
+        }
+        KindSettings::Introspection(s) => (
+            "introspection".to_owned(),
+            format!(
+                "endpoint={}  auth={:?}  cache_ttl={}",
+                s.endpoint,
+                s.auth,
+                humantime::format_duration(s.cache_ttl)
             ),
-        };
-        let (keys, extra) = specifics;
-        // A saml entry without audiences accepts assertions addressed to saml.entity_id.
-        let audiences = match (i.audiences.is_empty(), i.kind()) {
-            (true, IssuerKind::Saml) => "(saml.entity_id)".to_owned(),
-            _ => i.audiences.join(","),
-        };
-        let mut line = format!(
-            "issuer    {}  {kind}  {}  keys={keys}  aud={audiences}  types={}  {extra}",
-            i.id,
-            i.issuer,
-            types.join(","),
-        );
-        if i.mapping.has_condition() {
-            line.push_str("  condition");
-        }
-        if i.demo_signing_key_file.is_some() {
-            line.push_str("  DEMO (private key is public: never trust in production)");
-        }
-        lines.push(line);
+        ),
     }
-    for c in registry.clients.values() {
-        let auth = match c.auth {
-            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
-            ClientAuthMethod::ClientSecretPost => "client_secret_post",
-            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
-        };
-        let obo = match c.on_behalf_of {
-            OnBehalfOf::Delegate => "delegate",
-            OnBehalfOf::Impersonate => "impersonate",
-        };
-        let mut line = format!(
-            "client    {}  {auth}  subject_issuers={}  audiences={}  scopes={}  {obo}",
-            c.client_id,
-            c.subject_issuers.join(","),
-            c.audiences.join(","),
-            c.scopes.join(",")
-        );
-        if !c.actor_issuers.is_empty() {
-            line.push_str(&format!("  actor_issuers={}", c.actor_issuers.join(",")));
-        }
-        if let Some(max) = c.max_lifetime {
-            line.push_str(&format!(
-                "  max_lifetime={}",
-                humantime::format_duration(max)
-            ));
-        }
-        lines.push(line);
+}
+
+fn describe_client(c: &ClientEntry) -> String {
+    let auth = match c.auth {
+        ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+        ClientAuthMethod::ClientSecretPost => "client_secret_post",
+        ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+    };
+    let obo = match c.on_behalf_of {
+        OnBehalfOf::Delegate => "delegate",
+        OnBehalfOf::Impersonate => "impersonate",
+    };
+    let mut line = format!(
+        "client    {}  {auth}  subject_issuers={}  audiences={}  scopes={}  {obo}",
+        c.client_id,
+        c.subject_issuers.join(","),
+        c.audiences.join(","),
+        c.scopes.join(",")
+    );
+    if !c.actor_issuers.is_empty() {
+        line.push_str(&format!("  actor_issuers={}", c.actor_issuers.join(",")));
     }
-    for a in registry.audiences.values() {
-        let mut line = format!(
-            "audience  {}  {}  scopes={}  claims={}",
-            a.id,
-            a.audience,
-            a.scopes.join(","),
-            a.claims.join(",")
-        );
-        if !a.resources.is_empty() {
-            line.push_str(&format!("  resources={}", a.resources.join(",")));
-        }
-        if let Some(l) = a.lifetime {
-            line.push_str(&format!("  lifetime={}", humantime::format_duration(l)));
-        }
-        lines.push(line);
+    if let Some(max) = c.max_lifetime {
+        line.push_str(&format!(
+            "  max_lifetime={}",
+            humantime::format_duration(max)
+        ));
     }
-    lines
+    line
+}
+
+fn describe_audience(a: &AudienceEntry) -> String {
+    let mut line = format!(
+        "audience  {}  {}  scopes={}  claims={}",
+        a.id,
+        a.audience,
+        a.scopes.join(","),
+        a.claims.join(",")
+    );
+    if !a.resources.is_empty() {
+        line.push_str(&format!("  resources={}", a.resources.join(",")));
+    }
+    if let Some(l) = a.lifetime {
+        line.push_str(&format!("  lifetime={}", humantime::format_duration(l)));
+    }
+    line
 }
 
 impl ClientEntry {
