@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::trust::{ClientEntry, Registry, TokenType, LOCAL_ISSUER};
 use crate::verify::{Expectation, Presented, Purpose, VerifiedSubject};
 
-use super::{local_lineage, ClientCredentials, ExchangeError, Exchanger, Form};
+use super::{ClientCredentials, ExchangeError, Exchanger, Form};
 
 /// How long past its `exp` a revocation is kept: at least the clock skew tessera allows
 /// its own tokens (the `local` entry's 60 s), with room.
@@ -140,7 +140,7 @@ impl Exchanger {
 
     async fn revoked(&self, token: &VerifiedSubject) -> Result<bool, ExchangeError> {
         self.revocations
-            .any_revoked_now(local_lineage(token))
+            .any_revoked_now(token.lineage().to_vec())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "revocations could not be read");

@@ -407,12 +407,11 @@ impl Exchanger {
         } else {
             trail.subject = Some(mapped.subject.clone());
         }
-        // A local token's jti and those it was exchanged from: read once, checked here
-        // and carried into what is issued.
-        let lineage = local_lineage(&token);
+        // A local token's lineage (parsed once, in verify): checked here and carried into
+        // what is issued.
         if self
             .revocations
-            .any_revoked(lineage.iter().map(String::as_str))
+            .any_revoked(token.lineage().iter().map(String::as_str))
         {
             return Err(ExchangeError::Unacceptable {
                 role,
@@ -424,7 +423,6 @@ impl Exchanger {
             role,
             token,
             mapped,
-            lineage,
         })
     }
 
@@ -537,8 +535,8 @@ impl Exchanger {
         policy::check_delegation_depth(act.as_ref(), self.settings.max_delegation_depth)?;
         // The audit row names the outermost actor, whoever recorded it.
         trail.actor = act.as_ref().map(|a| a.sub.clone());
-        let exchanged_from = subject.lineage.as_slice();
-        let acted_from = actor.as_ref().map_or(&[][..], |a| a.lineage.as_slice());
+        let exchanged_from = subject.token.lineage();
+        let acted_from = actor.as_ref().map_or(&[][..], |a| a.token.lineage());
         policy::check_lineage(subject.role, exchanged_from)?;
         policy::check_lineage(TokenRole::Actor, acted_from)?;
         let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
@@ -679,22 +677,10 @@ fn upstream_issuer(token: &VerifiedSubject) -> Option<&str> {
     }
 }
 
-/// A local token's lineage: its `jti` and every tessera token it descends from (empty for
-/// foreign tokens).
-fn local_lineage(token: &VerifiedSubject) -> Vec<String> {
-    token
-        .local
-        .as_ref()
-        .map(|l| l.lineage.clone())
-        .unwrap_or_default()
-}
-
 struct Verified {
     role: TokenRole,
     token: VerifiedSubject,
     mapped: crate::trust::Mapped,
-    /// For a local token: its `jti` and the `jti`s it was exchanged from; else empty.
-    lineage: Vec<String>,
 }
 
 /// RFC 6749 §2.3: exactly one authentication method, the one registered for the client,

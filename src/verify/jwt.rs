@@ -259,8 +259,21 @@ pub fn check_claims(
     Ok(CheckedTimes { exp, iat })
 }
 
-/// Longest `jti` remembered for a single-use issuer.
+/// Longest `jti` remembered (single-use issuers, client assertions).
 const MAX_JTI_CHARS: usize = 256;
+
+/// The `jti` a single-use check remembers: `None` when absent; a non-string, empty or
+/// over-long one is malformed (it is stored, so its size is bounded).
+pub fn jti(claims: &Map<String, Value>) -> Result<Option<String>, VerifyError> {
+    match claims.get("jti") {
+        None => Ok(None),
+        Some(Value::String(j)) if !j.is_empty() && j.len() <= MAX_JTI_CHARS => Ok(Some(j.clone())),
+        Some(_) => Err(VerifyError::MalformedClaim {
+            claim: "jti",
+            expected: "a non-empty string of at most 256 characters",
+        }),
+    }
+}
 
 /// The kind-neutral view of a verified JWT: its claims as the CEL `assertion`, and the
 /// members the pipeline needs as types (`aud`, `act`, `may_act`, `scope`).
@@ -292,19 +305,13 @@ pub fn into_subject(
     // SPEC §4.1 replay: an issuer marked `one_time_use` has each token accepted once, by
     // its `jti`, remembered until the token could no longer pass (exp + skew).
     let replay = if issuer.one_time_use {
-        let Some(Value::String(jti)) = claims.get("jti").filter(|j| {
-            j.as_str()
-                .is_some_and(|j| !j.is_empty() && j.len() <= MAX_JTI_CHARS)
-        }) else {
-            return Err(VerifyError::MalformedClaim {
-                claim: "jti",
-                expected:
-                    "a string of at most 256 characters (this issuer's tokens are single-use)",
-            });
-        };
+        let id = jti(&claims)?.ok_or(VerifyError::MalformedClaim {
+            claim: "jti",
+            expected: "present: this issuer's tokens are single-use (one_time_use)",
+        })?;
         Some(super::ReplayKey {
             issuer: issuer.id.clone(),
-            id: jti.clone(),
+            id,
             expires_at: times.exp.saturating_add(super::secs(issuer.clock_skew)),
         })
     } else {

@@ -129,6 +129,14 @@ pub struct LocalToken {
     pub src_iss: Option<String>,
 }
 
+impl VerifiedSubject {
+    /// For a local token, its `jti` and every tessera token it descends from
+    /// ([`LocalToken::lineage`]); empty for a foreign token.
+    pub fn lineage(&self) -> &[String] {
+        self.local.as_ref().map_or(&[], |l| l.lineage.as_slice())
+    }
+}
+
 impl LocalToken {
     pub fn from_claims(claims: &Map<String, Value>) -> Result<Self, VerifyError> {
         let string = |claim: &'static str| match claims.get(claim) {

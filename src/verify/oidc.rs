@@ -251,16 +251,7 @@ impl JwtVerifier {
                 expected: "at most 5 minutes away",
             });
         }
-        let jti = match jwt.claims.get("jti") {
-            Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 => j.clone(),
-            Some(_) => {
-                return Err(VerifyError::MalformedClaim {
-                    claim: "jti",
-                    expected: "a non-empty string of at most 256 characters",
-                })
-            }
-            None => return Err(VerifyError::MissingClaim("jti")),
-        };
+        let jti = jwt::jti(&jwt.claims)?.ok_or(VerifyError::MissingClaim("jti"))?;
         Ok(ClientAssertion {
             jti,
             expires_at: times.exp.saturating_add(CLIENT_ASSERTION_SKEW_SECS),

@@ -260,95 +260,130 @@ impl<'a> Deref for CheckedDoc<'a> {
     }
 }
 
-/// The element being opened and the counts its limits need.
+/// An element on the open path, or the one whose start tag is being read, with the
+/// counts its limits need.
 #[derive(Default)]
 struct Open {
+    attributes: usize,
     declarations: usize,
     children: usize,
+}
+
+/// What the scan has seen so far. Each method refuses the moment a limit is passed.
+#[derive(Default)]
+struct Scan<'t> {
+    path: Vec<Open>,
+    /// Namespace declarations on `path` (the sum of theirs, kept as it changes).
+    on_path: usize,
+    tag: Open,
+    bindings: HashSet<(&'t str, &'t str)>,
+    nodes: usize,
+    comments: Vec<Range<usize>>,
+}
+
+impl<'t> Scan<'t> {
+    fn node(&mut self) -> Result<(), XmlError> {
+        self.nodes += 1;
+        refuse_over(self.nodes, MAX_NODES, XmlError::TooManyNodes)
+    }
+
+    fn element_start(&mut self) -> Result<(), XmlError> {
+        self.node()?;
+        refuse_over(self.path.len() + 1, MAX_DEPTH, XmlError::TooDeep)?;
+        if let Some(parent) = self.path.last_mut() {
+            parent.children += 1;
+            refuse_over(parent.children, MAX_CHILDREN, XmlError::TooManyChildren)?;
+        }
+        self.tag = Open::default();
+        Ok(())
+    }
+
+    fn attribute(
+        &mut self,
+        prefix: &'t str,
+        local: &'t str,
+        value: &'t str,
+    ) -> Result<(), XmlError> {
+        let declaration = prefix == "xmlns" || (prefix.is_empty() && local == "xmlns");
+        if !declaration {
+            self.tag.attributes += 1;
+            return refuse_over(
+                self.tag.attributes,
+                MAX_ATTRIBUTES,
+                XmlError::TooManyAttributes,
+            );
+        }
+        self.tag.declarations += 1;
+        refuse_over(
+            self.tag.declarations,
+            MAX_NAMESPACES,
+            XmlError::TooManyNamespaces,
+        )?;
+        refuse_over(
+            self.on_path + self.tag.declarations,
+            MAX_DECLARATIONS_ON_PATH,
+            XmlError::TooManyNamespaces,
+        )?;
+        self.bindings.insert((local, value));
+        refuse_over(self.bindings.len(), MAX_BINDINGS, XmlError::TooManyBindings)
+    }
+
+    fn element_end(&mut self, end: ElementEnd<'_>) -> Result<(), XmlError> {
+        match end {
+            ElementEnd::Open => {
+                self.on_path += self.tag.declarations;
+                self.path.push(std::mem::take(&mut self.tag));
+            }
+            ElementEnd::Empty => {}
+            ElementEnd::Close(..) => {
+                let closed = self.path.pop().ok_or(XmlError::NotWellFormed)?;
+                self.on_path -= closed.declarations;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refuse_over(count: usize, limit: usize, error: XmlError) -> Result<(), XmlError> {
+    if count > limit {
+        Err(error)
+    } else {
+        Ok(())
+    }
 }
 
 /// One pass over the tokens: depth, children, attributes and namespace declarations per
 /// element, declarations on a path, distinct bindings and nodes, each refused the moment
 /// it passes its limit. Returns where the comments are.
 fn scan(text: &str) -> Result<Vec<Range<usize>>, XmlError> {
-    let mut comments = Vec::new();
-    let mut path: Vec<Open> = Vec::new();
-    let mut on_path = 0;
-    let mut tag = Open::default();
-    let mut attributes = 0;
-    let mut bindings = HashSet::new();
-    let mut nodes = 0;
+    let mut scan = Scan::default();
     for token in Tokenizer::from(text) {
-        let token = token.map_err(|_| XmlError::NotWellFormed)?;
-        if !matches!(token, Token::Attribute { .. } | Token::ElementEnd { .. }) {
-            nodes += 1;
-            if nodes > MAX_NODES {
-                return Err(XmlError::TooManyNodes);
-            }
-        }
-        match token {
-            Token::ElementStart { .. } => {
-                if path.len() >= MAX_DEPTH {
-                    return Err(XmlError::TooDeep);
-                }
-                if let Some(parent) = path.last_mut() {
-                    parent.children += 1;
-                    if parent.children > MAX_CHILDREN {
-                        return Err(XmlError::TooManyChildren);
-                    }
-                }
-                tag = Open::default();
-                attributes = 0;
-            }
+        match token.map_err(|_| XmlError::NotWellFormed)? {
+            Token::ElementStart { .. } => scan.element_start()?,
             Token::Attribute {
                 prefix,
                 local,
                 value,
                 ..
-            } => {
-                if prefix.as_str() == "xmlns" || (prefix.is_empty() && local.as_str() == "xmlns") {
-                    tag.declarations += 1;
-                    if tag.declarations > MAX_NAMESPACES
-                        || on_path + tag.declarations > MAX_DECLARATIONS_ON_PATH
-                    {
-                        return Err(XmlError::TooManyNamespaces);
-                    }
-                    bindings.insert((local.as_str(), value.as_str()));
-                    if bindings.len() > MAX_BINDINGS {
-                        return Err(XmlError::TooManyBindings);
-                    }
-                } else {
-                    attributes += 1;
-                    if attributes > MAX_ATTRIBUTES {
-                        return Err(XmlError::TooManyAttributes);
-                    }
-                }
+            } => scan.attribute(prefix.as_str(), local.as_str(), value.as_str())?,
+            Token::ElementEnd { end, .. } => scan.element_end(end)?,
+            Token::Comment { span, .. } => {
+                scan.node()?;
+                scan.comments.push(span.range());
             }
-            Token::ElementEnd { end, .. } => match end {
-                ElementEnd::Open => {
-                    on_path += tag.declarations;
-                    path.push(std::mem::take(&mut tag));
-                }
-                ElementEnd::Empty => {}
-                ElementEnd::Close(..) => {
-                    let closed = path.pop().ok_or(XmlError::NotWellFormed)?;
-                    on_path -= closed.declarations;
-                }
-            },
-            Token::Comment { span, .. } => comments.push(span.range()),
             Token::DtdStart { .. }
             | Token::EmptyDtd { .. }
             | Token::EntityDeclaration { .. }
             | Token::DtdEnd { .. } => return Err(XmlError::Doctype),
-            _ => {}
+            _ => scan.node()?,
         }
     }
     // The tokenizer does not pair tags: an element left open is refused here, before
     // any tree is built.
-    if !path.is_empty() {
+    if !scan.path.is_empty() {
         return Err(XmlError::NotWellFormed);
     }
-    Ok(comments)
+    Ok(scan.comments)
 }
 
 /// `text` without the byte ranges `cut` (in order, not overlapping).

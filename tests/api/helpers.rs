@@ -393,6 +393,17 @@ impl TestApp {
     }
 }
 
+/// Asserts a 400 `invalid_request` (no token in it) whose description says `words`;
+/// returns its body.
+pub async fn assert_invalid_request_saying(resp: reqwest::Response, words: &str) -> Value {
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"].as_str().unwrap().contains(words),
+        "{body}"
+    );
+    body
+}
+
 /// Asserts an OAuth error response with no token in it and returns its body.
 pub async fn assert_oauth_error(resp: reqwest::Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(resp.status(), status, "status");

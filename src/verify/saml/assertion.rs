@@ -178,7 +178,7 @@ pub struct Rules<'a> {
     /// Audiences an AudienceRestriction may name.
     pub audiences: &'a [&'a str],
     /// Accepted `Recipient` values (token endpoint and the issuer's `recipients`).
-    pub recipients: &'a [&'a str],
+    pub recipients: &'a [String],
     /// RFC 7522 §3: bearer `NotOnOrAfter` and `Recipient` required.
     pub strict_bearer: bool,
     pub skew: i64,
@@ -260,7 +260,7 @@ fn accepted_confirmation<'v>(
             }
             if c.recipient
                 .as_deref()
-                .is_some_and(|r| !rules.recipients.contains(&r))
+                .is_some_and(|r| !rules.recipients.iter().any(|x| x == r))
             {
                 return Err("Recipient is not the token endpoint or an accepted recipient");
             }

@@ -136,8 +136,7 @@ fn inspect_doc(doc: &roxmltree::Document<'_>) -> Result<Shape, SamlError> {
 /// The shape rules for a decrypted assertion in its wrapper ([`super::decrypt::Opened`]):
 /// the wrapper holds the assertion and nothing else, which holds no other assertion; IDs
 /// unique; the signature rules of a presented document. Returns its signatures.
-pub fn inspect_decrypted(xml: &CheckedXml) -> Result<Vec<SignatureInfo>, SamlError> {
-    let doc = xml.parse()?;
+pub fn inspect_decrypted(doc: &roxmltree::Document<'_>) -> Result<Vec<SignatureInfo>, SamlError> {
     let root = doc.root_element();
     decrypted_assertion(root)?;
     check_unique_ids(root)?;

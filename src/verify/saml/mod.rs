@@ -147,7 +147,7 @@ impl SamlVerifier {
         let audiences = self.accepted_audiences(entry, purpose);
         let rules = assertion::Rules {
             audiences: &audiences,
-            recipients: &recipients.iter().map(String::as_str).collect::<Vec<_>>(),
+            recipients: &recipients,
             strict_bearer: purpose == Purpose::BearerGrant,
             skew: super::secs(entry.clock_skew),
             max_age: entry.max_age.map(super::secs),
@@ -242,26 +242,29 @@ impl SamlVerifier {
         wrapped: CheckedXml,
         response_verified: bool,
     ) -> Result<assertion::AssertionView, VerifyError> {
-        let (wrapped, signatures) = self
+        // One parse: the shape rules, and the assertion read at once when the verified
+        // Response's signature covers it.
+        let allow_sha1 = saml.allow_sha1;
+        let (wrapped, covered) = self
             .cpu_bound(wrapped.len(), move || {
-                let signatures = document::inspect_decrypted(&wrapped)?;
-                Ok::<_, SamlError>((wrapped, signatures))
+                let doc = wrapped.parse()?;
+                let signatures = document::inspect_decrypted(&doc)?;
+                for sig in &signatures {
+                    sig.check_algorithms(allow_sha1)?;
+                }
+                let covered = match (signatures.is_empty(), response_verified) {
+                    (false, _) => None,
+                    (true, true) => Some(assertion::read(document::decrypted_assertion(
+                        doc.root_element(),
+                    )?)?),
+                    (true, false) => return Err(SamlError::Unsigned),
+                };
+                drop(doc);
+                Ok((wrapped, covered))
             })
             .await?;
-        for sig in &signatures {
-            sig.check_algorithms(saml.allow_sha1)
-                .map_err(SamlError::from)?;
-        }
-        if signatures.is_empty() {
-            if !response_verified {
-                return Err(SamlError::Unsigned.into());
-            }
-            return self
-                .cpu_bound(wrapped.len(), move || {
-                    let doc = wrapped.parse()?;
-                    assertion::read(document::decrypted_assertion(doc.root_element())?)
-                })
-                .await;
+        if let Some(view) = covered {
+            return Ok(view);
         }
         self.verified_read(entry, saml, wrapped, |doc| {
             let root = doc.root_element();
