@@ -510,6 +510,7 @@ fn benches(c: &mut Criterion) {
             },
             max_delegation_depth: 4,
         },
+        shadow: None,
     });
     let form = |token_type: &str, token: &str| {
         let body = serde_urlencoded::to_string([

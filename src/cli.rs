@@ -23,7 +23,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the broker (applies pending migrations first).
-    Serve,
+    Serve {
+        /// A candidate registry decided beside the live one: every exchange is also
+        /// decided against it, never changing the answer; each disagreement is counted
+        /// (tessera_shadow_disagreements_total) and logged.
+        #[arg(long, value_name = "DIR")]
+        shadow_trust: Option<PathBuf>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Trust registry commands.
@@ -38,6 +44,10 @@ pub enum Command {
     /// Audit trail commands.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the /token pipeline for a request without signing, storing or auditing
+    /// anything, and print every step with its verdict. Exit 0: would issue; 1: refused;
+    /// 2: usage error.
+    Explain(ExplainArgs),
     /// Developer helpers: mint subject tokens with the demo issuers' keys.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -115,6 +125,53 @@ pub enum DevCommand {
         /// The token (or `-` to read it from standard input).
         token: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The client the request is decided for (its credentials are not needed).
+    #[arg(long)]
+    pub client: String,
+    /// RFC 8693 `audience` (repeatable).
+    #[arg(long)]
+    pub audience: Vec<String>,
+    /// RFC 8707 `resource` (repeatable).
+    #[arg(long)]
+    pub resource: Vec<String>,
+    /// Space-separated `scope`.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// The subject token's type: access_token, id_token, jwt, saml2 (or the full URN).
+    #[arg(long, value_parser = token_type_urn)]
+    pub subject_token_type: String,
+    /// A file holding the actor token.
+    #[arg(long, requires = "actor_token_type")]
+    pub actor_token: Option<PathBuf>,
+    #[arg(long, value_parser = token_type_urn, requires = "actor_token")]
+    pub actor_token_type: Option<String>,
+    /// RFC 8693 `requested_token_type` (access_token or jwt).
+    #[arg(long, value_parser = token_type_urn)]
+    pub requested_token_type: Option<String>,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The file holding the subject token, or `-` for standard input.
+    pub subject_token: PathBuf,
+}
+
+/// `id_token` → `urn:ietf:params:oauth:token-type:id_token`; a URN as given.
+fn token_type_urn(s: &str) -> Result<String, String> {
+    const NAMES: [&str; 4] = ["access_token", "id_token", "jwt", "saml2"];
+    if s.starts_with("urn:") {
+        Ok(s.to_owned())
+    } else if NAMES.contains(&s) {
+        Ok(format!("urn:ietf:params:oauth:token-type:{s}"))
+    } else {
+        Err(format!(
+            "expected one of {} or a token type URN",
+            NAMES.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,10 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {
     pub dir: PathBuf,
+    /// A candidate registry decided beside the live one (`serve --shadow-trust`): never
+    /// changes an answer, counts and logs each disagreement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +104,7 @@ impl Default for Config {
             },
             trust: TrustConfig {
                 dir: PathBuf::from("trust"),
+                shadow_dir: None,
             },
             tokens: TokensConfig {
                 default_lifetime: Duration::from_secs(600),

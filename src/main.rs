@@ -19,6 +19,10 @@ use tessera::startup::Application;
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A "no" (explain refused, trust test failed) has printed its own account.
+        Err(e) if e.downcast_ref::<tessera::commands::NotOk>().is_some() => {
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -119,7 +123,11 @@ fn run() -> anyhow::Result<()> {
 
 async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => {
+        Command::Serve { shadow_trust } => {
+            let mut config = config;
+            if shadow_trust.is_some() {
+                config.trust.shadow_dir = shadow_trust;
+            }
             let app = Application::build(config.clone()).await?;
             tracing::info!(
                 listen = %config.server.listen,
@@ -212,6 +220,7 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Explain(args) => tessera::commands::explain::run(&config, &args).await,
         Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
     }
 }

@@ -52,6 +52,13 @@ pub struct FetchLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub issuer: String,
+    /// A step name (closed set).
+    pub step: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -68,6 +75,7 @@ pub struct Metrics {
     pub replays_blocked: Family<IssuerLabels, Counter>,
     pub signing_key_age: Gauge<f64, AtomicU64>,
     pub trust_reloads: Family<OutcomeLabels, Counter>,
+    pub shadow_disagreements: Family<ShadowLabels, Counter>,
     pub audit_queue_depth: Gauge,
     pub process: crate::metrics_process::ProcessMetrics,
 }
@@ -135,6 +143,13 @@ impl Metrics {
             "Age of the keys in use per issuer (time since the last successful fetch)",
             issuer_keys_age.clone(),
         );
+        let shadow_disagreements = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_disagreements",
+            "Exchanges the candidate registry (serve --shadow-trust) decided differently, by \
+             issuer and the step where the decisions part",
+            shadow_disagreements.clone(),
+        );
         let replays_blocked = Family::<IssuerLabels, Counter>::default();
         registry.register(
             "replays_blocked",
@@ -174,6 +189,7 @@ impl Metrics {
             replays_blocked,
             signing_key_age,
             trust_reloads,
+            shadow_disagreements,
             audit_queue_depth,
             process,
         }

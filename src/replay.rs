@@ -44,6 +44,15 @@ impl ReplayCache {
             .await
     }
 
+    /// Whether `key` was already used, recording nothing (explain).
+    pub async fn was_used(&self, key: &ReplayKey) -> Result<bool, StoreError> {
+        let issuer = key.issuer.clone();
+        let token_id = hex::encode(Sha256::digest(key.id.as_bytes()));
+        self.store
+            .run(move |conn| replay::is_recorded(conn, &issuer, &token_id))
+            .await
+    }
+
     /// Deletes expired entries every `interval`, forever (abort the handle to stop).
     pub fn spawn_pruner(
         &self,

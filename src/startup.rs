@@ -2,6 +2,7 @@
 //! writer, HTTP server. `serve` and the integration tests both go through `Application`.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::AuditLog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::exchange::shadow::Shadow;
 use crate::exchange::{ExchangeSettings, Exchanger, LifetimeBounds};
 use crate::http::{self, AppState};
 use crate::issue::KeyRing;
@@ -47,52 +49,21 @@ impl Application {
         );
         crate::exchange::warn_about_demo_issuers(&trust);
         let metrics = Arc::new(Metrics::new());
-        let verifier = Verifier::new(
-            &config.outbound,
-            config.broker_identity(),
+        let Parts {
+            exchanger,
+            verifier,
+            keys,
+            audit,
+            replay,
+            revocations,
+        } = Parts::build(
+            &config,
+            &store,
             clock.clone(),
+            trust.clone(),
             metrics.clone(),
         )
-        .context("building the token verifier")?;
-        let keys = Arc::new(
-            KeyRing::open(&store, config.tokens.signing_alg, clock.clone())
-                .await
-                .context("opening the signing keys")?,
-        );
-        let published = keys.clone();
-        let verifier = verifier.with_local_keys(crate::verify::oidc::LocalKeys::new(move || {
-            published.jwks_json()
-        }));
-        let verifier = Arc::new(match &config.saml.decryption_key_file {
-            Some(path) => verifier.with_saml_decryption_key(DecryptionKey::from_pem_file(path)?),
-            None => verifier,
-        });
-        verifier.warm_up(&trust.snapshot());
-        let audit = AuditLog::start(store.clone(), metrics.clone());
-        let replay = ReplayCache::new(store.clone());
-        let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
-        revocations
-            .sync()
-            .await
-            .context("reading the revoked tokens")?;
-        let exchanger = Arc::new(Exchanger {
-            trust: trust.clone(),
-            verifier: verifier.clone(),
-            replay: replay.clone(),
-            revocations: revocations.clone(),
-            keys: keys.clone(),
-            audit: audit.clone(),
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            settings: ExchangeSettings {
-                issuer: config.server.issuer.clone(),
-                lifetimes: LifetimeBounds {
-                    default_lifetime: config.tokens.default_lifetime,
-                    max_lifetime: config.tokens.max_lifetime,
-                },
-                max_delegation_depth: config.tokens.max_delegation_depth,
-            },
-        });
+        .await?;
         let admin_token_sha256 = std::env::var("TESSERA_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
@@ -170,6 +141,122 @@ impl Application {
         self.audit.shutdown().await;
         result
     }
+}
+
+/// The exchange pipeline and the parts the server's background tasks also hold. `serve`
+/// and `tessera explain` build it the same way, so explain decides as the server would.
+pub struct Parts {
+    pub exchanger: Arc<Exchanger>,
+    pub verifier: Arc<Verifier>,
+    pub keys: Arc<KeyRing>,
+    pub audit: AuditLog,
+    pub replay: ReplayCache,
+    pub revocations: crate::revocation::Revocations,
+}
+
+impl Parts {
+    pub async fn build(
+        config: &Config,
+        store: &Store,
+        clock: SharedClock,
+        trust: Arc<TrustStore>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let keys = Arc::new(
+            KeyRing::open(store, config.tokens.signing_alg, clock.clone())
+                .await
+                .context("opening the signing keys")?,
+        );
+        let verifier = verifier(config, &keys, clock.clone(), metrics.clone())?;
+        verifier.warm_up(&trust.snapshot());
+        let audit = AuditLog::start(store.clone(), metrics.clone());
+        let replay = ReplayCache::new(store.clone());
+        let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
+        revocations
+            .sync()
+            .await
+            .context("reading the revoked tokens")?;
+        let mut exchanger = Exchanger {
+            trust,
+            verifier: verifier.clone(),
+            replay: replay.clone(),
+            revocations: revocations.clone(),
+            keys: keys.clone(),
+            audit: audit.clone(),
+            clock,
+            metrics,
+            settings: exchange_settings(config),
+            shadow: None,
+        };
+        if let Some(dir) = &config.trust.shadow_dir {
+            exchanger.shadow = Some(shadow(config, dir, &exchanger)?);
+        }
+        Ok(Self {
+            exchanger: Arc::new(exchanger),
+            verifier,
+            keys,
+            audit,
+            replay,
+            revocations,
+        })
+    }
+}
+
+/// The verifier of presented tokens: tessera's own keys for local tokens, the SAML
+/// decryption key when configured.
+fn verifier(
+    config: &Config,
+    keys: &Arc<KeyRing>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<Verifier>> {
+    let verifier = Verifier::new(&config.outbound, config.broker_identity(), clock, metrics)
+        .context("building the token verifier")?;
+    let published = keys.clone();
+    let verifier = verifier.with_local_keys(crate::verify::oidc::LocalKeys::new(move || {
+        published.jwks_json()
+    }));
+    Ok(Arc::new(match &config.saml.decryption_key_file {
+        Some(path) => verifier.with_saml_decryption_key(DecryptionKey::from_pem_file(path)?),
+        None => verifier,
+    }))
+}
+
+fn exchange_settings(config: &Config) -> ExchangeSettings {
+    ExchangeSettings {
+        issuer: config.server.issuer.clone(),
+        lifetimes: LifetimeBounds {
+            default_lifetime: config.tokens.default_lifetime,
+            max_lifetime: config.tokens.max_lifetime,
+        },
+        max_delegation_depth: config.tokens.max_delegation_depth,
+    }
+}
+
+/// The candidate registry of `--shadow-trust`: refused at start like an invalid live
+/// registry. It gets a verifier of its own (its key caches never disturb the live ones)
+/// and shares everything else with the live pipeline.
+fn shadow(config: &Config, dir: &Path, live: &Exchanger) -> anyhow::Result<Arc<Shadow>> {
+    let trust = Arc::new(
+        TrustStore::load(dir, &config.server.issuer)
+            .with_context(|| format!("shadow trust registry in {}", dir.display()))?,
+    );
+    let verifier = verifier(config, &live.keys, live.clock.clone(), live.metrics.clone())?;
+    verifier.warm_up(&trust.snapshot());
+    let exchanger = Arc::new(Exchanger {
+        trust: trust.clone(),
+        verifier,
+        replay: live.replay.clone(),
+        revocations: live.revocations.clone(),
+        keys: live.keys.clone(),
+        audit: live.audit.clone(),
+        clock: live.clock.clone(),
+        metrics: live.metrics.clone(),
+        settings: exchange_settings(config),
+        shadow: None,
+    });
+    tracing::info!(dir = %dir.display(), "shadow registry loaded: live exchanges are also decided against it");
+    Ok(Arc::new(Shadow { trust, exchanger }))
 }
 
 /// Connects to `database.url` and applies pending migrations (`serve`, `migrate`, `keys`).

@@ -2,7 +2,53 @@
 //! error code and status in one exhaustive match; `reason()` gives the stable label used
 //! in metrics and audit rows.
 
+use serde::Serialize;
+
 use crate::verify::VerifyError;
+
+/// RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707 §2 error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is missing a parameter, repeats one, or is otherwise malformed; for
+    /// token exchange also: the subject or actor token is invalid or unacceptable.
+    InvalidRequest,
+    /// Client authentication failed.
+    InvalidClient,
+    /// The provided authorization grant (the bearer grants' assertion) is invalid.
+    InvalidGrant,
+    /// The authenticated client is not authorized to use this grant type.
+    UnauthorizedClient,
+    /// The grant type is not supported by the authorization server.
+    UnsupportedGrantType,
+    /// The requested scope is invalid, unknown, or exceeds what may be granted.
+    InvalidScope,
+    /// The requested audience or resource is invalid or not allowed.
+    InvalidTarget,
+    /// The server is temporarily unable to handle the request.
+    TemporarilyUnavailable,
+    /// The server met an unexpected condition.
+    ServerError,
+    /// No such endpoint (not an OAuth code; used for the JSON 404).
+    NotFound,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+            Self::NotFound => "not_found",
+        }
+    }
+}
 
 /// Which presented token a verification error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +77,10 @@ impl TokenRole {
 pub enum ClientAuthFailure {
     /// No credentials where the client must send some.
     Unauthenticated,
-    /// Unknown client, or a secret that does not match (indistinguishable on purpose).
+    /// No client of the presented id (the caller sees the same answer as for a wrong
+    /// secret; only the log and audit tell them apart).
+    UnknownClient,
+    /// A known client whose secret does not match.
     SecretMismatch,
     /// Authenticated with a method the registry does not name for this client.
     MethodMismatch,
@@ -44,10 +93,11 @@ pub enum ClientAuthFailure {
 }
 
 impl ClientAuthFailure {
-    /// The stable label (metrics, audit `reason`).
-    pub const fn reason(self) -> &'static str {
+    /// The check's label (the audit `detail` opens with it).
+    pub const fn check(self) -> &'static str {
         match self {
             Self::Unauthenticated => "client_unauthenticated",
+            Self::UnknownClient => "client_unknown",
             Self::SecretMismatch => "client_secret_mismatch",
             Self::MethodMismatch => "client_auth_method_mismatch",
             Self::AssertionReplayed => "client_assertion_replayed",
@@ -84,8 +134,8 @@ pub enum Refused {
 }
 
 impl Refused {
-    /// The stable label (metrics, audit `reason`).
-    pub const fn reason(self) -> &'static str {
+    /// The check's label (the audit `detail` opens with it).
+    pub const fn check(self) -> &'static str {
         match self {
             Self::SubjectAudienceNotAllowed => "subject_audience_not_allowed",
             Self::MappingRefused => "mapping_refused",
@@ -158,18 +208,25 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
-    /// Stable snake_case label: `tessera_rejections_total{reason}` and the audit `reason`.
+    /// The failing step's name: `tessera_rejections_total{reason}` and the audit
+    /// `reason` (SPEC §5).
     pub fn reason(&self) -> &'static str {
+        self.step().name()
+    }
+
+    /// The finer label of the check that failed (`expired`, `unknown_kid`, ...): the audit
+    /// `detail` and the log line open with it.
+    pub fn check(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::InvalidClient(failure) => failure.reason(),
+            Self::InvalidClient(failure) => failure.check(),
             Self::ClientAssertion(_) => "client_assertion_invalid",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::Token { error, .. } => error.reason(),
-            Self::Unacceptable { refused, .. } => refused.reason(),
+            Self::Unacceptable { refused, .. } => refused.check(),
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
             Self::IssuerUnavailable { .. } => "issuer_unavailable",
@@ -196,6 +253,58 @@ impl ExchangeError {
                 cause.reason()
             ),
             None => self.to_string(),
+        }
+    }
+
+    /// The RFC error code the caller gets: decided here once, for `/token` and for
+    /// explain alike. Exhaustive on purpose: a new variant must decide its code.
+    pub fn error_code(&self) -> ErrorCode {
+        use ErrorCode as C;
+        match self {
+            Self::InvalidRequest(_) | Self::BodyTooLarge { .. } | Self::UnsupportedMediaType => {
+                C::InvalidRequest
+            }
+            Self::InvalidClient(_) | Self::ClientAssertion(_) => C::InvalidClient,
+            Self::UnauthorizedClient(_) => C::UnauthorizedClient,
+            Self::UnsupportedGrantType => C::UnsupportedGrantType,
+            // RFC 8693 §2.2.2: an unacceptable subject/actor token is invalid_request; the
+            // bearer grants (RFC 7523 §3.1) say invalid_grant.
+            Self::Token { role, .. } | Self::Unacceptable { role, .. } => match role {
+                TokenRole::Assertion => C::InvalidGrant,
+                TokenRole::Subject | TokenRole::Actor => C::InvalidRequest,
+            },
+            Self::InvalidTarget(_) => C::InvalidTarget,
+            Self::InvalidScope(_) => C::InvalidScope,
+            Self::IssuerUnavailable { .. }
+            | Self::AuditUnavailable
+            | Self::ReplayCacheUnavailable => C::TemporarilyUnavailable,
+            Self::Signing(_) | Self::Internal(_) => C::ServerError,
+        }
+    }
+
+    /// The HTTP status of the answer.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::BodyTooLarge { .. } => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::InvalidClient(_) | Self::ClientAssertion(_) => 401,
+            Self::IssuerUnavailable { .. }
+            | Self::AuditUnavailable
+            | Self::ReplayCacheUnavailable => 503,
+            Self::Signing(_) | Self::Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// The `error_description` the caller gets: the failing step and what failed; our
+    /// own faults are not described.
+    pub fn public_description(&self) -> String {
+        match self {
+            Self::AuditUnavailable | Self::ReplayCacheUnavailable => {
+                "the broker cannot record exchanges right now".into()
+            }
+            Self::Signing(_) | Self::Internal(_) => "internal error".into(),
+            _ => format!("{}: {self}", self.step()),
         }
     }
 

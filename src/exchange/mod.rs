@@ -5,10 +5,13 @@
 //! Rule: nothing leaves without its audit row committed, and a refused request changes
 //! no state but the audit trail.
 
+pub mod decision;
 pub mod error;
+pub mod explain;
 mod lifecycle;
 pub mod policy;
 pub mod request;
+pub mod shadow;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,18 +26,19 @@ use crate::metrics::{
     DurationLabels, ExchangeLabels, IssuerLabels, Metrics, Outcome, OutcomeLabels, ReasonLabels,
 };
 use crate::replay::ReplayCache;
+use crate::replay::ReplayKey;
 use crate::revocation::Revocations;
 use crate::secret::Secret;
 use crate::store::replay::Seen;
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
-use crate::trust::{
-    ClientAuthMethod, ClientEntry, Registry, TokenType, TrustError, TrustStore, LOCAL_ISSUER,
-};
+use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustError, TrustStore};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
 };
 
-pub use error::{ClientAuthFailure, ExchangeError, Fault, Refused, TokenRole};
+pub use decision::{Detail, Facts, Record, Step, StepRecord, Verdict};
+pub use error::{ClientAuthFailure, ErrorCode, ExchangeError, Fault, Refused, TokenRole};
+pub use explain::Explanation;
 pub use policy::LifetimeBounds;
 pub use request::{Form, Grant, GrantKind};
 
@@ -104,6 +108,27 @@ struct AccessTokenClaims<'a> {
     claims: &'a Map<String, Value>,
 }
 
+impl<'a> AccessTokenClaims<'a> {
+    fn of(plan: &'a policy::Plan, iss: &'a str, jti: &'a str, scope: &'a str) -> Self {
+        Self {
+            iss,
+            sub: &plan.subject,
+            aud: &plan.audience.audience,
+            exp: plan.issued_at + plan.lifetime,
+            iat: plan.issued_at,
+            jti,
+            client_id: &plan.client_id,
+            scope,
+            act: plan.act.as_ref(),
+            src_iss: plan.src_iss.as_deref(),
+            may_act: plan.may_act.as_ref(),
+            exchanged_from: &plan.exchanged_from,
+            acted_from: &plan.acted_from,
+            claims: &plan.claims,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ExchangeSettings {
     /// `server.issuer`: `iss` of issued tokens.
@@ -123,6 +148,8 @@ pub struct Exchanger {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub settings: ExchangeSettings,
+    /// The candidate registry of `serve --shadow-trust`, when one is loaded.
+    pub shadow: Option<Arc<shadow::Shadow>>,
 }
 
 /// What the audit row and the metric labels learn as the pipeline progresses.
@@ -140,6 +167,16 @@ struct Trail {
     token_sha256: Option<String>,
 }
 
+impl Trail {
+    /// The names the decision learnt, kept for the audit row even when it refused.
+    fn learn(&mut self, facts: &Facts) {
+        self.subject = facts.subject.clone();
+        self.actor = facts.actor.clone();
+        self.audience = facts.audience.clone();
+        self.scopes = facts.scopes.clone();
+    }
+}
+
 /// Compared against when the client id is unknown, so unknown clients cost the same
 /// hash-and-compare as known ones and response time does not reveal client ids.
 const UNKNOWN_CLIENT_SECRET: [u8; 32] = [0x5a; 32];
@@ -154,11 +191,33 @@ impl Exchanger {
     ) -> Result<TokenResponse, ExchangeError> {
         let started = Instant::now();
         let mut trail = Trail::default();
+        let mut record = Record::default();
         let result = match credentials {
-            Ok(credentials) => self.run(credentials, form, &mut trail).await,
+            Ok(credentials) => self.run(credentials, form, &mut trail, &mut record).await,
             Err(e) => Err(e),
         };
+        self.shadow(&trail, &result, form);
         self.finish(trail, result, started).await
+    }
+
+    /// Hands the request to the shadow registry, if one is loaded, in a task of its own:
+    /// the live answer never waits for it. Only requests whose client was authenticated
+    /// are compared: before that there is no decision to compare.
+    fn shadow(&self, trail: &Trail, result: &Result<TokenResponse, ExchangeError>, form: &Form) {
+        let (Some(shadow), Some(client_id)) = (&self.shadow, &trail.client_id) else {
+            return;
+        };
+        let failing_step = result.as_ref().err().map(ExchangeError::step);
+        if matches!(failing_step, Some(Step::Request | Step::Client)) {
+            return;
+        }
+        let live = shadow::LiveOutcome {
+            issued: result.is_ok(),
+            failing_step,
+        };
+        let (shadow, client_id, form) = (shadow.clone(), client_id.clone(), form.clone());
+        let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
+        tokio::spawn(async move { shadow.compare(&client_id, &form, live, &issuer).await });
     }
 
     /// Audits and counts a request refused before it could be parsed (body too large,
@@ -195,10 +254,14 @@ impl Exchanger {
             // Request values (an audience, a scope) appear in messages: cut where they are
             // quoted (`telemetry::echo`), and the whole escaped and bounded here, so a
             // newline or a bidi override in a parameter can never forge a line of the trail.
-            reason: result
-                .as_ref()
-                .err()
-                .map(|e| bounded_reason(&format!("{}: {}", e.reason(), e.operator_text()))),
+            reason: result.as_ref().err().map(|e| {
+                bounded_reason(&format!(
+                    "{}: {}: {}",
+                    e.reason(),
+                    e.check(),
+                    e.operator_text()
+                ))
+            }),
             jti: trail.jti.clone(),
             subject_token_sha256: trail.token_sha256.clone(),
         };
@@ -290,69 +353,110 @@ impl Exchanger {
         credentials: ClientCredentials,
         form: &Form,
         trail: &mut Trail,
+        record: &mut Record,
     ) -> Result<TokenResponse, ExchangeError> {
         let grant_type = form.single("grant_type")?;
         let registry = self.trust.snapshot();
-        let client = self
-            .authenticate_client(&registry, credentials, form)
-            .await?;
+        // The presented id, for the operator when authentication fails (escaped, bounded:
+        // it is request input); never told to the caller.
+        let presented = match &credentials {
+            ClientCredentials::Basic { client_id, .. } => Some(audited_name(client_id)),
+            ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
+        };
+        let client = match self.authenticate_client(&registry, credentials, form).await {
+            Ok(c) => c,
+            Err(e) => {
+                trail.client_id = presented;
+                return Err(e);
+            }
+        };
         trail.client_id = Some(client.client_id.clone());
+        record.pass(Step::Client, None, || {
+            Detail::new(format!("authenticated as client {}", client.client_id)).with(
+                "method",
+                serde_json::to_value(client.auth).unwrap_or_default(),
+            )
+        });
+        let grant = self.grant(grant_type, form, trail, record)?;
+        let plan = self
+            .decide(&registry, &client, grant, trail, record)
+            .await?;
+        self.mint(plan, trail, record).await
+    }
+
+    /// RFC 6749 §4.5 / RFC 8693 §2.1: the grant and its parameters.
+    fn grant(
+        &self,
+        grant_type: Option<&str>,
+        form: &Form,
+        trail: &mut Trail,
+        record: &mut Record,
+    ) -> Result<Grant, ExchangeError> {
         let grant_type = grant_type
             .ok_or_else(|| ExchangeError::InvalidRequest("missing parameter grant_type".into()))?;
         let grant = request::parse_grant(grant_type, form)?;
         trail.grant = Some(grant.kind());
-        match grant {
-            Grant::TokenExchange(req) => {
-                trail.token_type = Some(req.subject.token_type);
-                trail.token_sha256 = Some(token_fingerprint(&req.subject.token));
-                let subject = self
-                    .verify(&registry, &client, TokenRole::Subject, &req.subject, trail)
-                    .await?;
-                let actor = match &req.actor {
-                    Some(a) => Some(
-                        self.verify(&registry, &client, TokenRole::Actor, a, trail)
-                            .await?,
-                    ),
-                    None => None,
-                };
-                self.issue(
-                    &registry,
-                    &client,
-                    subject,
-                    actor,
-                    &req.target,
-                    req.requested_token_type,
-                    trail,
-                )
-                .await
-            }
-            Grant::Bearer(req) => {
-                trail.token_type = Some(req.assertion.token_type);
-                trail.token_sha256 = Some(token_fingerprint(&req.assertion.token));
-                let subject = self
-                    .verify(
-                        &registry,
-                        &client,
-                        TokenRole::Assertion,
-                        &req.assertion,
-                        trail,
-                    )
-                    .await?;
-                self.issue(
-                    &registry,
-                    &client,
-                    subject,
-                    None,
-                    &req.target,
-                    TokenType::AccessToken.urn(),
-                    trail,
-                )
-                .await
-            }
-        }
+        record.pass(Step::Grant, None, || Detail::new(grant.kind().label()));
+        Ok(grant)
     }
 
-    /// Verifies a presented token and applies its issuer's mapping.
+    /// Everything up to the decision, shared by `/token` and explain: verify what the
+    /// grant presents (the steps of each verification reported into `record`), then the
+    /// pure decision.
+    async fn decide(
+        &self,
+        registry: &Registry,
+        client: &ClientEntry,
+        grant: Grant,
+        trail: &mut Trail,
+        record: &mut Record,
+    ) -> Result<policy::Plan, ExchangeError> {
+        let (role, subject, actor, target, issued_token_type) = match grant {
+            Grant::TokenExchange(req) => (
+                TokenRole::Subject,
+                req.subject,
+                req.actor,
+                req.target,
+                req.requested_token_type,
+            ),
+            Grant::Bearer(req) => (
+                TokenRole::Assertion,
+                req.assertion,
+                None,
+                req.target,
+                TokenType::AccessToken.urn(),
+            ),
+        };
+        trail.token_type = Some(subject.token_type);
+        trail.token_sha256 = Some(token_fingerprint(&subject.token));
+        let subject = self
+            .verify(registry, client, role, &subject, trail, record)
+            .await?;
+        let actor = match &actor {
+            Some(a) => Some(
+                self.verify(registry, client, TokenRole::Actor, a, trail, record)
+                    .await?,
+            ),
+            None => None,
+        };
+        let input = policy::DecisionInput {
+            registry,
+            client,
+            subject: (role, &subject),
+            actor: actor.as_ref(),
+            target: &target,
+            issued_token_type,
+            broker_issuer: &self.settings.issuer,
+            lifetimes: &self.settings.lifetimes,
+            max_delegation_depth: self.settings.max_delegation_depth,
+            now: self.clock.now(),
+        };
+        let plan = policy::decide(&input, record);
+        trail.learn(&record.facts);
+        plan
+    }
+
+    /// Verifies a presented token and checks its lineage against the revocations.
     async fn verify(
         &self,
         registry: &Registry,
@@ -360,7 +464,8 @@ impl Exchanger {
         role: TokenRole,
         presented: &request::PresentedToken,
         trail: &mut Trail,
-    ) -> Result<Verified, ExchangeError> {
+        record: &mut Record,
+    ) -> Result<VerifiedSubject, ExchangeError> {
         let (allowed, purpose) = match role {
             TokenRole::Subject => (&client.subject_issuers, Purpose::Exchange),
             TokenRole::Actor => (&client.actor_issuers, Purpose::Exchange),
@@ -374,8 +479,7 @@ impl Exchanger {
             token_type: presented.token_type,
             text: &presented.token,
         };
-        let verified = self.verifier.verify(registry, token, &expect).await;
-        let token = match verified {
+        let token = match self.verifier.verify(registry, token, &expect).await {
             Ok(t) => t,
             Err(Refusal { issuer, error }) => {
                 // Once the issuer is resolved, refusals carry its id (metrics, audit).
@@ -393,22 +497,11 @@ impl Exchanger {
         };
         if role != TokenRole::Actor {
             trail.issuer = Some(token.issuer.id.clone());
-            policy::check_subject_audience(role, client, &token.audiences)?;
         }
-        let mapped = token.issuer.mapping.apply(&token.assertion).map_err(|e| {
-            ExchangeError::Unacceptable {
-                role,
-                refused: Refused::MappingRefused,
-                message: e.to_string(),
-            }
-        })?;
-        if role == TokenRole::Actor {
-            trail.actor = Some(mapped.subject.clone());
-        } else {
-            trail.subject = Some(mapped.subject.clone());
+        if record.is_detailed() {
+            explain::verified_steps(record, role, &token);
         }
-        // A local token's lineage (parsed once, in verify): checked here and carried into
-        // what is issued.
+        // A local token's lineage (parsed once, in verify) against the revocations.
         if self
             .revocations
             .any_revoked(token.lineage().iter().map(String::as_str))
@@ -419,20 +512,22 @@ impl Exchanger {
                 message: "has been revoked (or a token it was exchanged from has)".into(),
             });
         }
-        Ok(Verified {
-            role,
-            token,
-            mapped,
-        })
+        record.pass(Step::Revocation, Some(role), || {
+            Detail::new(format!(
+                "none of {} lineage id(s) is revoked",
+                token.lineage().len()
+            ))
+        });
+        Ok(token)
     }
 
     /// SPEC §4.1 replay: a single-use token is accepted once, across replicas. Runs after
     /// every other check so that a refusal for another reason does not use it up.
-    async fn consume_single_use(&self, tokens: &[&Verified]) -> Result<(), ExchangeError> {
-        for v in tokens {
-            let Some(key) = &v.token.replay else {
-                continue;
-            };
+    async fn consume_single_use(
+        &self,
+        keys: &[(TokenRole, ReplayKey)],
+    ) -> Result<(), ExchangeError> {
+        for (role, key) in keys {
             match self.replay.consume(key).await {
                 Ok(Seen::First) => {}
                 Ok(Seen::Before) => {
@@ -442,11 +537,7 @@ impl Exchanger {
                             issuer: key.issuer.clone(),
                         })
                         .inc();
-                    return Err(ExchangeError::Unacceptable {
-                        role: v.role,
-                        refused: Refused::Replayed,
-                        message: "was already used (single-use: OneTimeUse or one_time_use)".into(),
-                    });
+                    return Err(replayed(*role));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "replay cache unavailable");
@@ -457,120 +548,48 @@ impl Exchanger {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn issue(
+    /// The side effects a decision drives, in one place: consume single-use ids, sign.
+    /// (The audit row and the metrics follow in `finish`.)
+    async fn mint(
         &self,
-        registry: &Registry,
-        client: &ClientEntry,
-        subject: Verified,
-        actor: Option<Verified>,
-        target: &request::Target,
-        issued_token_type: &'static str,
+        plan: policy::Plan,
         trail: &mut Trail,
+        record: &mut Record,
     ) -> Result<TokenResponse, ExchangeError> {
-        let now = self.clock.now();
-        let audience = policy::resolve_audience(registry, client, target)?;
-        trail.audience = Some(audience.audience.clone());
-        // SPEC §2.1: a local subject token's scopes are only ever narrowed.
-        let subject_scopes = (subject.token.issuer.id == LOCAL_ISSUER)
-            .then(|| subject.token.scopes.clone().unwrap_or_default());
-        let scopes = policy::grant_scopes(
-            target.scopes.as_deref(),
-            client,
-            &audience,
-            subject_scopes.as_deref(),
-        )?;
-        let scope = scopes.join(" ");
-        trail.scopes = Some(scope.clone());
-
-        let mut expiries = vec![(subject.role, subject.token.expires_at)];
-        if let Some(a) = &actor {
-            expiries.push((a.role, a.token.expires_at));
-        }
-        let lifetime =
-            policy::lifetime(now, &self.settings.lifetimes, &audience, client, &expiries)?;
-
-        if let Some(a) = actor.as_ref().filter(|a| a.token.issuer.id == LOCAL_ISSUER) {
-            policy::check_local_actor(registry, &a.mapped.subject)?;
-        }
-        // Every name with the issuer whose namespace it is in (security review F-1, I-3):
-        // a local token's principal keeps the IdP that authenticated it.
-        let subject_iss = upstream_issuer(&subject.token);
-        let actor_id = actor.as_ref().map(|a| policy::Actor {
-            sub: a.mapped.subject.clone(),
-            // SPEC §2.1: iss omitted only when the actor is tessera's own (a local token
-            // minted before tokens recorded src_iss).
-            iss: upstream_issuer(&a.token).map(str::to_owned),
-        });
-        // The effective actor: the actor token's subject, else the calling client, whose
-        // id is a name in tessera's namespace.
-        let (acting_sub, acting_iss) = match &actor_id {
-            Some(a) => (
-                a.sub.as_str(),
-                a.iss.as_deref().unwrap_or(&self.settings.issuer),
-            ),
-            None => (client.client_id.as_str(), self.settings.issuer.as_str()),
-        };
-        // RFC 8693 §4.4: an iss-less may_act names a principal of the subject token's
-        // issuer, not anyone of that name from any trusted issuer or client.
-        let may_act =
-            policy::attributed_may_act(subject.role, subject.token.may_act.as_ref(), subject_iss)?;
-        policy::check_may_act(subject.role, may_act.as_ref(), acting_sub, acting_iss)?;
-        let subject_act = match &subject.token.act {
-            Some(a) if subject.token.issuer.id == LOCAL_ISSUER => Some(a.clone()),
-            Some(a) => Some(policy::foreign_act(
-                subject.role,
-                a,
-                &subject.token.issuer.issuer,
-                &self.settings.issuer,
-            )?),
-            None => None,
-        };
-        let act = policy::act_claim(
-            client.on_behalf_of,
-            &client.client_id,
-            actor_id.as_ref(),
-            subject_act.as_ref(),
-        );
-        policy::check_delegation_depth(act.as_ref(), self.settings.max_delegation_depth)?;
-        // The audit row names the outermost actor, whoever recorded it.
-        trail.actor = act.as_ref().map(|a| a.sub.clone());
-        let exchanged_from = subject.token.lineage();
-        let acted_from = actor.as_ref().map_or(&[][..], |a| a.token.lineage());
-        policy::check_lineage(subject.role, exchanged_from)?;
-        policy::check_lineage(TokenRole::Actor, acted_from)?;
-        let single_use: Vec<&Verified> = std::iter::once(&subject).chain(actor.as_ref()).collect();
-        self.consume_single_use(&single_use).await?;
-
-        let claims = policy::audience_claims(&subject.mapped.claims, &audience);
+        self.consume_single_use(&plan.single_use).await?;
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
         let jti = uuid::Uuid::now_v7().simple().to_string();
-        let body = AccessTokenClaims {
-            iss: &self.settings.issuer,
-            sub: &subject.mapped.subject,
-            aud: &audience.audience,
-            exp: now + lifetime,
-            iat: now,
-            jti: &jti,
-            client_id: &client.client_id,
-            scope: &scope,
-            act: act.as_ref(),
-            src_iss: subject_iss,
-            may_act: may_act.as_ref(),
-            exchanged_from,
-            acted_from,
-            claims: &claims,
-        };
-        let signed = self.keys.sign(&body).map_err(ExchangeError::Signing)?;
+        let scope = plan.scope();
+        let signed = self
+            .keys
+            .sign(&AccessTokenClaims::of(
+                &plan,
+                &self.settings.issuer,
+                &jti,
+                &scope,
+            ))
+            .map_err(ExchangeError::Signing)?;
+        record.pass(Step::Issue, None, || {
+            Detail::new(format!("signed, jti {jti}"))
+        });
         trail.jti = Some(jti);
         Ok(TokenResponse {
             access_token: signed.token,
-            issued_token_type,
+            issued_token_type: plan.issued_token_type,
             token_type: "Bearer",
-            expires_in: lifetime,
+            expires_in: plan.lifetime,
             scope,
         })
+    }
+}
+
+/// A single-use token presented again.
+fn replayed(role: TokenRole) -> ExchangeError {
+    ExchangeError::Unacceptable {
+        role,
+        refused: Refused::Replayed,
+        message: "was already used (single-use: OneTimeUse or one_time_use)".into(),
     }
 }
 
@@ -625,7 +644,7 @@ impl Exchanger {
                 ))?,
         };
         let client = registry.client(&named).ok_or(ExchangeError::InvalidClient(
-            ClientAuthFailure::SecretMismatch,
+            ClientAuthFailure::UnknownClient,
         ))?;
         let (ClientAuthMethod::PrivateKeyJwt, Some(keys)) = (client.auth, &client.jwks) else {
             return Err(ExchangeError::InvalidClient(
@@ -665,22 +684,6 @@ fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
             Fault::Issuer | Fault::Broker => AuditOutcome::Error,
         },
     }
-}
-
-/// The issuer in whose namespace a verified token's subject is named: a foreign token's
-/// own issuer; for a local token the `src_iss` it recorded (`None` for one minted before
-/// tokens recorded it, whose names were tessera's).
-fn upstream_issuer(token: &VerifiedSubject) -> Option<&str> {
-    match &token.local {
-        Some(local) => local.src_iss.as_deref(),
-        None => Some(&token.issuer.issuer),
-    }
-}
-
-struct Verified {
-    role: TokenRole,
-    token: VerifiedSubject,
-    mapped: crate::trust::Mapped,
 }
 
 /// RFC 6749 §2.3: exactly one authentication method, the one registered for the client,
@@ -738,8 +741,11 @@ fn authenticate(
         Some(_) if matches => Err(ExchangeError::InvalidClient(
             ClientAuthFailure::MethodMismatch,
         )),
-        _ => Err(ExchangeError::InvalidClient(
+        Some(_) => Err(ExchangeError::InvalidClient(
             ClientAuthFailure::SecretMismatch,
+        )),
+        None => Err(ExchangeError::InvalidClient(
+            ClientAuthFailure::UnknownClient,
         )),
     }
 }
@@ -760,6 +766,20 @@ impl Exchanger {
     /// issuers' caches warmed, or refused with the previous registry still serving.
     /// Returns the number of entries.
     pub fn reload_trust(&self) -> Result<usize, TrustError> {
+        if let Some(shadow) = &self.shadow {
+            // An invalid candidate is refused like an invalid live registry; the old
+            // candidate keeps being used, and the live reload goes on regardless.
+            match shadow.trust.reload() {
+                Ok(candidate) => {
+                    shadow.exchanger.verifier.warm_up(&candidate);
+                    tracing::info!("shadow registry reloaded");
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "shadow registry reload refused; the previous candidate keeps being used"
+                ),
+            }
+        }
         match self.trust.reload() {
             Ok(registry) => {
                 self.metrics

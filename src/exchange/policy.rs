@@ -13,8 +13,12 @@ use crate::trust::mapping::RESERVED_CLAIMS;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
 
+use super::decision::{Detail, Record, Step};
 use super::error::{ExchangeError, Refused, TokenRole};
 use super::request::Target;
+use crate::replay::ReplayKey;
+use crate::trust::{Mapped, LOCAL_ISSUER};
+use crate::verify::VerifiedSubject;
 
 /// RFC 8693 §2.1 / RFC 8707: every `audience` and `resource` must name an audience the
 /// client may use; together they must name exactly one (one audience per token keeps
@@ -321,6 +325,323 @@ pub fn audience_claims(
         .filter(|(k, _)| audience.claims.contains(k) && !RESERVED_CLAIMS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Everything the decision reads, typed. Nothing here does I/O or reads a clock: the same
+/// input always gives the same decision (SPEC §5).
+pub struct DecisionInput<'a> {
+    pub registry: &'a Registry,
+    pub client: &'a ClientEntry,
+    /// The verified subject token (or bearer assertion) and its role.
+    pub subject: (TokenRole, &'a VerifiedSubject),
+    pub actor: Option<&'a VerifiedSubject>,
+    pub target: &'a Target,
+    /// Echoed as `issued_token_type`.
+    pub issued_token_type: &'static str,
+    /// `server.issuer`.
+    pub broker_issuer: &'a str,
+    pub lifetimes: &'a LifetimeBounds,
+    pub max_delegation_depth: usize,
+    pub now: UnixTime,
+}
+
+/// The token a decision allows: every claim but the `jti`, which minting draws, and the
+/// single-use ids minting must consume first.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub client_id: String,
+    pub subject: String,
+    pub audience: Arc<AudienceEntry>,
+    pub scopes: Vec<String>,
+    pub issued_at: UnixTime,
+    pub lifetime: i64,
+    pub act: Option<Act>,
+    pub src_iss: Option<String>,
+    pub may_act: Option<MayAct>,
+    pub exchanged_from: Vec<String>,
+    pub acted_from: Vec<String>,
+    pub claims: Map<String, Value>,
+    pub issued_token_type: &'static str,
+    pub single_use: Vec<(TokenRole, ReplayKey)>,
+}
+
+impl Plan {
+    pub fn scope(&self) -> String {
+        self.scopes.join(" ")
+    }
+}
+
+/// The decision (SPEC §2.1, §5): each rule in order, each reporting into `record`, the
+/// first refusal ending it. Pure: `/token`, explain, `trust test` and the shadow registry
+/// all come here.
+pub fn decide(input: &DecisionInput<'_>, record: &mut Record) -> Result<Plan, ExchangeError> {
+    let (role, subject) = input.subject;
+    check_subject_audience(role, input.client, &subject.audiences)?;
+    record.pass(Step::SubjectAudience, Some(role), || {
+        subject_audience_detail(input.client, subject)
+    });
+    let mapped = map(role, subject, record)?;
+    record.facts.subject = Some(mapped.subject.clone());
+    let actor = match input.actor {
+        Some(a) => {
+            let m = map(TokenRole::Actor, a, record)?;
+            record.facts.actor = Some(m.subject.clone());
+            Some((a, m))
+        }
+        None => None,
+    };
+    let audience = resolve_audience(input.registry, input.client, input.target)?;
+    record.facts.audience = Some(audience.audience.clone());
+    record.pass(Step::Target, None, || {
+        target_detail(input.target, &audience)
+    });
+    let subject_scopes =
+        (subject.issuer.id == LOCAL_ISSUER).then(|| subject.scopes.clone().unwrap_or_default());
+    let scopes = grant_scopes(
+        input.target.scopes.as_deref(),
+        input.client,
+        &audience,
+        subject_scopes.as_deref(),
+    )?;
+    record.facts.scopes = Some(scopes.join(" "));
+    record.pass(Step::Scope, None, || {
+        scope_detail(input, &audience, subject_scopes.as_deref(), &scopes)
+    });
+    let mut expiries = vec![(role, subject.expires_at)];
+    expiries.extend(input.actor.map(|a| (TokenRole::Actor, a.expires_at)));
+    let lifetime = lifetime(
+        input.now,
+        input.lifetimes,
+        &audience,
+        input.client,
+        &expiries,
+    )?;
+    record.pass(Step::Lifetime, None, || {
+        lifetime_detail(input, &audience, &expiries, lifetime)
+    });
+    let (act, may_act) = decide_act(input, actor.as_ref(), record)?;
+    let exchanged_from = subject.lineage();
+    let acted_from = input.actor.map_or(&[][..], |a| a.lineage());
+    check_lineage(role, exchanged_from)?;
+    check_lineage(TokenRole::Actor, acted_from)?;
+    record.pass(Step::Lineage, None, || {
+        Detail::new(format!(
+            "descends from {} tessera token(s) (at most {MAX_LINEAGE})",
+            exchanged_from.len() + acted_from.len()
+        ))
+        .with("exchanged_from", exchanged_from)
+        .with("acted_from", acted_from)
+    });
+    let single_use = std::iter::once((role, subject))
+        .chain(input.actor.map(|a| (TokenRole::Actor, a)))
+        .filter_map(|(r, t)| t.replay.clone().map(|k| (r, k)))
+        .collect();
+    Ok(Plan {
+        client_id: input.client.client_id.clone(),
+        subject: mapped.subject,
+        claims: audience_claims(&mapped.claims, &audience),
+        audience,
+        scopes,
+        issued_at: input.now,
+        lifetime,
+        act,
+        src_iss: upstream_issuer(subject).map(str::to_owned),
+        may_act,
+        exchanged_from: exchanged_from.to_vec(),
+        acted_from: acted_from.to_vec(),
+        issued_token_type: input.issued_token_type,
+        single_use,
+    })
+}
+
+/// The issuer's mapping (SPEC §2.1) applied to a verified token.
+fn map(
+    role: TokenRole,
+    token: &VerifiedSubject,
+    record: &mut Record,
+) -> Result<Mapped, ExchangeError> {
+    let mapped =
+        token
+            .issuer
+            .mapping
+            .apply(&token.assertion)
+            .map_err(|e| ExchangeError::Unacceptable {
+                role,
+                refused: Refused::MappingRefused,
+                message: e.to_string(),
+            })?;
+    record.pass(Step::Mapping, Some(role), || {
+        Detail::new(format!(
+            "registry entry {}: subject `{}`{}",
+            token.issuer.id,
+            mapped.subject,
+            if token.issuer.mapping.has_condition() {
+                ", condition true"
+            } else {
+                ""
+            }
+        ))
+        .with("subject", mapped.subject.as_str())
+        .with("claims", Value::Object(mapped.claims.clone()))
+        .with("assertion", Value::Object(token.assertion.clone()))
+    });
+    Ok(mapped)
+}
+
+/// Who acts for whom (RFC 8693 §4.1, §4.4): the local actor rule, `may_act`, the `act`
+/// chain and its depth.
+fn decide_act(
+    input: &DecisionInput<'_>,
+    actor: Option<&(&VerifiedSubject, Mapped)>,
+    record: &mut Record,
+) -> Result<(Option<Act>, Option<MayAct>), ExchangeError> {
+    let (role, subject) = input.subject;
+    if let Some((a, m)) = actor.filter(|(a, _)| a.issuer.id == LOCAL_ISSUER) {
+        check_local_actor(input.registry, &m.subject)?;
+        record.pass(Step::Actor, Some(TokenRole::Actor), || {
+            Detail::new(format!(
+                "local actor `{}` ({}) is not a registered client's id",
+                m.subject,
+                upstream_issuer(a).unwrap_or("tessera")
+            ))
+        });
+    }
+    // Every name with the issuer whose namespace it is in (security review F-1, I-3): a
+    // local token's principal keeps the IdP that authenticated it.
+    let subject_iss = upstream_issuer(subject);
+    let actor_id = actor.map(|(a, m)| Actor {
+        sub: m.subject.clone(),
+        // SPEC §2.1: iss omitted only when the actor is tessera's own (a local token
+        // minted before tokens recorded src_iss).
+        iss: upstream_issuer(a).map(str::to_owned),
+    });
+    // The effective actor: the actor token's subject, else the calling client, whose id
+    // is a name in tessera's namespace.
+    let (acting_sub, acting_iss) = match &actor_id {
+        Some(a) => (
+            a.sub.as_str(),
+            a.iss.as_deref().unwrap_or(input.broker_issuer),
+        ),
+        None => (input.client.client_id.as_str(), input.broker_issuer),
+    };
+    let may_act = attributed_may_act(role, subject.may_act.as_ref(), subject_iss)?;
+    check_may_act(role, may_act.as_ref(), acting_sub, acting_iss)?;
+    record.pass(Step::MayAct, Some(role), || match &may_act {
+        Some(m) => Detail::new(format!("may_act admits `{acting_sub}` of {acting_iss}"))
+            .with("may_act", serde_json::to_value(m).unwrap_or(Value::Null)),
+        None => Detail::new("the subject token names no may_act"),
+    });
+    let subject_act = match &subject.act {
+        Some(a) if subject.issuer.id == LOCAL_ISSUER => Some(a.clone()),
+        Some(a) => Some(foreign_act(
+            role,
+            a,
+            &subject.issuer.issuer,
+            input.broker_issuer,
+        )?),
+        None => None,
+    };
+    let act = act_claim(
+        input.client.on_behalf_of,
+        &input.client.client_id,
+        actor_id.as_ref(),
+        subject_act.as_ref(),
+    );
+    check_delegation_depth(act.as_ref(), input.max_delegation_depth)?;
+    // The audit row names the outermost actor, whoever recorded it.
+    record.facts.actor = act.as_ref().map(|a| a.sub.clone());
+    record.pass(Step::Act, None, || match &act {
+        Some(a) => Detail::new(format!(
+            "act `{}` ({} actor(s), at most {})",
+            a.sub,
+            a.depth(),
+            input.max_delegation_depth
+        ))
+        .with("act", serde_json::to_value(a).unwrap_or(Value::Null)),
+        None => Detail::new("no one acts for the subject (impersonation)"),
+    });
+    Ok((act, may_act))
+}
+
+/// The issuer in whose namespace a verified token's subject is named: a foreign token's
+/// own issuer; for a local token the `src_iss` it recorded (`None` for one minted before
+/// tokens recorded it, whose names were tessera's).
+pub fn upstream_issuer(token: &VerifiedSubject) -> Option<&str> {
+    match &token.local {
+        Some(local) => local.src_iss.as_deref(),
+        None => Some(&token.issuer.issuer),
+    }
+}
+
+fn subject_audience_detail(client: &ClientEntry, subject: &VerifiedSubject) -> Detail {
+    let d = Detail::new(match &client.subject_audiences {
+        Some(_) => "the token is addressed to an audience this client may exchange",
+        None => "the client has no subject_audiences restriction",
+    })
+    .with("token_aud", subject.audiences.clone());
+    match &client.subject_audiences {
+        Some(w) => d.with("subject_audiences", w.clone()),
+        None => d,
+    }
+}
+
+fn target_detail(target: &Target, audience: &AudienceEntry) -> Detail {
+    Detail::new(format!(
+        "audience entry {} (aud `{}`)",
+        audience.id, audience.audience
+    ))
+    .with("requested_audience", target.audiences.clone())
+    .with("requested_resource", target.resources.clone())
+    .with("aud", audience.audience.as_str())
+}
+
+fn scope_detail(
+    input: &DecisionInput<'_>,
+    audience: &AudienceEntry,
+    subject_scopes: Option<&[String]>,
+    granted: &[String],
+) -> Detail {
+    let d = Detail::new(format!("granted `{}`", granted.join(" ")))
+        .with(
+            "requested",
+            input.target.scopes.clone().map_or(Value::Null, Value::from),
+        )
+        .with("client", input.client.scopes.clone())
+        .with("audience", audience.scopes.clone());
+    match subject_scopes {
+        Some(s) => d.with("subject_token", s.to_vec()),
+        None => d,
+    }
+}
+
+fn lifetime_detail(
+    input: &DecisionInput<'_>,
+    audience: &AudienceEntry,
+    expiries: &[(TokenRole, UnixTime)],
+    lifetime: i64,
+) -> Detail {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let mut d = Detail::new(format!("{lifetime} s"))
+        .with(
+            "audience_lifetime",
+            audience.lifetime.map_or(Value::Null, |l| secs(l).into()),
+        )
+        .with("default_lifetime", secs(input.lifetimes.default_lifetime))
+        .with("max_lifetime", secs(input.lifetimes.max_lifetime))
+        .with(
+            "client_max_lifetime",
+            input
+                .client
+                .max_lifetime
+                .map_or(Value::Null, |l| secs(l).into()),
+        );
+    for (role, exp) in expiries {
+        d = d.with(
+            &format!("{}_remaining", role.name().replace(' ', "_")),
+            exp.saturating_sub(input.now),
+        );
+    }
+    d.with("exp", input.now + lifetime)
 }
 
 #[cfg(test)]

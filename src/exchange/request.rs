@@ -29,7 +29,7 @@ impl GrantKind {
 }
 
 /// A decoded `application/x-www-form-urlencoded` body.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Form {
     pairs: Vec<(String, String)>,
 }
@@ -65,6 +65,11 @@ impl std::fmt::Debug for Form {
 const MAX_PARAMS: usize = 64;
 
 impl Form {
+    /// A form built by a command (explain, `trust test`) rather than read from a body.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self { pairs }
+    }
+
     pub fn parse(body: &[u8]) -> Result<Self, ExchangeError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|_| ExchangeError::InvalidRequest("body is not a valid form".into()))?;

@@ -63,6 +63,31 @@ pub async fn reload(
     }
 }
 
+/// `POST /admin/explain` (SPEC §3): the decision record of a `/token` request, as JSON,
+/// from the running broker's registry and caches. The body is the `/token` form plus
+/// `client_id` (the client to decide for; its credentials are not needed and not
+/// checked). Signs, stores and audits nothing; a single-use token is looked up, never
+/// used up.
+pub async fn explain(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    let form = super::token::read_form(&req, payload)
+        .await
+        .map_err(super::token::FormError::into_oauth)?;
+    let client_id = form
+        .single("client_id")
+        .map_err(OAuthError::from)?
+        .ok_or_else(|| {
+            OAuthError::invalid_request("missing parameter client_id (the client to explain for)")
+        })?
+        .to_owned();
+    let explanation = state.exchanger.explain(&client_id, &form).await;
+    Ok(super::token::no_store(HttpResponse::Ok()).json(explanation))
+}
+
 #[cfg(test)]
 mod tests {
     use super::bearer_token;

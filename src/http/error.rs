@@ -8,34 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::exchange::{ExchangeError, TokenRole};
+use crate::exchange::ExchangeError;
 
-/// RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707 §2 error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The request is missing a parameter, repeats one, or is otherwise malformed; for
-    /// token exchange also: the subject or actor token is invalid or unacceptable.
-    InvalidRequest,
-    /// Client authentication failed.
-    InvalidClient,
-    /// The provided authorization grant (the bearer grants' assertion) is invalid.
-    InvalidGrant,
-    /// The authenticated client is not authorized to use this grant type.
-    UnauthorizedClient,
-    /// The grant type is not supported by the authorization server.
-    UnsupportedGrantType,
-    /// The requested scope is invalid, unknown, or exceeds what may be granted.
-    InvalidScope,
-    /// The requested audience or resource is invalid or not allowed.
-    InvalidTarget,
-    /// The server is temporarily unable to handle the request.
-    TemporarilyUnavailable,
-    /// The server met an unexpected condition.
-    ServerError,
-    /// No such endpoint (not an OAuth code; used for the JSON 404).
-    NotFound,
-}
+pub use crate::exchange::ErrorCode;
 
 #[derive(Debug, Serialize)]
 pub struct OAuthError {
@@ -158,68 +133,32 @@ impl ResponseError for OAuthError {
 }
 
 impl From<ExchangeError> for OAuthError {
+    /// The code and status are the exchange's own decision ([`ExchangeError::error_code`],
+    /// [`ExchangeError::http_status`]); here only what HTTP adds: the challenge, the
+    /// retry hint, and descriptions that withhold our own faults.
     fn from(e: ExchangeError) -> Self {
-        use ErrorCode as C;
-        let bad = StatusCode::BAD_REQUEST;
-        let description: Cow<'static, str> = e.to_string().into();
-        // Exhaustive on purpose: a new variant must decide its code here.
+        let code = e.error_code();
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let description: Cow<'static, str> = e.public_description().into();
+        let base = Self::new(code, status, description);
         match e {
-            ExchangeError::InvalidRequest(_) => Self::new(C::InvalidRequest, bad, description),
-            ExchangeError::BodyTooLarge { .. } => Self::new(
-                C::InvalidRequest,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                description,
-            ),
-            ExchangeError::UnsupportedMediaType => Self::new(
-                C::InvalidRequest,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                description,
-            ),
             // Challenged even when no or non-Basic credentials came: RFC 9110 §15.5.2
             // wants a challenge on every 401, and Basic is the scheme that works here.
             ExchangeError::InvalidClient(_) | ExchangeError::ClientAssertion(_) => Self {
                 challenge: Some(BASIC_CHALLENGE),
-                ..Self::new(C::InvalidClient, StatusCode::UNAUTHORIZED, description)
+                ..base
             },
-            ExchangeError::UnauthorizedClient(_) => {
-                Self::new(C::UnauthorizedClient, bad, description)
-            }
-            ExchangeError::UnsupportedGrantType => {
-                Self::new(C::UnsupportedGrantType, bad, description)
-            }
-            // RFC 8693 §2.2.2: an unacceptable subject/actor token is invalid_request; the
-            // bearer grants (RFC 7523 §3.1) say invalid_grant.
-            ExchangeError::Token { role, .. } | ExchangeError::Unacceptable { role, .. } => {
-                let code = match role {
-                    TokenRole::Assertion => C::InvalidGrant,
-                    TokenRole::Subject | TokenRole::Actor => C::InvalidRequest,
-                };
-                Self::new(code, bad, description)
-            }
-            ExchangeError::InvalidTarget(_) => Self::new(C::InvalidTarget, bad, description),
-            ExchangeError::InvalidScope(_) => Self::new(C::InvalidScope, bad, description),
-            // The foreign issuer is down, not the caller wrong: say so and when to retry.
+            // The foreign issuer is down, not the caller wrong: say when to retry.
             ExchangeError::IssuerUnavailable { .. } => Self {
                 retry_after: Some(5),
-                ..Self::new(
-                    C::TemporarilyUnavailable,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    description,
-                )
+                ..base
             },
             ExchangeError::AuditUnavailable | ExchangeError::ReplayCacheUnavailable => Self {
                 retry_after: Some(1),
-                ..Self::new(
-                    C::TemporarilyUnavailable,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the broker cannot record exchanges right now",
-                )
+                ..base
             },
-            ExchangeError::Signing(_) | ExchangeError::Internal(_) => Self::new(
-                C::ServerError,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            ),
+            _ => base,
         }
     }
 }

@@ -55,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/healthz", ALLOW_GET).route(get().to(health::healthz)))
         .service(endpoint("/readyz", ALLOW_GET).route(get().to(health::readyz)))
         .service(endpoint("/admin/reload", ALLOW_POST).route(web::post().to(admin::reload)))
+        .service(endpoint("/admin/explain", ALLOW_POST).route(web::post().to(admin::explain)))
         .default_service(web::to(not_found));
 }
 

@@ -60,20 +60,22 @@ pub async fn revoke(
     Ok(no_store(HttpResponse::Ok()).finish())
 }
 
-fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+pub(super) fn no_store(
+    mut builder: actix_web::HttpResponseBuilder,
+) -> actix_web::HttpResponseBuilder {
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"));
     builder
 }
 
-enum FormError {
+pub(super) enum FormError {
     Refused(ExchangeError),
     Unreadable,
 }
 
 impl FormError {
-    fn into_oauth(self) -> OAuthError {
+    pub(super) fn into_oauth(self) -> OAuthError {
         match self {
             Self::Refused(e) => e.into(),
             Self::Unreadable => unreadable(),
@@ -87,7 +89,10 @@ fn unreadable() -> OAuthError {
 
 /// The form body, within [`MAX_BODY_BYTES`], of an `application/x-www-form-urlencoded`
 /// request.
-async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Form, FormError> {
+pub(super) async fn read_form(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<Form, FormError> {
     if !is_form(req) {
         return Err(FormError::Refused(ExchangeError::UnsupportedMediaType));
     }

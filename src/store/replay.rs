@@ -41,6 +41,15 @@ pub fn record(
     }
 }
 
+/// Whether (issuer, token id) is recorded, without recording it (explain, which must
+/// never use up a single-use token).
+pub fn is_recorded(conn: &mut DbConn, issuer: &str, token_id: &str) -> Result<bool, StoreError> {
+    let query = replay_cache::table
+        .filter(replay_cache::issuer.eq(issuer))
+        .filter(replay_cache::token_id.eq(token_id));
+    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn)?)
+}
+
 /// Drops entries whose token has expired (a re-presented expired token is refused as
 /// expired anyway). Returns how many went.
 pub fn prune(conn: &mut DbConn, now: UnixTime) -> Result<usize, StoreError> {

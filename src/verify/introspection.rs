@@ -263,7 +263,11 @@ impl IntrospectionVerifier {
                 now: self.clock.now(),
             },
         )?;
-        jwt::into_subject(entry.clone(), token_type, claims, times)
+        let mut subject = jwt::into_subject(entry.clone(), token_type, claims, times)?;
+        subject.evidence.key = entry
+            .introspection()
+            .map(|i| format!("active at the introspection endpoint {}", i.endpoint));
+        Ok(subject)
     }
 }
 

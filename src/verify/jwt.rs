@@ -329,6 +329,7 @@ pub fn into_subject(
         scopes,
         replay,
         local: None,
+        evidence: super::Evidence::default(),
     })
 }
 

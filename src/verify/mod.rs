@@ -111,6 +111,19 @@ pub struct VerifiedSubject {
     pub replay: Option<ReplayKey>,
     /// For tessera's own tokens: what tessera wrote into them, read back as types.
     pub local: Option<LocalToken>,
+    /// How it was verified, for the decision record (explain).
+    pub evidence: Evidence,
+}
+
+/// How a token was verified: what explain shows of the signature step. Labels only
+/// (an algorithm, a `kid`, a certificate fingerprint, an endpoint), never key material.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub typ: Option<String>,
+    pub alg: Option<String>,
+    /// The key that verified the signature (`kid …`, `certificate sha256:…`), or the
+    /// introspection endpoint that vouched for an opaque token.
+    pub key: Option<String>,
 }
 
 /// The members of a local token that tessera itself wrote and reads back (SPEC §5): parsed

@@ -343,7 +343,17 @@ impl JwtVerifier {
                 now: inner.clock.now(),
             },
         )?;
+        let evidence = super::Evidence {
+            typ: jwt.header.typ.clone(),
+            alg: Some(error::sanitize_label(&jwt.header.alg)),
+            key: Some(match (&jwt.header.kid, &jwt.header.x5t) {
+                (Some(kid), _) => format!("kid `{}`", error::sanitize_label(kid)),
+                (None, Some(x5t)) => format!("x5t `{}`", error::sanitize_label(x5t)),
+                (None, None) => "the one key of a fitting type (no kid)".to_owned(),
+            }),
+        };
         let mut subject = jwt::into_subject(entry.clone(), token_type, jwt.claims, times)?;
+        subject.evidence = evidence;
         if matches!(oidc.keys, KeySource::Local) {
             subject.local = Some(super::LocalToken::from_claims(&subject.assertion)?);
         }

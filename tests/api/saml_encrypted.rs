@@ -235,7 +235,7 @@ async fn encrypted_assertion_refusals_issue_nothing_and_are_audited() {
             // One message to the caller, whatever failed inside the ciphertext.
             assert_eq!(
                 description,
-                "subject token: EncryptedAssertion: it does not decrypt with \
+                "decryption: subject token: EncryptedAssertion: it does not decrypt with \
                  saml.decryption_key_file to a well-formed assertion signed by the issuer",
                 "{name}"
             );

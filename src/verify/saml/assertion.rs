@@ -358,6 +358,7 @@ pub fn into_subject(
         scopes: None,
         replay,
         local: None,
+        evidence: crate::verify::Evidence::default(),
         issuer: entry,
     }
 }

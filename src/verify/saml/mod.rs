@@ -154,7 +154,22 @@ impl SamlVerifier {
             now: self.clock.now(),
         };
         let expires_at = assertion::check(&view, &rules)?;
-        Ok(assertion::into_subject(entry.clone(), &view, expires_at))
+        let mut subject = assertion::into_subject(entry.clone(), &view, expires_at);
+        subject.evidence = super::Evidence {
+            typ: None,
+            alg: shape.signatures.first().map(|s| s.method.clone()),
+            key: Some(if shape.encrypted {
+                "the decrypted assertion's signature verified with the issuer's signing \
+                 certificate(s)"
+                    .to_owned()
+            } else {
+                format!(
+                    "{} signature(s) verified with the issuer's signing certificate(s)",
+                    shape.signatures.len()
+                )
+            }),
+        };
+        Ok(subject)
     }
 
     /// Verifies every signature of `xml` with the entry's certificates only (never
