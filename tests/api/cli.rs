@@ -272,6 +272,90 @@ fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
     );
 }
 
+/// `tessera explain` on the demo registry: exit 0 would issue, 1 refused, 2 usage; the
+/// text and the JSON name every step; the token text appears nowhere.
+#[tokio::test]
+async fn explain_prints_the_decision_and_exits_by_its_outcome() {
+    let app = TestApp::builder(backends()[0])
+        .copy_registry(Path::new(REPO_TRUST))
+        .spawn()
+        .await;
+    let out = tessera(&[
+        "dev",
+        "id-token",
+        "--dir",
+        REPO_TRUST,
+        "--claim",
+        "email=a@example.com",
+    ]);
+    assert!(out.status.success());
+    let token = stdout(&out).trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, &token).unwrap();
+    let file = file.to_str().unwrap();
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "--client",
+            "demo-client",
+            "--subject-token-type",
+            "id_token",
+        ];
+        args.extend_from_slice(extra);
+        args.push(file);
+        command(&args)
+            .env("TESSERA_DATABASE__URL", app.database_url())
+            .env("TESSERA_TRUST__DIR", REPO_TRUST)
+            .output()
+            .expect("run tessera")
+    };
+    let issued = explain(&["--audience", "inventory"]);
+    let text = stdout(&issued);
+    assert_eq!(
+        issued.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    for step in [
+        "client",
+        "issuer",
+        "signature",
+        "mapping",
+        "scope",
+        "lifetime",
+        "issue",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("pass") && l.contains(step)),
+            "{step}: {text}"
+        );
+    }
+    assert!(text.contains("would issue:"), "{text}");
+
+    let refused = explain(&["--audience", "nowhere", "--json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(json["failing_step"], "target", "{json}");
+    assert_eq!(json["error"]["error"], "invalid_target", "{json}");
+
+    let usage = command(&["explain", "--subject-token-type", "id_token", file])
+        .output()
+        .unwrap();
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "missing --client is a usage error"
+    );
+    for out in [&issued, &refused] {
+        assert!(!stdout(out).contains(&token));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(&token));
+    }
+    assert!(app.audit_rows().await.is_empty(), "explain audits nothing");
+}
+
 #[test]
 fn clients_new_secret_prints_a_secret_and_its_hash() {
     let out = tessera(&["clients", "new-secret"]);

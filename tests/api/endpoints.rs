@@ -301,4 +301,37 @@ async fn admin_reload_needs_the_admin_token_and_keeps_a_valid_registry() {
     );
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(text.contains(r#"tessera_trust_reloads_total{outcome="refused"} 1"#));
+
+    // POST /admin/explain: the same admin bearer; the /token form plus client_id.
+    let t = app.issuer.id_token().sign();
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", t.as_str()),
+        ("subject_token_type", ID_TOKEN),
+        ("audience", "inventory"),
+        ("scope", "orders:write"),
+        ("client_id", "orders-service"),
+    ];
+    let explain = |token: Option<&'static str>| {
+        let mut req = app.http.post(app.url("/admin/explain")).form(&form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(
+        explain(Some("wrong")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let rows = app.audit_rows().await.len();
+    let resp = explain(Some("admin-secret-for-tests")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["outcome"], "refused", "{body}");
+    assert_eq!(body["failing_step"], "scope", "{body}");
+    assert_eq!(body["error"]["error"], "invalid_scope", "{body}");
+    assert_eq!(body["steps"][0]["step"], "client", "{body}");
+    assert!(!body.to_string().contains(&t), "no token text");
+    assert_eq!(app.audit_rows().await.len(), rows, "explain audits nothing");
 }

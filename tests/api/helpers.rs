@@ -59,6 +59,8 @@ pub struct TestApp {
     pub trust_dir: PathBuf,
     /// The configuration the server runs with (for a second replica on the same database).
     pub config: Config,
+    /// The running server's pipeline: what `POST /admin/explain` calls.
+    pub exchanger: Arc<tessera::exchange::Exchanger>,
     server: actix_web::dev::ServerHandle,
     _trust: tempfile::TempDir,
     _db: TestDatabase,
@@ -165,6 +167,7 @@ impl TestAppBuilder {
             .expect("application starts");
         let port = app.port();
         let store = app.state().store.clone();
+        let exchanger = app.state().exchanger.clone();
         let server = app.server_handle();
         tokio::spawn(app.run_until_stopped());
         TestApp {
@@ -178,6 +181,7 @@ impl TestAppBuilder {
             store,
             trust_dir: trust.path().to_path_buf(),
             config,
+            exchanger,
             server,
             _trust: trust,
             _db: db,
@@ -357,6 +361,37 @@ impl TestApp {
         params.extend_from_slice(extra);
         self.post_token(Auth::Basic("orders-service", ORDERS_SECRET), &params)
             .await
+    }
+
+    /// The running broker's explanation of a `/token` form for `client_id` (the function
+    /// `POST /admin/explain` answers with).
+    pub async fn explain(
+        &self,
+        client_id: &str,
+        params: &[(&str, &str)],
+    ) -> tessera::exchange::Explanation {
+        let pairs = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let form = tessera::exchange::Form::from_pairs(pairs);
+        self.exchanger.explain(client_id, &form).await
+    }
+
+    /// Explains the request [`TestApp::exchange`] sends.
+    pub async fn explain_exchange(
+        &self,
+        subject_token: &str,
+        subject_token_type: &str,
+        extra: &[(&str, &str)],
+    ) -> tessera::exchange::Explanation {
+        let mut params = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", subject_token_type),
+        ];
+        params.extend_from_slice(extra);
+        self.explain("orders-service", &params).await
     }
 
     /// Audit rows, newest first.

@@ -8,6 +8,7 @@ mod cli;
 mod client_auth;
 mod endpoints;
 mod exchange;
+mod explain;
 mod helpers;
 mod introspection;
 mod issuer;

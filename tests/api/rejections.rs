@@ -226,6 +226,62 @@ async fn every_rejection_has_its_code_and_an_audit_row_and_issues_nothing() {
     }
 }
 
+/// SPEC §5, issue 13 point 3: `/token` and explain are one pipeline. Every refusal case
+/// of this table goes through both; the outcome, the failing step (the audit `reason`)
+/// and the RFC error agree, and explain leaves no audit row behind.
+#[tokio::test]
+async fn token_and_explain_agree_on_every_refusal() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        for case in cases() {
+            let token = (case.token)(&app.issuer);
+            let before = app.audit_rows().await.len();
+            let explained = app
+                .explain_exchange(&token, case.token_type, case.extra)
+                .await;
+            assert_eq!(
+                app.audit_rows().await.len(),
+                before,
+                "{}: explain audited",
+                case.name
+            );
+            let resp = app.exchange(&token, case.token_type, case.extra).await;
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            let row = app.audit_rows().await.remove(0);
+            let step = explained.failing_step.expect("explain refuses too");
+            assert_eq!(explained.outcome, row.outcome, "{}", case.name);
+            assert_eq!(
+                Some(step.name()),
+                row.reason.as_deref().and_then(|r| r.split(": ").next()),
+                "{}: the failing step is the audit reason",
+                case.name
+            );
+            let error = explained.error.expect("explain names the error");
+            assert_eq!(error.status, status, "{}", case.name);
+            assert_eq!(error.error.as_str(), body["error"], "{}", case.name);
+            assert_eq!(
+                error.error_description, body["error_description"],
+                "{}",
+                case.name
+            );
+            let last = explained.steps.last().expect("steps");
+            assert_eq!(
+                last.step, step,
+                "{}: the record ends at the failing step",
+                case.name
+            );
+            assert!(
+                !serde_json::to_string(&explained.steps)
+                    .unwrap()
+                    .contains(&token),
+                "{}: token text in the record",
+                case.name
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn unknown_kid_triggers_one_refresh_then_refusal() {
     let app = TestApp::spawn(backends()[0]).await;

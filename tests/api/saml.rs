@@ -491,6 +491,44 @@ async fn a_one_time_assertion_is_accepted_once_even_across_replicas() {
     }
 }
 
+/// Explain looks a single-use assertion up and never uses it up (issue 13): explain,
+/// exchange, then explain again names the replay step.
+#[tokio::test]
+async fn explain_never_uses_up_a_one_time_assertion() {
+    let idp = idp();
+    let app = saml_app(backends()[0], &idp).await;
+    let mut a = Assertion::new(app.now());
+    a.one_time_use = true;
+    let token = b64url(&a.signed(&idp.key));
+    let params = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token.as_str()),
+        ("subject_token_type", SAML2),
+    ];
+    for _ in 0..2 {
+        let e = app.explain("saml-app", &params).await;
+        assert_eq!(e.outcome, "issued", "{e:#?}");
+        let signature = e
+            .steps
+            .iter()
+            .find(|s| s.step == tessera::exchange::Step::Key)
+            .unwrap();
+        assert!(signature.summary.contains("certificate"), "{signature:?}");
+    }
+    issued(app.exchange_saml(&token).await).await;
+    let e = app.explain("saml-app", &params).await;
+    assert_eq!(
+        e.failing_step,
+        Some(tessera::exchange::Step::Replay),
+        "{e:#?}"
+    );
+    assert_eq!(
+        app.audit_rows().await.len(),
+        1,
+        "only the exchange is audited"
+    );
+}
+
 /// The newest audit row is a refusal with this reason and no token id.
 async fn assert_latest_refusal(app: &TestApp, reason: &str) {
     let row = app.audit_rows().await.remove(0);
