@@ -185,7 +185,7 @@ pub fn verify_step(e: &VerifyError) -> Step {
         | V::TooLarge { .. }
         | V::UnsupportedJose(_)
         | V::DuplicateMember { .. } => Step::TokenFormat,
-        V::UnknownIssuer
+        V::UnknownIssuer { .. }
         | V::IssuerNotAllowed { .. }
         | V::TokenTypeNotAccepted { .. }
         | V::WrongIssuer { .. } => Step::Issuer,
@@ -196,7 +196,7 @@ pub fn verify_step(e: &VerifyError) -> Step {
         V::MissingClaim(_) | V::MalformedClaim { .. } | V::MalformedAct(_) => Step::Claims,
         V::BadNumericDate(_) => Step::Claims,
         V::Saml(s) => saml_step(s),
-        V::WrongAudience => Step::Audience,
+        V::WrongAudience { .. } => Step::Audience,
         V::Expired { .. } => Step::Expiry,
         V::NotYetValid { .. } | V::IssuedInFuture { .. } => Step::NotBefore,
         V::TooOld { .. } => Step::MaxAge,
@@ -212,7 +212,7 @@ fn saml_step(e: &SamlError) -> Step {
         S::Missing(_) | S::Malformed(_) | S::Status => Step::Claims,
         S::UnknownCondition => Step::Conditions,
         S::ResponseIssuer | S::Issuer => Step::Issuer,
-        S::Destination | S::NoAudienceRestriction | S::Audience => Step::Audience,
+        S::Destination { .. } | S::NoAudienceRestriction | S::Audience { .. } => Step::Audience,
         S::Unsigned | S::SignatureShape(_) | S::DuplicateId | S::Signature => Step::Signature,
         S::Algorithm(_) | S::Sha1 | S::Transform(_) => Step::Algorithm,
         S::Expired | S::NoExpiry => Step::Expiry,

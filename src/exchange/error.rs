@@ -247,13 +247,25 @@ impl ExchangeError {
             } => e.withheld(),
             _ => None,
         };
-        match withheld {
+        let mut text = match withheld {
             Some(cause) => format!(
                 "{self} (withheld from the caller: {}: {cause})",
                 cause.reason()
             ),
             None => self.to_string(),
+        };
+        // What the check compared against the registry, with a "did you mean" on a near
+        // miss: the operator's side of a refusal (issue 13 point 7).
+        let compared = match self {
+            Self::Token { error, .. } | Self::ClientAssertion(error) => error.compared(),
+            _ => None,
+        };
+        if let Some(c) = compared {
+            text.push_str(" [");
+            text.push_str(&c);
+            text.push(']');
         }
+        text
     }
 
     /// The RFC error code the caller gets: decided here once, for `/token` and for

@@ -16,8 +16,13 @@ pub enum VerifyError {
     UnsupportedJose(&'static str),
     #[error("duplicate JSON member in the token {part}")]
     DuplicateMember { part: &'static str },
-    #[error("token issuer is not a registered issuer")]
-    UnknownIssuer,
+    /// `iss` is the token's own (the caller sent it, so it may be quoted back); `near`
+    /// a registered issuer it nearly is (trailing slash, case), for the operator only.
+    #[error(
+        "token issuer `{}` is not a registered issuer",
+        crate::telemetry::echo(iss)
+    )]
+    UnknownIssuer { iss: String, near: Option<String> },
     #[error("tokens from issuer {issuer} are not accepted from this client")]
     IssuerNotAllowed { issuer: String },
     #[error("issuer {issuer} is not trusted for {token_type} tokens")]
@@ -36,8 +41,11 @@ pub enum VerifyError {
         typ: Option<String>,
         token_type: &'static str,
     },
-    #[error("token kid is not among issuer {issuer}'s keys")]
-    UnknownKeyId { issuer: String },
+    #[error(
+        "token kid `{}` is not among issuer {issuer}'s keys",
+        crate::telemetry::echo(kid)
+    )]
+    UnknownKeyId { issuer: String, kid: String },
     #[error("no key of issuer {issuer} fits the token")]
     NoMatchingKey { issuer: String },
     #[error("token signature is invalid")]
@@ -57,8 +65,12 @@ pub enum VerifyError {
     Saml(#[from] SamlError),
     #[error("token claim {0} is not a valid NumericDate")]
     BadNumericDate(&'static str),
-    #[error("token audience is not acceptable")]
-    WrongAudience,
+    /// `aud` is the token's; `accepted` the registry's (for the operator only).
+    #[error("token audience {} is not acceptable", quoted(aud))]
+    WrongAudience {
+        aud: Vec<String>,
+        accepted: Vec<String>,
+    },
     #[error("token expired")]
     Expired { exp: i64, now: i64 },
     #[error("token is not yet valid")]
@@ -91,7 +103,7 @@ impl VerifyError {
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedJose(_) => "unsupported_jose",
             Self::DuplicateMember { .. } => "duplicate_member",
-            Self::UnknownIssuer => "unknown_issuer",
+            Self::UnknownIssuer { .. } => "unknown_issuer",
             Self::IssuerNotAllowed { .. } => "issuer_not_allowed",
             Self::TokenTypeNotAccepted { .. } => "token_type_not_accepted",
             Self::WrongIssuer { .. } => "wrong_issuer",
@@ -106,7 +118,7 @@ impl VerifyError {
             Self::MalformedAct(_) => "malformed_act",
             Self::Saml(e) => e.reason(),
             Self::BadNumericDate(_) => "bad_numeric_date",
-            Self::WrongAudience => "wrong_audience",
+            Self::WrongAudience { .. } => "wrong_audience",
             Self::Expired { .. } => "expired",
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::IssuedInFuture { .. } => "issued_in_future",
@@ -115,6 +127,23 @@ impl VerifyError {
             Self::Inactive => "inactive",
             Self::IssuerUnreachable { .. } => "issuer_unreachable",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What the check compared against the registry, for the operator (audit `detail`,
+    /// log line; never the caller): the registry's values and a "did you mean" on a near
+    /// miss (a trailing slash, letter case), the commonest misconfiguration.
+    pub fn compared(&self) -> Option<String> {
+        match self {
+            Self::UnknownIssuer { near: Some(n), .. } => {
+                Some(format!("did you mean the registered issuer `{n}`?"))
+            }
+            Self::UnknownIssuer { near: None, .. } => {
+                Some("no registry entry has this issuer (`issuer` in trust/issuers/*.toml)".into())
+            }
+            Self::WrongAudience { aud, accepted } => Some(expected(aud, accepted)),
+            Self::Saml(e) => e.compared(),
+            _ => None,
         }
     }
 
@@ -153,8 +182,14 @@ pub enum SamlError {
     ResponseIssuer,
     #[error("the verified Issuer is not the registered issuer")]
     Issuer,
-    #[error("the Response Destination is not the token endpoint or an accepted recipient")]
-    Destination,
+    #[error(
+        "the Response Destination `{}` is not the token endpoint or an accepted recipient",
+        crate::telemetry::echo(found)
+    )]
+    Destination {
+        found: String,
+        accepted: Vec<String>,
+    },
     #[error("neither the assertion nor the Response is signed")]
     Unsigned,
     #[error("signature is not acceptable: {0}")]
@@ -171,8 +206,14 @@ pub enum SamlError {
     Signature,
     #[error("assertion has no AudienceRestriction (it would be addressed to anyone)")]
     NoAudienceRestriction,
-    #[error("an AudienceRestriction does not name this broker or an accepted audience")]
-    Audience,
+    #[error(
+        "an AudienceRestriction ({}) does not name this broker or an accepted audience",
+        quoted(found)
+    )]
+    Audience {
+        found: Vec<String>,
+        accepted: Vec<String>,
+    },
     #[error("assertion expired (Conditions NotOnOrAfter)")]
     Expired,
     #[error("assertion is not yet valid (Conditions NotBefore)")]
@@ -214,6 +255,18 @@ impl From<crate::xmldsig::DsigError> for SamlError {
 }
 
 impl SamlError {
+    /// See [`VerifyError::compared`].
+    pub fn compared(&self) -> Option<String> {
+        match self {
+            Self::Audience { found, accepted } => Some(expected(found, accepted)),
+            Self::Destination { found, accepted } => {
+                Some(expected(std::slice::from_ref(found), accepted))
+            }
+            Self::Undecryptable(Some(inner)) => inner.compared(),
+            _ => None,
+        }
+    }
+
     /// What refused a decrypted assertion, withheld from the caller (see `Undecryptable`).
     pub fn withheld(&self) -> Option<&SamlError> {
         match self {
@@ -238,7 +291,7 @@ impl SamlError {
             Self::Status => "response_status",
             Self::ResponseIssuer => "response_issuer",
             Self::Issuer => "wrong_issuer",
-            Self::Destination => "wrong_destination",
+            Self::Destination { .. } => "wrong_destination",
             Self::Unsigned => "unsigned",
             Self::SignatureShape(_) => "signature_shape",
             Self::Algorithm(_) => "alg_not_allowed",
@@ -247,7 +300,7 @@ impl SamlError {
             Self::DuplicateId => "duplicate_id",
             Self::Signature => "bad_signature",
             Self::NoAudienceRestriction => "no_audience_restriction",
-            Self::Audience => "wrong_audience",
+            Self::Audience { .. } => "wrong_audience",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::NoExpiry => "no_expiry",
@@ -302,4 +355,44 @@ mod tests {
             "token typ at+jwt is not acceptable for a jwt"
         );
     }
+}
+
+/// Values a token carried, quoted for a message: each escaped and cut, at most four.
+fn quoted(values: &[String]) -> String {
+    let mut shown: Vec<String> = values
+        .iter()
+        .take(4)
+        .map(|v| format!("`{}`", crate::telemetry::echo(v)))
+        .collect();
+    if values.len() > 4 {
+        shown.push(format!("… {} more", values.len() - 4));
+    }
+    if shown.is_empty() {
+        "(none)".to_owned()
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// "expected one of …", with a "did you mean" when a found value nearly is one.
+fn expected(found: &[String], accepted: &[String]) -> String {
+    let near = found
+        .iter()
+        .find_map(|f| near_miss(f, accepted.iter().map(String::as_str)).map(|a| (f, a)));
+    let mut text = format!("accepted: {}", quoted(accepted));
+    if let Some((f, a)) = near {
+        text.push_str(&format!(
+            "; did you mean `{a}` (the token says `{}`)?",
+            crate::telemetry::echo(f)
+        ));
+    }
+    text
+}
+
+/// A registered value that `found` nearly is: equal but for a trailing slash, letter
+/// case or surrounding spaces. `None` for an exact match (not a miss) or no near one.
+pub fn near_miss<'a>(found: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let norm = |s: &str| s.trim().trim_end_matches('/').to_ascii_lowercase();
+    let f = norm(found);
+    candidates.filter(|c| *c != found).find(|c| norm(c) == f)
 }

@@ -339,12 +339,24 @@ pub fn into_subject(
 fn check_audience(aud: Option<&Value>, rules: &ClaimRules<'_>) -> Result<(), VerifyError> {
     let accepted = |a: &str| rules.audiences.iter().any(|x| x == a);
     let all_must_match = rules.token_type == TokenType::IdToken;
+    let wrong = || VerifyError::WrongAudience {
+        aud: match aud {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        },
+        accepted: rules.audiences.to_vec(),
+    };
     let ok = match aud {
         None => return Err(VerifyError::MissingClaim("aud")),
         Some(Value::String(a)) => accepted(a),
         Some(Value::Array(list)) => {
             if list.is_empty() {
-                return Err(VerifyError::WrongAudience);
+                return Err(wrong());
             }
             let mut any = false;
             let mut all = true;
@@ -373,7 +385,7 @@ fn check_audience(aud: Option<&Value>, rules: &ClaimRules<'_>) -> Result<(), Ver
     if ok {
         Ok(())
     } else {
-        Err(VerifyError::WrongAudience)
+        Err(wrong())
     }
 }
 
@@ -690,12 +702,15 @@ mod tests {
             with("iss", json!("https://j")),
             Err(VerifyError::WrongIssuer { .. })
         ));
-        assert_eq!(
+        assert!(matches!(
             with("aud", json!(["a", "c"])),
-            Err(VerifyError::WrongAudience)
-        );
+            Err(VerifyError::WrongAudience { aud, .. }) if aud == ["a", "c"]
+        ));
         assert!(with("aud", json!(["a", "b"])).is_ok());
-        assert_eq!(with("aud", json!([])), Err(VerifyError::WrongAudience));
+        assert!(matches!(
+            with("aud", json!([])),
+            Err(VerifyError::WrongAudience { .. })
+        ));
         assert!(matches!(
             with("exp", json!(999_940)),
             Err(VerifyError::Expired { .. })

@@ -366,7 +366,11 @@ pub(crate) fn admitted_issuer<'r>(
 ) -> Result<&'r Arc<IssuerEntry>, Refusal> {
     let entry = registry
         .issuer_by_iss(iss, kind)
-        .ok_or(VerifyError::UnknownIssuer)?;
+        .ok_or_else(|| VerifyError::UnknownIssuer {
+            iss: iss.to_owned(),
+            near: error::near_miss(iss, registry.issuers.values().map(|e| e.issuer.as_str()))
+                .map(str::to_owned),
+        })?;
     if !expect.allowed_issuers.contains(&entry.id) {
         return Err(VerifyError::IssuerNotAllowed {
             issuer: entry.id.clone(),

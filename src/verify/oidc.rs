@@ -283,7 +283,11 @@ impl JwtVerifier {
         };
         let entry = admitted_issuer(registry, iss, IssuerKind::Oidc, token_type, expect)?;
         let Some(oidc) = entry.oidc() else {
-            return Err(VerifyError::UnknownIssuer.into());
+            return Err(VerifyError::UnknownIssuer {
+                iss: iss.to_owned(),
+                near: None,
+            }
+            .into());
         };
         self.verify_for(entry, oidc, jwt, alg, token_type, expect)
             .await
@@ -462,6 +466,7 @@ fn verify_in_set(
         Selection::Unknown if jwt.header.kid.is_some() => {
             return Err(VerifyError::UnknownKeyId {
                 issuer: issuer_id.to_owned(),
+                kid: jwt.header.kid.clone().unwrap_or_default(),
             })
         }
         Selection::Unknown | Selection::NoFit => {

@@ -100,7 +100,12 @@ async fn explain_names_the_failing_step_of_each_class_of_refusal() {
     let app = TestApp::spawn(backends()[0]).await;
     let i = &app.issuer;
     let now = i.now();
-    type Case = (String, &'static [(&'static str, &'static str)], Step, &'static str);
+    type Case = (
+        String,
+        &'static [(&'static str, &'static str)],
+        Step,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             i.id_token().sign(),
@@ -244,4 +249,52 @@ async fn wait_for_metric(app: &TestApp, series: &str, at_least: f64) -> Option<f
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     metric(app, series).await
+}
+
+/// Issue 13 point 7: a refusal's audit row holds the failing step and what it compared
+/// (the token's values against the registry's, a "did you mean" on a near miss), while
+/// the caller gets only what it sent itself; no token text anywhere.
+#[tokio::test]
+async fn refusals_record_what_was_compared_with_a_did_you_mean() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let slash = format!("{}/", app.issuer.url());
+    let t = app.issuer.id_token().iss(&slash).sign();
+    let resp = app.exchange(&t, ID_TOKEN, INV).await;
+    let body: Value = resp.json().await.unwrap();
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.starts_with("issuer: "), "{description}");
+    assert!(
+        description.contains(&slash),
+        "the caller's own iss: {description}"
+    );
+    assert!(!description.contains("did you mean"), "{description}");
+    let row = app.audit_rows().await.remove(0);
+    let reason = row.reason.clone().unwrap();
+    assert!(reason.starts_with("issuer: unknown_issuer"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "did you mean the registered issuer `{}`",
+            app.issuer.url()
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains(&t));
+
+    let t = app.issuer.access_token().aud("Tessera").sign();
+    let resp = app.exchange(&t, ACCESS_TOKEN, INV).await;
+    assert_eq!(resp.status(), 400);
+    let reason = app.audit_rows().await.remove(0).reason.unwrap();
+    assert!(reason.starts_with("audience: wrong_audience"), "{reason}");
+    assert!(reason.contains("`Tessera`"), "the token's aud: {reason}");
+    assert!(
+        reason.contains("accepted: `tessera`, `app-only`"),
+        "{reason}"
+    );
+    assert!(reason.contains("did you mean `tessera`"), "{reason}");
+
+    let t = app.issuer.id_token().kid(Some("gone")).sign();
+    app.exchange(&t, ID_TOKEN, INV).await;
+    let reason = app.audit_rows().await.remove(0).reason.unwrap();
+    assert!(reason.starts_with("key: unknown_kid"), "{reason}");
+    assert!(reason.contains("`gone`"), "{reason}");
 }

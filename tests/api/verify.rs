@@ -290,7 +290,26 @@ async fn refuses_wrong_issuer_and_audience() {
         .id(&i.id_token().iss("https://evil.example").sign())
         .await
         .unwrap_err();
-    assert_eq!(err, VerifyError::UnknownIssuer);
+    assert_eq!(
+        err,
+        VerifyError::UnknownIssuer {
+            iss: "https://evil.example".into(),
+            near: None
+        }
+    );
+    // A near miss (a trailing slash) is named for the operator, never for the caller.
+    let slash = format!("{}/", i.url());
+    let err = f.id(&i.id_token().iss(&slash).sign()).await.unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::UnknownIssuer {
+            iss: slash.clone(),
+            near: Some(i.url().to_owned())
+        }
+    );
+    assert!(err.to_string().contains(&slash), "{err}");
+    assert!(!err.to_string().contains("did you mean"), "{err}");
+    assert!(err.compared().unwrap().contains(i.url()), "{err:?}");
     let err = f
         .id(&i.id_token().claim("iss", json!(7)).sign())
         .await
@@ -298,7 +317,15 @@ async fn refuses_wrong_issuer_and_audience() {
     assert_eq!(err.reason(), "malformed");
     // OIDC Core §3.1.3.7: an ID token with an extra audience is refused…
     let extra = i.id_token().aud(json!(["tessera", "someone-else"])).sign();
-    assert_eq!(f.id(&extra).await.unwrap_err(), VerifyError::WrongAudience);
+    let err = f.id(&extra).await.unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::WrongAudience {
+            aud: vec!["tessera".into(), "someone-else".into()],
+            accepted: vec!["tessera".into()]
+        }
+    );
+    assert!(err.to_string().contains("`someone-else`"), "{err}");
     // …an access token needs only one match.
     let at = i
         .access_token()
@@ -307,8 +334,11 @@ async fn refuses_wrong_issuer_and_audience() {
     f.check(&at, TokenType::AccessToken).await.unwrap();
     let other = i.access_token().aud("someone-else").sign();
     assert_eq!(
-        f.check(&other, TokenType::AccessToken).await.unwrap_err(),
-        VerifyError::WrongAudience
+        f.check(&other, TokenType::AccessToken)
+            .await
+            .unwrap_err()
+            .reason(),
+        "wrong_audience"
     );
     assert_eq!(
         f.id(&i.id_token().without_claim("aud").sign())
@@ -333,8 +363,9 @@ async fn refuses_wrong_issuer_and_audience() {
         f.verifier
             .check(&f.registry, &plain, &expect)
             .await
-            .unwrap_err(),
-        VerifyError::WrongAudience
+            .unwrap_err()
+            .reason(),
+        "wrong_audience"
     );
 }
 
@@ -523,7 +554,13 @@ async fn an_unknown_kid_triggers_exactly_one_refresh_within_the_cooldown() {
 
     let unknown = f.issuer.id_token().kid(Some("nope")).sign();
     let err = f.id(&unknown).await.unwrap_err();
-    assert_eq!(err, VerifyError::UnknownKeyId { issuer: ID.into() });
+    assert_eq!(
+        err,
+        VerifyError::UnknownKeyId {
+            issuer: ID.into(),
+            kid: "nope".into()
+        }
+    );
     assert_eq!(f.issuer.fetch_count(), 2, "one refresh for the unknown kid");
 
     // Cooldown (30 s): no further fetch, refused at once.

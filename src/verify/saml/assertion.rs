@@ -196,8 +196,11 @@ pub fn check(view: &AssertionView, rules: &Rules<'_>) -> Result<UnixTime, SamlEr
         return Err(SamlError::NoAudienceRestriction);
     }
     let named = |list: &Vec<String>| list.iter().any(|a| rules.audiences.contains(&a.as_str()));
-    if !view.audience_restrictions.iter().all(named) {
-        return Err(SamlError::Audience);
+    if let Some(unnamed) = view.audience_restrictions.iter().find(|l| !named(l)) {
+        return Err(SamlError::Audience {
+            found: unnamed.clone(),
+            accepted: rules.audiences.iter().map(|a| (*a).to_owned()).collect(),
+        });
     }
     if let Some(nb) = view.not_before {
         if now.saturating_add(skew) < nb {

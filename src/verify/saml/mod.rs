@@ -96,7 +96,11 @@ impl SamlVerifier {
             .ok_or(VerifyError::from(SamlError::Missing("Issuer")))?;
         let entry = admitted_issuer(registry, issuer, IssuerKind::Saml, TokenType::Saml2, expect)?;
         let Some(saml) = entry.saml() else {
-            return Err(VerifyError::UnknownIssuer.into());
+            return Err(VerifyError::UnknownIssuer {
+                iss: issuer.to_owned(),
+                near: None,
+            }
+            .into());
         };
         self.verify_for(entry, saml, xml, shape, expect.purpose)
             .await
@@ -346,12 +350,15 @@ fn check_response(response: &ResponseInfo, recipients: &[String]) -> Result<(), 
     if !response.status_success {
         return Err(SamlError::Status);
     }
-    if response
+    if let Some(d) = response
         .destination
         .as_deref()
-        .is_some_and(|d| !recipients.iter().any(|r| r == d))
+        .filter(|d| !recipients.iter().any(|r| r == d))
     {
-        return Err(SamlError::Destination);
+        return Err(SamlError::Destination {
+            found: d.to_owned(),
+            accepted: recipients.to_vec(),
+        });
     }
     Ok(())
 }
