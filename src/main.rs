@@ -109,10 +109,9 @@ fn run() -> anyhow::Result<()> {
             } else {
                 token
             };
-            let report =
-                actix_web::rt::System::new().block_on(tessera::dev::inspect(&jwks_url, &token))?;
-            println!("{report}");
-            Ok(())
+            let mut out = tessera::commands::Out::new();
+            actix_web::rt::System::new()
+                .block_on(tessera::dev::inspect(&jwks_url, &token, &mut out))
         }
         command => {
             let config = Config::load(cli.config.as_deref())?;

@@ -99,8 +99,41 @@ pub fn mint_id_tokens(
 /// Decodes `token`, verifies its signature with the key its `kid` names in the JWKS at
 /// `jwks_url`, and returns header and claims as pretty JSON. Fails when the signature
 /// does not verify.
-pub async fn inspect(jwks_url: &str, token: &str) -> anyhow::Result<String> {
+/// `tessera dev inspect`: decodes first (header and claims, unverified, so a token whose
+/// key is missing can still be read), then verifies the signature against `jwks_url`.
+/// The decoded parts are printed either way; a signature that cannot be verified is an
+/// error after them.
+pub async fn inspect(
+    jwks_url: &str,
+    token: &str,
+    out: &mut crate::commands::Out,
+) -> anyhow::Result<()> {
     let header = jsonwebtoken::decode_header(token).context("not a JWT")?;
+    let claims = crate::verify::jwt::parse_unverified(token)
+        .map(|j| serde_json::Value::Object(j.claims))
+        .map_err(|e| anyhow::anyhow!("claims do not decode: {e}"))?;
+    out.line(&format!(
+        "header: {}",
+        serde_json::to_string_pretty(&header)?
+    ));
+    out.line(&format!(
+        "claims (unverified): {}",
+        serde_json::to_string_pretty(&claims)?
+    ));
+    let verdict = verify_against(jwks_url, token, &header).await;
+    match &verdict {
+        Ok(kid) => out.line(&format!("signature: valid (kid {kid}, {:?})", header.alg)),
+        Err(e) => out.line(&format!("signature: NOT verified: {e:#}")),
+    };
+    out.flush();
+    verdict.map(|_| ())
+}
+
+async fn verify_against(
+    jwks_url: &str,
+    token: &str,
+    header: &jsonwebtoken::Header,
+) -> anyhow::Result<String> {
     let jwks: jsonwebtoken::jwk::JwkSet = reqwest::Client::new()
         .get(jwks_url)
         .timeout(std::time::Duration::from_secs(5))
@@ -121,12 +154,7 @@ pub async fn inspect(jwks_url: &str, token: &str) -> anyhow::Result<String> {
     validation.validate_aud = false;
     validation.validate_exp = false;
     validation.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
         .context("signature does not verify")?;
-    Ok(format!(
-        "header: {}\nclaims: {}\nsignature: valid (kid {kid}, {:?})",
-        serde_json::to_string_pretty(&data.header)?,
-        serde_json::to_string_pretty(&data.claims)?,
-        header.alg
-    ))
+    Ok(kid)
 }

@@ -332,31 +332,6 @@ fn wrong_typ_message(typ: Option<&str>, token_type: &str) -> String {
 
 pub(crate) use crate::telemetry::sanitize_label;
 
-#[cfg(test)]
-mod tests {
-    use super::VerifyError;
-
-    #[test]
-    fn wrong_typ_reads_as_plain_text() {
-        let e = |typ: Option<&str>, token_type| VerifyError::WrongTyp {
-            typ: typ.map(str::to_owned),
-            token_type,
-        };
-        assert_eq!(
-            e(Some("JWT"), "access_token").to_string(),
-            "token typ JWT is not acceptable for an access_token"
-        );
-        assert_eq!(
-            e(None, "access_token").to_string(),
-            "token has no typ, which is not acceptable for an access_token"
-        );
-        assert_eq!(
-            e(Some("at+jwt"), "jwt").to_string(),
-            "token typ at+jwt is not acceptable for a jwt"
-        );
-    }
-}
-
 /// Values a token carried, quoted for a message: each escaped and cut, at most four.
 fn quoted(values: &[String]) -> String {
     let mut shown: Vec<String> = values
@@ -395,4 +370,29 @@ pub fn near_miss<'a>(found: &str, candidates: impl Iterator<Item = &'a str>) -> 
     let norm = |s: &str| s.trim().trim_end_matches('/').to_ascii_lowercase();
     let f = norm(found);
     candidates.filter(|c| *c != found).find(|c| norm(c) == f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerifyError;
+
+    #[test]
+    fn wrong_typ_reads_as_plain_text() {
+        let e = |typ: Option<&str>, token_type| VerifyError::WrongTyp {
+            typ: typ.map(str::to_owned),
+            token_type,
+        };
+        assert_eq!(
+            e(Some("JWT"), "access_token").to_string(),
+            "token typ JWT is not acceptable for an access_token"
+        );
+        assert_eq!(
+            e(None, "access_token").to_string(),
+            "token has no typ, which is not acceptable for an access_token"
+        );
+        assert_eq!(
+            e(Some("at+jwt"), "jwt").to_string(),
+            "token typ at+jwt is not acceptable for a jwt"
+        );
+    }
 }

@@ -129,11 +129,25 @@ async fn the_readme_walk_through_works_against_the_demo_registry() {
     let mut bad = access.to_owned();
     bad.pop();
     bad.push(if access.ends_with('A') { 'B' } else { 'A' });
-    assert!(
-        !tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), &bad])
-            .status
-            .success()
-    );
+    let out = tessera(&["dev", "inspect", "--jwks-url", &app.url("/jwks.json"), &bad]);
+    assert!(!out.status.success());
+    // Decoded first, verified second: the claims are shown, the verdict says why not.
+    let text = stdout(&out);
+    assert!(text.contains(r#""sub": "alice""#), "{text}");
+    assert!(text.contains("signature: NOT verified"), "{text}");
+    // A token whose key is not in the set is still decoded.
+    let foreign = app.issuer.id_token().sign();
+    let out = tessera(&[
+        "dev",
+        "inspect",
+        "--jwks-url",
+        &app.url("/jwks.json"),
+        &foreign,
+    ]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("claims (unverified)"), "{text}");
+    assert!(text.contains("signature: NOT verified: no key"), "{text}");
 }
 
 /// README "Exchanging a SAML assertion": mint with `dev saml-assertion`, exchange, replay
