@@ -307,3 +307,270 @@ fn a_lineage_longer_than_the_limit_is_refused_not_cut() {
         Refused::ExchangeChainTooLong
     );
 }
+
+/// The decision as a whole (issue 13): one test per step's refusal, the three rules that
+/// were once inline (a local actor passing for a client, a foreign act claiming tessera,
+/// a lineage too long) each covered through `decide` itself, and the record it leaves.
+mod decide {
+    use super::*;
+    use crate::exchange::decision::{Record, Step};
+    use crate::trust::{IssuerEntry, JwsAlg, KeySource, KindSettings, Mapping, OidcSettings};
+    use crate::trust::{TokenType, LOCAL_ISSUER};
+    use crate::verify::{Evidence, LocalToken, VerifiedSubject};
+
+    const BROKER: &str = "https://tessera.example";
+    const NOW: UnixTime = 1_000_000;
+
+    fn issuer(id: &str, iss: &str) -> Arc<IssuerEntry> {
+        Arc::new(IssuerEntry {
+            id: id.into(),
+            issuer: iss.into(),
+            audiences: vec!["tessera".into()],
+            token_types: vec![TokenType::IdToken, TokenType::AccessToken],
+            clock_skew: Duration::from_secs(60),
+            max_age: None,
+            one_time_use: false,
+            settings: KindSettings::Oidc(OidcSettings {
+                keys: KeySource::Local,
+                algorithms: vec![JwsAlg::ES256],
+                require_access_token_typ: false,
+            }),
+            mapping: Mapping::default_for_jwt(),
+            demo_signing_key_file: None,
+            source: PathBuf::new(),
+        })
+    }
+
+    fn token(entry: Arc<IssuerEntry>, claims: serde_json::Value) -> VerifiedSubject {
+        let assertion = claims.as_object().unwrap().clone();
+        VerifiedSubject {
+            issuer: entry,
+            token_type: TokenType::IdToken,
+            act: assertion.get("act").map(|a| Act::from_claim(a).unwrap()),
+            may_act: assertion
+                .get("may_act")
+                .map(|m| MayAct::from_claim(m).unwrap()),
+            assertion,
+            audiences: vec!["tessera".into()],
+            expires_at: NOW + 3600,
+            issued_at: Some(NOW),
+            scopes: None,
+            replay: None,
+            local: None,
+            evidence: Evidence::default(),
+        }
+    }
+
+    fn foreign(claims: serde_json::Value) -> VerifiedSubject {
+        token(issuer("acme", "https://idp.example"), claims)
+    }
+
+    fn local(sub: &str, lineage: Vec<String>) -> VerifiedSubject {
+        let mut t = token(
+            issuer(LOCAL_ISSUER, BROKER),
+            json!({"sub": sub, "scope": "o:r"}),
+        );
+        t.scopes = Some(vec!["o:r".into()]);
+        t.local = Some(LocalToken {
+            jti: lineage[0].clone(),
+            client_id: "c".into(),
+            lineage,
+            src_iss: Some("https://idp.example".into()),
+        });
+        t
+    }
+
+    struct Case {
+        registry: Registry,
+        client: ClientEntry,
+        target: Target,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            Self {
+                registry: registry(),
+                client: client(&["orders", "inv"], &["o:r", "i:r"]),
+                target: target(&["orders"], &[]),
+            }
+        }
+
+        fn decide(
+            &self,
+            subject: &VerifiedSubject,
+            actor: Option<&VerifiedSubject>,
+        ) -> (Result<Plan, ExchangeError>, Record) {
+            let bounds = LifetimeBounds {
+                default_lifetime: Duration::from_secs(600),
+                max_lifetime: Duration::from_secs(3600),
+            };
+            let input = DecisionInput {
+                registry: &self.registry,
+                client: &self.client,
+                subject: (TokenRole::Subject, subject),
+                actor,
+                target: &self.target,
+                issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+                broker_issuer: BROKER,
+                lifetimes: &bounds,
+                max_delegation_depth: 2,
+                now: NOW,
+            };
+            let mut record = Record::detailed();
+            let result = decide(&input, &mut record);
+            if let Err(e) = &result {
+                record.fail(e);
+            }
+            (result, record)
+        }
+
+        fn refused_at(&self, subject: &VerifiedSubject, actor: Option<&VerifiedSubject>) -> Step {
+            let (result, record) = self.decide(subject, actor);
+            let step = result.expect_err("refused").step();
+            assert_eq!(
+                record.steps().last().unwrap().step,
+                step,
+                "the record ends there"
+            );
+            step
+        }
+    }
+
+    #[test]
+    fn an_acceptable_request_becomes_the_claims_to_mint_and_a_record_of_every_rule() {
+        let case = Case::new();
+        let (plan, record) = case.decide(&foreign(json!({"sub": "alice"})), None);
+        let plan = plan.unwrap();
+        assert_eq!(
+            (
+                plan.subject.as_str(),
+                plan.audience.id.as_str(),
+                plan.scope()
+            ),
+            ("alice", "orders", "o:r".to_owned())
+        );
+        assert_eq!(
+            plan.lifetime, 300,
+            "the client's max_lifetime is the smallest bound"
+        );
+        assert_eq!(plan.src_iss.as_deref(), Some("https://idp.example"));
+        assert_eq!(
+            plan.act.as_ref().unwrap().sub,
+            "c",
+            "delegation records the client"
+        );
+        let steps: Vec<Step> = record.steps().iter().map(|s| s.step).collect();
+        assert_eq!(
+            steps,
+            [
+                Step::SubjectAudience,
+                Step::Mapping,
+                Step::Target,
+                Step::Scope,
+                Step::Lifetime,
+                Step::MayAct,
+                Step::Act,
+                Step::Lineage
+            ]
+        );
+        // A lean record (the /token hot path) keeps no details but the same decision.
+        let mut lean = Record::default();
+        let bounds = LifetimeBounds {
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+        };
+        let subject = foreign(json!({"sub": "alice"}));
+        let input = DecisionInput {
+            registry: &case.registry,
+            client: &case.client,
+            subject: (TokenRole::Subject, &subject),
+            actor: None,
+            target: &case.target,
+            issued_token_type: "x",
+            broker_issuer: BROKER,
+            lifetimes: &bounds,
+            max_delegation_depth: 2,
+            now: NOW,
+        };
+        assert_eq!(decide(&input, &mut lean).unwrap().scope(), "o:r");
+        assert!(lean.steps().is_empty());
+        assert_eq!(lean.facts.subject.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn each_rule_refuses_at_its_own_step() {
+        let mut case = Case::new();
+        case.client.subject_audiences = Some(vec!["app-only".into()]);
+        let alice = foreign(json!({"sub": "alice"}));
+        assert_eq!(case.refused_at(&alice, None), Step::SubjectAudience);
+
+        let case = Case::new();
+        assert_eq!(
+            case.refused_at(&foreign(json!({"name": "no sub"})), None),
+            Step::Mapping
+        );
+
+        let mut case = Case::new();
+        case.target = target(&["nowhere"], &[]);
+        assert_eq!(case.refused_at(&alice, None), Step::Target);
+
+        let mut case = Case::new();
+        case.target.scopes = Some(vec!["o:w".into()]);
+        assert_eq!(case.refused_at(&alice, None), Step::Scope);
+
+        let case = Case::new();
+        let mut spent = foreign(json!({"sub": "alice"}));
+        spent.expires_at = NOW - 1;
+        assert_eq!(case.refused_at(&spent, None), Step::Lifetime);
+
+        let may_act = foreign(json!({"sub": "alice", "may_act": {"sub": "someone-else"}}));
+        assert_eq!(case.refused_at(&may_act, None), Step::MayAct);
+
+        let deep = foreign(json!({"sub": "alice", "act": {"sub": "a", "act": {"sub": "b"}}}));
+        assert_eq!(case.refused_at(&deep, None), Step::Act, "depth 3 > 2");
+    }
+
+    /// Once inline in `Exchanger::issue`: a local actor token whose subject is a client id.
+    #[test]
+    fn a_local_actor_cannot_pass_for_a_client() {
+        let mut case = Case::new();
+        case.registry = Registry::new(
+            vec![],
+            vec![client(&["orders"], &["o:r"])],
+            vec![audience("orders", "https://orders.example", &["o:r"])],
+        );
+        case.client = client(&["orders"], &["o:r"]);
+        let actor = local("c", vec!["j1".into()]);
+        let subject = foreign(json!({"sub": "alice"}));
+        assert_eq!(case.refused_at(&subject, Some(&actor)), Step::Actor);
+        let actor = local("robot", vec!["j1".into()]);
+        assert!(case.decide(&subject, Some(&actor)).0.is_ok());
+    }
+
+    /// Once inline: a foreign token's act naming tessera as a link's issuer.
+    #[test]
+    fn a_foreign_act_cannot_claim_tessera() {
+        let case = Case::new();
+        let forged = foreign(json!({"sub": "alice", "act": {"sub": "svc", "iss": BROKER}}));
+        assert_eq!(case.refused_at(&forged, None), Step::Act);
+        let honest = foreign(json!({"sub": "alice", "act": {"sub": "svc"}}));
+        let plan = case.decide(&honest, None).0.unwrap();
+        let inner = plan.act.unwrap().act.unwrap();
+        assert_eq!(
+            inner.iss.as_deref(),
+            Some("https://idp.example"),
+            "attributed"
+        );
+    }
+
+    /// Once inline: a lineage longer than MAX_LINEAGE is refused, never cut.
+    #[test]
+    fn a_lineage_too_long_is_refused_not_cut() {
+        let case = Case::new();
+        let long: Vec<String> = (0..=MAX_LINEAGE).map(|i| format!("j{i}")).collect();
+        assert_eq!(case.refused_at(&local("alice", long), None), Step::Lineage);
+        let ok: Vec<String> = (0..MAX_LINEAGE).map(|i| format!("j{i}")).collect();
+        let plan = case.decide(&local("alice", ok.clone()), None).0.unwrap();
+        assert_eq!(plan.exchanged_from, ok, "carried whole");
+    }
+}
