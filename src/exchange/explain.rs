@@ -7,6 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::clock::UnixTime;
 use crate::trust::Registry;
 use crate::verify::VerifiedSubject;
 
@@ -186,7 +187,12 @@ impl Exchanger {
 
 /// The verification steps of a token that passed, with what each compared (explain).
 /// The checks themselves ran in `verify`; a refusal there is the failing step instead.
-pub(super) fn verified_steps(record: &mut Record, role: TokenRole, token: &VerifiedSubject) {
+pub(super) fn verified_steps(
+    record: &mut Record,
+    role: TokenRole,
+    token: &VerifiedSubject,
+    now: UnixTime,
+) {
     let entry = &token.issuer;
     let r = Some(role);
     record.pass(Step::Issuer, r, || {
@@ -219,11 +225,18 @@ pub(super) fn verified_steps(record: &mut Record, role: TokenRole, token: &Verif
             .with("accepted", entry.audiences.clone())
     });
     record.pass(Step::Expiry, r, || {
-        Detail::new(format!("expires at {}", token.expires_at)).with("exp", token.expires_at)
+        Detail::new(format!(
+            "expires {} ({} s from now, clock skew {} s)",
+            rfc3339(token.expires_at),
+            token.expires_at - now,
+            entry.clock_skew.as_secs()
+        ))
+        .with("exp", token.expires_at)
+        .with("now", now)
     });
     if let Some(iat) = token.issued_at {
         record.pass(Step::NotBefore, r, || {
-            Detail::new(format!("issued at {iat}")).with("iat", iat)
+            Detail::new(format!("issued {} ({} s ago)", rfc3339(iat), now - iat)).with("iat", iat)
         });
     }
     record.pass(Step::Claims, r, || {
@@ -236,4 +249,10 @@ pub(super) fn verified_steps(record: &mut Record, role: TokenRole, token: &Verif
             values,
         }
     });
+}
+
+/// A Unix time as RFC 3339 (UTC), for people reading the record.
+fn rfc3339(t: UnixTime) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
 }

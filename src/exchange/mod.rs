@@ -499,7 +499,7 @@ impl Exchanger {
             trail.issuer = Some(token.issuer.id.clone());
         }
         if record.is_detailed() {
-            explain::verified_steps(record, role, &token);
+            explain::verified_steps(record, role, &token, self.clock.now());
         }
         // A local token's lineage (parsed once, in verify) against the revocations.
         if self
