@@ -155,6 +155,10 @@ pub struct ExplainArgs {
     /// Print the record as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Fetch nothing: only key files (and tessera's own keys) verify; an issuer whose keys
+    /// are remote fails at the `key` step.
+    #[arg(long)]
+    pub offline: bool,
     /// The file holding the subject token, or `-` for standard input.
     pub subject_token: PathBuf,
 }

@@ -120,6 +120,7 @@ impl Default for Config {
                 refresh_cooldown: Duration::from_secs(30),
                 keys_ttl: Duration::from_secs(3600),
                 max_stale: Duration::from_secs(24 * 3600),
+                offline: false,
             },
         }
     }

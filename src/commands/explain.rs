@@ -22,6 +22,9 @@ const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<()> {
     let form = form(args)?;
+    let mut config = config.clone();
+    config.outbound.offline = args.offline;
+    let config = &config;
     let store = open_store(config).await?;
     let trust = Arc::new(
         TrustStore::load(&config.trust.dir, &config.server.issuer)
@@ -36,6 +39,9 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<()> {
         out.line(&serde_json::to_string_pretty(&explanation)?);
     } else {
         print_text(&mut out, &explanation);
+        if args.offline && explanation.failing_step == Some(crate::exchange::Step::Key) {
+            out.line("(--offline: keys that live at a URL were not fetched)");
+        }
     }
     out.flush();
     if explanation.issued() {

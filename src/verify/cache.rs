@@ -140,8 +140,12 @@ impl<S: Source> Cache<S> {
         what: &'static str,
     ) -> Result<Self, FetchError> {
         Ok(Self {
-            fetcher: Fetcher::new(outbound.timeout, outbound.max_response_bytes)
-                .map_err(FetchError::Http)?,
+            fetcher: Fetcher::new(
+                outbound.timeout,
+                outbound.max_response_bytes,
+                outbound.offline,
+            )
+            .map_err(FetchError::Http)?,
             clock,
             metrics,
             what,

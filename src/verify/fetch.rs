@@ -31,6 +31,11 @@ pub struct OutboundConfig {
     /// after they were fetched.
     #[serde(with = "humantime_serde")]
     pub max_stale: Duration,
+    /// No outbound request at all (`tessera explain --offline`): every fetch fails at
+    /// once, so only key files and what the caches already hold are used. Not a file
+    /// setting: a server always fetches.
+    #[serde(skip)]
+    pub offline: bool,
 }
 
 /// Why a fetch failed: for logs and metrics only, never shown to callers.
@@ -58,6 +63,8 @@ pub enum FetchError {
     Expired,
     #[error("the verification task failed")]
     Task,
+    #[error("offline: {0} is not fetched (explain --offline uses key files only)")]
+    Offline(Url),
 }
 
 /// The only members of a discovery document tessera reads (OpenID Connect Discovery
@@ -72,17 +79,22 @@ struct DiscoveryDoc {
 pub struct Fetcher {
     client: reqwest::Client,
     max_bytes: usize,
+    offline: bool,
 }
 
 impl Fetcher {
-    pub fn new(timeout: Duration, max_bytes: usize) -> Result<Self, reqwest::Error> {
+    pub fn new(timeout: Duration, max_bytes: usize, offline: bool) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(Policy::none())
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, max_bytes })
+        Ok(Self {
+            client,
+            max_bytes,
+            offline,
+        })
     }
 
     /// GET a JSON document, streaming with a size cap.
@@ -120,6 +132,13 @@ impl Fetcher {
     }
 
     async fn capped_body(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, FetchError> {
+        if self.offline {
+            let url = request
+                .build()
+                .map(|r| r.url().clone())
+                .unwrap_or_else(|_| Url::parse("about:blank").expect("a URL"));
+            return Err(FetchError::Offline(url));
+        }
         let mut resp = request.send().await?;
         // No redirects are followed: a 3xx is a failure like any other non-200.
         if resp.status() != reqwest::StatusCode::OK {

@@ -70,7 +70,7 @@ impl IntrospectionVerifier {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Self, VerifyError> {
-        let fetcher = Fetcher::new(outbound.timeout, MAX_RESPONSE_BYTES)
+        let fetcher = Fetcher::new(outbound.timeout, MAX_RESPONSE_BYTES, outbound.offline)
             .map_err(|_| VerifyError::Internal("the introspection HTTP client"))?;
         Ok(Self {
             fetcher,

@@ -370,6 +370,55 @@ async fn explain_prints_the_decision_and_exits_by_its_outcome() {
     assert!(app.audit_rows().await.is_empty(), "explain audits nothing");
 }
 
+/// `explain --offline` fetches nothing: an issuer whose keys live at a URL (the test
+/// issuer's discovery document) fails at the `key` step; online it would issue.
+#[tokio::test]
+async fn explain_offline_fetches_nothing() {
+    let app = TestApp::spawn(backends()[0]).await;
+    app.clock.set(tessera::clock::SystemClock.now());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, app.issuer.id_token().sign()).unwrap();
+    let run = |offline: bool| {
+        let mut args = vec![
+            "explain",
+            "--client",
+            "orders-service",
+            "--subject-token-type",
+            "id_token",
+            "--audience",
+            "inventory",
+        ];
+        if offline {
+            args.push("--offline");
+        }
+        args.push(file.to_str().unwrap());
+        command(&args)
+            .env("TESSERA_DATABASE__URL", app.database_url())
+            .env("TESSERA_TRUST__DIR", &app.trust_dir)
+            .env("TESSERA_SERVER__ISSUER", ISSUER)
+            .output()
+            .unwrap()
+    };
+    let fetches = app.issuer.fetch_count();
+    let offline = run(true);
+    assert_eq!(offline.status.code(), Some(1), "{}", stdout(&offline));
+    assert!(
+        stdout(&offline).contains("FAIL key"),
+        "{}",
+        stdout(&offline)
+    );
+    assert_eq!(app.issuer.fetch_count(), fetches, "nothing fetched");
+    let online = run(false);
+    assert_eq!(
+        online.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&online),
+        String::from_utf8_lossy(&online.stderr)
+    );
+}
+
 #[test]
 fn clients_new_secret_prints_a_secret_and_its_hash() {
     let out = tessera(&["clients", "new-secret"]);

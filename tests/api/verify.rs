@@ -33,6 +33,7 @@ fn outbound() -> OutboundConfig {
         refresh_cooldown: Duration::from_secs(30),
         keys_ttl: Duration::from_secs(3600),
         max_stale: Duration::from_secs(24 * 3600),
+        offline: false,
     }
 }
 
