@@ -64,7 +64,7 @@ pub enum FetchError {
     #[error("the verification task failed")]
     Task,
     #[error("offline: {0} is not fetched (explain --offline uses key files only)")]
-    Offline(Url),
+    Offline(String),
 }
 
 /// The only members of a discovery document tessera reads (OpenID Connect Discovery
@@ -135,8 +135,8 @@ impl Fetcher {
         if self.offline {
             let url = request
                 .build()
-                .map(|r| r.url().clone())
-                .unwrap_or_else(|_| Url::parse("about:blank").expect("a URL"));
+                .map(|r| r.url().to_string())
+                .unwrap_or_default();
             return Err(FetchError::Offline(url));
         }
         let mut resp = request.send().await?;
