@@ -636,12 +636,9 @@ impl Exchanger {
         // (unverified: it only selects whose keys must verify it).
         let named = match form.single("client_id")? {
             Some(id) => id.to_owned(),
-            None => crate::verify::jwt::parse_unverified(assertion)
-                .ok()
-                .and_then(|j| j.claims.get("sub")?.as_str().map(str::to_owned))
-                .ok_or(ExchangeError::InvalidClient(
-                    ClientAuthFailure::Unauthenticated,
-                ))?,
+            None => crate::verify::oidc::claimed_client(assertion).ok_or(
+                ExchangeError::InvalidClient(ClientAuthFailure::Unauthenticated),
+            )?,
         };
         let client = registry.client(&named).ok_or(ExchangeError::InvalidClient(
             ClientAuthFailure::UnknownClient,

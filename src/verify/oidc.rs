@@ -543,3 +543,10 @@ fn select_keys<'a>(
         Selection::Try(any)
     }
 }
+
+/// The client an RFC 7523 client assertion names itself as (`sub`, RFC 7523 §3 item 2),
+/// read unverified: it only selects whose keys must then verify it.
+pub fn claimed_client(assertion: &str) -> Option<String> {
+    let jwt = jwt::parse_unverified(assertion).ok()?;
+    jwt.claims.get("sub")?.as_str().map(str::to_owned)
+}
