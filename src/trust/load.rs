@@ -486,7 +486,7 @@ fn local_issuer(own: &str, audiences: &[AudienceEntry]) -> IssuerEntry {
         None,
         &claims,
         None,
-        crate::trust::mapping::DEFAULT_JWT_SUBJECT,
+        crate::trust::mapping::AssertionKind::Claims,
     )
     .unwrap_or_else(|_| crate::trust::Mapping::default_for_jwt());
     IssuerEntry {

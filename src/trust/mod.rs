@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use load::{describe, load_registry, load_registry_for, TrustError};
-pub use mapping::{Mapped, Mapping, MappingError};
+pub use mapping::{AssertionKind, Mapped, Mapping, MappingError};
 pub use registry::{Registry, TrustStore};
 
 /// The file stem of a registry entry (`trust/issuers/<id>.toml`): stable, used in metric
