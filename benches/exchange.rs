@@ -38,8 +38,8 @@ use tessera::metrics::Metrics;
 use tessera::store::Store;
 use tessera::trust::{
     metadata::parse_pem_certs, AssertionKind, AudienceEntry, ClientAuthMethod, ClientEntry,
-    IssuerEntry, JwsAlg, KeySource, KindSettings, Mapping, OidcSettings, OnBehalfOf, Registry,
-    SamlKeySource, SamlSettings, TokenType, TrustStore,
+    IssuerEntry, JwsAlg, KeySource, KindSettings, Mapping, OidcSettings, OnBehalfOf, PinnedFile,
+    Registry, SamlKeySource, SamlSettings, TokenType, TrustStore,
 };
 use tessera::verify::{BrokerIdentity, Expectation, Presented, Purpose, Verifier};
 use tessera::xmldsig::MIN_RSA_BITS;
@@ -107,6 +107,7 @@ fn saml_issuer(f: &Fixture) -> IssuerEntry {
             keys: SamlKeySource::Pinned {
                 path: PathBuf::from("bench-saml.pem"),
                 certs: Arc::new(parse_pem_certs(&f.cert_pem, MIN_RSA_BITS).unwrap()),
+                from: PinnedFile::SigningCert,
             },
             recipients: vec![],
             allow_sha1: false,
