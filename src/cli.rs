@@ -243,3 +243,109 @@ fn parse_claim(s: &str) -> Result<(String, serde_json::Value), String> {
     let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
     Ok((k.to_owned(), value))
 }
+
+/// Standard output for the commands that print: `println!` panics when the reader has
+/// gone (`tessera dev id-token --count 5 | head -1` closes the pipe after one line, and
+/// Rust ignores SIGPIPE, so the write fails with `BrokenPipe`). A closed pipe here ends the
+/// output quietly — the reader asked for no more — and any other write error is returned.
+pub struct Lines<W: std::io::Write> {
+    out: W,
+    closed: bool,
+}
+
+impl Lines<std::io::Stdout> {
+    pub fn stdout() -> Self {
+        Self::new(std::io::stdout())
+    }
+}
+
+impl<W: std::io::Write> Lines<W> {
+    pub fn new(out: W) -> Self {
+        Self { out, closed: false }
+    }
+
+    /// Writes `line` and a newline; `Ok(false)` once the reader has gone (stop producing).
+    pub fn line(&mut self, line: impl std::fmt::Display) -> std::io::Result<bool> {
+        if self.closed {
+            return Ok(false);
+        }
+        let written = writeln!(self.out, "{line}");
+        self.settle(written)
+    }
+
+    /// Flushes what is buffered, a closed pipe again counting as done.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.out.flush();
+        self.settle(flushed).map(|_| ())
+    }
+
+    fn settle(&mut self, result: std::io::Result<()>) -> std::io::Result<bool> {
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+    use std::io::{self, Write};
+
+    /// Accepts `room` lines, then fails every write with `kind`.
+    struct Pipe {
+        room: usize,
+        kind: io::ErrorKind,
+        got: Vec<u8>,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from(self.kind));
+            }
+            if buf.ends_with(b"\n") {
+                self.room -= 1;
+            }
+            self.got.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_the_output_quietly() {
+        let mut lines = Lines::new(Pipe {
+            room: 1,
+            kind: io::ErrorKind::BrokenPipe,
+            got: Vec::new(),
+        });
+        assert!(lines.line("first").unwrap());
+        assert!(!lines.line("second").unwrap(), "the reader has gone");
+        assert!(!lines.line("third").unwrap(), "and stays gone");
+        assert_eq!(lines.out.got, b"first\n");
+        lines.finish().unwrap();
+    }
+
+    #[test]
+    fn other_write_errors_are_returned() {
+        let mut lines = Lines::new(Pipe {
+            room: 0,
+            kind: io::ErrorKind::StorageFull,
+            got: Vec::new(),
+        });
+        assert_eq!(
+            lines.line("x").unwrap_err().kind(),
+            io::ErrorKind::StorageFull
+        );
+    }
+}

@@ -8,7 +8,7 @@ use clap::Parser;
 use sha2::{Digest, Sha256};
 
 use tessera::cli::{
-    AuditCommand, Cli, ClientsCommand, Command, DevCommand, KeysCommand, TrustCommand,
+    AuditCommand, Cli, ClientsCommand, Command, DevCommand, KeysCommand, Lines, TrustCommand,
 };
 use tessera::clock::{Clock, SystemClock};
 use tessera::config::Config;
@@ -30,10 +30,7 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_guard = tessera::telemetry::init();
     match cli.command {
-        Command::Clients(ClientsCommand::NewSecret) => {
-            new_secret();
-            Ok(())
-        }
+        Command::Clients(ClientsCommand::NewSecret) => new_secret(),
         Command::Trust(TrustCommand::Check { dir }) => {
             let config = Config::load(cli.config.as_deref())?;
             let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
@@ -44,21 +41,18 @@ fn run() -> anyhow::Result<()> {
                 Some(d) => d.clone(),
                 None => Config::load(cli.config.as_deref())?.trust.dir,
             };
-            for token in tessera::dev::mint_id_tokens(&dir, &args, &SystemClock)? {
-                println!("{token}");
-            }
-            Ok(())
+            print_lines(tessera::dev::mint_id_tokens(&dir, &args, &SystemClock)?)
         }
         Command::Dev(DevCommand::SamlAssertion(args)) => {
             let config = Config::load(cli.config.as_deref())?;
             let dir = args.dir.clone().unwrap_or_else(|| config.trust.dir.clone());
             let broker = config.broker_identity();
-            for token in
-                tessera::dev::saml::mint_saml_assertions(&dir, &args, &broker, &SystemClock)?
-            {
-                println!("{token}");
-            }
-            Ok(())
+            print_lines(tessera::dev::saml::mint_saml_assertions(
+                &dir,
+                &args,
+                &broker,
+                &SystemClock,
+            )?)
         }
         Command::Dev(DevCommand::OpaqueToken(args)) => {
             let dir = match &args.dir {
@@ -67,18 +61,19 @@ fn run() -> anyhow::Result<()> {
             };
             let demo = tessera::dev::opaque::DemoAs::load(&dir, &args.issuer)?;
             let lifetime = i64::try_from(args.lifetime.as_secs()).unwrap_or(i64::MAX);
+            let mut out = Lines::stdout();
             for i in 1..=args.count {
                 let sub = if args.count > 1 {
                     format!("{}-{i}", args.sub)
                 } else {
                     args.sub.clone()
                 };
-                println!(
-                    "{}",
-                    demo.mint(&sub, &args.scope, &args.claims, lifetime, &SystemClock)?
-                );
+                let token = demo.mint(&sub, &args.scope, &args.claims, lifetime, &SystemClock)?;
+                if !out.line(token).context(STDOUT)? {
+                    break;
+                }
             }
-            Ok(())
+            out.finish().context(STDOUT)
         }
         Command::Dev(DevCommand::OpaqueAs {
             issuer,
@@ -107,8 +102,7 @@ fn run() -> anyhow::Result<()> {
             };
             let report =
                 actix_web::rt::System::new().block_on(tessera::dev::inspect(&jwks_url, &token))?;
-            println!("{report}");
-            Ok(())
+            print_lines([report])
         }
         command => {
             let config = Config::load(cli.config.as_deref())?;
@@ -133,12 +127,12 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             tessera::startup::open_store(&config).await?;
-            println!("migrations applied");
-            Ok(())
+            print_lines(["migrations applied"])
         }
         Command::Keys(cmd) => {
             let store = tessera::startup::open_store(&config).await?;
             let clock = Arc::new(SystemClock);
+            let mut lines = Vec::new();
             if let KeysCommand::Rotate {
                 insecure_skip_publish_wait,
             } = cmd
@@ -159,17 +153,17 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                 )
                 .await
                 .context("rotating signing keys")?;
-                println!(
+                lines.push(format!(
                     "rotated: {} is now current; replicas sign with it within {}",
                     current.kid,
                     humantime::format_duration(config.tokens.key_refresh_interval)
-                );
+                ));
             }
             let now = clock.now();
-            println!(
+            lines.push(format!(
                 "{:<45} {:<6} {:<8} {:>12}  published until",
                 "kid", "alg", "state", "age"
-            );
+            ));
             for key in tessera::issue::list_keys(&store).await? {
                 let age = humantime::format_duration(std::time::Duration::from_secs(
                     u64::try_from(now.saturating_sub(key.created_at)).unwrap_or(0),
@@ -178,16 +172,16 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                     (tessera::issue::KeyState::Retired, Some(t)) => format!("{t} (unix)"),
                     _ => "-".to_owned(),
                 };
-                println!(
+                lines.push(format!(
                     "{:<45} {:<6} {:<8} {:>12}  {until}{}",
                     key.kid,
                     key.alg,
                     key.state.as_str(),
                     age.to_string(),
                     if key.encrypted { "  [encrypted]" } else { "" }
-                );
+                ));
             }
-            Ok(())
+            print_lines(lines)
         }
         Command::Audit(AuditCommand::Prune { older_than }) => {
             if older_than < config.tokens.max_lifetime {
@@ -206,11 +200,10 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                 .context("pruning the audit trail")?;
             let before = std::time::UNIX_EPOCH
                 + std::time::Duration::from_secs(u64::try_from(cutoff).unwrap_or(0));
-            println!(
+            print_lines([format!(
                 "pruned {deleted} audit events recorded before {}",
                 humantime::format_rfc3339_seconds(before)
-            );
-            Ok(())
+            )])
         }
         Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
     }
@@ -219,17 +212,15 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
 fn trust_check(dir: &std::path::Path, own_issuer: &str) -> anyhow::Result<()> {
     match tessera::trust::load_registry_for(dir, Some(own_issuer)) {
         Ok(registry) => {
-            for line in tessera::trust::describe(&registry) {
-                println!("{line}");
-            }
-            println!(
+            let mut lines = tessera::trust::describe(&registry);
+            lines.push(format!(
                 "ok: {} issuers, {} clients, {} audiences in {}",
                 registry.issuers.len(),
                 registry.clients.len(),
                 registry.audiences.len(),
                 dir.display()
-            );
-            Ok(())
+            ));
+            print_lines(lines)
         }
         Err(e) => {
             eprintln!("{e}");
@@ -239,11 +230,28 @@ fn trust_check(dir: &std::path::Path, own_issuer: &str) -> anyhow::Result<()> {
 }
 
 /// SPEC §2.1: 256-bit base64url secret; `secret_hash` is SHA-256 of its UTF-8 bytes.
-fn new_secret() {
+fn new_secret() -> anyhow::Result<()> {
     let mut bytes = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = hex::encode(Sha256::digest(secret.as_bytes()));
-    println!("secret: {secret}");
-    println!("secret_hash = \"sha256:{hash}\"");
+    print_lines([
+        format!("secret: {secret}"),
+        format!("secret_hash = \"sha256:{hash}\""),
+    ])
+}
+
+/// What a failed write to standard output says (a closed pipe is not a failure).
+const STDOUT: &str = "writing to standard output";
+
+/// Prints `lines` to standard output, one each; stops quietly when the reader has gone
+/// (see [`Lines`]).
+fn print_lines<T: std::fmt::Display>(lines: impl IntoIterator<Item = T>) -> anyhow::Result<()> {
+    let mut out = Lines::stdout();
+    for line in lines {
+        if !out.line(line).context(STDOUT)? {
+            break;
+        }
+    }
+    out.finish().context(STDOUT)
 }

@@ -272,6 +272,46 @@ fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
     );
 }
 
+/// Issue 13: `tessera dev id-token --count 500 | head -1` — the reader closes the pipe
+/// after one line; the command stops quietly (exit 0, no panic) instead of `println!`
+/// panicking on the broken pipe. Deterministic: the output (hundreds of KiB) is more than
+/// a pipe holds, so the writer is still writing when the reader goes.
+#[test]
+fn dev_commands_stop_quietly_when_the_reader_closes_the_pipe() {
+    use std::io::BufRead;
+    for args in [
+        ["dev", "id-token", "--dir", REPO_TRUST, "--count", "500"],
+        [
+            "dev",
+            "opaque-token",
+            "--dir",
+            REPO_TRUST,
+            "--count",
+            "5000",
+        ],
+    ] {
+        let mut child = command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run tessera");
+        let mut first = String::new();
+        {
+            let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+            reader.read_line(&mut first).unwrap();
+            // Dropped here: the pipe's only reader is gone, as after `head -1`.
+        }
+        assert!(first.len() > 20, "{args:?}: one token: {first:?}");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}
+
 #[test]
 fn clients_new_secret_prints_a_secret_and_its_hash() {
     let out = tessera(&["clients", "new-secret"]);
