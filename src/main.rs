@@ -31,10 +31,10 @@ fn run() -> anyhow::Result<()> {
     let _log_guard = tessera::telemetry::init();
     match cli.command {
         Command::Clients(ClientsCommand::NewSecret) => new_secret(),
-        Command::Trust(TrustCommand::Check { dir }) => {
+        Command::Trust(TrustCommand::Check { dir, online }) => {
             let config = Config::load(cli.config.as_deref())?;
             let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
-            trust_check(&dir, &config.server.issuer)
+            trust_check(&dir, &config, online)
         }
         Command::Dev(DevCommand::IdToken(args)) => {
             let dir = match &args.dir {
@@ -209,24 +209,48 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-fn trust_check(dir: &std::path::Path, own_issuer: &str) -> anyhow::Result<()> {
-    match tessera::trust::load_registry_for(dir, Some(own_issuer)) {
-        Ok(registry) => {
-            let mut lines = tessera::trust::describe(&registry);
-            lines.push(format!(
-                "ok: {} issuers, {} clients, {} audiences in {}",
-                registry.issuers.len(),
-                registry.clients.len(),
-                registry.audiences.len(),
-                dir.display()
-            ));
-            print_lines(lines)
-        }
+/// `trust check [--online]`: the listing, then (online) one line per remote key source;
+/// any registry problem or failed source is a non-zero exit.
+fn trust_check(dir: &std::path::Path, config: &Config, online: bool) -> anyhow::Result<()> {
+    let registry = match tessera::trust::load_registry_for(dir, Some(&config.server.issuer)) {
+        Ok(registry) => registry,
         Err(e) => {
+            // One line per problem, each naming its file and field.
             eprintln!("{e}");
             std::process::exit(1);
         }
+    };
+    let mut lines = tessera::trust::describe(&registry);
+    lines.push(format!(
+        "ok: {} issuers, {} clients, {} audiences in {}",
+        registry.issuers.len(),
+        registry.clients.len(),
+        registry.audiences.len(),
+        dir.display()
+    ));
+    if !online {
+        return print_lines(lines);
     }
+    let checks = actix_web::rt::System::new()
+        .block_on(tessera::verify::online::check_remote_sources(
+            &registry,
+            &config.outbound,
+            SystemClock.now(),
+        ))
+        .context("building the outbound HTTP client")?;
+    let failed = checks.iter().filter(|c| c.outcome.is_err()).count();
+    if checks.is_empty() {
+        lines.push("online: the registry names no remote key source".to_owned());
+    }
+    lines.extend(checks.iter().map(|c| c.line()));
+    print_lines(lines)?;
+    if failed > 0 {
+        bail!(
+            "{failed} of {} remote key sources failed (see the FAILED lines)",
+            checks.len()
+        );
+    }
+    Ok(())
 }
 
 /// SPEC §2.1: 256-bit base64url secret; `secret_hash` is SHA-256 of its UTF-8 bytes.
