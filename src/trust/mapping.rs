@@ -320,7 +320,7 @@ impl Mapping {
                 Ok(CelValue::Bool(false)) => return Err(MappingError::ConditionFalse),
                 Ok(other) => {
                     return Err(MappingError::ConditionNotBool {
-                        found: other.type_of().to_string(),
+                        found: a_value_of_type(&other),
                     })
                 }
                 Err(e) => return Err(condition.failed(CONDITION_FIELD, &e)),
@@ -338,7 +338,7 @@ impl Mapping {
             }
             Ok(other) => {
                 return Err(MappingError::SubjectUnusable {
-                    found: format!("a {}", other.type_of()),
+                    found: a_value_of_type(&other),
                 })
             }
             Err(e) => return Err(self.subject.failed(SUBJECT_FIELD, &e)),
@@ -388,6 +388,16 @@ impl Compiled {
                 message: describe_execution_error(other),
             },
         }
+    }
+}
+
+/// "a list", "an int", "null": what a program yielded, by type only.
+fn a_value_of_type(v: &CelValue) -> String {
+    let ty = v.type_of().to_string();
+    match v {
+        CelValue::Null => ty,
+        _ if ty.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {ty}"),
+        _ => format!("a {ty}"),
     }
 }
 

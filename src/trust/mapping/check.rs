@@ -656,3 +656,49 @@ fn unknown_function(env: &Arc<Env>, name: &str, member: bool) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `STRING_METHODS` is kept by hand: each of them must really fail on a list and on a
+    /// map (no overload), with the arguments it takes on a string, in the interpreter.
+    #[test]
+    fn string_methods_apply_to_strings_only() {
+        let env = super::super::shared_env();
+        let calls = [
+            ("contains", "'a'"),
+            ("startsWith", "'a'"),
+            ("endsWith", "'a'"),
+            ("matches", "'a'"),
+            ("lowerAscii", ""),
+            ("upperAscii", ""),
+            ("trim", ""),
+            ("split", "','"),
+            ("replace", "'a', 'b'"),
+            ("substring", "1"),
+            ("charAt", "0"),
+            ("indexOf", "'a'"),
+            ("lastIndexOf", "'a'"),
+        ];
+        assert_eq!(calls.len(), STRING_METHODS.len());
+        for (method, args) in calls {
+            assert!(STRING_METHODS.contains(&method), "{method}");
+            let on_string = env.compile(&format!("'abc'.{method}({args})")).unwrap();
+            let ctx = Context::with_env(env.clone());
+            assert!(on_string.execute(&ctx).is_ok(), "{method} on a string");
+            for receiver in ["['a']", "{'a': 1}"] {
+                let program = env
+                    .compile(&format!("{receiver}.{method}({args})"))
+                    .unwrap();
+                assert!(
+                    matches!(
+                        program.execute(&ctx),
+                        Err(ExecutionError::NoSuchOverload(_))
+                    ),
+                    "{method} on {receiver}"
+                );
+            }
+        }
+    }
+}

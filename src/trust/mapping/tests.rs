@@ -49,7 +49,7 @@ fn a_missing_subject_refuses_the_token_saying_why() {
     );
     for (why, input, found) in [
         ("empty sub", json!({"sub": ""}), "an empty string"),
-        ("null sub", json!({"sub": null}), "a null"),
+        ("null sub", json!({"sub": null}), "null"),
         ("list sub", json!({"sub": ["a"]}), "a list"),
         ("float sub", json!({"sub": 1.5}), "a float"),
     ] {
@@ -146,7 +146,7 @@ fn a_true_condition_admits_and_false_or_error_refuses() {
     assert_eq!(
         m.apply(&obj(json!({"sub": "a", "flag": "true"}))),
         Err(MappingError::ConditionNotBool {
-            found: "string".into()
+            found: "a string".into()
         })
     );
 }
