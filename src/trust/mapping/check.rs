@@ -158,11 +158,6 @@ pub fn check(
                     ))
                 }
             }
-            if let Expr::Literal(LiteralValue::String(s)) = &expr.expr {
-                if s.inner().is_empty() {
-                    return Err("always yields an empty string".to_owned());
-                }
-            }
         }
         Role::Condition => {
             if !matches!(ty, Ty::Dyn | Ty::Bool) {
