@@ -37,9 +37,9 @@ use tessera::issue::{KeyRing, SigningAlg};
 use tessera::metrics::Metrics;
 use tessera::store::Store;
 use tessera::trust::{
-    metadata::parse_pem_certs, AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, JwsAlg,
-    KeySource, KindSettings, Mapping, OidcSettings, OnBehalfOf, Registry, SamlKeySource,
-    SamlSettings, TokenType, TrustStore,
+    metadata::parse_pem_certs, AssertionKind, AudienceEntry, ClientAuthMethod, ClientEntry,
+    IssuerEntry, JwsAlg, KeySource, KindSettings, Mapping, OidcSettings, OnBehalfOf, PinnedFile,
+    Registry, SamlKeySource, SamlSettings, TokenType, TrustStore,
 };
 use tessera::verify::{BrokerIdentity, Expectation, Presented, Purpose, Verifier};
 use tessera::xmldsig::MIN_RSA_BITS;
@@ -107,6 +107,7 @@ fn saml_issuer(f: &Fixture) -> IssuerEntry {
             keys: SamlKeySource::Pinned {
                 path: PathBuf::from("bench-saml.pem"),
                 certs: Arc::new(parse_pem_certs(&f.cert_pem, MIN_RSA_BITS).unwrap()),
+                from: PinnedFile::SigningCert,
             },
             recipients: vec![],
             allow_sha1: false,
@@ -117,7 +118,7 @@ fn saml_issuer(f: &Fixture) -> IssuerEntry {
         clock_skew: Duration::from_secs(60),
         max_age: None,
         one_time_use: false,
-        mapping: Mapping::compile(None, &claims, None, "assertion.subject").unwrap(),
+        mapping: Mapping::compile(None, &claims, None, AssertionKind::Saml).unwrap(),
         demo_signing_key_file: None,
         source: PathBuf::from("bench-saml.toml"),
     }
@@ -313,7 +314,7 @@ fn registry(f: &Fixture) -> Registry {
         clock_skew: Duration::from_secs(60),
         max_age: None,
         one_time_use: false,
-        mapping: Mapping::compile(None, &claims, None, "assertion.sub").unwrap(),
+        mapping: Mapping::compile(None, &claims, None, AssertionKind::Claims).unwrap(),
         demo_signing_key_file: None,
         source: PathBuf::from("bench.toml"),
     };

@@ -60,6 +60,11 @@ pub enum TrustCommand {
         /// Registry directory (default: trust.dir from the configuration).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Also fetch every remote key source now (OIDC discovery and JWKS, jwks_uri, SAML
+        /// metadata_url, introspection endpoint reachability), with the configured outbound
+        /// limits; one line per source; non-zero exit if any fails.
+        #[arg(long)]
+        online: bool,
     },
 }
 

@@ -11,6 +11,7 @@ use tessera::cli::{
     AuditCommand, Cli, ClientsCommand, Command, DevCommand, KeysCommand, TrustCommand,
 };
 use tessera::clock::{Clock, SystemClock};
+use tessera::commands::Lines;
 use tessera::config::Config;
 use tessera::startup::Application;
 
@@ -34,35 +35,29 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_guard = tessera::telemetry::init();
     match cli.command {
-        Command::Clients(ClientsCommand::NewSecret) => {
-            new_secret();
-            Ok(())
-        }
-        Command::Trust(TrustCommand::Check { dir }) => {
+        Command::Clients(ClientsCommand::NewSecret) => new_secret(),
+        Command::Trust(TrustCommand::Check { dir, online }) => {
             let config = Config::load(cli.config.as_deref())?;
             let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
-            trust_check(&dir, &config.server.issuer)
+            trust_check(&dir, &config, online)
         }
         Command::Dev(DevCommand::IdToken(args)) => {
             let dir = match &args.dir {
                 Some(d) => d.clone(),
                 None => Config::load(cli.config.as_deref())?.trust.dir,
             };
-            for token in tessera::dev::mint_id_tokens(&dir, &args, &SystemClock)? {
-                println!("{token}");
-            }
-            Ok(())
+            print_lines(tessera::dev::mint_id_tokens(&dir, &args, &SystemClock)?)
         }
         Command::Dev(DevCommand::SamlAssertion(args)) => {
             let config = Config::load(cli.config.as_deref())?;
             let dir = args.dir.clone().unwrap_or_else(|| config.trust.dir.clone());
             let broker = config.broker_identity();
-            for token in
-                tessera::dev::saml::mint_saml_assertions(&dir, &args, &broker, &SystemClock)?
-            {
-                println!("{token}");
-            }
-            Ok(())
+            print_lines(tessera::dev::saml::mint_saml_assertions(
+                &dir,
+                &args,
+                &broker,
+                &SystemClock,
+            )?)
         }
         Command::Dev(DevCommand::OpaqueToken(args)) => {
             let dir = match &args.dir {
@@ -71,18 +66,19 @@ fn run() -> anyhow::Result<()> {
             };
             let demo = tessera::dev::opaque::DemoAs::load(&dir, &args.issuer)?;
             let lifetime = i64::try_from(args.lifetime.as_secs()).unwrap_or(i64::MAX);
+            let mut out = Lines::stdout();
             for i in 1..=args.count {
                 let sub = if args.count > 1 {
                     format!("{}-{i}", args.sub)
                 } else {
                     args.sub.clone()
                 };
-                println!(
-                    "{}",
-                    demo.mint(&sub, &args.scope, &args.claims, lifetime, &SystemClock)?
-                );
+                let token = demo.mint(&sub, &args.scope, &args.claims, lifetime, &SystemClock)?;
+                if !out.line(token).context(STDOUT)? {
+                    break;
+                }
             }
-            Ok(())
+            out.finish().context(STDOUT)
         }
         Command::Dev(DevCommand::OpaqueAs {
             issuer,
@@ -109,9 +105,7 @@ fn run() -> anyhow::Result<()> {
             } else {
                 token
             };
-            let mut out = tessera::commands::Out::new();
-            actix_web::rt::System::new()
-                .block_on(tessera::dev::inspect(&jwks_url, &token, &mut out))
+            actix_web::rt::System::new().block_on(tessera::dev::inspect(&jwks_url, &token))
         }
         command => {
             let config = Config::load(cli.config.as_deref())?;
@@ -140,12 +134,12 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             tessera::startup::open_store(&config).await?;
-            println!("migrations applied");
-            Ok(())
+            print_lines(["migrations applied"])
         }
         Command::Keys(cmd) => {
             let store = tessera::startup::open_store(&config).await?;
             let clock = Arc::new(SystemClock);
+            let mut lines = Vec::new();
             if let KeysCommand::Rotate {
                 insecure_skip_publish_wait,
             } = cmd
@@ -166,17 +160,17 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                 )
                 .await
                 .context("rotating signing keys")?;
-                println!(
+                lines.push(format!(
                     "rotated: {} is now current; replicas sign with it within {}",
                     current.kid,
                     humantime::format_duration(config.tokens.key_refresh_interval)
-                );
+                ));
             }
             let now = clock.now();
-            println!(
+            lines.push(format!(
                 "{:<45} {:<6} {:<8} {:>12}  published until",
                 "kid", "alg", "state", "age"
-            );
+            ));
             for key in tessera::issue::list_keys(&store).await? {
                 let age = humantime::format_duration(std::time::Duration::from_secs(
                     u64::try_from(now.saturating_sub(key.created_at)).unwrap_or(0),
@@ -185,16 +179,16 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                     (tessera::issue::KeyState::Retired, Some(t)) => format!("{t} (unix)"),
                     _ => "-".to_owned(),
                 };
-                println!(
+                lines.push(format!(
                     "{:<45} {:<6} {:<8} {:>12}  {until}{}",
                     key.kid,
                     key.alg,
                     key.state.as_str(),
                     age.to_string(),
                     if key.encrypted { "  [encrypted]" } else { "" }
-                );
+                ));
             }
-            Ok(())
+            print_lines(lines)
         }
         Command::Audit(AuditCommand::Prune { older_than }) => {
             if older_than < config.tokens.max_lifetime {
@@ -213,45 +207,83 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
                 .context("pruning the audit trail")?;
             let before = std::time::UNIX_EPOCH
                 + std::time::Duration::from_secs(u64::try_from(cutoff).unwrap_or(0));
-            println!(
+            print_lines([format!(
                 "pruned {deleted} audit events recorded before {}",
                 humantime::format_rfc3339_seconds(before)
-            );
-            Ok(())
+            )])
         }
         Command::Explain(args) => tessera::commands::explain::run(&config, &args).await,
         Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
     }
 }
 
-fn trust_check(dir: &std::path::Path, own_issuer: &str) -> anyhow::Result<()> {
-    match tessera::trust::load_registry_for(dir, Some(own_issuer)) {
-        Ok(registry) => {
-            for line in tessera::trust::describe(&registry) {
-                println!("{line}");
-            }
-            println!(
-                "ok: {} issuers, {} clients, {} audiences in {}",
-                registry.issuers.len(),
-                registry.clients.len(),
-                registry.audiences.len(),
-                dir.display()
-            );
-            Ok(())
-        }
+/// `trust check [--online]`: the listing, then (online) one line per remote key source;
+/// any registry problem or failed source is a non-zero exit.
+fn trust_check(dir: &std::path::Path, config: &Config, online: bool) -> anyhow::Result<()> {
+    let registry = match tessera::trust::load_registry_for(dir, Some(&config.server.issuer)) {
+        Ok(registry) => registry,
         Err(e) => {
+            // One line per problem, each naming its file and field.
             eprintln!("{e}");
             std::process::exit(1);
         }
+    };
+    let mut lines = tessera::trust::describe(&registry);
+    lines.push(format!(
+        "ok: {} issuers, {} clients, {} audiences in {}",
+        registry.issuers.len(),
+        registry.clients.len(),
+        registry.audiences.len(),
+        dir.display()
+    ));
+    if !online {
+        return print_lines(lines);
     }
+    let checks = actix_web::rt::System::new()
+        .block_on(tessera::verify::online::check_remote_sources(
+            &registry,
+            &config.outbound,
+            SystemClock.now(),
+        ))
+        .context("building the outbound HTTP client")?;
+    let failed = checks.iter().filter(|c| c.outcome.is_err()).count();
+    if checks.is_empty() {
+        lines.push("online: the registry names no remote key source".to_owned());
+    }
+    lines.extend(checks.iter().map(|c| c.line()));
+    print_lines(lines)?;
+    if failed > 0 {
+        bail!(
+            "{failed} of {} remote key sources failed (see the FAILED lines)",
+            checks.len()
+        );
+    }
+    Ok(())
 }
 
 /// SPEC §2.1: 256-bit base64url secret; `secret_hash` is SHA-256 of its UTF-8 bytes.
-fn new_secret() {
+fn new_secret() -> anyhow::Result<()> {
     let mut bytes = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = hex::encode(Sha256::digest(secret.as_bytes()));
-    println!("secret: {secret}");
-    println!("secret_hash = \"sha256:{hash}\"");
+    print_lines([
+        format!("secret: {secret}"),
+        format!("secret_hash = \"sha256:{hash}\""),
+    ])
+}
+
+/// What a failed write to standard output says (a closed pipe is not a failure).
+const STDOUT: &str = "writing to standard output";
+
+/// Prints `lines` to standard output, one each; stops quietly when the reader has gone
+/// (see [`Lines`]).
+fn print_lines<T: std::fmt::Display>(lines: impl IntoIterator<Item = T>) -> anyhow::Result<()> {
+    let mut out = Lines::stdout();
+    for line in lines {
+        if !out.line(line).context(STDOUT)? {
+            break;
+        }
+    }
+    out.finish().context(STDOUT)
 }

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::startup::{open_store, Parts};
 use crate::trust::TrustStore;
 
-use super::{NotOk, Out};
+use super::{Lines, NotOk};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
@@ -34,16 +34,16 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<()> {
     let parts = Parts::build(config, &store, Arc::new(SystemClock), trust, metrics).await?;
     let explanation = parts.exchanger.explain(&args.client, &form).await;
     parts.audit.shutdown().await;
-    let mut out = Out::new();
+    let mut out = Lines::stdout();
     if args.json {
-        out.line(&serde_json::to_string_pretty(&explanation)?);
+        out.line(serde_json::to_string_pretty(&explanation)?)?;
     } else {
-        print_text(&mut out, &explanation);
+        print_text(&mut out, &explanation)?;
         if args.offline && explanation.failing_step == Some(crate::exchange::Step::Key) {
-            out.line("(--offline: keys that live at a URL were not fetched)");
+            out.line("(--offline: keys that live at a URL were not fetched)")?;
         }
     }
-    out.flush();
+    out.finish()?;
     if explanation.issued() {
         Ok(())
     } else {
@@ -96,10 +96,10 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
 
 /// One line per step (`pass`/`FAIL`, the step, the token it was about, what it found),
 /// then its compared values indented, then the outcome.
-pub fn print_text(out: &mut Out, e: &Explanation) {
+pub fn print_text<W: std::io::Write>(out: &mut Lines<W>, e: &Explanation) -> std::io::Result<()> {
     for step in &e.steps {
-        if !print_step(out, step) {
-            return;
+        if !print_step(out, step)? {
+            return Ok(());
         }
     }
     let line = match (&e.error, e.failing_step) {
@@ -112,13 +112,15 @@ pub fn print_text(out: &mut Out, e: &Explanation) {
         ),
         _ => "would issue:".to_owned(),
     };
-    out.line(&line);
+    out.line(line)?;
     if let Some(token) = &e.token {
-        out.line(&serde_json::to_string_pretty(token).unwrap_or_default());
+        out.line(serde_json::to_string_pretty(token).unwrap_or_default())?;
     }
+    Ok(())
 }
 
-fn print_step(out: &mut Out, s: &StepRecord) -> bool {
+/// One step; `false` once the reader has gone.
+fn print_step<W: std::io::Write>(out: &mut Lines<W>, s: &StepRecord) -> std::io::Result<bool> {
     let verdict = match s.verdict {
         Verdict::Pass => "pass",
         Verdict::Fail => "FAIL",
@@ -128,17 +130,17 @@ fn print_step(out: &mut Out, s: &StepRecord) -> bool {
         .map(|t| format!(" [{}]", t.name()))
         .unwrap_or_default();
     let check = s.check.map(|c| format!(" ({c})")).unwrap_or_default();
-    let mut ok = out.line(&format!(
+    let mut open = out.line(format!(
         "{verdict} {:<16}{token}{check} {}",
         s.step.name(),
         s.summary
-    ));
+    ))?;
     for (name, value) in &s.values {
         let shown = match value {
             Value::String(v) => v.clone(),
             other => other.to_string(),
         };
-        ok &= out.line(&format!("       {name} = {shown}"));
+        open = open && out.line(format!("       {name} = {shown}"))?;
     }
-    ok
+    Ok(open)
 }

@@ -96,36 +96,30 @@ pub fn mint_id_tokens(
         .collect()
 }
 
-/// Decodes `token`, verifies its signature with the key its `kid` names in the JWKS at
-/// `jwks_url`, and returns header and claims as pretty JSON. Fails when the signature
-/// does not verify.
 /// `tessera dev inspect`: decodes first (header and claims, unverified, so a token whose
 /// key is missing can still be read), then verifies the signature against `jwks_url`.
 /// The decoded parts are printed either way; a signature that cannot be verified is an
 /// error after them.
-pub async fn inspect(
-    jwks_url: &str,
-    token: &str,
-    out: &mut crate::commands::Out,
-) -> anyhow::Result<()> {
+pub async fn inspect(jwks_url: &str, token: &str) -> anyhow::Result<()> {
+    let mut out = crate::commands::Lines::stdout();
     let header = jsonwebtoken::decode_header(token).context("not a JWT")?;
     let claims = crate::verify::jwt::parse_unverified(token)
         .map(|j| serde_json::Value::Object(j.claims))
         .map_err(|e| anyhow::anyhow!("claims do not decode: {e}"))?;
-    out.line(&format!(
+    out.line(format!(
         "header: {}",
         serde_json::to_string_pretty(&header)?
-    ));
-    out.line(&format!(
+    ))?;
+    out.line(format!(
         "claims (unverified): {}",
         serde_json::to_string_pretty(&claims)?
-    ));
+    ))?;
     let verdict = verify_against(jwks_url, token, &header).await;
     match &verdict {
-        Ok(kid) => out.line(&format!("signature: valid (kid {kid}, {:?})", header.alg)),
-        Err(e) => out.line(&format!("signature: NOT verified: {e:#}")),
+        Ok(kid) => out.line(format!("signature: valid (kid {kid}, {:?})", header.alg))?,
+        Err(e) => out.line(format!("signature: NOT verified: {e:#}"))?,
     };
-    out.flush();
+    out.finish()?;
     verdict.map(|_| ())
 }
 

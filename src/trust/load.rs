@@ -20,8 +20,8 @@ use self::audience::{check_audiences, load_audience};
 use self::client::{load_client, ClientRefs};
 use self::issuer::{check_issuers, load_issuer};
 use super::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerEntry, IssuerKind, KeySource, KindSettings,
-    OnBehalfOf, Registry, SamlKeySource,
+    AudienceEntry, ClientEntry, IssuerEntry, IssuerKind, KeySource, KindSettings, Registry,
+    SamlKeySource,
 };
 
 /// Every problem found while loading, each naming its file and field.
@@ -117,7 +117,9 @@ pub fn load_registry_for(dir: &Path, own_issuer: Option<&str>) -> Result<Registr
     }
 }
 
-/// One line per entry for `tessera trust check`.
+/// One line per entry for `tessera trust check`, in the registry's own words: its field
+/// names and values as a registry file writes them (`auth = "client_secret_basic"`,
+/// `token_types = ["id_token"]`, `algorithms = ["RS256"]`), never internal names.
 pub fn describe(registry: &Registry) -> Vec<String> {
     let issuers = registry.issuers.values().map(|i| describe_issuer(i));
     let clients = registry.clients.values().map(|c| describe_client(c));
@@ -125,127 +127,164 @@ pub fn describe(registry: &Registry) -> Vec<String> {
     issuers.chain(clients).chain(audiences).collect()
 }
 
-fn describe_issuer(i: &IssuerEntry) -> String {
-    let kind = i.kind().label();
-    let types: Vec<&str> = i.token_types.iter().map(|t| t.label()).collect();
-    let (keys, extra) = issuer_specifics(i);
-    // A saml entry without audiences accepts assertions addressed to saml.entity_id.
-    let audiences = match (i.audiences.is_empty(), i.kind()) {
-        (true, IssuerKind::Saml) => "(saml.entity_id)".to_owned(),
-        _ => i.audiences.join(","),
-    };
-    let mut line = format!(
-        "issuer    {}  {kind}  {}  keys={keys}  aud={audiences}  types={}  {extra}",
-        i.id,
-        i.issuer,
-        types.join(","),
-    );
-    if i.mapping.has_condition() {
-        line.push_str("  condition");
-    }
-    if i.demo_signing_key_file.is_some() {
-        line.push_str("  DEMO (private key is public: never trust in production)");
-    }
-    line
+/// `name=a,b` for a list of registry words.
+fn list<'a>(name: &str, items: impl IntoIterator<Item = &'a str>) -> String {
+    format!("{name}={}", items.into_iter().collect::<Vec<_>>().join(","))
 }
 
-/// Where an issuer's keys come from, and the settings of its kind.
-fn issuer_specifics(i: &IssuerEntry) -> (String, String) {
+/// The name of a file an entry names (what the registry wrote, resolved beside it).
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn describe_issuer(i: &IssuerEntry) -> String {
+    // A saml entry without audiences accepts assertions addressed to saml.entity_id.
+    let audiences = match (i.audiences.is_empty(), i.kind()) {
+        (true, IssuerKind::Saml) => "audiences=(saml.entity_id)".to_owned(),
+        _ => list("audiences", i.audiences.iter().map(String::as_str)),
+    };
+    let mut parts = vec![
+        "issuer  ".to_owned(),
+        i.id.clone(),
+        i.kind().label().to_owned(),
+        i.issuer.clone(),
+    ];
+    parts.extend(issuer_specifics(i));
+    parts.push(audiences);
+    parts.push(list("token_types", i.token_types.iter().map(|t| t.label())));
+    if i.clock_skew != DEFAULT_CLOCK_SKEW {
+        parts.push(format!("clock_skew={}", duration(i.clock_skew)));
+    }
+    if let Some(max_age) = i.max_age {
+        parts.push(format!("max_age={}", duration(max_age)));
+    }
+    if i.one_time_use {
+        parts.push("one_time_use=true".to_owned());
+    }
+    let claims: Vec<&str> = i.mapping.claim_names().collect();
+    if !claims.is_empty() {
+        parts.push(list("mapping.claims", claims));
+    }
+    if i.mapping.has_condition() {
+        parts.push("mapping.condition".to_owned());
+    }
+    if i.demo_signing_key_file.is_some() {
+        parts.push("DEMO (private key is public: never trust in production)".to_owned());
+    }
+    parts.join("  ")
+}
+
+/// Where an issuer's keys come from, and the settings of its kind, as `field=value`.
+fn issuer_specifics(i: &IssuerEntry) -> Vec<String> {
     match &i.settings {
         KindSettings::Oidc(o) => {
-            let keys = match &o.keys {
-                KeySource::Discovery(_) => "discovery",
-                KeySource::JwksUri(_) => "jwks_uri",
-                KeySource::JwksFile { .. } => "jwks_file",
-                KeySource::Local => "tessera",
-            };
-            let algs: Vec<String> = o.algorithms.iter().map(|a| format!("{a:?}")).collect();
-            let mut extra = format!("algs={}", algs.join(","));
-            if i.one_time_use {
-                extra.push_str("  one_time_use");
+            let mut parts = vec![
+                match &o.keys {
+                    KeySource::Discovery(url) => format!("discovery_url={url}"),
+                    KeySource::JwksUri(url) => format!("jwks_uri={url}"),
+                    KeySource::JwksFile { path, .. } => format!("jwks_file={}", file_name(path)),
+                    // The `local` entry has no file: tessera's own published keys.
+                    KeySource::Local => "keys=tessera".to_owned(),
+                },
+                list("algorithms", o.algorithms.iter().map(|a| a.name())),
+            ];
+            if !o.require_access_token_typ {
+                parts.push("require_access_token_typ=false".to_owned());
             }
-            (keys.to_owned(), extra)
+            parts
         }
         KindSettings::Saml(s) => {
-            let keys = match &s.keys {
-                SamlKeySource::Pinned { certs, .. } => format!("certs={}", certs.len()),
-                SamlKeySource::MetadataUrl { signers: None, .. } => "metadata_url".to_owned(),
-                SamlKeySource::MetadataUrl {
-                    signers: Some(_), ..
-                } => "metadata_url(signed)".to_owned(),
-            };
-            let mut extra = format!("recipients={}", s.recipients.len());
-            for (on, flag) in [
-                (s.allow_sha1, "allow_sha1"),
-                (
-                    s.min_rsa_bits < crate::xmldsig::MIN_RSA_BITS,
-                    "allow_rsa_1024",
-                ),
-                (i.one_time_use, "one_time_use"),
-            ] {
-                if on {
-                    extra.push_str("  ");
-                    extra.push_str(flag);
+            let mut parts = match &s.keys {
+                SamlKeySource::Pinned { path, certs, from } => vec![
+                    format!("{}={}", from.field(), file_name(path)),
+                    format!("certs={}", certs.len()),
+                ],
+                SamlKeySource::MetadataUrl { url, signers } => {
+                    let mut parts = vec![format!("metadata_url={url}")];
+                    if let Some(signers) = signers {
+                        parts.push(format!("metadata_signing_certs={}", signers.len()));
+                    }
+                    parts
                 }
+            };
+            if !s.recipients.is_empty() {
+                parts.push(list("recipients", s.recipients.iter().map(String::as_str)));
             }
-            (keys, extra)
+            if s.allow_sha1 {
+                parts.push("allow_sha1=true".to_owned());
+            }
+            if s.min_rsa_bits < crate::xmldsig::MIN_RSA_BITS {
+                parts.push("allow_rsa_1024=true".to_owned());
+            }
+            parts
         }
-        KindSettings::Introspection(s) => (
-            "introspection".to_owned(),
-            format!(
-                "endpoint={}  auth={:?}  cache_ttl={}",
-                s.endpoint,
-                s.auth,
-                humantime::format_duration(s.cache_ttl)
-            ),
-        ),
+        KindSettings::Introspection(s) => vec![
+            format!("introspection_endpoint={}", s.endpoint),
+            format!("client_id={}", s.client_id),
+            format!("introspection_auth={}", s.auth.as_str()),
+            format!("cache_ttl={}", duration(s.cache_ttl)),
+        ],
     }
 }
 
 fn describe_client(c: &ClientEntry) -> String {
-    let auth = match c.auth {
-        ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
-        ClientAuthMethod::ClientSecretPost => "client_secret_post",
-        ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
-    };
-    let obo = match c.on_behalf_of {
-        OnBehalfOf::Delegate => "delegate",
-        OnBehalfOf::Impersonate => "impersonate",
-    };
-    let mut line = format!(
-        "client    {}  {auth}  subject_issuers={}  audiences={}  scopes={}  {obo}",
-        c.client_id,
-        c.subject_issuers.join(","),
-        c.audiences.join(","),
-        c.scopes.join(",")
-    );
-    if !c.actor_issuers.is_empty() {
-        line.push_str(&format!("  actor_issuers={}", c.actor_issuers.join(",")));
+    let mut parts = vec![
+        "client  ".to_owned(),
+        c.client_id.clone(),
+        c.auth.as_str().to_owned(),
+    ];
+    match &c.jwks {
+        Some(KeySource::JwksFile { path, .. }) => {
+            parts.push(format!("jwks_file={}", file_name(path)));
+        }
+        Some(KeySource::JwksUri(url)) => parts.push(format!("jwks_uri={url}")),
+        Some(KeySource::Discovery(url)) => parts.push(format!("discovery_url={url}")),
+        Some(KeySource::Local) | None => {}
     }
-    if let Some(max) = c.max_lifetime {
-        line.push_str(&format!(
-            "  max_lifetime={}",
-            humantime::format_duration(max)
+    parts.push(list(
+        "subject_issuers",
+        c.subject_issuers.iter().map(String::as_str),
+    ));
+    if let Some(auds) = &c.subject_audiences {
+        parts.push(list("subject_audiences", auds.iter().map(String::as_str)));
+    }
+    if !c.actor_issuers.is_empty() {
+        parts.push(list(
+            "actor_issuers",
+            c.actor_issuers.iter().map(String::as_str),
         ));
     }
-    line
+    parts.push(list("audiences", c.audiences.iter().map(String::as_str)));
+    parts.push(list("scopes", c.scopes.iter().map(String::as_str)));
+    parts.push(format!("on_behalf_of={}", c.on_behalf_of.as_str()));
+    if let Some(max) = c.max_lifetime {
+        parts.push(format!("max_lifetime={}", duration(max)));
+    }
+    parts.join("  ")
 }
 
 fn describe_audience(a: &AudienceEntry) -> String {
-    let mut line = format!(
-        "audience  {}  {}  scopes={}  claims={}",
-        a.id,
-        a.audience,
-        a.scopes.join(","),
-        a.claims.join(",")
-    );
+    let mut parts = vec![
+        "audience".to_owned(),
+        a.id.clone(),
+        a.audience.clone(),
+        list("scopes", a.scopes.iter().map(String::as_str)),
+        list("claims", a.claims.iter().map(String::as_str)),
+    ];
     if !a.resources.is_empty() {
-        line.push_str(&format!("  resources={}", a.resources.join(",")));
+        parts.push(list("resources", a.resources.iter().map(String::as_str)));
     }
     if let Some(l) = a.lifetime {
-        line.push_str(&format!("  lifetime={}", humantime::format_duration(l)));
+        parts.push(format!("lifetime={}", duration(l)));
     }
-    line
+    parts.join("  ")
 }
 
 impl ClientEntry {
@@ -486,7 +525,7 @@ fn local_issuer(own: &str, audiences: &[AudienceEntry]) -> IssuerEntry {
         None,
         &claims,
         None,
-        crate::trust::mapping::DEFAULT_JWT_SUBJECT,
+        crate::trust::mapping::AssertionKind::Claims,
     )
     .unwrap_or_else(|_| crate::trust::Mapping::default_for_jwt());
     IssuerEntry {

@@ -7,6 +7,11 @@
 //! refuses the token, and so does any evaluation error (cel 0.15 reports a missing key as
 //! an error, and a policy that cannot be evaluated must never admit anyone).
 //!
+//! What can only fail is refused at load ([`check`]): an undeclared variable, a function
+//! the interpreter does not provide, a literal of the wrong type for its field. At run
+//! time a refusal says which of these happened: a claim the token lacks (`no such key`),
+//! another evaluation error, a false condition, a subject of the wrong type or empty.
+//!
 //! `assertion` is the verified claim set (JWT payload, or the SAML view), converted to a
 //! CEL value once per `apply` and shared by every program of the mapping. Its size is
 //! bounded upstream (a token is at most 48 KiB), and nesting is capped here.
@@ -15,9 +20,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
 use serde_json::{Map, Number, Value};
+
+pub use self::check::AssertionKind;
+use self::check::Role;
+
+mod check;
 
 /// The CEL variable the verified token is bound to.
 pub const ASSERTION_VAR: &str = "assertion";
@@ -58,24 +69,43 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "src_iss",
 ];
 
-#[derive(Debug, thiserror::Error)]
+/// Registry field names of a mapping's programs (what messages name).
+pub const SUBJECT_FIELD: &str = "mapping.subject";
+pub const CONDITION_FIELD: &str = "mapping.condition";
+
+/// Why a mapping was refused at load (`Compile`) or refused a token. The run-time texts
+/// become the refusal's `error_description` and log line: they name keys, functions and
+/// types, never a value from the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
     /// `field` is the registry field, e.g. `mapping.subject`, `mapping.claims.email`.
     #[error("{field}: {message}")]
     Compile { field: String, message: String },
-    #[error("mapping condition is false")]
+    /// The program read a claim (a map key) the token does not carry.
+    #[error("{field}: no such key: {key}")]
+    NoSuchKey { field: &'static str, key: String },
+    /// The program failed for another reason: a claim of another type than it expects,
+    /// a function that failed. `message` is the interpreter's error, without values.
+    #[error("{field}: evaluation error: {message}")]
+    Evaluation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("mapping.condition is false")]
     ConditionFalse,
-    /// `message` never carries claim values (see `describe_execution_error`).
-    #[error("mapping condition failed to evaluate: {message}")]
-    ConditionError { message: String },
-    #[error("mapped subject is empty or missing")]
-    SubjectMissing,
+    /// The condition yielded something else than a bool (`found` is its type).
+    #[error("mapping.condition: yielded {found}, not a bool")]
+    ConditionNotBool { found: String },
+    /// The subject is empty, or neither a string nor an integer (`found` says which).
+    #[error("mapping.subject: yielded {found}; a subject is a non-empty string or an integer")]
+    SubjectUnusable { found: String },
 }
 
 /// A compiled mapping. `Send + Sync`: it lives in `Arc<IssuerEntry>` shared across the
 /// workers (asserted at compile time below).
 pub struct Mapping {
     env: Arc<Env>,
+    kind: AssertionKind,
     subject: Compiled,
     claims: Vec<(String, Compiled)>,
     condition: Option<Compiled>,
@@ -85,6 +115,10 @@ pub struct Mapping {
 struct Compiled {
     source: String,
     program: Program,
+    /// Every field name and string literal the source spells: a run-time `no such key`
+    /// names its key only when it is one of these (a key computed from the token, as in
+    /// `assertion.attributes[assertion.subject]`, is a value of the token).
+    spelled: Vec<String>,
 }
 
 // `Program` holds only the parsed AST and `Env` only declarations; both are plain data.
@@ -134,15 +168,16 @@ fn shared_env() -> Arc<Env> {
 }
 
 impl Mapping {
-    /// Compiles every program; `default_subject` (e.g. [`DEFAULT_JWT_SUBJECT`]) is used
-    /// when `subject` is `None`. Returns the first problem; see [`Mapping::compile_all`].
+    /// Compiles and checks every program for tokens whose `assertion` is `kind`; the
+    /// kind's default subject ([`AssertionKind::default_subject`]) is used when `subject`
+    /// is `None`. Returns the first problem; see [`Mapping::compile_all`].
     pub fn compile(
         subject: Option<&str>,
         claims: &BTreeMap<String, String>,
         condition: Option<&str>,
-        default_subject: &str,
+        kind: AssertionKind,
     ) -> Result<Self, MappingError> {
-        Self::compile_all(subject, claims, condition, default_subject).map_err(|mut errors| {
+        Self::compile_all(subject, claims, condition, kind).map_err(|mut errors| {
             // compile_all never returns an empty error list.
             errors.swap_remove(0)
         })
@@ -154,12 +189,13 @@ impl Mapping {
         subject: Option<&str>,
         claims: &BTreeMap<String, String>,
         condition: Option<&str>,
-        default_subject: &str,
+        kind: AssertionKind,
     ) -> Result<Self, Vec<MappingError>> {
         let env = shared_env();
         let mut errors = Vec::new();
+        let subject_source = subject.unwrap_or(kind.default_subject());
 
-        let subject = compile_one(&env, "mapping.subject", subject.unwrap_or(default_subject))
+        let subject = compile_one(&env, kind, Role::Subject, SUBJECT_FIELD, subject_source)
             .map_err(|e| errors.push(e))
             .ok();
 
@@ -173,26 +209,29 @@ impl Mapping {
                 });
                 continue;
             }
-            match compile_one(&env, &field, source) {
+            match compile_one(&env, kind, Role::Claim, &field, source) {
                 Ok(c) => compiled_claims.push((name.clone(), c)),
                 Err(e) => errors.push(e),
             }
         }
 
         let condition = match condition {
-            Some(source) => match compile_one(&env, "mapping.condition", source) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    errors.push(e);
-                    None
+            Some(source) => {
+                match compile_one(&env, kind, Role::Condition, CONDITION_FIELD, source) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
 
         match subject {
             Some(subject) if errors.is_empty() => Ok(Self {
                 env,
+                kind,
                 subject,
                 claims: compiled_claims,
                 condition,
@@ -204,12 +243,27 @@ impl Mapping {
     /// Subject = `assertion.sub`, no claims, no condition: what an OIDC issuer without a
     /// `[mapping]` table gets.
     pub fn default_for_jwt() -> Self {
-        Self::default_with_subject(DEFAULT_JWT_SUBJECT)
+        Self::default_for(AssertionKind::Claims)
+    }
+
+    /// The kind's default subject, no claims, no condition: what an issuer without a
+    /// `[mapping]` table gets.
+    pub fn default_for(kind: AssertionKind) -> Self {
+        Self::constant(kind, kind.default_subject())
     }
 
     /// Subject = `subject` (one of the `DEFAULT_*_SUBJECT` constants), no claims, no
-    /// condition: what an issuer without a `[mapping]` table gets.
+    /// condition.
     pub fn default_with_subject(subject: &'static str) -> Self {
+        let kind = if subject == DEFAULT_SAML_SUBJECT {
+            AssertionKind::Saml
+        } else {
+            AssertionKind::Claims
+        };
+        Self::constant(kind, subject)
+    }
+
+    fn constant(kind: AssertionKind, subject: &'static str) -> Self {
         let env = shared_env();
         #[expect(
             clippy::expect_used,
@@ -218,13 +272,20 @@ impl Mapping {
         let program = env.compile(subject).expect("default subject compiles");
         Self {
             env,
+            kind,
             subject: Compiled {
                 source: subject.to_owned(),
+                spelled: spelled(program.expression()),
                 program,
             },
             claims: Vec::new(),
             condition: None,
         }
+    }
+
+    /// What `assertion` holds for the tokens this mapping was checked for.
+    pub fn kind(&self) -> AssertionKind {
+        self.kind
     }
 
     /// The source of the subject program.
@@ -245,8 +306,9 @@ impl Mapping {
     ///
     /// Subject: a non-empty string; an integer (signed or unsigned) is accepted and
     /// written in decimal, since some IdPs use numeric user ids. Anything else — a
-    /// float, a list, `null`, an empty string, an evaluation error — is
-    /// [`MappingError::SubjectMissing`].
+    /// float, a list, `null`, an empty string — is [`MappingError::SubjectUnusable`]; a
+    /// claim it reads that the token lacks is [`MappingError::NoSuchKey`], any other
+    /// failure [`MappingError::Evaluation`].
     pub fn apply(&self, assertion: &Map<String, Value>) -> Result<Mapped, MappingError> {
         let mut ctx = Context::with_env(self.env.clone());
         ctx.add_variable_from_value(ASSERTION_VAR, object_to_cel(assertion, 0));
@@ -257,15 +319,11 @@ impl Mapping {
                 Ok(CelValue::Bool(true)) => {}
                 Ok(CelValue::Bool(false)) => return Err(MappingError::ConditionFalse),
                 Ok(other) => {
-                    return Err(MappingError::ConditionError {
-                        message: format!("yielded {}, not a bool", other.type_of()),
+                    return Err(MappingError::ConditionNotBool {
+                        found: a_value_of_type(&other),
                     })
                 }
-                Err(e) => {
-                    return Err(MappingError::ConditionError {
-                        message: describe_execution_error(&e),
-                    })
-                }
+                Err(e) => return Err(condition.failed(CONDITION_FIELD, &e)),
             }
         }
 
@@ -273,7 +331,17 @@ impl Mapping {
             Ok(CelValue::String(s)) if !s.is_empty() => s.as_str().to_owned(),
             Ok(CelValue::Int(i)) => i.to_string(),
             Ok(CelValue::UInt(u)) => u.to_string(),
-            _ => return Err(MappingError::SubjectMissing),
+            Ok(CelValue::String(_)) => {
+                return Err(MappingError::SubjectUnusable {
+                    found: "an empty string".to_owned(),
+                })
+            }
+            Ok(other) => {
+                return Err(MappingError::SubjectUnusable {
+                    found: a_value_of_type(&other),
+                })
+            }
+            Err(e) => return Err(self.subject.failed(SUBJECT_FIELD, &e)),
         };
 
         let mut claims = Map::new();
@@ -292,25 +360,126 @@ impl Mapping {
     }
 }
 
-fn compile_one(env: &Env, field: &str, source: &str) -> Result<Compiled, MappingError> {
-    if source.trim().is_empty() {
-        return Err(MappingError::Compile {
-            field: field.to_owned(),
-            message: "empty CEL expression".to_owned(),
-        });
+impl AssertionKind {
+    /// The subject program of an issuer without `mapping.subject` (SPEC §2): `sub` of a
+    /// JWT or introspection answer, the NameID of a SAML assertion.
+    pub const fn default_subject(self) -> &'static str {
+        match self {
+            Self::Claims => DEFAULT_JWT_SUBJECT,
+            Self::Saml => DEFAULT_SAML_SUBJECT,
+        }
     }
-    env.compile(source)
-        .map(|program| Compiled {
-            source: source.to_owned(),
-            program,
-        })
-        .map_err(|e| MappingError::Compile {
-            field: field.to_owned(),
-            message: format!(
-                "CEL does not compile: {}",
-                e.to_string().replace('\n', "; ")
-            ),
-        })
+}
+
+impl Compiled {
+    /// The refusal for an evaluation error of this program, the registry field `field`.
+    fn failed(&self, field: &'static str, e: &ExecutionError) -> MappingError {
+        match e {
+            ExecutionError::NoSuchKey(key) => MappingError::NoSuchKey {
+                field,
+                key: if self.spelled.iter().any(|s| s == key.as_str()) {
+                    key.as_str().to_owned()
+                } else {
+                    "(a key computed from the token)".to_owned()
+                },
+            },
+            other => MappingError::Evaluation {
+                field,
+                message: describe_execution_error(other),
+            },
+        }
+    }
+}
+
+/// "a list", "an int", "null": what a program yielded, by type only.
+fn a_value_of_type(v: &CelValue) -> String {
+    let ty = v.type_of().to_string();
+    match v {
+        CelValue::Null => ty,
+        _ if ty.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {ty}"),
+        _ => format!("a {ty}"),
+    }
+}
+
+/// Parses `source`, then checks it for `role` ([`check`]).
+fn compile_one(
+    env: &Arc<Env>,
+    kind: AssertionKind,
+    role: Role,
+    field: &str,
+    source: &str,
+) -> Result<Compiled, MappingError> {
+    let problem = |message: String| MappingError::Compile {
+        field: field.to_owned(),
+        message,
+    };
+    if source.trim().is_empty() {
+        return Err(problem("empty CEL expression".to_owned()));
+    }
+    let program = env.compile(source).map_err(|e| {
+        problem(format!(
+            "CEL does not compile: {}",
+            e.to_string().replace('\n', "; ")
+        ))
+    })?;
+    check::check(env, kind, role, program.expression()).map_err(problem)?;
+    Ok(Compiled {
+        source: source.to_owned(),
+        spelled: spelled(program.expression()),
+        program,
+    })
+}
+
+/// Every field name and string literal in `e` (see [`Compiled::spelled`]).
+fn spelled(e: &IdedExpr) -> Vec<String> {
+    fn walk(e: &IdedExpr, out: &mut Vec<String>) {
+        match &e.expr {
+            Expr::Literal(LiteralValue::String(s)) => out.push(s.inner().to_owned()),
+            Expr::Select(s) => {
+                out.push(s.field.clone());
+                walk(&s.operand, out);
+            }
+            Expr::Call(c) => {
+                if let Some(t) = &c.target {
+                    walk(t, out);
+                }
+                c.args.iter().for_each(|a| walk(a, out));
+            }
+            Expr::List(l) => l.elements.iter().for_each(|a| walk(a, out)),
+            Expr::Map(m) => {
+                for entry in &m.entries {
+                    if let EntryExpr::MapEntry(m) = &entry.expr {
+                        walk(&m.key, out);
+                        walk(&m.value, out);
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    if let EntryExpr::StructField(f) = &entry.expr {
+                        walk(&f.value, out);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                for part in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    walk(part, out);
+                }
+            }
+            Expr::Literal(_) | Expr::Ident(_) | Expr::Unspecified => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, &mut out);
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn claim_name_problem(name: &str) -> Option<String> {
@@ -330,10 +499,11 @@ fn claim_name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// A safe summary of an evaluation error: names of keys, functions and types, never the
-/// values themselves, which come from the token and may end up in `error_description`
-/// or a log line.
+/// The interpreter's error, summarised without the values it may carry (they come
+/// from the token and end up in `error_description` and log lines): names of keys,
+/// functions, operators and types only.
 fn describe_execution_error(e: &ExecutionError) -> String {
+    let ty = |v: &CelValue| v.type_of().to_string();
     match e {
         ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
         ExecutionError::UndeclaredReference(r) => format!("undeclared reference to '{r}'"),
@@ -347,6 +517,28 @@ fn describe_execution_error(e: &ExecutionError) -> String {
         ExecutionError::InvalidArgumentCount { expected, actual } => {
             format!("invalid argument count: expected {expected}, got {actual}")
         }
+        ExecutionError::ValuesNotComparable(a, b) => {
+            format!("a {} cannot be compared with a {}", ty(a), ty(b))
+        }
+        ExecutionError::UnsupportedBinaryOperator(op, a, b) => {
+            format!("operator '{op}' does not apply to {} and {}", ty(a), ty(b))
+        }
+        ExecutionError::UnsupportedIndex(index, target) => {
+            format!("a {} cannot be indexed with a {}", ty(target), ty(index))
+        }
+        ExecutionError::IndexOutOfBounds(_) => "index out of bounds".to_owned(),
+        ExecutionError::DivisionByZero(_) => "division by zero".to_owned(),
+        ExecutionError::RemainderByZero(_) => "remainder by zero".to_owned(),
+        ExecutionError::Overflow(op, _, _) => format!("overflow in '{op}'"),
+        ExecutionError::UnsupportedKeyType(v) => format!("a {} cannot be a map key", ty(v)),
+        ExecutionError::NotSupportedAsMethod { method, target } => {
+            format!("'{method}' is not a method of a {}", ty(target))
+        }
+        ExecutionError::UnsupportedTargetType { target } => {
+            format!("unsupported target: a {}", ty(target))
+        }
+        ExecutionError::DuplicateKey(_) => "a map literal repeats a key".to_owned(),
+        ExecutionError::MissingArgumentOrTarget => "missing argument or target".to_owned(),
         _ => "evaluation error".to_owned(),
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use load::{describe, load_registry, load_registry_for, TrustError};
-pub use mapping::{Mapped, Mapping, MappingError};
+pub use mapping::{AssertionKind, Mapped, Mapping, MappingError};
 pub use registry::{Registry, TrustStore};
 
 /// The file stem of a registry entry (`trust/issuers/<id>.toml`): stable, used in metric
@@ -115,6 +115,20 @@ impl JwsAlg {
             _ => return None,
         })
     }
+    /// The name the registry's `algorithms` and a JWS `alg` use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
     pub const DEFAULT_ALLOWED: [JwsAlg; 3] = [Self::RS256, Self::PS256, Self::ES256];
     /// What tessera signs with (`tokens.signing_alg`): its own tokens' allow-list.
     pub const LOCAL: [JwsAlg; 4] = [Self::ES256, Self::RS256, Self::PS256, Self::EdDSA];
@@ -153,6 +167,8 @@ pub enum SamlKeySource {
     Pinned {
         path: PathBuf,
         certs: Arc<Vec<SigningCert>>,
+        /// Which of the two the entry names.
+        from: PinnedFile,
     },
     /// IdP metadata fetched from the registry's URL, cached and refreshed; its signature
     /// checked with `signers` on every fetch when the entry names
@@ -161,6 +177,25 @@ pub enum SamlKeySource {
         url: url::Url,
         signers: Option<Arc<Vec<SigningCert>>>,
     },
+}
+
+/// The file a SAML issuer's pinned certificates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinnedFile {
+    /// `metadata_file`: IdP metadata.
+    Metadata,
+    /// `signing_cert_file`: PEM certificates.
+    SigningCert,
+}
+
+impl PinnedFile {
+    /// The registry field that names the file.
+    pub const fn field(self) -> &'static str {
+        match self {
+            Self::Metadata => "metadata_file",
+            Self::SigningCert => "signing_cert_file",
+        }
+    }
 }
 
 /// One IdP signing certificate (DER) with its SHA-256 fingerprint for logs and `trust check`,
@@ -205,6 +240,16 @@ pub struct SamlSettings {
 pub enum IntrospectionAuth {
     ClientSecretBasic,
     ClientSecretPost,
+}
+
+impl IntrospectionAuth {
+    /// The registry's word (`introspection_auth`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+        }
+    }
 }
 
 /// A secret read at load (from the environment or a file): never in `Debug` or a log line.
@@ -287,12 +332,33 @@ pub enum ClientAuthMethod {
     PrivateKeyJwt,
 }
 
+impl ClientAuthMethod {
+    /// The registry's word (`auth`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnBehalfOf {
     #[default]
     Delegate,
     Impersonate,
+}
+
+impl OnBehalfOf {
+    /// The registry's word (`on_behalf_of`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delegate => "delegate",
+            Self::Impersonate => "impersonate",
+        }
+    }
 }
 
 /// `Debug` is written by hand so the secret's hash never reaches a log line (a hash of a

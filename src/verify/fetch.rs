@@ -131,6 +131,22 @@ impl Fetcher {
         self.capped_body(request).await
     }
 
+    /// Whether `url` answers HTTP at all (`tessera trust check --online` for an
+    /// introspection endpoint): a POST of an empty form without credentials, so that
+    /// nothing is introspected; any status is an answer and is returned. Connection
+    /// failures and timeouts are errors, as for every other request.
+    pub async fn answers_post(&self, url: &Url) -> Result<u16, FetchError> {
+        let empty: &[(&str, &str)] = &[];
+        let resp = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(empty)
+            .send()
+            .await?;
+        Ok(resp.status().as_u16())
+    }
+
     async fn capped_body(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, FetchError> {
         if self.offline {
             let url = request

@@ -18,6 +18,7 @@ pub mod introspection;
 pub mod jwt;
 pub mod keys;
 pub mod oidc;
+pub mod online;
 pub mod saml;
 
 use std::sync::Arc;

@@ -269,6 +269,18 @@ fn trust_check_accepts_the_demo_registry_and_names_file_and_field_on_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout(&out).contains("demo-oidc"));
+    // The registry's own words, never Rust names (issue 13).
+    let listing = stdout(&out);
+    for words in [
+        "introspection_auth=client_secret_basic",
+        "  client_secret_basic  ",
+        "algorithms=RS256",
+        "token_types=id_token,access_token,jwt",
+        "on_behalf_of=delegate",
+    ] {
+        assert!(listing.contains(words), "{words:?} in\n{listing}");
+    }
+    assert!(!listing.contains("ClientSecret"), "{listing}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("issuers")).unwrap();
@@ -417,6 +429,178 @@ async fn explain_offline_fetches_nothing() {
         stdout(&online),
         String::from_utf8_lossy(&online.stderr)
     );
+}
+
+/// Issue 13: `tessera dev id-token --count 500 | head -1` — the reader closes the pipe
+/// after one line; the command stops quietly (exit 0, no panic) instead of `println!`
+/// panicking on the broken pipe. Deterministic: the output (hundreds of KiB) is more than
+/// a pipe holds, so the writer is still writing when the reader goes.
+#[test]
+fn dev_commands_stop_quietly_when_the_reader_closes_the_pipe() {
+    use std::io::BufRead;
+    for args in [
+        ["dev", "id-token", "--dir", REPO_TRUST, "--count", "500"],
+        [
+            "dev",
+            "opaque-token",
+            "--dir",
+            REPO_TRUST,
+            "--count",
+            "5000",
+        ],
+    ] {
+        let mut child = command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run tessera");
+        let mut first = String::new();
+        {
+            let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+            reader.read_line(&mut first).unwrap();
+            // Dropped here: the pipe's only reader is gone, as after `head -1`.
+        }
+        assert!(first.len() > 20, "{args:?}: one token: {first:?}");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}
+
+/// Issue 13: `trust check --online` fetches every remote key source with the broker's
+/// own fetch code and reports one line per source: real servers started here for OIDC
+/// discovery + JWKS, SAML metadata and an introspection endpoint; one `jwks_uri` at a
+/// port nothing listens on and one `metadata_url` that is not found. Non-zero exit, each
+/// failure named on its line.
+#[tokio::test]
+async fn trust_check_online_fetches_every_remote_key_source() {
+    let issuer = crate::issuer::TestIssuer::start().await;
+    let metadata =
+        std::fs::read_to_string(format!("{REPO_TRUST}/issuers/demo-saml.metadata.xml")).unwrap();
+    let (md_port, _md_server, md_hits) = crate::saml::serve_metadata(metadata);
+    let partner = crate::introspection::TestAs::start(false).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+        // Dropped: nothing listens on this port any more.
+    };
+    let dead_jwks = format!("http://127.0.0.1:{closed}/jwks.json");
+    let metadata_url = format!("http://127.0.0.1:{md_port}/metadata");
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "issuers/oidc.toml",
+            format!(
+                "kind = \"oidc\"\nissuer = \"{}\"\ndiscovery_url = \"{}\"\naudiences = [\"tessera\"]\n",
+                issuer.url(),
+                issuer.discovery_url()
+            ),
+        ),
+        (
+            "issuers/dead.toml",
+            format!(
+                "kind = \"oidc\"\nissuer = \"https://dead.example\"\njwks_uri = \"{dead_jwks}\"\naudiences = [\"tessera\"]\n"
+            ),
+        ),
+        (
+            "issuers/saml.toml",
+            format!(
+                "kind = \"saml\"\nissuer = \"https://demo-saml-idp.tessera.test\"\nmetadata_url = \"{metadata_url}\"\n"
+            ),
+        ),
+        (
+            "issuers/gone.toml",
+            format!(
+                "kind = \"saml\"\nissuer = \"https://gone-idp.example\"\nmetadata_url = \"http://127.0.0.1:{md_port}/gone\"\n"
+            ),
+        ),
+        (
+            "issuers/opaque.toml",
+            format!(
+                "kind = \"introspection\"\nissuer = \"https://as.example\"\nintrospection_endpoint = \"{}\"\n\
+                 client_id = \"tessera\"\nclient_secret_env = \"TESSERA_TEST_ONLINE_SECRET\"\naudiences = [\"tessera\"]\n",
+                partner.url
+            ),
+        ),
+        (
+            "clients/signed.toml",
+            format!(
+                "client_id = \"signed\"\nauth = \"private_key_jwt\"\njwks_uri = \"{}\"\n\
+                 subject_issuers = [\"oidc\"]\naudiences = [\"api\"]\nscopes = [\"read\"]\n",
+                issuer.jwks_uri()
+            ),
+        ),
+        (
+            "audiences/api.toml",
+            "audience = \"https://api.example\"\nscopes = [\"read\"]\n".to_owned(),
+        ),
+    ];
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    let mut cmd = command(&[
+        "trust",
+        "check",
+        "--online",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    cmd.env("TESSERA_TEST_ONLINE_SECRET", "s3cret");
+    // The servers run on this test's runtime: wait for the binary off it.
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run tessera"))
+        .await
+        .unwrap();
+    let text = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}\n{err}");
+    for line in [
+        format!(
+            "source    issuer oidc  discovery_url={}  ok: issuer matches, jwks_uri={}",
+            issuer.discovery_url(),
+            issuer.jwks_uri()
+        ),
+        format!(
+            "source    issuer oidc  discovered jwks_uri={}  ok: 2 keys",
+            issuer.jwks_uri()
+        ),
+        format!("source    issuer saml  metadata_url={metadata_url}  ok: 1 signing certificate"),
+        format!(
+            "source    issuer opaque  introspection_endpoint={}  ok: reachable (HTTP 401 to a request without credentials)",
+            partner.url
+        ),
+        format!(
+            "source    client signed  jwks_uri={}  ok: 2 keys",
+            issuer.jwks_uri()
+        ),
+        format!("source    issuer dead  jwks_uri={dead_jwks}  FAILED: connection refused"),
+        format!(
+            "source    issuer gone  metadata_url=http://127.0.0.1:{md_port}/gone  FAILED: HTTP status 404"
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+    }
+    assert_eq!(text.matches("FAILED").count(), 2, "{text}");
+    let message: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains(" INFO ") && !l.contains(" WARN "))
+        .collect();
+    assert_eq!(
+        message,
+        ["Error: 2 of 7 remote key sources failed (see the FAILED lines)"],
+        "{err}"
+    );
+    // Each source was really asked, once.
+    assert_eq!(md_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(partner.calls(), 1);
+    assert_eq!(issuer.discovery_count(), 1);
 }
 
 #[test]

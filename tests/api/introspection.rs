@@ -21,8 +21,8 @@ const AS_SECRET: &str = "partner introspection secret/+=";
 const SECRET_ENV: &str = "TESSERA_TEST_PARTNER_INTROSPECTION_SECRET";
 
 /// A foreign authorization server's RFC 7662 endpoint.
-struct TestAs {
-    url: String,
+pub(crate) struct TestAs {
+    pub(crate) url: String,
     state: Arc<AsState>,
 }
 
@@ -37,7 +37,7 @@ struct AsState {
 }
 
 impl TestAs {
-    async fn start(post_auth: bool) -> Self {
+    pub(crate) async fn start(post_auth: bool) -> Self {
         let state = Arc::new(AsState {
             post_auth,
             ..AsState::default()
@@ -66,7 +66,7 @@ impl TestAs {
             .insert(token.to_owned(), response);
     }
 
-    fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.state.calls.load(Ordering::SeqCst)
     }
 

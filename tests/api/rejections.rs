@@ -626,10 +626,11 @@ condition = "assertion.email.endsWith('@acme.example')"
         .claim("email", json!("eve@evil.example"))
         .sign();
     let resp = app.exchange(&evil, ID_TOKEN, INV).await;
-    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_invalid_request_saying(resp, "mapping.condition is false").await;
+    // A token without the claim is told apart from one the condition refuses (issue 13).
     let missing = app.issuer.id_token().sign();
     let resp = app.exchange(&missing, ID_TOKEN, INV).await;
-    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_invalid_request_saying(resp, "mapping.condition: no such key: email").await;
     app.assert_refusal_audited_after_issue("mapping_refused")
         .await;
 }

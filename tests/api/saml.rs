@@ -550,7 +550,7 @@ fn metadata(key: &SigningKey) -> String {
 }
 
 /// A real HTTP server answering `GET /metadata` with `body`; counts the requests.
-fn serve_metadata(
+pub(crate) fn serve_metadata(
     body: String,
 ) -> (
     u16,

@@ -79,6 +79,7 @@ fn entry(v: &Value, allow_sha1: bool) -> IssuerEntry {
             keys: SamlKeySource::Pinned {
                 path: "idp-signing.pem".into(),
                 certs: Arc::new(certs),
+                from: tessera::trust::PinnedFile::SigningCert,
             },
             recipients,
             allow_sha1,

@@ -11,7 +11,7 @@ use super::{
     check_nonempty_strings, load_jwks_file, parse_duration, parse_entry, parse_http_url,
     read_capped, resolve_beside, Errors, DEFAULT_CLOCK_SKEW, MAX_CLOCK_SKEW, MAX_PEM_BYTES,
 };
-use crate::trust::mapping::{Mapping, MappingError, DEFAULT_JWT_SUBJECT, DEFAULT_SAML_SUBJECT};
+use crate::trust::mapping::{AssertionKind, Mapping, MappingError};
 use crate::trust::{
     IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, JwsAlg, KeySource,
     KindSettings, OidcSettings, Secret, TokenType, LOCAL_ISSUER,
@@ -230,27 +230,27 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
     let max_age = parse_duration(path, "max_age", raw.max_age.as_ref(), errs);
     let demo_signing_key_file = load_demo_key(path, raw.demo_signing_key_file.as_deref(), errs);
 
-    let (settings, one_time_use, default_subject) = match kind {
+    let (settings, one_time_use, assertion) = match kind {
         // `one_time_use = true`: each JWT accepted once, by its `jti` (a token without one
         // is refused), on every replica.
         IssuerKind::Oidc => (
             load_oidc(path, &raw, errs).map(KindSettings::Oidc),
             raw.one_time_use.unwrap_or(false),
-            DEFAULT_JWT_SUBJECT,
+            AssertionKind::Claims,
         ),
         // SPEC §2: SAML assertions are single-use unless the entry says otherwise.
         IssuerKind::Saml => (
             super::saml::load_saml(path, &raw.saml_fields(), errs).map(KindSettings::Saml),
             raw.one_time_use.unwrap_or(true),
-            DEFAULT_SAML_SUBJECT,
+            AssertionKind::Saml,
         ),
         IssuerKind::Introspection => (
             load_introspection(path, &raw, errs).map(KindSettings::Introspection),
             false,
-            DEFAULT_JWT_SUBJECT,
+            AssertionKind::Claims,
         ),
     };
-    let mapping = load_mapping(path, raw.mapping, default_subject, errs);
+    let mapping = load_mapping(path, raw.mapping, assertion, errs);
 
     if errs.0.len() != before {
         return None;
@@ -575,20 +575,22 @@ fn load_demo_key(path: &Path, rel: Option<&str>, errs: &mut Errors) -> Option<Pa
     }
 }
 
+/// `[mapping]`, compiled and checked against what `assertion` holds for this kind (every
+/// problem of every program is reported, each naming its field).
 fn load_mapping(
     path: &Path,
     raw: Option<RawMapping>,
-    default_subject: &'static str,
+    assertion: AssertionKind,
     errs: &mut Errors,
 ) -> Option<Mapping> {
     let Some(m) = raw else {
-        return Some(Mapping::default_with_subject(default_subject));
+        return Some(Mapping::default_for(assertion));
     };
     match Mapping::compile_all(
         m.subject.as_deref(),
         &m.claims,
         m.condition.as_deref(),
-        default_subject,
+        assertion,
     ) {
         Ok(mapping) => Some(mapping),
         Err(problems) => {

@@ -11,7 +11,7 @@ use super::{check_nonempty_strings, parse_http_url, read_capped, resolve_beside,
 use crate::trust::metadata::{
     parse_pem_certs, read_idp_metadata, MetadataSigners, MAX_METADATA_BYTES,
 };
-use crate::trust::{SamlKeySource, SamlSettings, SigningCert};
+use crate::trust::{PinnedFile, SamlKeySource, SamlSettings, SigningCert};
 
 /// The SAML-only part of an issuer entry, for [`load_saml`].
 pub(super) struct SamlFields<'a> {
@@ -124,15 +124,16 @@ fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<Sam
         return parse_http_url(path, "metadata_url", u, signers.is_some(), errs)
             .map(|url| SamlKeySource::MetadataUrl { url, signers });
     }
-    let (field, rel) = match (raw.metadata_file, raw.signing_cert_file) {
-        (Some(rel), _) => ("metadata_file", rel),
-        (None, Some(rel)) => ("signing_cert_file", rel),
+    let (from, rel) = match (raw.metadata_file, raw.signing_cert_file) {
+        (Some(rel), _) => (PinnedFile::Metadata, rel),
+        (None, Some(rel)) => (PinnedFile::SigningCert, rel),
         (None, None) => return None,
     };
+    let field = from.field();
     let file = resolve_beside(path, rel);
     let cap = u64::try_from(MAX_METADATA_BYTES).unwrap_or(u64::MAX);
     let certs = read_capped(&file, cap).and_then(|bytes| {
-        if field == "metadata_file" {
+        if from == PinnedFile::Metadata {
             read_idp_metadata(&bytes, raw.issuer, policy, raw.min_rsa_bits)
                 .map(|m| m.certs)
                 .map_err(|e| format!("{}: {e}", file.display()))
@@ -144,6 +145,7 @@ fn load_keys(path: &Path, raw: &SamlFields<'_>, errs: &mut Errors) -> Option<Sam
         Ok(certs) => Some(SamlKeySource::Pinned {
             path: file,
             certs: Arc::new(certs),
+            from,
         }),
         Err(problem) => {
             errs.field(path, field, problem);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::trust::{JwsAlg, TokenType};
+use crate::trust::{JwsAlg, OnBehalfOf, TokenType};
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -153,6 +153,21 @@ fn every_loader_error_names_file_and_field() {
         ("mapping reserved claim", "issuers/acme.toml", issuer_with("[mapping]\nclaims = { aud = \"assertion.aud\" }\n"), "acme.toml", "mapping.claims.aud", "tessera sets itself"),
         ("mapping condition", "issuers/acme.toml", issuer_with("[mapping]\ncondition = \"assertion.email.endsWith(\"\n"), "acme.toml", "mapping.condition", "does not compile"),
         ("mapping unknown field", "issuers/acme.toml", issuer_with("[mapping]\nsubjekt = \"assertion.sub\"\n"), "acme.toml", "mapping.subjekt", "unknown field"),
+        // Mappings that parse but could only fail at run time (issue 13).
+        ("mapping undeclared variable", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"sub\"\n"), "acme.toml", "mapping.subject", "undeclared variable `sub`: the token is `assertion`, e.g. `assertion.sub`"),
+        ("mapping undeclared variable in a claim", "issuers/acme.toml", issuer_with("[mapping]\nclaims = { email = \"email.lowerAscii()\" }\n"), "acme.toml", "mapping.claims.email", "undeclared variable `email`"),
+        ("mapping undeclared variable in the condition", "issuers/acme.toml", issuer_with("[mapping]\ncondition = \"assertion.groups.exists(g, group == 'admins')\"\n"), "acme.toml", "mapping.condition", "undeclared variable `group`"),
+        ("mapping unknown function", "issuers/acme.toml", issuer_with("[mapping]\nclaims = { email = \"lower(assertion.email)\" }\n"), "acme.toml", "mapping.claims.email", "unknown function `lower()`"),
+        ("mapping unknown method", "issuers/acme.toml", issuer_with("[mapping]\ncondition = \"assertion.email.endswith('@acme.example')\"\n"), "acme.toml", "mapping.condition", "did you mean `endsWith`"),
+        ("mapping method called as a function", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"lowerAscii(assertion.sub)\"\n"), "acme.toml", "mapping.subject", "is a method, not a function"),
+        ("mapping subject of a type that never works", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"assertion.sub == 'x'\"\n"), "acme.toml", "mapping.subject", "always yields a bool"),
+        ("mapping constant subject", "issuers/acme.toml", issuer_with("[mapping]\nsubject = \"42\"\n"), "acme.toml", "mapping.subject", "does not read the token"),
+        ("mapping subject as a TOML integer", "issuers/acme.toml", issuer_with("[mapping]\nsubject = 42\n"), "acme.toml", "mapping.subject", "invalid type"),
+        ("mapping condition of a type that never works", "issuers/acme.toml", issuer_with("[mapping]\ncondition = \"'true'\"\n"), "acme.toml", "mapping.condition", "always yields a string"),
+        ("mapping claim of bytes", "issuers/acme.toml", issuer_with("[mapping]\nclaims = { raw = \"b'abc'\" }\n"), "acme.toml", "mapping.claims.raw", "bytes"),
+        ("saml mapping of a field the view never has", "issuers/acme.toml", format!("{}[mapping]\nclaims = {{ email = \"assertion.email\" }}\n", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"", "signing_cert_file = \"acme.pem\"")), "acme.toml", "mapping.claims.email", "has no field `email`"),
+        ("saml subject from an attribute list", "issuers/acme.toml", format!("{}[mapping]\nsubject = \"assertion.attributes.uid\"\n", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"", "signing_cert_file = \"acme.pem\"")), "acme.toml", "mapping.subject", "a SAML attribute is a list of values"),
+        ("saml string method on an attribute list", "issuers/acme.toml", format!("{}[mapping]\ncondition = \"assertion.attributes.groups.contains('staff')\"\n", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"", "signing_cert_file = \"acme.pem\"")), "acme.toml", "mapping.condition", "`'value' in list`"),
         ("local is reserved", "issuers/local.toml", ISSUER.replace("idp.acme", "idp.local"), "local.toml", "", "reserved"),
         ("bad id", "issuers/ac me.toml", ISSUER.replace("idp.acme", "idp.other"), "ac me.toml", "", "may only use"),
         ("toml syntax", "issuers/acme.toml", "kind = \"oidc\nissuer".to_owned(), "acme.toml", "", "line"),
@@ -392,9 +407,72 @@ fn describe_prints_one_line_per_entry() {
     let r = f.load().unwrap();
     let lines = describe(&r);
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines[0].starts_with("issuer    acme  oidc  https://idp.acme.example  keys=jwks_file"));
+    assert!(
+        lines[0].starts_with(
+            "issuer    acme  oidc  https://idp.acme.example  jwks_file=acme.jwks.json  algorithms=RS256,PS256,ES256"
+        ),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].starts_with("client    orders-service  client_secret_basic"));
     assert!(lines[2].starts_with("audience  orders  https://api.orders.example"));
+}
+
+/// Issue 13: the listing says what the registry files say — field names and values as
+/// written (`client_secret_basic`, `private_key_jwt`, `id_token`, `EdDSA`) — never Rust
+/// names (`ClientSecretBasic`, `IdToken`, `Delegate`).
+#[test]
+fn describe_uses_the_registry_words() {
+    let f = Fixture::new();
+    f.write(
+        "issuers/acme.toml",
+        &format!(
+            "{ISSUER}token_types = [\"id_token\", \"jwt\"]\nalgorithms = [\"ES256\", \"EdDSA\"]\n\
+             require_access_token_typ = false\nmax_age = \"12h\"\none_time_use = true\n\
+             [mapping]\nclaims = {{ email = \"assertion.email\" }}\ncondition = \"assertion.email_verified == true\"\n"
+        ),
+    );
+    f.write("clients/signed.jwks.json", JWKS);
+    f.write(
+        "clients/signed.toml",
+        "client_id = \"signed\"\nauth = \"private_key_jwt\"\njwks_file = \"signed.jwks.json\"\n\
+         subject_issuers = [\"acme\"]\nactor_issuers = [\"local\"]\naudiences = [\"orders\"]\n\
+         scopes = [\"orders:read\"]\non_behalf_of = \"impersonate\"\nmax_lifetime = \"5m\"\n",
+    );
+    let mut lines = describe(&f.load().unwrap());
+    // The repository's demo registry: a saml issuer with metadata_file, an introspection
+    // issuer, and tessera's own `local` entry.
+    lines.extend(describe(
+        &load_registry_for(&repo_trust(), Some("https://tessera.test")).unwrap(),
+    ));
+    let all = lines.join("\n");
+    for words in [
+        "issuer    acme  oidc  https://idp.acme.example  jwks_file=acme.jwks.json  algorithms=ES256,EdDSA  require_access_token_typ=false  audiences=tessera  token_types=id_token,jwt  max_age=12h  one_time_use=true  mapping.claims=email  mapping.condition",
+        "client    signed  private_key_jwt  jwks_file=signed.jwks.json  subject_issuers=acme  actor_issuers=local  audiences=orders  scopes=orders:read  on_behalf_of=impersonate  max_lifetime=5m",
+        "client    orders-service  client_secret_basic  subject_issuers=acme,local  audiences=orders  scopes=orders:read  on_behalf_of=delegate",
+        "audience  orders  https://api.orders.example  scopes=orders:read,orders:write  claims=email  resources=https://api.orders.example/  lifetime=10m",
+        "issuer    demo-saml  saml  https://demo-saml-idp.tessera.test  metadata_file=demo-saml.metadata.xml  certs=1",
+        "issuer    demo-opaque  introspection  https://opaque-as.demo.tessera.test  introspection_endpoint=http://127.0.0.1:8091/introspect  client_id=tessera-demo  introspection_auth=client_secret_basic  cache_ttl=1m",
+        "issuer    local  oidc  https://tessera.test  keys=tessera  algorithms=ES256,RS256,PS256,EdDSA",
+    ] {
+        assert!(all.contains(words), "missing {words:?} in\n{all}");
+    }
+    for internal in [
+        "ClientSecret",
+        "PrivateKeyJwt",
+        "Delegate",
+        "Impersonate",
+        "IdToken",
+        "AccessToken",
+        "Saml2",
+        "Jwks",
+        "Discovery",
+        "Pinned",
+        "Some(",
+        "{",
+    ] {
+        assert!(!all.contains(internal), "{internal:?} in\n{all}");
+    }
 }
 
 // ----------------------------------------------------------------------------------------

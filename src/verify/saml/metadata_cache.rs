@@ -94,6 +94,23 @@ impl Source for MetadataSource {
     }
 }
 
+/// One fetch of `issuer`'s `metadata_url`, by the cache's own fetch-and-parse (signature
+/// check, entity, key strength included) and bypassing the cache: `None` when the issuer
+/// has no `metadata_url`. For `tessera trust check --online`.
+pub async fn fetch_metadata_once(
+    issuer: &IssuerEntry,
+    fetcher: &Fetcher,
+    now: UnixTime,
+) -> Option<Result<Vec<SigningCert>, FetchError>> {
+    let source = MetadataSource::of(issuer)?;
+    Some(
+        source
+            .fetch(fetcher, now)
+            .await
+            .map(|fetched| fetched.value),
+    )
+}
+
 pub struct MetadataCache {
     cache: Arc<Cache<MetadataSource>>,
 }

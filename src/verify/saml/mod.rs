@@ -13,6 +13,7 @@ pub mod assertion;
 pub mod decrypt;
 pub mod document;
 mod metadata_cache;
+pub use metadata_cache::fetch_metadata_once;
 
 use std::sync::Arc;
 
