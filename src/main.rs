@@ -24,6 +24,10 @@ fn main() -> std::process::ExitCode {
         Err(e) if e.downcast_ref::<tessera::commands::NotOk>().is_some() => {
             std::process::ExitCode::FAILURE
         }
+        Err(e) if e.downcast_ref::<tessera::commands::Usage>().is_some() => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE

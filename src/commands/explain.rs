@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::startup::{open_store, Parts};
 use crate::trust::TrustStore;
 
-use super::{Lines, NotOk};
+use super::{Lines, NotOk, Usage};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
@@ -89,7 +89,8 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("reading the token from stdin")?
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        std::fs::read_to_string(path)
+            .map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?
     };
     Ok(text.trim().to_owned())
 }

@@ -9,6 +9,12 @@ pub mod explain;
 #[error("{0}")]
 pub struct NotOk(pub &'static str);
 
+/// A command line that cannot run as given (an unreadable input file): exit 2, like a
+/// usage error clap reports, with its one-line message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
 /// Standard output for the commands that print: `println!` panics when the reader has
 /// gone (`tessera dev id-token --count 5 | head -1` closes the pipe after one line, and
 /// Rust ignores SIGPIPE, so the write fails with `BrokenPipe`). A closed pipe here ends the
