@@ -2,6 +2,7 @@
 //! newcomer can try an exchange with curl. Only issuers with `demo_signing_key_file` can
 //! be used: real issuers' keys are never on this machine.
 
+pub mod args;
 pub mod opaque;
 pub mod saml;
 
@@ -12,9 +13,9 @@ use anyhow::{bail, Context};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 
-use crate::cli::IdTokenArgs;
 use crate::clock::Clock;
 use crate::trust::{IssuerEntry, KeySource};
+use args::IdTokenArgs;
 
 /// The demo issuer `id` of the registry in `dir` and its published private key (PEM):
 /// only entries with `demo_signing_key_file` can be used.

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use samael::crypto::{Crypto, CryptoProvider};
 
-use crate::cli::{SamlAssertionArgs, SamlSign};
+use super::args::{SamlAssertionArgs, SamlSign};
 use crate::clock::Clock;
 use crate::trust::IssuerKind;
 use crate::verify::BrokerIdentity;
