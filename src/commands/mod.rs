@@ -2,6 +2,7 @@
 //! dispatches, these do the work and print.
 
 pub mod explain;
+pub mod trust_test;
 
 use std::io::Write;
 
