@@ -335,3 +335,35 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
         other => panic!("trust test connected to an issuer: {other:?}"),
     }
 }
+
+/// The README's case examples (OIDC and SAML) are cases that pass on the demo registry.
+#[test]
+fn the_readme_case_examples_pass_on_the_demo_registry() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Testing a registry")
+        .expect("the README section")..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let examples: Vec<&str> = section
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("description = "))
+        .collect();
+    assert_eq!(examples.len(), 2, "an OIDC and a SAML example");
+    let dir = demo_copy();
+    for entry in std::fs::read_dir(dir.path().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    for (i, example) in examples.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("tests/readme-{i}.toml")), example).unwrap();
+    }
+    let out = trust_test(dir.path());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.ends_with("2 passed, 0 failed\n"), "{text}");
+}
