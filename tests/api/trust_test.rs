@@ -237,6 +237,18 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
             "https://demo-saml-idp.tessera.test",
             "https://partner.example/saml",
         );
+    let cert = metadata
+        .split("<ds:X509Certificate>")
+        .nth(1)
+        .and_then(|rest| rest.split("</ds:X509Certificate>").next())
+        .unwrap()
+        .split_whitespace()
+        .collect::<String>();
+    std::fs::write(
+        root.join("tests/keys/partner.crt"),
+        format!("-----BEGIN CERTIFICATE-----\n{cert}\n-----END CERTIFICATE-----\n"),
+    )
+    .unwrap();
     std::fs::write(root.join("tests/keys/partner-metadata.xml"), metadata).unwrap();
     let write = |path: &str, text: String| std::fs::write(root.join(path), text).unwrap();
     write(
@@ -300,6 +312,12 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
          [expect]\noutcome = \"issued\"\nclaims = { sub = \"bob@partner.example\" }\n",
     );
     case(
+        "partner-cert",
+        "[subject]\nissuer = \"partner\"\nkey_file = \"keys/partner.pem\"\n\
+         name_id = \"bob@partner.example\"\n[keys.partner]\ncert_file = \"keys/partner.crt\"\n\
+         [expect]\noutcome = \"issued\"\nclaims = { sub = \"bob@partner.example\" }\n",
+    );
+    case(
         "opaque-answered",
         "[subject]\nissuer = \"opaque\"\n[subject.introspection]\nactive = true\nsub = \"carol\"\n\
          aud = \"tessera\"\nexp = 2030-01-01T12:03:00Z\n\
@@ -329,7 +347,7 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
             && line.contains("[keys.<issuer>]"),
         "{line}"
     );
-    assert!(text.ends_with("3 passed, 1 failed\n"), "{text}");
+    assert!(text.ends_with("4 passed, 1 failed\n"), "{text}");
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("trust test connected to an issuer: {other:?}"),
