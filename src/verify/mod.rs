@@ -235,7 +235,7 @@ impl VerifyError {
 /// Why something `trust test` supplies in place of the network cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error("issuer {issuer} fetches no {what}: its keys are in the registry")]
+    #[error("issuer {issuer} fetches no {what}")]
     NotFetched { issuer: String, what: &'static str },
     #[error(transparent)]
     Document(#[from] fetch::FetchError),

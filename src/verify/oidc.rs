@@ -373,7 +373,7 @@ impl JwtVerifier {
             .filter(|k| matches!(k, KeySource::Discovery(_) | KeySource::JwksUri(_)))
             .ok_or_else(|| super::SeedError::NotFetched {
                 issuer: entry.id.clone(),
-                what: "a JWKS (it has no discovery_url or jwks_uri)",
+                what: "JWKS (its keys are not at a discovery_url or jwks_uri)",
             })?;
         let set = super::keys::parse_jwks(jwks, self.inner.clock.now())
             .map_err(super::fetch::FetchError::from)?;

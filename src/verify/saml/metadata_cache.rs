@@ -131,7 +131,7 @@ impl MetadataCache {
     pub fn seed(&self, issuer: &IssuerEntry, metadata: &[u8]) -> Result<(), SeedError> {
         let source = MetadataSource::of(issuer).ok_or_else(|| SeedError::NotFetched {
             issuer: issuer.id.clone(),
-            what: "metadata (it has no metadata_url)",
+            what: "metadata (only a saml issuer with metadata_url does)",
         })?;
         let fetched = source.read(metadata)?;
         Ok(self.cache.seed(&issuer.id, source, fetched)?)
@@ -145,7 +145,7 @@ impl MetadataCache {
     ) -> Result<(), SeedError> {
         let source = MetadataSource::of(issuer).ok_or_else(|| SeedError::NotFetched {
             issuer: issuer.id.clone(),
-            what: "metadata (it has no metadata_url)",
+            what: "metadata (only a saml issuer with metadata_url does)",
         })?;
         Ok(self.cache.seed(&issuer.id, source, Fetched::new(certs))?)
     }
