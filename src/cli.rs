@@ -1,4 +1,4 @@
-//! Command line (clap derive): `serve`, `migrate`, `trust check`, `keys list|rotate`,
+//! Command line (clap derive): `serve`, `migrate`, `trust check|test`, `keys list|rotate`,
 //! `clients new-secret`, `audit prune`, `dev id-token`, `dev inspect`.
 
 use std::path::PathBuf;
@@ -65,6 +65,15 @@ pub enum TrustCommand {
         /// limits; one line per source; non-zero exit if any fails.
         #[arg(long)]
         online: bool,
+    },
+    /// Run the registry's regression cases (`<dir>/tests/*.toml`: a token, a request, a
+    /// clock time and the expected outcome each) through the /token pipeline, offline, on
+    /// a throwaway database. One line per case, then `N passed, M failed`; exit 1 on any
+    /// failure, 2 on a usage error.
+    Test {
+        /// Registry directory (default: trust.dir from the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 

@@ -37,7 +37,9 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let _log_guard = tessera::telemetry::init();
+    // `trust test` reports on standard output; its throwaway database's set-up is no news.
+    let quiet = matches!(cli.command, Command::Trust(TrustCommand::Test { .. }));
+    let _log_guard = tessera::telemetry::init_with_default(if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Clients(ClientsCommand::NewSecret) => new_secret(),
         Command::Trust(TrustCommand::Check { dir, online }) => {
@@ -217,6 +219,10 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
             )])
         }
         Command::Explain(args) => tessera::commands::explain::run(&config, &args).await,
+        Command::Trust(TrustCommand::Test { dir }) => {
+            let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
+            tessera::commands::trust_test::run(&config, &dir).await
+        }
         Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
     }
 }

@@ -169,6 +169,51 @@ impl Parts {
         );
         let verifier = verifier(config, &keys, clock.clone(), metrics.clone())?;
         verifier.warm_up(&trust.snapshot());
+        Self::assemble(config, store, clock, trust, metrics, keys, verifier).await
+    }
+
+    /// `tessera trust test`: the same pipeline on a throwaway `store`, with no network. Its
+    /// verifier never makes a request (`outbound.offline`: the caller seeds remote keys and
+    /// introspection answers) and nothing is warmed up; the throwaway signing keys are
+    /// encrypted with a throwaway key (`TESSERA_KEY_ENCRYPTION_KEY` is not read).
+    pub async fn build_offline(
+        config: &Config,
+        store: &Store,
+        clock: SharedClock,
+        trust: Arc<TrustStore>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let kek = crate::issue::KeyEncryptionKey::generate()
+            .context("a key-encryption key for the throwaway signing keys")?;
+        let keys = Arc::new(
+            KeyRing::open_with(store, config.tokens.signing_alg, clock.clone(), Some(kek))
+                .await
+                .context("opening the signing keys")?,
+        );
+        let verifier = offline_verifier(config, &keys, clock.clone(), metrics.clone())?;
+        let mut config = config.clone();
+        config.trust.shadow_dir = None;
+        Self::assemble(&config, store, clock, trust, metrics, keys, verifier).await
+    }
+
+    /// An exchanger like this offline one's with a fresh offline verifier (no key cached,
+    /// nothing seeded): each `trust test` case starts from nothing another case supplied.
+    pub fn fresh_offline_exchanger(&self, config: &Config) -> anyhow::Result<Exchanger> {
+        let live = &self.exchanger;
+        let verifier =
+            offline_verifier(config, &self.keys, live.clock.clone(), live.metrics.clone())?;
+        Ok(sibling(config, live, live.trust.clone(), verifier))
+    }
+
+    async fn assemble(
+        config: &Config,
+        store: &Store,
+        clock: SharedClock,
+        trust: Arc<TrustStore>,
+        metrics: Arc<Metrics>,
+        keys: Arc<KeyRing>,
+        verifier: Arc<Verifier>,
+    ) -> anyhow::Result<Self> {
         let audit = AuditLog::start(store.clone(), metrics.clone());
         let replay = ReplayCache::new(store.clone());
         let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
@@ -233,6 +278,40 @@ fn exchange_settings(config: &Config) -> ExchangeSettings {
     }
 }
 
+/// [`verifier`] with `outbound.offline`: every fetch fails at once (`trust test`).
+fn offline_verifier(
+    config: &Config,
+    keys: &Arc<KeyRing>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<Verifier>> {
+    let mut config = config.clone();
+    config.outbound.offline = true;
+    verifier(&config, keys, clock, metrics)
+}
+
+/// An exchanger deciding against `trust` with `verifier`, sharing everything else with
+/// `live` (the shadow registry, `trust test` cases).
+fn sibling(
+    config: &Config,
+    live: &Exchanger,
+    trust: Arc<TrustStore>,
+    verifier: Arc<Verifier>,
+) -> Exchanger {
+    Exchanger {
+        trust,
+        verifier,
+        replay: live.replay.clone(),
+        revocations: live.revocations.clone(),
+        keys: live.keys.clone(),
+        audit: live.audit.clone(),
+        clock: live.clock.clone(),
+        metrics: live.metrics.clone(),
+        settings: exchange_settings(config),
+        shadow: None,
+    }
+}
+
 /// The candidate registry of `--shadow-trust`: refused at start like an invalid live
 /// registry. It gets a verifier of its own (its key caches never disturb the live ones)
 /// and shares everything else with the live pipeline.
@@ -243,18 +322,7 @@ fn shadow(config: &Config, dir: &Path, live: &Exchanger) -> anyhow::Result<Arc<S
     );
     let verifier = verifier(config, &live.keys, live.clock.clone(), live.metrics.clone())?;
     verifier.warm_up(&trust.snapshot());
-    let exchanger = Arc::new(Exchanger {
-        trust: trust.clone(),
-        verifier,
-        replay: live.replay.clone(),
-        revocations: live.revocations.clone(),
-        keys: live.keys.clone(),
-        audit: live.audit.clone(),
-        clock: live.clock.clone(),
-        metrics: live.metrics.clone(),
-        settings: exchange_settings(config),
-        shadow: None,
-    });
+    let exchanger = Arc::new(sibling(config, live, trust.clone(), verifier));
     tracing::info!(dir = %dir.display(), "shadow registry loaded: live exchanges are also decided against it");
     Ok(Arc::new(Shadow { trust, exchanger }))
 }

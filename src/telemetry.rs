@@ -123,7 +123,13 @@ fn bounded(text: &str, max: usize) -> String {
 /// blocks instead when 128k lines are queued). Keep the returned guard until exit: dropping
 /// it flushes what is queued.
 pub fn init() -> Option<WorkerGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default("info")
+}
+
+/// [`init`] with another level than `info` when `RUST_LOG` is not set (a command whose
+/// output is its report, such as `trust test`, logs only warnings by default).
+pub fn init_with_default(level: &str) -> Option<WorkerGuard> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|v| v == "json");
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()

@@ -2,6 +2,7 @@
 //! dispatches, these do the work and print.
 
 pub mod explain;
+pub mod trust_test;
 
 /// A command whose answer is "no" (explain of a refused request, a failing `trust test`):
 /// exit 1 after its own output, with no error line of its own.

@@ -39,27 +39,8 @@ pub fn mint_id_tokens(
     clock: &dyn Clock,
 ) -> anyhow::Result<Vec<String>> {
     let (issuer, pem) = demo_issuer(dir, &args.issuer)?;
-    let pkey = openssl::pkey::PKey::private_key_from_pem(&pem)
-        .context("demo_signing_key_file is not a PEM private key")?;
-    let (alg, key, kty) = match pkey.id() {
-        openssl::pkey::Id::RSA => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)?, "RSA"),
-        openssl::pkey::Id::EC => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)?, "EC"),
-        openssl::pkey::Id::ED25519 => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)?, "OKP"),
-        other => bail!("unsupported demo key type {other:?}"),
-    };
-    let kid = match issuer.oidc().map(|o| &o.keys) {
-        Some(KeySource::JwksFile { jwks, .. }) => jwks
-            .get("keys")
-            .and_then(Value::as_array)
-            .and_then(|keys| {
-                keys.iter()
-                    .find(|k| k.get("kty").and_then(Value::as_str) == Some(kty))
-            })
-            .and_then(|k| k.get("kid"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        _ => None,
-    };
+    let key = JwtKey::from_pem(&pem).context("demo_signing_key_file")?;
+    let kid = key.kid_in(issuer.oidc().map(|o| &o.keys));
     let now = clock.now();
     let lifetime = i64::try_from(args.lifetime.as_secs()).unwrap_or(i64::MAX);
     let mut claims = Map::new();
@@ -84,17 +65,72 @@ pub fn mint_id_tokens(
     for (k, v) in &args.claims {
         claims.insert(k.clone(), v.clone());
     }
-    let mut header = Header::new(alg);
-    header.kid = kid;
-    header.typ = Some(args.typ.clone());
     (1..=args.count.max(1))
         .map(|i| {
             if args.count > 1 {
                 claims.insert("sub".into(), format!("{}-{i}", args.sub).into());
             }
-            Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+            key.sign(kid.clone(), &args.typ, &claims)
         })
         .collect()
+}
+
+/// A private key (PEM) that signs JWTs as a foreign issuer would: `tessera dev id-token`
+/// with a demo issuer's key, `trust test` with a case's.
+pub struct JwtKey {
+    alg: Algorithm,
+    key: EncodingKey,
+    /// The JWK `kty` of its public half.
+    kty: &'static str,
+}
+
+impl JwtKey {
+    /// RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA).
+    pub fn from_pem(pem: &[u8]) -> anyhow::Result<Self> {
+        let pkey =
+            openssl::pkey::PKey::private_key_from_pem(pem).context("not a PEM private key")?;
+        let (alg, key, kty) = match pkey.id() {
+            openssl::pkey::Id::RSA => (Algorithm::RS256, EncodingKey::from_rsa_pem(pem)?, "RSA"),
+            openssl::pkey::Id::EC => (Algorithm::ES256, EncodingKey::from_ec_pem(pem)?, "EC"),
+            openssl::pkey::Id::ED25519 => (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem)?, "OKP"),
+            other => bail!("unsupported key type {other:?} (RSA, EC P-256 or Ed25519)"),
+        };
+        Ok(Self { alg, key, kty })
+    }
+
+    /// The `kid` of the first key of this key's type in a JWKS file the issuer names.
+    pub fn kid_in(&self, keys: Option<&KeySource>) -> Option<String> {
+        match keys {
+            Some(KeySource::JwksFile { jwks, .. }) => self.kid_in_jwks(jwks),
+            _ => None,
+        }
+    }
+
+    /// The `kid` of the first key of this key's type in `jwks`.
+    pub fn kid_in_jwks(&self, jwks: &Value) -> Option<String> {
+        jwks.get("keys")
+            .and_then(Value::as_array)
+            .and_then(|keys| {
+                keys.iter()
+                    .find(|k| k.get("kty").and_then(Value::as_str) == Some(self.kty))
+            })
+            .and_then(|k| k.get("kid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// A compact JWS of `claims` with `kid` and `typ` in its header.
+    pub fn sign(
+        &self,
+        kid: Option<String>,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> anyhow::Result<String> {
+        let mut header = Header::new(self.alg);
+        header.kid = kid;
+        header.typ = Some(typ.to_owned());
+        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+    }
 }
 
 /// `tessera dev inspect`: decodes first (header and claims, unverified, so a token whose

@@ -13,7 +13,7 @@ use samael::crypto::{Crypto, CryptoProvider};
 
 use super::args::{SamlAssertionArgs, SamlSign};
 use crate::clock::Clock;
-use crate::trust::IssuerKind;
+use crate::trust::{IssuerEntry, IssuerKind};
 use crate::verify::BrokerIdentity;
 use crate::xml::{escape, format_datetime};
 
@@ -26,13 +26,25 @@ pub fn mint_saml_assertions(
     clock: &dyn Clock,
 ) -> anyhow::Result<Vec<String>> {
     let (issuer, pem) = super::demo_issuer(dir, &args.issuer)?;
+    mint_saml_with(&issuer, &pem, args, broker, clock)
+}
+
+/// [`mint_saml_assertions`] for `issuer`, signed with the RSA private key `pem` (a demo
+/// issuer's, or a `trust test` case's), issued at `clock.now()`.
+pub fn mint_saml_with(
+    issuer: &IssuerEntry,
+    pem: &[u8],
+    args: &SamlAssertionArgs,
+    broker: &BrokerIdentity,
+    clock: &dyn Clock,
+) -> anyhow::Result<Vec<String>> {
     if issuer.kind() != IssuerKind::Saml {
-        bail!("issuer {:?} is not a saml issuer", args.issuer);
+        bail!("issuer {:?} is not a saml issuer", issuer.id);
     }
-    let key = openssl::pkey::PKey::private_key_from_pem(&pem)
-        .context("demo_signing_key_file is not a PEM private key")?;
+    let key = openssl::pkey::PKey::private_key_from_pem(pem)
+        .context("the signing key is not a PEM private key")?;
     if key.id() != openssl::pkey::Id::RSA {
-        bail!("issuer {:?}: demo SAML keys are RSA", args.issuer);
+        bail!("issuer {:?}: SAML signing keys here are RSA", issuer.id);
     }
     let der = key.private_key_to_der()?;
     let audiences = if args.audience.is_empty() {

@@ -34,6 +34,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code a `/token` answer carries (what `trust test` cases may expect).
+    pub const TOKEN_ENDPOINT: [ErrorCode; 9] = [
+        Self::InvalidRequest,
+        Self::InvalidClient,
+        Self::InvalidGrant,
+        Self::UnauthorizedClient,
+        Self::UnsupportedGrantType,
+        Self::InvalidScope,
+        Self::InvalidTarget,
+        Self::TemporarilyUnavailable,
+        Self::ServerError,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",

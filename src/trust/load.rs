@@ -412,7 +412,7 @@ fn parse_entry<T: for<'de> Deserialize<'de>>(path: &Path, errs: &mut Errors) -> 
 /// Names the field a toml/serde error is about: the key in the message (`unknown field
 /// `x``, `missing field `x``), else the key on the line the error points at, prefixed by
 /// the enclosing `[table]`.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> (Option<String>, String) {
+pub(crate) fn describe_toml_error(text: &str, e: &toml::de::Error) -> (Option<String>, String) {
     let message = e.message().trim().to_owned();
     let line_no = e
         .span()

@@ -98,7 +98,7 @@ pub struct Slot<S: Source> {
     last_attempt: AtomicI64,
     /// A background refresh is queued or running.
     background: AtomicBool,
-    /// A local document: never fetched.
+    /// A local (or seeded) document: never fetched.
     local: bool,
     fetch_ok: Counter,
     fetch_error: Counter,
@@ -227,6 +227,36 @@ impl<S: Source> Cache<S> {
         }
     }
 
+    /// Serves `fetched` as `issuer_id`'s document from `source` from now on, as if just
+    /// fetched (never past its `validUntil`), and never fetches it: `trust test` runs
+    /// offline, and a case supplies what its issuers would publish. Replaces any slot the
+    /// issuer had.
+    pub fn seed(
+        &self,
+        issuer_id: &str,
+        source: S,
+        fetched: Fetched<S::Value>,
+    ) -> Result<(), FetchError> {
+        let now = self.clock.now();
+        let serve_until = fetched.valid_until.unwrap_or(UnixTime::MAX);
+        if now >= serve_until {
+            return Err(FetchError::Expired);
+        }
+        let mut slot = self.new_slot(issuer_id, source);
+        slot.local = true;
+        slot.current.store(Some(Arc::new(Stamped {
+            value: Arc::new(fetched.value),
+            fetched_at: now,
+            refresh_at: UnixTime::MAX,
+            serve_until,
+        })));
+        self.slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(issuer_id.to_owned(), Arc::new(slot));
+        Ok(())
+    }
+
     /// Drops the slots `keep` rejects (issuers removed or changed by a reload).
     pub fn retain(&self, keep: impl Fn(&str, &S) -> bool) {
         self.slots
@@ -275,12 +305,13 @@ impl<S: Source> Cache<S> {
     /// The current value if it may still serve; queues a background refresh when due.
     fn serving(self: &Arc<Self>, slot: &Arc<Slot<S>>) -> Option<Arc<S::Value>> {
         let current = slot.current.load_full()?;
-        if slot.local {
-            return Some(current.value.clone());
-        }
         let now = self.clock.now();
+        // A local file serves forever; a seeded document until its `validUntil`.
         if now >= current.serve_until {
             return None;
+        }
+        if slot.local {
+            return Some(current.value.clone());
         }
         #[expect(clippy::cast_precision_loss, reason = "a gauge of seconds")]
         slot.age.set(now.saturating_sub(current.fetched_at) as f64);

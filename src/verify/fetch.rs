@@ -31,9 +31,10 @@ pub struct OutboundConfig {
     /// after they were fetched.
     #[serde(with = "humantime_serde")]
     pub max_stale: Duration,
-    /// No outbound request at all (`tessera explain --offline`): every fetch fails at
-    /// once, so only key files and what the caches already hold are used. Not a file
-    /// setting: a server always fetches.
+    /// No outbound request at all (`tessera explain --offline`, `tessera trust test`):
+    /// every fetch fails at once, so only key files, what the caches already hold and what
+    /// `trust test` supplies (`Verifier::seed_*`) are used. Not a file setting: a server
+    /// always fetches.
     #[serde(skip)]
     pub offline: bool,
 }
@@ -63,7 +64,7 @@ pub enum FetchError {
     Expired,
     #[error("the verification task failed")]
     Task,
-    #[error("offline: {0} is not fetched (explain --offline uses key files only)")]
+    #[error("offline: {0} is not fetched (only key files and supplied keys are used)")]
     Offline(String),
 }
 

@@ -224,11 +224,34 @@ impl IntrospectionVerifier {
             .await?;
         let claims = jwt::parse_object(&body, "introspection response")
             .map_err(IntrospectionError::NotJson)?;
-        match claims.get("active") {
-            Some(Value::Bool(true)) => Ok(Answer::Active(Arc::new(claims))),
-            Some(Value::Bool(false)) => Ok(Answer::Inactive),
-            _ => Err(IntrospectionError::NoActive),
+        answer_of(claims)
+    }
+
+    /// `trust test`: `answer` is what `entry`'s endpoint says about `token` (RFC 7662
+    /// §2.2), read as a response would be, and serves for as long as the verifier lives:
+    /// the token is never sent anywhere.
+    pub fn seed(
+        &self,
+        entry: &IssuerEntry,
+        token: &str,
+        answer: Map<String, Value>,
+    ) -> Result<(), super::SeedError> {
+        if entry.introspection().is_none() {
+            return Err(super::SeedError::NotFetched {
+                issuer: entry.id.clone(),
+                what: "introspection answers (it is not an introspection issuer)",
+            });
         }
+        let answer = answer_of(answer)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.lock().insert(
+            (entry.id.clone(), digest),
+            Cached {
+                answer,
+                until: UnixTime::MAX,
+            },
+        );
+        Ok(())
     }
 
     /// SPEC §4 / §4.1 on the introspected claims, as for a JWT: `iss` (when the response
@@ -268,6 +291,15 @@ impl IntrospectionVerifier {
             .introspection()
             .map(|i| format!("active at the introspection endpoint {}", i.endpoint));
         Ok(subject)
+    }
+}
+
+/// An RFC 7662 response: `active` decides, and must be a boolean.
+fn answer_of(claims: Map<String, Value>) -> Result<Answer, IntrospectionError> {
+    match claims.get("active") {
+        Some(Value::Bool(true)) => Ok(Answer::Active(Arc::new(claims))),
+        Some(Value::Bool(false)) => Ok(Answer::Inactive),
+        _ => Err(IntrospectionError::NoActive),
     }
 }
 

@@ -233,6 +233,17 @@ impl VerifyError {
     }
 }
 
+/// Why something `trust test` supplies in place of the network cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("issuer {issuer} fetches no {what}")]
+    NotFetched { issuer: String, what: &'static str },
+    #[error(transparent)]
+    Document(#[from] fetch::FetchError),
+    #[error(transparent)]
+    Introspection(#[from] introspection::IntrospectionError),
+}
+
 /// The one entry point for presented tokens. Owns the per-kind verifiers and their key
 /// caches; cheap to share, create one per process.
 pub struct Verifier {
@@ -316,6 +327,40 @@ impl Verifier {
         self.jwt
             .verify_client_assertion(client_id, keys, token)
             .await
+    }
+
+    /// `trust test` (an offline verifier, `outbound.offline`): `jwks` serves as the keys
+    /// of the `discovery_url` / `jwks_uri` issuer `entry`, as if fetched, never refreshed.
+    pub fn seed_jwks(&self, entry: &IssuerEntry, jwks: &Value) -> Result<(), SeedError> {
+        self.jwt.seed_jwks(entry, jwks)
+    }
+
+    /// `trust test`: `metadata` as the document the `metadata_url` of `entry` serves.
+    pub fn seed_saml_metadata(
+        &self,
+        entry: &IssuerEntry,
+        metadata: &[u8],
+    ) -> Result<(), SeedError> {
+        self.saml.seed_metadata(entry, metadata)
+    }
+
+    /// `trust test`: pinned signing certificates in place of `entry`'s `metadata_url`.
+    pub fn seed_saml_certs(
+        &self,
+        entry: &IssuerEntry,
+        certs: Vec<crate::trust::SigningCert>,
+    ) -> Result<(), SeedError> {
+        self.saml.seed_certs(entry, certs)
+    }
+
+    /// `trust test`: what the introspection endpoint of `entry` answers for `token`.
+    pub fn seed_introspection(
+        &self,
+        entry: &IssuerEntry,
+        token: &str,
+        answer: Map<String, Value>,
+    ) -> Result<(), SeedError> {
+        self.opaque.seed(entry, token, answer)
     }
 
     /// Starts background key/metadata fetches for URL-keyed issuers and drops caches of

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, KeySource, OidcSettings, Registry, TokenType};
 use crate::verify::fetch::OutboundConfig;
 
-use super::cache::{Cache, Slot, Source};
+use super::cache::{Cache, Fetched, Slot, Source};
 use super::error::{self, VerifyError};
 use super::jwt::{self, ClaimRules, UnverifiedJwt};
 use super::keys::{JwksSource, KeySet, VerifyKey};
@@ -362,6 +362,23 @@ impl JwtVerifier {
             subject.local = Some(super::LocalToken::from_claims(&subject.assertion)?);
         }
         Ok(subject)
+    }
+
+    /// `trust test`: `jwks` serves as the keys of `entry` (a `discovery_url` or `jwks_uri`
+    /// issuer) from now on, parsed as a fetched JWKS, and is never fetched.
+    pub fn seed_jwks(&self, entry: &IssuerEntry, jwks: &Value) -> Result<(), super::SeedError> {
+        let keys = entry
+            .oidc()
+            .map(|o| &o.keys)
+            .filter(|k| matches!(k, KeySource::Discovery(_) | KeySource::JwksUri(_)))
+            .ok_or_else(|| super::SeedError::NotFetched {
+                issuer: entry.id.clone(),
+                what: "JWKS (its keys are not at a discovery_url or jwks_uri)",
+            })?;
+        let set = super::keys::parse_jwks(jwks, self.inner.clock.now())
+            .map_err(super::fetch::FetchError::from)?;
+        let source = JwksSource::of(&entry.issuer, keys);
+        Ok(self.inner.keys.seed(&entry.id, source, Fetched::new(set))?)
     }
 
     /// Starts background key fetches for every URL-keyed issuer; returns at once. Also

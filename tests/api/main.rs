@@ -18,5 +18,6 @@ mod saml;
 mod saml_encrypted;
 mod saml_idp;
 mod saml_vectors;
+mod trust_test;
 mod vectors;
 mod verify;

@@ -17,8 +17,10 @@ use crate::verify::cache::{Cache, Fetched, Source};
 use crate::verify::error::VerifyError;
 use crate::verify::fetch::OutboundConfig;
 use crate::verify::fetch::{FetchError, Fetcher};
+use crate::verify::SeedError;
 
 /// Where one issuer's metadata comes from, and who must have signed it.
+#[derive(Clone)]
 struct MetadataSource {
     entity_id: String,
     url: Url,
@@ -44,6 +46,23 @@ impl MetadataSource {
     }
 }
 
+impl MetadataSource {
+    /// A metadata document as this source accepts it: the entity's signing certificates,
+    /// the document's signature checked when the entry names its signers.
+    fn read(&self, bytes: &[u8]) -> Result<Fetched<Vec<SigningCert>>, FetchError> {
+        let policy = self.signers.as_deref().map(|certs| MetadataSigners {
+            certs,
+            allow_sha1: self.allow_sha1,
+        });
+        let md = read_idp_metadata(bytes, &self.entity_id, policy, self.min_rsa_bits)?;
+        Ok(Fetched {
+            value: md.certs,
+            refresh_within: md.cache_duration,
+            valid_until: md.valid_until,
+        })
+    }
+}
+
 impl Source for MetadataSource {
     type Value = Vec<SigningCert>;
 
@@ -57,21 +76,10 @@ impl Source for MetadataSource {
             .await?;
         // Parsing (and, when signed, canonicalising and verifying) up to 1 MiB of metadata:
         // off the async workers, whoever serves it.
-        let (signers, entity_id) = (self.signers.clone(), self.entity_id.clone());
-        let (allow_sha1, min_rsa_bits) = (self.allow_sha1, self.min_rsa_bits);
-        let md = tokio::task::spawn_blocking(move || {
-            let policy = signers
-                .as_deref()
-                .map(|certs| MetadataSigners { certs, allow_sha1 });
-            read_idp_metadata(&bytes, &entity_id, policy, min_rsa_bits)
-        })
-        .await
-        .map_err(|_| FetchError::Task)??;
-        Ok(Fetched {
-            value: md.certs,
-            refresh_within: md.cache_duration,
-            valid_until: md.valid_until,
-        })
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || source.read(&bytes))
+            .await
+            .map_err(|_| FetchError::Task)?
     }
 
     fn same_as(&self, other: &Self) -> bool {
@@ -133,6 +141,30 @@ impl MetadataCache {
     pub async fn certs(&self, issuer: &IssuerEntry) -> Option<Arc<Vec<SigningCert>>> {
         let slot = self.cache.slot(&issuer.id, MetadataSource::of(issuer)?);
         self.cache.usable(&slot).await
+    }
+
+    /// `trust test`: `metadata` (a document `issuer`'s `metadata_url` would serve, read
+    /// and checked as a fetched one) serves from now on and is never fetched.
+    pub fn seed(&self, issuer: &IssuerEntry, metadata: &[u8]) -> Result<(), SeedError> {
+        let source = MetadataSource::of(issuer).ok_or_else(|| SeedError::NotFetched {
+            issuer: issuer.id.clone(),
+            what: "metadata (only a saml issuer with metadata_url does)",
+        })?;
+        let fetched = source.read(metadata)?;
+        Ok(self.cache.seed(&issuer.id, source, fetched)?)
+    }
+
+    /// `trust test`: pinned signing certificates in place of `issuer`'s remote metadata.
+    pub fn seed_certs(
+        &self,
+        issuer: &IssuerEntry,
+        certs: Vec<SigningCert>,
+    ) -> Result<(), SeedError> {
+        let source = MetadataSource::of(issuer).ok_or_else(|| SeedError::NotFetched {
+            issuer: issuer.id.clone(),
+            what: "metadata (only a saml issuer with metadata_url does)",
+        })?;
+        Ok(self.cache.seed(&issuer.id, source, Fetched::new(certs))?)
     }
 
     /// Starts fetches for every metadata_url issuer not fetched yet, and forgets issuers

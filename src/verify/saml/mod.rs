@@ -69,6 +69,24 @@ impl SamlVerifier {
         self.decryption = Some(Arc::new(key));
     }
 
+    /// `trust test`: `metadata` in place of `issuer`'s `metadata_url` ([`MetadataCache::seed`]).
+    pub fn seed_metadata(
+        &self,
+        issuer: &IssuerEntry,
+        metadata: &[u8],
+    ) -> Result<(), super::SeedError> {
+        self.metadata.seed(issuer, metadata)
+    }
+
+    /// `trust test`: pinned certificates in place of `issuer`'s `metadata_url`.
+    pub fn seed_certs(
+        &self,
+        issuer: &IssuerEntry,
+        certs: Vec<SigningCert>,
+    ) -> Result<(), super::SeedError> {
+        self.metadata.seed_certs(issuer, certs)
+    }
+
     pub async fn verify(
         &self,
         registry: &Registry,
