@@ -1,19 +1,11 @@
-//! The `tessera` binary: parse the command line, set up logging, dispatch.
+//! The `tessera` binary: parse the command line, set up logging, dispatch. Each
+//! command's body lives in `tessera::commands`.
 
-use std::sync::Arc;
-
-use anyhow::{bail, Context};
-use base64::Engine;
 use clap::Parser;
-use sha2::{Digest, Sha256};
 
-use tessera::cli::{
-    AuditCommand, Cli, ClientsCommand, Command, DevCommand, KeysCommand, TrustCommand,
-};
-use tessera::clock::{Clock, SystemClock};
-use tessera::commands::Lines;
+use tessera::cli::{AuditCommand, Cli, ClientsCommand, Command, TrustCommand};
+use tessera::commands::{admin, dev, explain, trust_test, NotOk, Usage};
 use tessera::config::Config;
-use tessera::startup::Application;
 
 /// A refused command prints its message and cause chain, one line, never a backtrace
 /// (anyhow's `Debug` adds one whenever `RUST_BACKTRACE` is set).
@@ -21,10 +13,8 @@ fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A "no" (explain refused, trust test failed) has printed its own account.
-        Err(e) if e.downcast_ref::<tessera::commands::NotOk>().is_some() => {
-            std::process::ExitCode::FAILURE
-        }
-        Err(e) if e.downcast_ref::<tessera::commands::Usage>().is_some() => {
+        Err(e) if e.downcast_ref::<NotOk>().is_some() => std::process::ExitCode::FAILURE,
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
             eprintln!("Error: {e:#}");
             std::process::ExitCode::from(2)
         }
@@ -40,81 +30,17 @@ fn run() -> anyhow::Result<()> {
     // `trust test` reports on standard output; its throwaway database's set-up is no news.
     let quiet = matches!(cli.command, Command::Trust(TrustCommand::Test { .. }));
     let _log_guard = tessera::telemetry::init_with_default(if quiet { "warn" } else { "info" });
+    let config = || Config::load(cli.config.as_deref()).map_err(anyhow::Error::from);
     match cli.command {
-        Command::Clients(ClientsCommand::NewSecret) => new_secret(),
+        Command::Clients(ClientsCommand::NewSecret) => admin::new_secret(),
         Command::Trust(TrustCommand::Check { dir, online }) => {
-            let config = Config::load(cli.config.as_deref())?;
+            let config = config()?;
             let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
-            trust_check(&dir, &config, online)
+            admin::trust_check(&dir, &config, online)
         }
-        Command::Dev(DevCommand::IdToken(args)) => {
-            let dir = match &args.dir {
-                Some(d) => d.clone(),
-                None => Config::load(cli.config.as_deref())?.trust.dir,
-            };
-            print_lines(tessera::dev::mint_id_tokens(&dir, &args, &SystemClock)?)
-        }
-        Command::Dev(DevCommand::SamlAssertion(args)) => {
-            let config = Config::load(cli.config.as_deref())?;
-            let dir = args.dir.clone().unwrap_or_else(|| config.trust.dir.clone());
-            let broker = config.broker_identity();
-            print_lines(tessera::dev::saml::mint_saml_assertions(
-                &dir,
-                &args,
-                &broker,
-                &SystemClock,
-            )?)
-        }
-        Command::Dev(DevCommand::OpaqueToken(args)) => {
-            let dir = match &args.dir {
-                Some(d) => d.clone(),
-                None => Config::load(cli.config.as_deref())?.trust.dir,
-            };
-            let demo = tessera::dev::opaque::DemoAs::load(&dir, &args.issuer)?;
-            let lifetime = i64::try_from(args.lifetime.as_secs()).unwrap_or(i64::MAX);
-            let mut out = Lines::stdout();
-            for i in 1..=args.count {
-                let sub = if args.count > 1 {
-                    format!("{}-{i}", args.sub)
-                } else {
-                    args.sub.clone()
-                };
-                let token = demo.mint(&sub, &args.scope, &args.claims, lifetime, &SystemClock)?;
-                if !out.line(token).context(STDOUT)? {
-                    break;
-                }
-            }
-            out.finish().context(STDOUT)
-        }
-        Command::Dev(DevCommand::OpaqueAs {
-            issuer,
-            listen,
-            dir,
-        }) => {
-            let dir = match dir {
-                Some(d) => d,
-                None => Config::load(cli.config.as_deref())?.trust.dir,
-            };
-            let demo = tessera::dev::opaque::DemoAs::load(&dir, &issuer)?;
-            eprintln!("demo authorization server: POST http://{listen}/introspect (Ctrl-C stops)");
-            actix_web::rt::System::new()
-                .block_on(tessera::http::demo_as::serve(
-                    std::sync::Arc::new(demo),
-                    listen,
-                ))
-                .with_context(|| format!("serving on {listen}"))?;
-            Ok(())
-        }
-        Command::Dev(DevCommand::Inspect { jwks_url, token }) => {
-            let token = if token == "-" {
-                std::io::read_to_string(std::io::stdin())?.trim().to_owned()
-            } else {
-                token
-            };
-            actix_web::rt::System::new().block_on(tessera::dev::inspect(&jwks_url, &token))
-        }
+        Command::Dev(command) => dev::run(command, config),
         command => {
-            let config = Config::load(cli.config.as_deref())?;
+            let config = config()?;
             actix_web::rt::System::new().block_on(run_async(command, config))
         }
     }
@@ -122,178 +48,19 @@ fn run() -> anyhow::Result<()> {
 
 async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve { shadow_trust } => {
-            let mut config = config;
-            if shadow_trust.is_some() {
-                config.trust.shadow_dir = shadow_trust;
-            }
-            let app = Application::build(config.clone()).await?;
-            tracing::info!(
-                listen = %config.server.listen,
-                port = app.port(),
-                issuer = %config.server.issuer,
-                "tessera serving"
-            );
-            app.run_until_stopped().await?;
-            tracing::info!("tessera stopped");
-            Ok(())
-        }
-        Command::Migrate => {
-            tessera::startup::open_store(&config).await?;
-            print_lines(["migrations applied"])
-        }
-        Command::Keys(cmd) => {
-            let store = tessera::startup::open_store(&config).await?;
-            let clock = Arc::new(SystemClock);
-            let mut lines = Vec::new();
-            if let KeysCommand::Rotate {
-                insecure_skip_publish_wait,
-            } = cmd
-            {
-                let kek = tessera::issue::KeyEncryptionKey::from_env()?;
-                let min_next_age = if insecure_skip_publish_wait {
-                    std::time::Duration::ZERO
-                } else {
-                    tessera::issue::NEXT_KEY_MIN_AGE
-                };
-                let current = tessera::issue::rotate_with(
-                    &store,
-                    config.tokens.signing_alg,
-                    clock.clone(),
-                    config.tokens.max_lifetime,
-                    kek.as_ref(),
-                    min_next_age,
-                )
-                .await
-                .context("rotating signing keys")?;
-                lines.push(format!(
-                    "rotated: {} is now current; replicas sign with it within {}",
-                    current.kid,
-                    humantime::format_duration(config.tokens.key_refresh_interval)
-                ));
-            }
-            let now = clock.now();
-            lines.push(format!(
-                "{:<45} {:<6} {:<8} {:>12}  published until",
-                "kid", "alg", "state", "age"
-            ));
-            for key in tessera::issue::list_keys(&store).await? {
-                let age = humantime::format_duration(std::time::Duration::from_secs(
-                    u64::try_from(now.saturating_sub(key.created_at)).unwrap_or(0),
-                ));
-                let until = match (key.state, key.publish_until) {
-                    (tessera::issue::KeyState::Retired, Some(t)) => format!("{t} (unix)"),
-                    _ => "-".to_owned(),
-                };
-                lines.push(format!(
-                    "{:<45} {:<6} {:<8} {:>12}  {until}{}",
-                    key.kid,
-                    key.alg,
-                    key.state.as_str(),
-                    age.to_string(),
-                    if key.encrypted { "  [encrypted]" } else { "" }
-                ));
-            }
-            print_lines(lines)
-        }
+        Command::Serve { shadow_trust } => admin::serve(config, shadow_trust).await,
+        Command::Migrate => admin::migrate(&config).await,
+        Command::Keys(cmd) => admin::keys(&config, cmd).await,
         Command::Audit(AuditCommand::Prune { older_than }) => {
-            if older_than < config.tokens.max_lifetime {
-                bail!(
-                    "--older-than {} is younger than tokens.max_lifetime ({}): the audit \
-                     trail of tokens that may still be valid is kept",
-                    humantime::format_duration(older_than),
-                    humantime::format_duration(config.tokens.max_lifetime)
-                );
-            }
-            let store = tessera::startup::open_store(&config).await?;
-            let age = i64::try_from(older_than.as_secs()).context("--older-than is too large")?;
-            let cutoff = SystemClock.now().saturating_sub(age);
-            let deleted = tessera::audit::prune(&store, cutoff)
-                .await
-                .context("pruning the audit trail")?;
-            let before = std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(u64::try_from(cutoff).unwrap_or(0));
-            print_lines([format!(
-                "pruned {deleted} audit events recorded before {}",
-                humantime::format_rfc3339_seconds(before)
-            )])
+            admin::audit_prune(&config, older_than).await
         }
-        Command::Explain(args) => tessera::commands::explain::run(&config, &args).await,
+        Command::Explain(args) => explain::run(&config, &args).await,
         Command::Trust(TrustCommand::Test { dir }) => {
             let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
-            tessera::commands::trust_test::run(&config, &dir).await
+            trust_test::run(&config, &dir).await
         }
-        Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
-    }
-}
-
-/// `trust check [--online]`: the listing, then (online) one line per remote key source;
-/// any registry problem or failed source is a non-zero exit.
-fn trust_check(dir: &std::path::Path, config: &Config, online: bool) -> anyhow::Result<()> {
-    let registry = match tessera::trust::load_registry_for(dir, Some(&config.server.issuer)) {
-        Ok(registry) => registry,
-        Err(e) => {
-            // One line per problem, each naming its file and field.
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    };
-    let mut lines = tessera::trust::describe(&registry);
-    lines.push(format!(
-        "ok: {} issuers, {} clients, {} audiences in {}",
-        registry.issuers.len(),
-        registry.clients.len(),
-        registry.audiences.len(),
-        dir.display()
-    ));
-    if !online {
-        return print_lines(lines);
-    }
-    let checks = actix_web::rt::System::new()
-        .block_on(tessera::verify::online::check_remote_sources(
-            &registry,
-            &config.outbound,
-            SystemClock.now(),
-        ))
-        .context("building the outbound HTTP client")?;
-    let failed = checks.iter().filter(|c| c.outcome.is_err()).count();
-    if checks.is_empty() {
-        lines.push("online: the registry names no remote key source".to_owned());
-    }
-    lines.extend(checks.iter().map(|c| c.line()));
-    print_lines(lines)?;
-    if failed > 0 {
-        bail!(
-            "{failed} of {} remote key sources failed (see the FAILED lines)",
-            checks.len()
-        );
-    }
-    Ok(())
-}
-
-/// SPEC §2.1: 256-bit base64url secret; `secret_hash` is SHA-256 of its UTF-8 bytes.
-fn new_secret() -> anyhow::Result<()> {
-    let mut bytes = [0u8; 32];
-    rand::Rng::fill(&mut rand::rng(), &mut bytes);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = hex::encode(Sha256::digest(secret.as_bytes()));
-    print_lines([
-        format!("secret: {secret}"),
-        format!("secret_hash = \"sha256:{hash}\""),
-    ])
-}
-
-/// What a failed write to standard output says (a closed pipe is not a failure).
-const STDOUT: &str = "writing to standard output";
-
-/// Prints `lines` to standard output, one each; stops quietly when the reader has gone
-/// (see [`Lines`]).
-fn print_lines<T: std::fmt::Display>(lines: impl IntoIterator<Item = T>) -> anyhow::Result<()> {
-    let mut out = Lines::stdout();
-    for line in lines {
-        if !out.line(line).context(STDOUT)? {
-            break;
+        Command::Trust(TrustCommand::Check { .. }) | Command::Clients(_) | Command::Dev(_) => {
+            anyhow::bail!("unreachable command")
         }
     }
-    out.finish().context(STDOUT)
 }

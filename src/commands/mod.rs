@@ -1,8 +1,12 @@
 //! The bodies of the CLI commands that are more than a call: `main.rs` parses and
 //! dispatches, these do the work and print.
 
+pub mod admin;
+pub mod dev;
 pub mod explain;
 pub mod trust_test;
+
+use anyhow::Context;
 
 /// A command whose answer is "no" (explain of a refused request, a failing `trust test`):
 /// exit 1 after its own output, with no error line of its own.
@@ -64,6 +68,21 @@ impl<W: std::io::Write> Lines<W> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What a failed write to standard output says (a closed pipe is not a failure).
+pub const STDOUT: &str = "writing to standard output";
+
+/// Prints `lines` to standard output, one each; stops quietly when the reader has gone
+/// (see [`Lines`]).
+pub fn print_lines<T: std::fmt::Display>(lines: impl IntoIterator<Item = T>) -> anyhow::Result<()> {
+    let mut out = Lines::stdout();
+    for line in lines {
+        if !out.line(line).context(STDOUT)? {
+            break;
+        }
+    }
+    out.finish().context(STDOUT)
 }
 
 #[cfg(test)]
