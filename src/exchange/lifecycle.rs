@@ -159,7 +159,7 @@ fn may_introspect(registry: &Registry, client: &ClientEntry, token: &VerifiedSub
         .audiences
         .iter()
         .filter_map(|id| registry.audiences.get(id))
-        .any(|a| token.audiences.contains(&a.audience));
+        .any(|a| token.audiences.iter().any(|t| a.audience == t.as_str()));
     own || for_its_audience
 }
 

@@ -113,7 +113,7 @@ impl<'a> AccessTokenClaims<'a> {
         Self {
             iss,
             sub: &plan.subject,
-            aud: &plan.audience.audience,
+            aud: plan.audience.audience.as_str(),
             exp: plan.issued_at + plan.lifetime,
             iat: plan.issued_at,
             jti,

@@ -391,7 +391,7 @@ pub fn decide(input: &DecisionInput<'_>, record: &mut Record) -> Result<Plan, Ex
         None => None,
     };
     let audience = resolve_audience(input.registry, input.client, input.target)?;
-    record.facts.audience = Some(audience.audience.clone());
+    record.facts.audience = Some(audience.audience.to_string());
     record.pass(Step::Target, None, || {
         target_detail(input.target, &audience)
     });

@@ -261,7 +261,10 @@ fn describe_client(c: &ClientEntry) -> String {
             c.actor_issuers.iter().map(String::as_str),
         ));
     }
-    parts.push(list("audiences", c.audiences.iter().map(String::as_str)));
+    parts.push(list(
+        "audiences",
+        c.audiences.iter().map(super::AudienceId::as_str),
+    ));
     parts.push(list("scopes", c.scopes.iter().map(String::as_str)));
     parts.push(format!("on_behalf_of={}", c.on_behalf_of.as_str()));
     if let Some(max) = c.max_lifetime {
@@ -273,8 +276,8 @@ fn describe_client(c: &ClientEntry) -> String {
 fn describe_audience(a: &AudienceEntry) -> String {
     let mut parts = vec![
         "audience".to_owned(),
-        a.id.clone(),
-        a.audience.clone(),
+        a.id.to_string(),
+        a.audience.to_string(),
         list("scopes", a.scopes.iter().map(String::as_str)),
         list("claims", a.claims.iter().map(String::as_str)),
     ];
@@ -531,7 +534,7 @@ fn local_issuer(own: &str, audiences: &[AudienceEntry]) -> IssuerEntry {
     IssuerEntry {
         id: crate::trust::LOCAL_ISSUER.to_owned(),
         issuer: own.to_owned(),
-        audiences: audiences.iter().map(|a| a.audience.clone()).collect(),
+        audiences: audiences.iter().map(|a| a.audience.to_string()).collect(),
         token_types: vec![
             crate::trust::TokenType::AccessToken,
             crate::trust::TokenType::Jwt,

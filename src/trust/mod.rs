@@ -378,7 +378,7 @@ pub struct ClientEntry {
     pub actor_issuers: Vec<IssuerId>,
     /// Registry audience ids this client may obtain tokens for (resolved at load from
     /// either an audience id or its `audience` value).
-    pub audiences: Vec<String>,
+    pub audiences: Vec<AudienceId>,
     pub scopes: Vec<String>,
     pub on_behalf_of: OnBehalfOf,
     pub max_lifetime: Option<Duration>,
@@ -404,12 +404,69 @@ impl std::fmt::Debug for ClientEntry {
     }
 }
 
+/// A registry audience's id (its file stem): what a client's `audiences` resolve to and
+/// what the registry is keyed by. Never an `aud` value ([`Aud`]): a client file may name
+/// an audience either way, and the loader turns both into this.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AudienceId(String);
+
+/// The `aud` value of the tokens issued for an audience (RFC 9068 §2.2, RFC 8707).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Aud(String);
+
+macro_rules! string_newtype {
+    ($t:ident) => {
+        impl $t {
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+        impl PartialEq<String> for $t {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+        impl From<&str> for $t {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+        }
+    };
+}
+string_newtype!(AudienceId);
+string_newtype!(Aud);
+
 #[derive(Debug)]
 pub struct AudienceEntry {
     /// File stem.
-    pub id: String,
+    pub id: AudienceId,
     /// The `aud` value of issued tokens.
-    pub audience: String,
+    pub audience: Aud,
     /// RFC 8707 resource indicators that map here (exact match).
     pub resources: Vec<String>,
     pub scopes: Vec<String>,

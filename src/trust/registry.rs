@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{AudienceEntry, ClientEntry, IssuerEntry, IssuerKind, TrustError};
+use super::{AudienceEntry, AudienceId, ClientEntry, IssuerEntry, IssuerKind, TrustError};
 
 #[derive(Debug, Default)]
 pub struct Registry {
     pub issuers: BTreeMap<String, Arc<IssuerEntry>>,
     pub clients: BTreeMap<String, Arc<ClientEntry>>,
-    pub audiences: BTreeMap<String, Arc<AudienceEntry>>,
+    pub audiences: BTreeMap<AudienceId, Arc<AudienceEntry>>,
     by_iss: HashMap<(String, IssuerKind), String>,
-    by_resource: HashMap<String, String>,
-    by_audience_value: HashMap<String, String>,
+    by_resource: HashMap<String, AudienceId>,
+    by_audience_value: HashMap<String, AudienceId>,
 }
 
 impl Registry {
@@ -36,7 +36,8 @@ impl Registry {
             for res in &a.resources {
                 r.by_resource.insert(res.clone(), a.id.clone());
             }
-            r.by_audience_value.insert(a.audience.clone(), a.id.clone());
+            r.by_audience_value
+                .insert(a.audience.to_string(), a.id.clone());
             r.audiences.insert(a.id.clone(), Arc::new(a));
         }
         for c in clients {

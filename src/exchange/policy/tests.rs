@@ -1,6 +1,6 @@
 use super::*;
 use crate::exchange::request::Target;
-use crate::trust::{ClientAuthMethod, ClientEntry};
+use crate::trust::{AudienceId, ClientAuthMethod, ClientEntry};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -25,7 +25,7 @@ fn client(audiences: &[&str], scopes: &[&str]) -> ClientEntry {
         subject_issuers: vec![],
         subject_audiences: None,
         actor_issuers: vec![],
-        audiences: audiences.iter().map(|s| s.to_string()).collect(),
+        audiences: audiences.iter().map(|s| AudienceId::new(*s)).collect(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         on_behalf_of: OnBehalfOf::Delegate,
         max_lifetime: Some(Duration::from_secs(300)),

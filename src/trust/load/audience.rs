@@ -56,8 +56,8 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
         return None;
     }
     Some(AudienceEntry {
-        id: id.to_owned(),
-        audience: raw.audience,
+        id: crate::trust::AudienceId::new(id),
+        audience: crate::trust::Aud::new(raw.audience),
         resources: raw.resources,
         scopes: raw.scopes,
         lifetime,

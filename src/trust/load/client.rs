@@ -196,7 +196,7 @@ fn load_audiences(
     raw: &RawClient,
     refs: &ClientRefs<'_>,
     errs: &mut Errors,
-) -> Vec<String> {
+) -> Vec<crate::trust::AudienceId> {
     if raw.audiences.is_empty() {
         errs.field(
             path,
@@ -204,7 +204,7 @@ fn load_audiences(
             "must name at least one audience (an id from audiences/ or its audience value)",
         );
     }
-    let mut audience_ids: Vec<String> = Vec::new();
+    let mut audience_ids: Vec<crate::trust::AudienceId> = Vec::new();
     let mut offered_scopes: Vec<&str> = Vec::new();
     for (i, name) in raw.audiences.iter().enumerate() {
         match refs.audience(name) {
@@ -237,7 +237,11 @@ fn load_audiences(
                     format!("scopes[{i}]"),
                     format!(
                         "{s:?} is not offered by any of this client's audiences ({})",
-                        audience_ids.join(", ")
+                        audience_ids
+                            .iter()
+                            .map(crate::trust::AudienceId::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }

@@ -350,7 +350,8 @@ fn other_directories_and_files_are_ignored() {
     let ids = |m: Vec<&String>| m.into_iter().cloned().collect::<Vec<_>>();
     assert_eq!(ids(r.issuers.keys().collect()), ["acme"]);
     assert_eq!(ids(r.clients.keys().collect()), ["orders-service"]);
-    assert_eq!(ids(r.audiences.keys().collect()), ["orders"]);
+    let audience_ids: Vec<&str> = r.audiences.keys().map(|k| k.as_str()).collect();
+    assert_eq!(audience_ids, ["orders"]);
 }
 
 #[test]
