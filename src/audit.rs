@@ -57,7 +57,11 @@ pub struct AuditEvent {
     pub audience: Option<String>,
     pub scopes: Option<String>,
     pub outcome: AuditOutcome,
+    /// The stable label of a refusal: the failing step's name (what `--step` matches).
     pub reason: Option<String>,
+    /// The operator's account: what was compared and why it failed (or, for the lifecycle
+    /// endpoints, what was answered). Never token text.
+    pub detail: Option<String>,
     pub jti: Option<String>,
     pub subject_token_sha256: Option<String>,
 }
@@ -75,6 +79,7 @@ impl AuditEvent {
             scopes: self.scopes.as_deref(),
             outcome: self.outcome.as_str(),
             reason: self.reason.as_deref(),
+            detail: self.detail.as_deref(),
             jti: self.jti.as_deref(),
             subject_token_sha256: self.subject_token_sha256.as_deref(),
         }

@@ -192,13 +192,14 @@ impl Exchanger {
             audience: trail.audience.take(),
             scopes: trail.scopes.take(),
             outcome: outcome_of(&result),
+            reason: result.as_ref().err().map(|e| e.reason().to_owned()),
             // Request values (an audience, a scope) appear in messages: cut where they are
             // quoted (`telemetry::echo`), and the whole escaped and bounded here, so a
             // newline or a bidi override in a parameter can never forge a line of the trail.
-            reason: result
+            detail: result
                 .as_ref()
                 .err()
-                .map(|e| bounded_reason(&format!("{}: {}", e.reason(), e.operator_text()))),
+                .map(|e| bounded_reason(&e.operator_text())),
             jti: trail.jti.clone(),
             subject_token_sha256: trail.token_sha256.clone(),
         };

@@ -410,11 +410,7 @@ async fn every_forgery_is_refused_and_audited() {
         let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
         assert!(body.get("access_token").is_none(), "{name}");
         let row = app.audit_rows().await.remove(0);
-        assert!(
-            row.reason.as_deref().is_some_and(|r| r.starts_with(reason)),
-            "{name}: audit reason {:?}, expected {reason}",
-            row.reason
-        );
+        assert_eq!(row.reason.as_deref(), Some(reason), "{name}: audit reason");
         app.assert_refusal_audited(reason).await;
         assert!(
             started.elapsed() < std::time::Duration::from_secs(1),
@@ -463,11 +459,7 @@ async fn a_one_time_assertion_is_accepted_once_even_across_replicas() {
             .audit_rows()
             .await
             .iter()
-            .filter(|r| {
-                r.reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("replayed"))
-            })
+            .filter(|r| r.reason.as_deref() == Some("replayed"))
             .count();
         assert_eq!(replayed, 2, "{}", kind_name(kind));
         let metrics = second.get("/metrics").await.text().await.unwrap();
@@ -499,10 +491,7 @@ async fn a_one_time_assertion_is_accepted_once_even_across_replicas() {
 async fn assert_latest_refusal(app: &TestApp, reason: &str) {
     let row = app.audit_rows().await.remove(0);
     assert_eq!(row.outcome, "refused", "{row:?}");
-    assert!(
-        row.reason.as_deref().is_some_and(|r| r.starts_with(reason)),
-        "{row:?}"
-    );
+    assert_eq!(row.reason.as_deref(), Some(reason), "{row:?}");
     assert!(row.jti.is_none());
 }
 
