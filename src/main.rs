@@ -212,6 +212,15 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit(AuditCommand::Tail(args)) => {
+            let store = tessera::startup::open_store(&config).await?;
+            Ok(tessera::audit::query::tail(&store, &args, std::io::stdout()).await?)
+        }
+        Command::Audit(AuditCommand::Search(args)) => {
+            let store = tessera::startup::open_store(&config).await?;
+            let now = SystemClock.now();
+            Ok(tessera::audit::query::search(&store, &args, now, std::io::stdout()).await?)
+        }
         Command::Trust(_) | Command::Clients(_) | Command::Dev(_) => bail!("unreachable command"),
     }
 }

@@ -252,7 +252,8 @@ impl Exchanger {
                     subject_token_type,
                     issuer: issuer.clone(),
                     outcome: match outcome {
-                        AuditOutcome::Issued => Outcome::issued,
+                        // `Ok` is the lifecycle endpoints' outcome; no exchange has it.
+                        AuditOutcome::Issued | AuditOutcome::Ok => Outcome::issued,
                         AuditOutcome::Refused => Outcome::refused,
                         AuditOutcome::Error => Outcome::error,
                     },
