@@ -35,6 +35,7 @@ use crate::verify::{
 };
 
 pub use error::{ClientAuthFailure, ExchangeError, Fault, Refused, TokenRole};
+pub use lifecycle::Lifecycle;
 pub use policy::LifetimeBounds;
 pub use request::{Form, Grant, GrantKind};
 
