@@ -214,7 +214,8 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Audit(AuditCommand::Tail(args)) => {
             let store = tessera::startup::open_store(&config).await?;
-            Ok(tessera::audit::query::tail(&store, &args, std::io::stdout()).await?)
+            let closed = tessera::audit::query::stdout_closed();
+            Ok(tessera::audit::query::tail(&store, &args, std::io::stdout(), closed).await?)
         }
         Command::Audit(AuditCommand::Search(args)) => {
             let store = tessera::startup::open_store(&config).await?;

@@ -107,8 +107,15 @@ pub async fn search(
 }
 
 /// `tessera audit tail [--follow]`: the newest `--lines` events, oldest first; then, with
-/// `--follow`, every event committed after them, until the output is closed.
-pub async fn tail(store: &Store, args: &AuditTailArgs, out: impl Write) -> Result<(), QueryError> {
+/// `--follow`, every event committed after them, until the output is closed: a failed
+/// write says so, and `reader_gone` (see [`stdout_closed`]) while there is nothing to
+/// write.
+pub async fn tail(
+    store: &Store,
+    args: &AuditTailArgs,
+    out: impl Write,
+    reader_gone: impl std::future::Future<Output = ()>,
+) -> Result<(), QueryError> {
     let wanted = i64::from(args.lines);
     // One more than asked, so `-n 0` still learns where the trail ends.
     let mut newest = store
@@ -131,6 +138,7 @@ pub async fn tail(store: &Store, args: &AuditTailArgs, out: impl Write) -> Resul
     if !args.follow {
         return Ok(());
     }
+    let mut reader_gone = std::pin::pin!(reader_gone);
     loop {
         let rows = follower.look(store).await?;
         let full = rows.len() >= usize::try_from(FOLLOW_BATCH).unwrap_or(usize::MAX);
@@ -138,9 +146,36 @@ pub async fn tail(store: &Store, args: &AuditTailArgs, out: impl Write) -> Resul
             return Ok(());
         }
         if !full {
-            tokio::time::sleep(FOLLOW_INTERVAL).await;
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                () = &mut reader_gone => return Ok(()),
+            }
         }
     }
+}
+
+/// Resolves once nobody can read standard output any more: a pipe whose reader exited
+/// (`tail --follow | head -3`), which Linux reports as an error condition on the
+/// writing end. Never resolves where that cannot be watched (a terminal, a file): there
+/// the next failed write tells.
+pub async fn stdout_closed() {
+    #[cfg(unix)]
+    #[expect(
+        deprecated,
+        reason = "AsyncFd's safe constructors are deprecated for I/O safety (a descriptor \
+                  closed and reused while registered); this process never closes its \
+                  standard output, and the replacement is `unsafe`, which the crate forbids"
+    )]
+    {
+        use tokio::io::unix::AsyncFd;
+        use tokio::io::Interest;
+        if let Ok(fd) = AsyncFd::with_interest(io::stdout(), Interest::ERROR) {
+            if fd.ready(Interest::ERROR).await.is_ok() {
+                return;
+            }
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Where `tail --follow` stands: the highest id printed, and the ids below it it has not
