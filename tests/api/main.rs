@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod audit_bench;
 mod cli;
 mod client_auth;
 mod endpoints;
