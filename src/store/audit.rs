@@ -105,9 +105,9 @@ pub struct AuditFilter {
 }
 
 /// The `limit` newest events that pass `filter`, newest first (by `at`, then by id for
-/// rows of the same second). Each filter column with an index of its own (client,
-/// subject, step) is read through it within the time window, the others through the
-/// `at` index: see the migration `audit_search` for which and why.
+/// rows of the same second). `step` is read through its own index, everything else
+/// through the `at` index within the time window, stopping at `limit` matches: see the
+/// migration `audit_search` for which indexes and why.
 pub fn search_events(
     conn: &mut DbConn,
     filter: &AuditFilter,

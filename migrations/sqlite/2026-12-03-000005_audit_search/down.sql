@@ -1,6 +1,4 @@
 DROP INDEX audit_events_reason_at;
-DROP INDEX audit_events_subject_at;
-DROP INDEX audit_events_client_at;
 DROP INDEX audit_events_at;
 UPDATE audit_events SET reason = reason || ': ' || detail
  WHERE reason IS NOT NULL AND detail IS NOT NULL;

@@ -452,23 +452,22 @@ struct PlanLine {
     detail: String,
 }
 
-/// The searches the indexes exist for read through them (SQLite's planner needs no
-/// statistics for this; PostgreSQL's choice depends on the table's size, so its plans
-/// were checked by hand on a million rows: see the migration's comment).
+/// Searches read through the audit indexes in the order they print, never sorting the
+/// table (SQLite's planner needs no statistics for this; PostgreSQL's choice depends on
+/// the table's size, so its plans were checked on a million rows: see the migration).
 #[test]
 fn sqlite_searches_use_the_audit_indexes() {
     let (_db, store) = migrated(TestDbKind::Sqlite);
     let mut conn = store.get().unwrap();
     let order = "ORDER BY at DESC, id DESC LIMIT 100";
     for (filter, index) in [
-        ("client_id = 'c' AND at >= 5", "audit_events_client_at"),
-        (
-            "subject = 's' AND at >= 5 AND at < 9",
-            "audit_events_subject_at",
-        ),
         ("reason = 'expired'", "audit_events_reason_at"),
+        ("reason = 'expired' AND at >= 5", "audit_events_reason_at"),
         ("at >= 5 AND at < 9", "audit_events_at"),
+        ("client_id = 'c' AND at >= 5", "audit_events_at"),
+        ("subject = 's'", "audit_events_at"),
         ("issuer = 'i' AND outcome = 'refused'", "audit_events_at"),
+        ("1 = 1", "audit_events_at"),
     ] {
         let plan: Vec<PlanLine> = diesel::sql_query(format!(
             "EXPLAIN QUERY PLAN SELECT * FROM audit_events WHERE {filter} {order}"
