@@ -29,11 +29,18 @@ const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 /// milliseconds. With `server.shutdown_timeout` (8 s) it bounds the exit within 10 s.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// The `outcome` column. `refused` and `error` mean the same for every endpoint: the
+/// caller's fault (with the failing step in `reason`), or ours or a foreign issuer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditOutcome {
+    /// `/token` handed out a token.
     Issued,
     Refused,
     Error,
+    /// `/introspect` or `/revoke` answered an authenticated client as the RFC says: an
+    /// introspection answer (active or not, `detail` says which and why), a revocation
+    /// done or, RFC 7009 §2.2, nothing to revoke. Not `issued`: nothing was.
+    Ok,
 }
 
 impl AuditOutcome {
@@ -42,6 +49,7 @@ impl AuditOutcome {
             AuditOutcome::Issued => "issued",
             AuditOutcome::Refused => "refused",
             AuditOutcome::Error => "error",
+            AuditOutcome::Ok => "ok",
         }
     }
 }
@@ -57,7 +65,11 @@ pub struct AuditEvent {
     pub audience: Option<String>,
     pub scopes: Option<String>,
     pub outcome: AuditOutcome,
+    /// The stable label of a refusal: the failing step's name (what `--step` matches).
     pub reason: Option<String>,
+    /// The operator's account: what was compared and why it failed (or, for the lifecycle
+    /// endpoints, what was answered). Never token text.
+    pub detail: Option<String>,
     pub jti: Option<String>,
     pub subject_token_sha256: Option<String>,
 }
@@ -75,6 +87,7 @@ impl AuditEvent {
             scopes: self.scopes.as_deref(),
             outcome: self.outcome.as_str(),
             reason: self.reason.as_deref(),
+            detail: self.detail.as_deref(),
             jti: self.jti.as_deref(),
             subject_token_sha256: self.subject_token_sha256.as_deref(),
         }
@@ -232,6 +245,8 @@ async fn commit(store: &Store, events: Vec<AuditEvent>, acks: &mut Vec<Ack>) -> 
     }
     result
 }
+
+pub mod query;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! Command line (clap derive): `serve`, `migrate`, `trust check|test`, `keys list|rotate`,
-//! `clients new-secret`, `audit prune`, `dev id-token`, `dev inspect`.
+//! `clients new-secret`, `audit prune|tail|search`, `explain`, `dev …`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -107,6 +107,166 @@ pub enum AuditCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         older_than: Duration,
     },
+    /// Print the newest audit events, oldest first; with --follow, keep printing events
+    /// as they are committed.
+    Tail(AuditTailArgs),
+    /// Find audit events, newest first. Filters combine with AND; text filters match the
+    /// stored value exactly.
+    Search(AuditSearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTailArgs {
+    /// Keep printing new events (checks every 500 ms) until interrupted or the output is
+    /// closed.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// How many of the newest events to print first.
+    #[arg(short = 'n', long = "lines", default_value_t = 20)]
+    pub lines: u32,
+    /// One JSON object per line, the audit row's columns as keys.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditSearchArgs {
+    /// The client (its registry id; for a failed authentication, the id presented).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// The mapped subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The registry id of the subject token's issuer.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// The audience of the issued token.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// The (outermost) actor.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// issued, refused or error for /token; ok, refused or error for /introspect and
+    /// /revoke.
+    #[arg(long, value_enum)]
+    pub outcome: Option<OutcomeArg>,
+    /// The failing step of a refusal (the audit `reason`), e.g. scope or expiry; one of the
+    /// closed set of step names (README, "Why was this refused?").
+    #[arg(long, value_name = "STEP", value_parser = parse_step)]
+    pub step: Option<String>,
+    /// Events at or after this time: RFC 3339 (2026-12-06T09:30:00Z, or with an offset
+    /// such as +02:00), or a duration such as 15m, 2h or 7d meaning that long ago.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<TimeArg>,
+    /// Events before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<TimeArg>,
+    /// At most this many events (the newest).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub limit: u32,
+    /// One JSON object per line, the audit row's columns as keys.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The audit `outcome` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutcomeArg {
+    Issued,
+    Refused,
+    Error,
+    Ok,
+}
+
+impl From<OutcomeArg> for crate::audit::AuditOutcome {
+    fn from(o: OutcomeArg) -> Self {
+        match o {
+            OutcomeArg::Issued => Self::Issued,
+            OutcomeArg::Refused => Self::Refused,
+            OutcomeArg::Error => Self::Error,
+            OutcomeArg::Ok => Self::Ok,
+        }
+    }
+}
+
+/// A `--since`/`--until` value: a point in time, or how long before now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    /// Unix seconds and the nanoseconds past them.
+    At {
+        secs: i64,
+        nanos: u32,
+    },
+    Ago(Duration),
+}
+
+impl TimeArg {
+    /// The Unix second a bound starts at, given `now`. Audit times are whole seconds, so
+    /// a fractional time rounds outwards: down for `since` (inclusive), up for `until`
+    /// (exclusive), and no event of the second named is left out.
+    pub fn resolve(self, now: i64, upper: bool) -> i64 {
+        match self {
+            TimeArg::At { secs, nanos } => secs.saturating_add(i64::from(upper && nanos > 0)),
+            TimeArg::Ago(d) => now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// `--since`/`--until`: a duration (15m, 2h, 7d) or an RFC 3339 time with its zone.
+pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(TimeArg::Ago(d));
+    }
+    parse_rfc3339(s)
+        .map(|(secs, nanos)| TimeArg::At { secs, nanos })
+        .ok_or_else(|| {
+            "expected an RFC 3339 time such as 2026-12-06T09:30:00Z (or +02:00 for the \
+         zone), or a duration such as 15m, 2h or 7d"
+                .to_owned()
+        })
+}
+
+/// RFC 3339 `date-time` (§5.6): `Z` or a numeric offset is required, fractions allowed.
+fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+    let (local, offset_secs) = if let Some(local) = s.strip_suffix(['Z', 'z']) {
+        (local, 0)
+    } else {
+        let at = s.len().checked_sub(6)?;
+        let (local, zone) = (s.get(..at)?, s.get(at..)?);
+        let sign = match zone.as_bytes() {
+            [b'+', _, _, b':', _, _] => 1,
+            [b'-', _, _, b':', _, _] => -1,
+            _ => return None,
+        };
+        let hours: i64 = zone.get(1..3)?.parse().ok()?;
+        let minutes: i64 = zone.get(4..6)?.parse().ok()?;
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        (local, sign * (hours * 3600 + minutes * 60))
+    };
+    // humantime reads the date and time (zone-less "weak" form, as UTC); the offset
+    // is applied here. It also takes a space for the `T`, as RFC 3339 §5.6 notes allows.
+    if !local.contains(['T', 't', ' ']) {
+        return None;
+    }
+    let utc = humantime::parse_rfc3339_weak(&local.replace('t', "T")).ok()?;
+    let since_epoch = utc.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let secs = i64::try_from(since_epoch.as_secs()).ok()?;
+    Some((secs.checked_sub(offset_secs)?, since_epoch.subsec_nanos()))
+}
+
+/// `--step`: one of the closed set of step names (SPEC §5, `exchange::Step`).
+fn parse_step(s: &str) -> Result<String, String> {
+    match crate::exchange::Step::from_name(s) {
+        Some(step) => Ok(step.name().to_owned()),
+        None => Err(format!(
+            "not a step; one of: {}",
+            crate::exchange::Step::ALL
+                .map(crate::exchange::Step::name)
+                .join(", ")
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,8 @@ async fn run_async(command: Command, config: Config) -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| config.trust.dir.clone());
             trust_test::run(&config, &dir).await
         }
+        Command::Audit(AuditCommand::Tail(args)) => admin::audit_tail(&config, &args).await,
+        Command::Audit(AuditCommand::Search(args)) => admin::audit_search(&config, &args).await,
         Command::Trust(TrustCommand::Check { .. }) | Command::Clients(_) | Command::Dev(_) => {
             anyhow::bail!("unreachable command")
         }

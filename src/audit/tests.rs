@@ -15,7 +15,8 @@ fn event(n: usize, outcome: AuditOutcome) -> AuditEvent {
         audience: Some("https://api.orders.example".into()),
         scopes: Some("orders:read".into()),
         outcome,
-        reason: (outcome != AuditOutcome::Issued).then(|| "subject token expired".into()),
+        reason: (outcome != AuditOutcome::Issued).then(|| "expired".into()),
+        detail: (outcome != AuditOutcome::Issued).then(|| "subject token expired".into()),
         jti: (outcome == AuditOutcome::Issued).then(|| format!("jti-{n}")),
         subject_token_sha256: Some("9f86d081884c7d65".into()),
     }

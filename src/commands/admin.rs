@@ -173,3 +173,20 @@ pub fn new_secret() -> anyhow::Result<()> {
         format!("secret_hash = \"sha256:{hash}\""),
     ])
 }
+
+/// `audit tail [--follow]`: the newest rows, then (following) each new one.
+pub async fn audit_tail(config: &Config, args: &crate::cli::AuditTailArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let closed = crate::audit::query::stdout_closed();
+    Ok(crate::audit::query::tail(&store, args, std::io::stdout(), closed).await?)
+}
+
+/// `audit search`: the rows every filter admits, newest first.
+pub async fn audit_search(
+    config: &Config,
+    args: &crate::cli::AuditSearchArgs,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let now = SystemClock.now();
+    Ok(crate::audit::query::search(&store, args, now, std::io::stdout()).await?)
+}

@@ -12,13 +12,78 @@
 //! A token is active when its signature verifies with tessera's published keys, it has
 //! not expired, and neither it nor a token it was exchanged from is revoked (read from the
 //! database here, not the replica's cached set: exact on every replica).
+//!
+//! Every call leaves one audit row (grant_type `introspection` or `revocation`) through
+//! the exchanges' `AuditLog`, committed before the answer leaves: the client (the id it
+//! presented when authentication failed), the token's jti, subject, audience, scopes and
+//! actor when it is one of tessera's, a SHA-256 prefix of what was presented (never the
+//! token), and the outcome:
+//! - `ok`: the endpoint answered as its RFC says; `detail` says what (`active`,
+//!   `inactive: revoked`, `revoked`, `nothing to revoke: ...`). An inactive answer is not
+//!   a refusal: RFC 7662 §2.2 makes it the answer, and `issued` would claim a token was;
+//! - `refused` / `error`: as for `/token` (the caller's fault, or ours), with the step in
+//!   `reason` and the account in `detail`.
+//!
+//! A row that cannot be written turns the answer into 503 `temporarily_unavailable`, as
+//! at `/token`. A revocation is recorded before its row and is never undone (a token once
+//! revoked stays revoked): the caller learns of the failure, retries (revoking again is
+//! harmless) and the retry leaves the row.
 
 use serde_json::{Map, Value};
 
+use crate::audit::{AuditEvent, AuditOutcome};
+use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
 use crate::trust::{ClientEntry, Registry, TokenType, LOCAL_ISSUER};
-use crate::verify::{Expectation, Presented, Purpose, VerifiedSubject};
+use crate::verify::{Expectation, Presented, Purpose, Refusal, VerifiedSubject};
 
-use super::{ClientCredentials, ExchangeError, Exchanger, Form};
+use super::{ClientCredentials, ExchangeError, Exchanger, Fault, Form};
+
+/// Which lifecycle endpoint a call is: its audit row's `grant_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Introspection,
+    Revocation,
+}
+
+impl Lifecycle {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Introspection => "introspection",
+            Self::Revocation => "revocation",
+        }
+    }
+}
+
+/// What a lifecycle call's audit row learns as it goes.
+#[derive(Debug, Default)]
+struct CallTrail {
+    client_id: Option<String>,
+    issuer: Option<String>,
+    subject: Option<String>,
+    actor: Option<String>,
+    audience: Option<String>,
+    scopes: Option<String>,
+    jti: Option<String>,
+    token_sha256: Option<String>,
+    /// What an `ok` call answered (the row's `detail`).
+    answer: Option<String>,
+}
+
+impl CallTrail {
+    /// The verified token's names (its jti is no secret, SPEC §6).
+    fn token(&mut self, token: &VerifiedSubject) {
+        self.issuer = Some(token.issuer.id.clone());
+        self.subject = token
+            .assertion
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.actor = token.act.as_ref().map(|a| a.sub.clone());
+        self.audience = Some(token.audiences.join(" ")).filter(|a| !a.is_empty());
+        self.scopes = token.scopes.as_ref().map(|s| s.join(" "));
+        self.jti = token.local.as_ref().map(|l| l.jti.clone());
+    }
+}
 
 /// How long past its `exp` a revocation is kept: at least the clock skew tessera allows
 /// its own tokens (the `local` entry's 60 s), with room.
@@ -39,34 +104,159 @@ const REVEALED: &[&str] = &[
 ];
 
 impl Exchanger {
-    /// `POST /introspect`: the RFC 7662 §2.2 response object.
+    /// `POST /introspect`: the RFC 7662 §2.2 response object; the call audited.
     pub async fn introspect(
         &self,
         credentials: Result<ClientCredentials, ExchangeError>,
         form: &Form,
     ) -> Result<Map<String, Value>, ExchangeError> {
+        let mut trail = CallTrail::default();
+        let result = self.introspect_call(credentials, form, &mut trail).await;
+        self.finish_call(Lifecycle::Introspection, trail, result)
+            .await
+    }
+
+    /// `POST /revoke`: records the token as revoked when it is the caller's; the call
+    /// audited.
+    pub async fn revoke(
+        &self,
+        credentials: Result<ClientCredentials, ExchangeError>,
+        form: &Form,
+    ) -> Result<(), ExchangeError> {
+        let mut trail = CallTrail::default();
+        let result = self.revoke_call(credentials, form, &mut trail).await;
+        self.finish_call(Lifecycle::Revocation, trail, result).await
+    }
+
+    /// Audits a lifecycle call refused before its form could be read (body too large,
+    /// wrong content type), and hands the error back for the response.
+    pub async fn refuse_call(&self, call: Lifecycle, error: ExchangeError) -> ExchangeError {
+        match self
+            .finish_call::<()>(call, CallTrail::default(), Err(error))
+            .await
+        {
+            Err(e) => e,
+            Ok(()) => ExchangeError::Internal("refusal turned into an answer".into()),
+        }
+    }
+
+    /// Writes the call's audit row; the answer leaves only once it is committed.
+    async fn finish_call<T>(
+        &self,
+        call: Lifecycle,
+        trail: CallTrail,
+        result: Result<T, ExchangeError>,
+    ) -> Result<T, ExchangeError> {
+        let (outcome, reason, detail) = match &result {
+            Ok(_) => (AuditOutcome::Ok, None, trail.answer),
+            Err(e) => (
+                match e.fault() {
+                    Fault::Caller => AuditOutcome::Refused,
+                    Fault::Issuer | Fault::Broker => AuditOutcome::Error,
+                },
+                Some(e.reason().to_owned()),
+                // Escaped and bounded: messages quote request values.
+                Some(bounded_reason(&format!(
+                    "{}: {}",
+                    e.check(),
+                    e.operator_text()
+                ))),
+            ),
+        };
+        let jti = trail.jti.clone();
+        let event = AuditEvent {
+            at: self.clock.now(),
+            grant: call.label(),
+            client_id: trail.client_id,
+            issuer: trail.issuer,
+            // Names come from a token: escaped and bounded as at /token.
+            subject: trail.subject.as_deref().map(audited_name),
+            actor: trail.actor.as_deref().map(audited_name),
+            audience: trail.audience,
+            scopes: trail.scopes,
+            outcome,
+            reason,
+            detail,
+            jti: trail.jti,
+            subject_token_sha256: trail.token_sha256,
+        };
+        match (result, self.audit.record(event).await) {
+            (Ok(answer), Ok(())) => Ok(answer),
+            (Ok(_), Err(e)) => {
+                tracing::error!(
+                    error = %e, call = call.label(), jti = jti.as_deref().unwrap_or("-"),
+                    "audit write failed; answered temporarily_unavailable"
+                );
+                Err(ExchangeError::AuditUnavailable)
+            }
+            (Err(e), Err(audit_err)) => {
+                tracing::error!(error = %audit_err, call = call.label(), "audit write failed for a refusal");
+                Err(e)
+            }
+            (Err(e), Ok(())) => Err(e),
+        }
+    }
+
+    /// The client, authenticated; on failure the trail keeps the id it presented.
+    async fn authenticate_caller(
+        &self,
+        registry: &Registry,
+        credentials: ClientCredentials,
+        form: &Form,
+        trail: &mut CallTrail,
+    ) -> Result<std::sync::Arc<ClientEntry>, ExchangeError> {
+        // Request input, for the operator only: escaped and bounded.
+        let presented = match &credentials {
+            ClientCredentials::Basic { client_id, .. } => Some(audited_name(client_id)),
+            ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
+        };
+        match self.authenticate_client(registry, credentials, form).await {
+            Ok(client) => {
+                trail.client_id = Some(client.client_id.clone());
+                Ok(client)
+            }
+            Err(e) => {
+                trail.client_id = presented;
+                Err(e)
+            }
+        }
+    }
+
+    async fn introspect_call(
+        &self,
+        credentials: Result<ClientCredentials, ExchangeError>,
+        form: &Form,
+        trail: &mut CallTrail,
+    ) -> Result<Map<String, Value>, ExchangeError> {
         let registry = self.trust.snapshot();
         let client = self
-            .authenticate_client(&registry, credentials?, form)
+            .authenticate_caller(&registry, credentials?, form, trail)
             .await?;
         let token = required(form, "token")?;
-        let inactive = || {
-            let mut m = Map::new();
-            m.insert("active".into(), Value::Bool(false));
-            m
+        trail.token_sha256 = Some(token_fingerprint(token));
+        let verified = match self.local_token(&registry, token).await {
+            Ok(v) => v,
+            Err(check) => {
+                let why = format!("not a valid tessera token ({check})");
+                return Ok(inactive(trail, &why));
+            }
         };
-        let Some(verified) = self.local_token(&registry, token).await else {
-            return Ok(inactive());
-        };
+        trail.token(&verified);
         // RFC 7662 §2.2: a token past its exp is inactive, whatever skew verification
         // allows a presented token.
-        let expired = verified.expires_at <= self.clock.now();
-        if expired
-            || !may_introspect(&registry, &client, &verified)
-            || self.revoked(&verified).await?
-        {
-            return Ok(inactive());
+        if verified.expires_at <= self.clock.now() {
+            return Ok(inactive(trail, "expired"));
         }
+        if !may_introspect(&registry, &client, &verified) {
+            return Ok(inactive(trail, "not visible to this client"));
+        }
+        if self.revoked(&verified).await? {
+            return Ok(inactive(
+                trail,
+                "revoked (or a token it was exchanged from is)",
+            ));
+        }
+        trail.answer = Some("active".into());
         let mut out: Map<String, Value> = REVEALED
             .iter()
             .filter_map(|k| Some(((*k).to_owned(), verified.assertion.get(*k)?.clone())))
@@ -76,25 +266,34 @@ impl Exchanger {
         Ok(out)
     }
 
-    /// `POST /revoke`: records the token as revoked when it is the caller's.
-    pub async fn revoke(
+    async fn revoke_call(
         &self,
         credentials: Result<ClientCredentials, ExchangeError>,
         form: &Form,
+        trail: &mut CallTrail,
     ) -> Result<(), ExchangeError> {
         let registry = self.trust.snapshot();
         let client = self
-            .authenticate_client(&registry, credentials?, form)
+            .authenticate_caller(&registry, credentials?, form, trail)
             .await?;
         let token = required(form, "token")?;
+        trail.token_sha256 = Some(token_fingerprint(token));
         if let Some(hint) = form.single("token_type_hint")? {
             // RFC 7009 §2.2.1: tessera issues access tokens only; an unknown hint is fine.
             tracing::debug!(hint = %crate::telemetry::escape_invisible(&crate::telemetry::echo(hint)), "revocation hint");
         }
-        let Some(verified) = self.local_token(&registry, token).await else {
-            return Ok(());
+        let verified = match self.local_token(&registry, token).await {
+            Ok(v) => v,
+            Err(check) => {
+                trail.answer = Some(format!(
+                    "nothing to revoke: not a valid tessera token ({check})"
+                ));
+                return Ok(());
+            }
         };
+        trail.token(&verified);
         let Some(local) = &verified.local else {
+            trail.answer = Some("nothing to revoke: not a token tessera issued".into());
             return Ok(());
         };
         if local.client_id != client.client_id {
@@ -117,11 +316,17 @@ impl Exchanger {
                 ExchangeError::AuditUnavailable
             })?;
         tracing::info!(target: "exchange", client_id = %client.client_id, jti, "token revoked");
+        trail.answer = Some("revoked".into());
         Ok(())
     }
 
-    /// `token` verified as a tessera access token (signature, `typ`, expiry), or `None`.
-    async fn local_token(&self, registry: &Registry, token: &str) -> Option<VerifiedSubject> {
+    /// `token` verified as a tessera access token (signature, `typ`, expiry), or the
+    /// label of the check it failed.
+    async fn local_token(
+        &self,
+        registry: &Registry,
+        token: &str,
+    ) -> Result<VerifiedSubject, &'static str> {
         let local = [LOCAL_ISSUER.to_owned()];
         let expect = Expectation {
             allowed_issuers: &local,
@@ -131,11 +336,11 @@ impl Exchanger {
             token_type: TokenType::AccessToken,
             text: token,
         };
-        self.verifier
-            .verify(registry, presented, &expect)
-            .await
-            .ok()
-            .filter(|v| v.issuer.id == LOCAL_ISSUER)
+        match self.verifier.verify(registry, presented, &expect).await {
+            Ok(v) if v.issuer.id == LOCAL_ISSUER => Ok(v),
+            Ok(_) => Err("unknown_issuer"),
+            Err(Refusal { error, .. }) => Err(error.reason()),
+        }
     }
 
     async fn revoked(&self, token: &VerifiedSubject) -> Result<bool, ExchangeError> {
@@ -147,6 +352,15 @@ impl Exchanger {
                 ExchangeError::AuditUnavailable
             })
     }
+}
+
+/// RFC 7662 §2.2's answer for a token the caller may not see or that is not active: the
+/// audit row says which.
+fn inactive(trail: &mut CallTrail, why: &str) -> Map<String, Value> {
+    trail.answer = Some(format!("inactive: {why}"));
+    let mut m = Map::new();
+    m.insert("active".into(), Value::Bool(false));
+    m
 }
 
 /// The caller is the token's client, or the token is for one of the caller's audiences.

@@ -39,6 +39,7 @@ use crate::verify::{
 pub use decision::{Detail, Facts, Record, Step, StepRecord, Verdict};
 pub use error::{ClientAuthFailure, ErrorCode, ExchangeError, Fault, Refused, TokenRole};
 pub use explain::Explanation;
+pub use lifecycle::Lifecycle;
 pub use policy::LifetimeBounds;
 pub use request::{Form, Grant, GrantKind};
 
@@ -254,14 +255,11 @@ impl Exchanger {
             // Request values (an audience, a scope) appear in messages: cut where they are
             // quoted (`telemetry::echo`), and the whole escaped and bounded here, so a
             // newline or a bidi override in a parameter can never forge a line of the trail.
-            reason: result.as_ref().err().map(|e| {
-                bounded_reason(&format!(
-                    "{}: {}: {}",
-                    e.reason(),
-                    e.check(),
-                    e.operator_text()
-                ))
-            }),
+            reason: result.as_ref().err().map(|e| e.reason().to_owned()),
+            detail: result
+                .as_ref()
+                .err()
+                .map(|e| bounded_reason(&format!("{}: {}", e.check(), e.operator_text()))),
             jti: trail.jti.clone(),
             subject_token_sha256: trail.token_sha256.clone(),
         };
@@ -314,7 +312,8 @@ impl Exchanger {
                     subject_token_type,
                     issuer: issuer.clone(),
                     outcome: match outcome {
-                        AuditOutcome::Issued => Outcome::issued,
+                        // `Ok` is the lifecycle endpoints' outcome; no exchange has it.
+                        AuditOutcome::Issued | AuditOutcome::Ok => Outcome::issued,
                         AuditOutcome::Refused => Outcome::refused,
                         AuditOutcome::Error => Outcome::error,
                     },

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-use crate::exchange::{ExchangeError, Form};
+use crate::exchange::{ExchangeError, Form, Lifecycle};
 
 use super::{client_auth, AppState, OAuthError, MAX_BODY_BYTES};
 
@@ -27,17 +27,24 @@ pub async fn token(
 }
 
 /// `POST /introspect` (RFC 7662 §2): the token's state as JSON, `{"active":false}` for
-/// anything the caller may not see.
+/// anything the caller may not see. Every call is audited, refusals before the form too.
 pub async fn introspect(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = read_form(&req, payload)
-        .await
-        .map_err(FormError::into_oauth)?;
-    let answer = state
-        .exchanger
+    let exchanger = &state.exchanger;
+    let form = match read_form(&req, payload).await {
+        Ok(f) => f,
+        Err(FormError::Refused(e)) => {
+            return Err(exchanger
+                .refuse_call(Lifecycle::Introspection, e)
+                .await
+                .into())
+        }
+        Err(FormError::Unreadable) => return Err(unreadable()),
+    };
+    let answer = exchanger
         .introspect(client_auth::credentials(&req), &form)
         .await?;
     Ok(no_store(HttpResponse::Ok()).json(answer))
@@ -50,11 +57,15 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = read_form(&req, payload)
-        .await
-        .map_err(FormError::into_oauth)?;
-    state
-        .exchanger
+    let exchanger = &state.exchanger;
+    let form = match read_form(&req, payload).await {
+        Ok(f) => f,
+        Err(FormError::Refused(e)) => {
+            return Err(exchanger.refuse_call(Lifecycle::Revocation, e).await.into())
+        }
+        Err(FormError::Unreadable) => return Err(unreadable()),
+    };
+    exchanger
         .revoke(client_auth::credentials(&req), &form)
         .await?;
     Ok(no_store(HttpResponse::Ok()).finish())

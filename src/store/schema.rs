@@ -28,6 +28,9 @@ diesel::table! {
         scopes -> Nullable<Text>,
         outcome -> Text,
         reason -> Nullable<Text>,
+        // Added by a later migration (physically the last column); diesel names columns,
+        // so the order here is the reading order.
+        detail -> Nullable<Text>,
         jti -> Nullable<Text>,
         subject_token_sha256 -> Nullable<Text>,
     }

@@ -145,6 +145,7 @@ pub fn audit_row_at(at: crate::clock::UnixTime) -> super::audit::NewAuditRow<'st
         scopes: None,
         outcome: "issued",
         reason: None,
+        detail: None,
         jti: None,
         subject_token_sha256: None,
     }

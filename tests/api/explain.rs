@@ -251,7 +251,8 @@ async fn wait_for_metric(app: &TestApp, series: &str, at_least: f64) -> Option<f
     metric(app, series).await
 }
 
-/// Issue 13 point 7: a refusal's audit row holds the failing step and what it compared
+/// Issue 13 point 7: a refusal's audit row holds the failing step (`reason`) and, in its
+/// `detail`, the finer check and what it compared
 /// (the token's values against the registry's, a "did you mean" on a near miss), while
 /// the caller gets only what it sent itself; no token text anywhere.
 #[tokio::test]
@@ -269,8 +270,9 @@ async fn refusals_record_what_was_compared_with_a_did_you_mean() {
     );
     assert!(!description.contains("did you mean"), "{description}");
     let row = app.audit_rows().await.remove(0);
-    let reason = row.reason.clone().unwrap();
-    assert!(reason.starts_with("issuer: unknown_issuer"), "{reason}");
+    assert_eq!(row.reason.as_deref(), Some("issuer"));
+    let reason = row.detail.clone().unwrap();
+    assert!(reason.starts_with("unknown_issuer: "), "{reason}");
     assert!(
         reason.contains(&format!(
             "did you mean the registered issuer `{}`",
@@ -283,8 +285,10 @@ async fn refusals_record_what_was_compared_with_a_did_you_mean() {
     let t = app.issuer.access_token().aud("Tessera").sign();
     let resp = app.exchange(&t, ACCESS_TOKEN, INV).await;
     assert_eq!(resp.status(), 400);
-    let reason = app.audit_rows().await.remove(0).reason.unwrap();
-    assert!(reason.starts_with("audience: wrong_audience"), "{reason}");
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.reason.as_deref(), Some("audience"));
+    let reason = row.detail.unwrap();
+    assert!(reason.starts_with("wrong_audience: "), "{reason}");
     assert!(reason.contains("`Tessera`"), "the token's aud: {reason}");
     assert!(
         reason.contains("accepted: `tessera`, `app-only`"),
@@ -294,7 +298,9 @@ async fn refusals_record_what_was_compared_with_a_did_you_mean() {
 
     let t = app.issuer.id_token().kid(Some("gone")).sign();
     app.exchange(&t, ID_TOKEN, INV).await;
-    let reason = app.audit_rows().await.remove(0).reason.unwrap();
-    assert!(reason.starts_with("key: unknown_kid"), "{reason}");
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.reason.as_deref(), Some("key"));
+    let reason = row.detail.unwrap();
+    assert!(reason.starts_with("unknown_kid: "), "{reason}");
     assert!(reason.contains("`gone`"), "{reason}");
 }

@@ -461,9 +461,8 @@ pub async fn assert_oauth_error(resp: reqwest::Response, status: StatusCode, cod
 /// Whether an audit row's refusal is `label`: the failing step's name (the `reason`) or
 /// the finer check that opens its account (`expired`, `unknown_kid`, ...).
 pub fn audit_says(row: &AuditRow, label: &str) -> bool {
-    let reason = row.reason.as_deref().unwrap_or("");
-    let mut parts = reason.split(": ");
-    parts.next() == Some(label) || parts.next() == Some(label)
+    let check = row.detail.as_deref().and_then(|d| d.split(": ").next());
+    row.reason.as_deref() == Some(label) || check == Some(label)
 }
 
 impl TestApp {

@@ -4,6 +4,8 @@
 // Test code fails loudly by design: a panic with a message is the test's verdict.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
+mod audit_bench;
 mod cli;
 mod client_auth;
 mod endpoints;

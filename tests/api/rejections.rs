@@ -771,11 +771,13 @@ async fn request_values_reach_the_audit_trail_escaped() {
     let resp = app.exchange(&t, ID_TOKEN, &[("audience", forged)]).await;
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
     assert!(!body["error_description"].as_str().unwrap().contains('\n'));
-    let reason = app.audit_rows().await.remove(0).reason.unwrap();
-    assert!(!reason.contains('\n'), "{reason:?}");
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.reason.as_deref(), Some("target"));
+    let detail = row.detail.unwrap();
+    assert!(!detail.contains('\n'), "{detail:?}");
     assert!(
-        reason.contains(r"x\nexchange"),
-        "escaped, not dropped: {reason:?}"
+        detail.contains(r"x\nexchange"),
+        "escaped, not dropped: {detail:?}"
     );
 }
 
@@ -792,8 +794,8 @@ async fn request_values_reach_the_audit_trail_cut_and_escaped() {
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_target").await;
     app.assert_refusal_audited("invalid_target").await;
-    let reason = app.audit_rows().await.remove(0).reason.unwrap();
-    assert!(reason.len() < 600, "audit reason of {} bytes", reason.len());
+    let reason = app.audit_rows().await.remove(0).detail.unwrap();
+    assert!(reason.len() < 600, "audit detail of {} bytes", reason.len());
     assert!(!reason.contains('\u{202E}'), "raw bidi override: {reason}");
     assert!(reason.contains("\\u{202e}"), "{reason}");
     assert!(reason.contains("bytes)"), "says how much was cut: {reason}");
@@ -807,8 +809,8 @@ async fn request_values_reach_the_audit_trail_cut_and_escaped() {
         )
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
-    let reason = app.audit_rows().await.remove(0).reason.unwrap();
-    assert!(reason.len() < 600, "audit reason of {} bytes", reason.len());
+    let reason = app.audit_rows().await.remove(0).detail.unwrap();
+    assert!(reason.len() < 600, "audit detail of {} bytes", reason.len());
     assert!(
         !reason.contains('\u{2066}') && reason.contains("\\u{2066}"),
         "{reason}"

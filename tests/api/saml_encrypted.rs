@@ -242,7 +242,7 @@ async fn encrypted_assertion_refusals_issue_nothing_and_are_audited() {
         }
         app.assert_refusal_audited(reason).await;
         let row = app.audit_rows().await.remove(0);
-        let audited = row.reason.unwrap_or_default();
+        let audited = row.detail.unwrap_or_default();
         match withheld {
             // The operator sees what the caller was not told.
             Some(cause) => assert!(
