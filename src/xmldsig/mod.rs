@@ -185,7 +185,7 @@ pub fn verified_copy(
     let covered = doc
         .descendants()
         .filter(|n| xml::is(*n, NS_DSIG, "Signature"))
-        .map(|sig| verify_signature(sig, keys, allow_sha1))
+        .map(|sig| verify_signature(doc, sig, keys, allow_sha1))
         .collect::<Result<Vec<_>, _>>()?;
     outermost(covered)
 }
@@ -194,6 +194,7 @@ pub fn verified_copy(
 /// digest of the canonical signed element without this signature), then signature
 /// validation of the canonical `SignedInfo`. Returns the signed element and its bytes.
 fn verify_signature<'a, 'i>(
+    doc: &'a xml::CheckedDoc<'i>,
     sig: Node<'a, 'i>,
     keys: &[&PublicKey],
     allow_sha1: bool,
@@ -218,8 +219,12 @@ fn verify_signature<'a, 'i>(
         .next()
         .ok_or(shape.clone())?;
 
-    let content = c14n::canonicalize(signed, Some(sig.id()), &reference_method(reference)?)
-        .map_err(c14n_refusal)?;
+    let content = c14n::canonicalize(
+        checked(doc, signed)?,
+        Some(sig.id()),
+        &reference_method(reference)?,
+    )
+    .map_err(c14n_refusal)?;
     let expected = base64_child(reference, "DigestValue")?;
     if digest(&info.digest, content.as_bytes())? != expected {
         return Err(DsigError::Invalid);
@@ -228,7 +233,8 @@ fn verify_signature<'a, 'i>(
         .next()
         .ok_or(shape)?;
     let canonical_info =
-        c14n::canonicalize(signed_info, None, &c14n_method(method)?).map_err(c14n_refusal)?;
+        c14n::canonicalize(checked(doc, signed_info)?, None, &c14n_method(method)?)
+            .map_err(c14n_refusal)?;
     let value = base64_child(sig, "SignatureValue")?;
     if !keys
         .iter()
@@ -275,6 +281,15 @@ fn c14n_method(node: Node<'_, '_>) -> Result<c14n::Method, DsigError> {
         C14N_11 => Ok(c14n::Method::Inclusive { v11: true }),
         other => Err(DsigError::Transform(algorithm_name(other))),
     }
+}
+
+/// `node`, found in `doc`, as a node of the checked document the canonicaliser takes.
+fn checked<'a, 'i>(
+    doc: &'a xml::CheckedDoc<'i>,
+    node: Node<'a, 'i>,
+) -> Result<xml::CheckedNode<'a, 'i>, DsigError> {
+    doc.node(node)
+        .ok_or(DsigError::Shape("a node outside the checked document"))
 }
 
 fn c14n_refusal(e: c14n::C14nError) -> DsigError {
