@@ -374,8 +374,9 @@ fn attribute_axis<'a, 't: 'a>(
 ///   that are in E's attribute axis (whether or not they are in the node-set). Then,
 ///   lexicographically merge this attribute list with the nodes of E's attribute axis".
 /// - Canonical XML 1.1 §2.4: only the "simple inheritable attributes", xml:lang and
-///   xml:space; "The xml:id attribute is not a simple inheritable attribute"; xml:base is
-///   joined with its ancestors' values (RFC 3986 resolution): refused ([`C14nError::XmlBase`]).
+///   xml:space; "The xml:id attribute is not a simple inheritable attribute"; the apex's
+///   xml:base, its own one included, is joined with its ancestors' (RFC 3986 resolution):
+///   refused ([`C14nError::XmlBase`]) wherever an ancestor has one.
 /// - Exclusive C14N 1.0 §3: "This search and copying are omitted from the Exclusive XML
 ///   Canonicalization method."
 fn inherited_xml_attributes<'a>(
@@ -392,14 +393,14 @@ fn inherited_xml_attributes<'a>(
             .attributes()
             .filter(|a| a.namespace() == Some(NS_XML))
         {
+            if v11 && a.name() == "base" {
+                return Err(C14nError::XmlBase);
+            }
             let own = apex
                 .attributes()
                 .any(|o| o.namespace() == Some(NS_XML) && o.name() == a.name());
             if own || out.iter().any(|o| o.local == a.name()) {
                 continue;
-            }
-            if v11 && a.name() == "base" {
-                return Err(C14nError::XmlBase);
             }
             if v11 && !matches!(a.name(), "lang" | "space") {
                 continue;

@@ -84,6 +84,26 @@ fn inclusive_apex_carries_every_namespace_and_xml_attribute_in_scope() {
     );
 }
 
+/// C14N 1.1 joins the apex's own xml:base with its ancestors' (libxml2 renders
+/// `xml:base="http://a/b/c"` here): refused like an inherited one, not rendered as `c`.
+/// C14N 1.0 keeps the apex's own value; an xml:base below the apex is rendered as is.
+#[test]
+fn c14n11_refuses_an_xml_base_it_would_have_to_join() {
+    let xml = r#"<r xml:base="http://a/"><c xml:base="b/c"><d xml:base="e"/></c></r>"#;
+    assert_eq!(
+        canonical(xml, &Method::Inclusive { v11: true }, first_child),
+        Err(C14nError::XmlBase)
+    );
+    assert_eq!(
+        inc_child(xml, false),
+        r#"<c xml:base="b/c"><d xml:base="e"></d></c>"#
+    );
+    assert_eq!(
+        canonical(xml, &Method::Inclusive { v11: true }, |root| (root, None)),
+        Ok(r#"<r xml:base="http://a/"><c xml:base="b/c"><d xml:base="e"></d></c></r>"#.into())
+    );
+}
+
 #[test]
 fn text_and_attribute_values_are_escaped_and_entities_replaced() {
     let xml = "<e a=\"&lt;&amp;&quot;&#9;&#10;&#13;'>\">&lt;&amp;&gt;&#13;<![CDATA[<x>]]></e>";
