@@ -516,3 +516,5 @@ fn escape(s: &str, out: &mut String, replacement: impl Fn(u8) -> Option<&'static
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod w3c;
