@@ -5,9 +5,9 @@
 //! canonicalises, and the rules below are written for it.
 //!
 //! The code follows the specifications' own structure (C14N 1.0 §2.3, Element Nodes): an
-//! element is its start tag — QName, [namespace axis](Writer::namespace_axis),
-//! [attribute axis](attribute_axis) —, its children and its end tag. One function per rule,
-//! each headed by the rule it implements, quoted (abridged).
+//! element is its start tag — QName, namespace axis (`Writer::namespace_axis`), attribute
+//! axis (`attribute_axis`) —, its children and its end tag. One function per rule, each
+//! headed by the rule it implements, quoted (abridged).
 //!
 //! The apex is a [`CheckedNode`], a node of a [`crate::xml::CheckedDoc`], so what C14N asks
 //! of the XML processor before it starts (C14N 1.0 §1.1) is done, and the work here is
@@ -21,12 +21,12 @@
 //! - line endings normalised to `#xA` (XML 1.0 §2.11) by `admit`: roxmltree alone leaves some
 //!   literal CRs, which would be rendered as `&#xD;`;
 //! - no comments (`admit` removes them; the algorithms here render none anyway);
-//! - depth ≤ [`crate::xml::MAX_DEPTH`] (the recursion of [`Writer::element`]), namespaces
+//! - depth ≤ [`crate::xml::MAX_DEPTH`] (the recursion of `Writer::element`), namespaces
 //!   in scope ≤ [`crate::xml::MAX_NAMESPACES`] and attributes ≤
 //!   [`crate::xml::MAX_ATTRIBUTES`] per element (the work per element).
 //!
 //! roxmltree keeps no prefixes, so element and attribute names are read back from the input
-//! text by their positions ([`qname`]).
+//! text by their positions (`qname_of`).
 
 use std::ops::Range;
 
@@ -34,7 +34,8 @@ use roxmltree::{Node, NodeId, NodeType, PI};
 
 use crate::xml::CheckedNode;
 
-/// The namespace of the `xml:` prefix, which is never declared (C14N 1.0 §4.7).
+/// The namespace of the `xml:` prefix, which is never declared; C14N 1.0 §2.3: "omit
+/// namespace node with local name xml, which defines the xml prefix".
 const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// A canonicalisation algorithm, as a `CanonicalizationMethod` or `Transform` names it.
@@ -234,9 +235,10 @@ fn inclusive_namespaces<'a>(text: &str, e: Node<'a, '_>, is_apex: bool) -> Vec<B
 /// Exclusive C14N 1.0 §3: a namespace node is a candidate where "it is visibly utilized by
 /// its parent element": "E or an attribute node in the node-set with parent E has a
 /// qualified name in which P is the prefix", or, for the default namespace, "if E has no
-/// prefix". `xml:` attributes utilise nothing (that prefix is never declared). And "Namespace
-/// nodes with prefixes in the InclusiveNamespaces PrefixList are handled as in Canonical
-/// XML": those in scope are candidates (`""`, from `#default`, is the default namespace).
+/// prefix". `xml:` attributes utilise nothing (that prefix is never declared). The
+/// namespace nodes of the prefixes the InclusiveNamespaces PrefixList names are processed
+/// as Canonical XML processes them: those in scope are candidates (`""`, from `#default`,
+/// is the default namespace).
 fn exclusive_namespaces<'a, 't: 'a>(
     text: &'t str,
     e: Node<'a, 't>,
@@ -269,8 +271,9 @@ fn exclusive_namespaces<'a, 't: 'a>(
 /// not have a namespace node in the node-set with the same namespace prefix and value": an
 /// output ancestor renders a prefix exclusively where it utilises it, so both rules are
 /// "the binding output ancestors last rendered for the prefix is the same". An undeclared
-/// default (`""`) counts as rendered until an output ancestor declares a non-empty one, so
-/// `xmlns=""` appears only below such an ancestor (C14N 1.0 §2.3, §4.7).
+/// default (`""`) counts as rendered until an output ancestor declares a non-empty one:
+/// C14N 1.0 §2.3 generates `xmlns=""` "if and only if [...] The nearest ancestor element of
+/// E in the node-set has a default namespace node in the node-set".
 fn rendered_by_output_ancestor(rendered: &[Binding<'_>], prefix: &str, uri: &str) -> bool {
     let last = rendered
         .iter()
