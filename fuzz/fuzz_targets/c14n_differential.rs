@@ -12,8 +12,8 @@
 //!   plus an undeclared one);
 //! * Canonical XML 1.0 of the root element and of its first child element (where xml:*
 //!   attributes of ancestors are inherited);
-//! * Canonical XML 1.1 of the first child element (when no xml:base is in the document:
-//!   tessera refuses that by design);
+//! * Canonical XML 1.1 of the first child element (tessera refuses it, by design, where an
+//!   ancestor has an xml:base that C14N 1.1 would join with the child's);
 //! * exclusive and inclusive 1.0 of the root element with its first child element's subtree
 //!   omitted (what the enveloped-signature transform does to a `ds:Signature`).
 //!
@@ -36,8 +36,6 @@ use std::sync::Once;
 use libfuzzer_sys::fuzz_target;
 use libxml::bindings as x;
 use tessera::xmldsig::c14n::{canonicalize, Method};
-
-const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 thread_local! {
     /// Highest libxml2 error level reported since the last reset (0: none).
@@ -279,6 +277,10 @@ fn known_difference(
     if text.contains(":xmlns") {
         return Some("prefixed attribute named xmlns: roxmltree reads a namespace declaration");
     }
+    // C14N 1.1 §2.4 joins the apex's xml:base with its ancestors'; tessera refuses instead.
+    if ours == &Err(tessera::xmldsig::c14n::C14nError::XmlBase) && theirs.is_some() {
+        return Some("xml:base above a C14N 1.1 apex: tessera refuses to join it (by design)");
+    }
     if ours.is_ok() && theirs.is_some() && uris().any(|u| u.contains('&')) {
         return Some("'&' in a namespace URI: libxml2 writes it as &#38; (or raw), not &amp;");
     }
@@ -371,10 +373,6 @@ fuzz_target!(|data: &[u8]| {
         all.push(String::new());
         let mut some: Vec<String> = declared.iter().take(1).cloned().collect();
         some.push("zz".to_owned());
-        let no_base = !doc
-            .descendants()
-            .flat_map(|n| n.attributes())
-            .any(|a| a.namespace() == Some(NS_XML) && a.name() == "base");
         cases.extend([
             Case {
                 name: "exclusive, first child",
@@ -425,20 +423,19 @@ fuzz_target!(|data: &[u8]| {
                 l_omit: lchild,
             },
         ]);
-        if no_base {
-            cases.push(Case {
-                name: "inclusive 1.1, first child",
-                apex: child,
-                omit: None,
-                method: Method::Inclusive { v11: true },
-                l_apex: lchild,
-                l_omit: ptr::null_mut(),
-            });
-        }
+        cases.push(Case {
+            name: "inclusive 1.1, first child",
+            apex: child,
+            omit: None,
+            method: Method::Inclusive { v11: true },
+            l_apex: lchild,
+            l_omit: ptr::null_mut(),
+        });
     }
 
     for case in cases {
-        let ours = canonicalize(case.apex, case.omit.map(|n| n.id()), &case.method);
+        let apex = doc.node(case.apex).expect("the apex is a node of the checked document");
+        let ours = canonicalize(apex, case.omit.map(|n| n.id()), &case.method);
         let (mode, prefixes) = match &case.method {
             Method::Exclusive { inclusive_prefixes } => (Mode::Exclusive, inclusive_prefixes.clone()),
             Method::Inclusive { v11: false } => (Mode::Inclusive10, Vec::new()),

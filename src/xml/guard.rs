@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::ops::{Deref, Range};
 
-use roxmltree::{Document, ParsingOptions};
+use roxmltree::{Document, Node, ParsingOptions};
 use xmlparser::{ElementEnd, Token, Tokenizer};
 
 /// SPEC §4.1 limits: XML nesting depth.
@@ -257,6 +257,25 @@ impl<'a> Deref for CheckedDoc<'a> {
 
     fn deref(&self) -> &Document<'a> {
         &self.0
+    }
+}
+
+impl<'input> CheckedDoc<'input> {
+    /// `node` as a node of this checked document; `None` for a node of any other document.
+    pub fn node<'a>(&'a self, node: Node<'a, 'input>) -> Option<CheckedNode<'a, 'input>> {
+        std::ptr::eq(node.document(), &self.0).then_some(CheckedNode(node))
+    }
+}
+
+/// A node of a [`CheckedDoc`]: what [`crate::xmldsig::c14n::canonicalize`] takes, so that
+/// only a document that passed every ground rule of [`CheckedXml::admit`] and every limit of
+/// [`CheckedXml::parse`] is ever canonicalised.
+#[derive(Clone, Copy)]
+pub struct CheckedNode<'a, 'input>(Node<'a, 'input>);
+
+impl<'a, 'input> CheckedNode<'a, 'input> {
+    pub fn get(self) -> Node<'a, 'input> {
+        self.0
     }
 }
 

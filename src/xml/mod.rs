@@ -16,7 +16,8 @@ pub const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 mod guard;
 
 pub use guard::{
-    CheckedDoc, CheckedXml, XmlError, MAX_ATTRIBUTES, MAX_CHILDREN, MAX_DEPTH, MAX_NAMESPACES,
+    CheckedDoc, CheckedNode, CheckedXml, XmlError, MAX_ATTRIBUTES, MAX_CHILDREN, MAX_DEPTH,
+    MAX_NAMESPACES,
 };
 
 /// An element that may hold text only (NameID, Issuer, Audience: simple types): its full

@@ -3,15 +3,11 @@
 
 use openssl::bn::BigNum;
 use openssl::ecdsa::EcdsaSig;
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Public};
 use openssl::sign::Verifier;
 
-use super::{
-    ALG_ECDSA_SHA1, ALG_ECDSA_SHA256, ALG_ECDSA_SHA384, ALG_ECDSA_SHA512, ALG_RSA_SHA1,
-    ALG_RSA_SHA256, ALG_RSA_SHA384, ALG_RSA_SHA512,
-};
+use super::SignatureMethod;
 
 /// An RSA or EC public key from an X.509 certificate (trusted as a key, SPEC §4.1: its
 /// dates and issuer are not checked).
@@ -81,18 +77,8 @@ impl PublicKey {
 
     /// Whether `signature` (a `SignatureValue`, decoded) is `method`'s signature of `data`
     /// by this key. A method of the other key type never verifies.
-    pub fn verifies(&self, method: &str, data: &[u8], signature: &[u8]) -> bool {
-        let (digest, ecdsa) = match method {
-            ALG_RSA_SHA256 => (MessageDigest::sha256(), false),
-            ALG_RSA_SHA384 => (MessageDigest::sha384(), false),
-            ALG_RSA_SHA512 => (MessageDigest::sha512(), false),
-            ALG_RSA_SHA1 => (MessageDigest::sha1(), false),
-            ALG_ECDSA_SHA256 => (MessageDigest::sha256(), true),
-            ALG_ECDSA_SHA384 => (MessageDigest::sha384(), true),
-            ALG_ECDSA_SHA512 => (MessageDigest::sha512(), true),
-            ALG_ECDSA_SHA1 => (MessageDigest::sha1(), true),
-            _ => return false,
-        };
+    pub fn verifies(&self, method: SignatureMethod, data: &[u8], signature: &[u8]) -> bool {
+        let (digest, ecdsa) = (method.digest().message_digest(), method.is_ecdsa());
         let is_ec = self.0.id() == Id::EC;
         if ecdsa != is_ec {
             return false;

@@ -8,11 +8,13 @@
 //!
 //! A leaf module: no SAML and no registry; callers say which keys.
 
+mod algorithm;
 pub mod c14n;
 mod key;
 
 use roxmltree::Node;
 
+pub use algorithm::{AlgorithmUri, DigestMethod, Named, SignatureMethod, Transform};
 pub use key::{KeyRejected, PublicKey, LEGACY_MIN_RSA_BITS, MIN_RSA_BITS};
 
 use crate::telemetry::sanitize_label;
@@ -49,32 +51,32 @@ pub const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
 pub const C14N_11: &str = "http://www.w3.org/2006/12/xml-c14n11";
 pub const TRANSFORM_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 
-const SIGNATURE_METHODS: &[&str] = &[
-    ALG_RSA_SHA256,
-    ALG_RSA_SHA384,
-    ALG_RSA_SHA512,
-    ALG_ECDSA_SHA256,
-    ALG_ECDSA_SHA384,
-    ALG_ECDSA_SHA512,
-];
-const SHA1_SIGNATURE_METHODS: &[&str] = &[ALG_RSA_SHA1, ALG_ECDSA_SHA1];
-const DIGEST_METHODS: &[&str] = &[DIGEST_SHA256, DIGEST_SHA384, DIGEST_SHA512];
-/// Canonicalisation without comments only (SPEC §4.1): exclusive, inclusive 1.0 and 1.1.
-const CANONICALISATIONS: &[&str] = &[C14N_EXCLUSIVE, C14N_10, C14N_11];
-
-/// The algorithms one `ds:Signature` names.
+/// The algorithms one `ds:Signature` names, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureInfo {
-    pub method: String,
-    pub digest: String,
-    pub canonicalization: String,
-    pub transforms: Vec<String>,
+    pub method: Named<SignatureMethod>,
+    pub digest: Named<DigestMethod>,
+    pub canonicalization: Named<c14n::Method>,
+    pub transforms: Vec<Named<Transform>>,
+}
+
+/// The nodes of a `ds:Signature` that verification reads besides its algorithms.
+struct Parts<'a, 'i> {
+    signed_info: Node<'a, 'i>,
+    reference: Node<'a, 'i>,
 }
 
 impl SignatureInfo {
     /// Reads `sig`, which must have exactly one `Reference` whose `URI` is one of
     /// `references` (`#` + the signed element's ID, or `""` for a whole document).
     pub fn read(sig: Node<'_, '_>, references: &[&str]) -> Result<Self, DsigError> {
+        Self::read_parts(sig, references).map(|(info, _)| info)
+    }
+
+    fn read_parts<'a, 'i>(
+        sig: Node<'a, 'i>,
+        references: &[&str],
+    ) -> Result<(Self, Parts<'a, 'i>), DsigError> {
         let shape = DsigError::Shape("SignedInfo is malformed");
         let signed_info = xml::only_child(sig, NS_DSIG, "SignedInfo")
             .ok()
@@ -95,47 +97,50 @@ impl SignatureInfo {
                 "the Reference URI must be # + the ID of the element the signature sits in",
             ));
         }
-        let algorithm = |node: Option<Node<'_, '_>>| -> Result<String, DsigError> {
-            node.and_then(|n| n.attribute("Algorithm"))
-                .map(str::to_owned)
+        let uri = |node: Option<Node<'a, 'i>>| -> Result<(&'a str, Node<'a, 'i>), DsigError> {
+            node.and_then(|n| Some((n.attribute("Algorithm")?, n)))
                 .ok_or(shape.clone())
         };
-        let method = algorithm(xml::children(signed_info, NS_DSIG, "SignatureMethod").next())?;
-        let canonicalization =
-            algorithm(xml::children(signed_info, NS_DSIG, "CanonicalizationMethod").next())?;
-        let digest = algorithm(xml::children(reference, NS_DSIG, "DigestMethod").next())?;
+        // Exclusive C14N's parameter, a child of its CanonicalizationMethod or Transform.
+        let prefix_list = |node: Node<'a, 'i>| {
+            xml::children(node, C14N_EXCLUSIVE, "InclusiveNamespaces")
+                .filter_map(|n| n.attribute("PrefixList"))
+        };
+        let (method, _) = uri(xml::children(signed_info, NS_DSIG, "SignatureMethod").next())?;
+        let (c14n, c14n_node) =
+            uri(xml::children(signed_info, NS_DSIG, "CanonicalizationMethod").next())?;
+        let (digest, _) = uri(xml::children(reference, NS_DSIG, "DigestMethod").next())?;
         // XPath / XSLT transforms carry their programs as children; so does nothing we allow.
         let transforms = xml::children(reference, NS_DSIG, "Transforms")
             .flat_map(|t| xml::children(t, NS_DSIG, "Transform"))
-            .map(|t| algorithm(Some(t)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            method,
-            digest,
-            canonicalization,
+            .map(|t| {
+                let (uri, node) = uri(Some(t))?;
+                Ok(algorithm::transform(uri, prefix_list(node)))
+            })
+            .collect::<Result<Vec<_>, DsigError>>()?;
+        let info = Self {
+            method: algorithm::signature_method(method),
+            digest: algorithm::digest_method(digest),
+            canonicalization: algorithm::canonicalization(c14n, prefix_list(c14n_node)),
             transforms,
-        })
+        };
+        Ok((
+            info,
+            Parts {
+                signed_info,
+                reference,
+            },
+        ))
     }
 
     /// SPEC §4.1 algorithm policy. SHA-1 only for issuers with `allow_sha1`.
     pub fn check_algorithms(&self, allow_sha1: bool) -> Result<(), DsigError> {
-        let sha1 = self.method.as_str() == ALG_RSA_SHA1
-            || self.method.as_str() == ALG_ECDSA_SHA1
-            || self.digest.as_str() == DIGEST_SHA1;
-        let method_ok = SIGNATURE_METHODS.contains(&self.method.as_str())
-            || SHA1_SIGNATURE_METHODS.contains(&self.method.as_str());
-        if !method_ok {
-            return Err(DsigError::Algorithm(algorithm_name(&self.method)));
-        }
-        if !(DIGEST_METHODS.contains(&self.digest.as_str()) || self.digest == DIGEST_SHA1) {
-            return Err(DsigError::Algorithm(algorithm_name(&self.digest)));
-        }
-        if sha1 && !allow_sha1 {
+        let method = self.method.known_or(DsigError::Algorithm)?;
+        let digest = self.digest.known_or(DsigError::Algorithm)?;
+        if (method.is_sha1() || digest.is_sha1()) && !allow_sha1 {
             return Err(DsigError::Sha1);
         }
-        if !CANONICALISATIONS.contains(&self.canonicalization.as_str()) {
-            return Err(DsigError::Transform(algorithm_name(&self.canonicalization)));
-        }
+        self.canonicalization.known_or(DsigError::Transform)?;
         // Each transform is work done before the signature is checked: the
         // enveloped-signature transform and one canonicalisation are all a signer needs.
         if self.transforms.len() > 2 {
@@ -144,22 +149,50 @@ impl SignatureInfo {
             ));
         }
         for t in &self.transforms {
-            if t != TRANSFORM_ENVELOPED && !CANONICALISATIONS.contains(&t.as_str()) {
-                return Err(DsigError::Transform(algorithm_name(t)));
-            }
+            t.known_or(DsigError::Transform)?;
         }
         Ok(())
     }
 
     /// Exclusive canonicalisation only (no inclusive C14N anywhere): what large documents
     /// (metadata) must use, since inclusive C14N's cost grows with namespaces × elements.
+    /// Applied after [`Self::check_algorithms`], which refuses unknown algorithms first.
     pub fn check_exclusive(&self) -> Result<(), DsigError> {
-        let inclusive = std::iter::once(&self.canonicalization)
-            .chain(&self.transforms)
-            .find(|t| t.as_str() != C14N_EXCLUSIVE && t.as_str() != TRANSFORM_ENVELOPED);
-        match inclusive {
-            Some(t) => Err(DsigError::Transform(algorithm_name(t))),
+        let exclusive = |m: &c14n::Method| matches!(m, c14n::Method::Exclusive { .. });
+        let c14n = Some(&self.canonicalization)
+            .filter(|c| !matches!(c, Named::Known(m) if exclusive(m)))
+            .map(Named::uri);
+        let transform = self
+            .transforms
+            .iter()
+            .find(|t| match t {
+                Named::Known(Transform::Enveloped) => false,
+                Named::Known(Transform::Canonicalize(m)) => !exclusive(m),
+                Named::Unknown(_) => true,
+            })
+            .map(Named::uri);
+        match c14n.or(transform) {
+            Some(uri) => Err(DsigError::Transform(algorithm_name(uri))),
             None => Ok(()),
+        }
+    }
+
+    /// What the Reference's transforms make of the signed element: the enveloped-signature
+    /// transform, then optionally one canonicalisation; without one, the node-set becomes
+    /// octets by Canonical XML 1.0 (XML-DSig §4.4.3.2).
+    pub fn reference_c14n(&self) -> Result<c14n::Method, DsigError> {
+        use Named::Known;
+        match self.transforms.as_slice() {
+            [Known(Transform::Enveloped)] => Ok(c14n::Method::Inclusive { v11: false }),
+            [Known(Transform::Enveloped), Known(Transform::Canonicalize(method))] => {
+                Ok(method.clone())
+            }
+            [Known(Transform::Enveloped), other] => {
+                Err(DsigError::Transform(algorithm_name(other.uri())))
+            }
+            _ => Err(DsigError::Shape(
+                "the transforms must be enveloped-signature, then at most one canonicalisation",
+            )),
         }
     }
 }
@@ -185,7 +218,7 @@ pub fn verified_copy(
     let covered = doc
         .descendants()
         .filter(|n| xml::is(*n, NS_DSIG, "Signature"))
-        .map(|sig| verify_signature(sig, keys, allow_sha1))
+        .map(|sig| verify_signature(doc, sig, keys, allow_sha1))
         .collect::<Result<Vec<_>, _>>()?;
     outermost(covered)
 }
@@ -194,6 +227,7 @@ pub fn verified_copy(
 /// digest of the canonical signed element without this signature), then signature
 /// validation of the canonical `SignedInfo`. Returns the signed element and its bytes.
 fn verify_signature<'a, 'i>(
+    doc: &'a xml::CheckedDoc<'i>,
     sig: Node<'a, 'i>,
     keys: &[&PublicKey],
     allow_sha1: bool,
@@ -208,73 +242,44 @@ fn verify_signature<'a, 'i>(
         .into_iter()
         .chain(is_document.then_some(""))
         .collect();
-    let info = SignatureInfo::read(sig, &references)?;
+    let (info, parts) = SignatureInfo::read_parts(sig, &references)?;
     info.check_algorithms(allow_sha1)?;
-    let shape = DsigError::Shape("SignedInfo is malformed");
-    let signed_info = xml::children(sig, NS_DSIG, "SignedInfo")
-        .next()
-        .ok_or(shape.clone())?;
-    let reference = xml::children(signed_info, NS_DSIG, "Reference")
-        .next()
-        .ok_or(shape.clone())?;
+    let method = *info.method.known_or(DsigError::Algorithm)?;
+    let digest = info.digest.known_or(DsigError::Algorithm)?;
+    let signed_info_c14n = info.canonicalization.known_or(DsigError::Transform)?;
 
-    let content = c14n::canonicalize(signed, Some(sig.id()), &reference_method(reference)?)
-        .map_err(c14n_refusal)?;
-    let expected = base64_child(reference, "DigestValue")?;
-    if digest(&info.digest, content.as_bytes())? != expected {
+    let content = c14n::canonicalize(
+        checked(doc, signed)?,
+        Some(sig.id()),
+        &info.reference_c14n()?,
+    )
+    .map_err(c14n_refusal)?;
+    let expected = base64_child(parts.reference, "DigestValue")?;
+    let actual = openssl::hash::hash(digest.message_digest(), content.as_bytes())
+        .map_err(|_| DsigError::Invalid)?;
+    if *actual != *expected {
         return Err(DsigError::Invalid);
     }
-    let method = xml::children(signed_info, NS_DSIG, "CanonicalizationMethod")
-        .next()
-        .ok_or(shape)?;
     let canonical_info =
-        c14n::canonicalize(signed_info, None, &c14n_method(method)?).map_err(c14n_refusal)?;
+        c14n::canonicalize(checked(doc, parts.signed_info)?, None, signed_info_c14n)
+            .map_err(c14n_refusal)?;
     let value = base64_child(sig, "SignatureValue")?;
     if !keys
         .iter()
-        .any(|k| k.verifies(&info.method, canonical_info.as_bytes(), &value))
+        .any(|k| k.verifies(method, canonical_info.as_bytes(), &value))
     {
         return Err(DsigError::Invalid);
     }
     Ok((signed, content))
 }
 
-/// The Reference's transforms: enveloped-signature, then optionally one canonicalisation;
-/// without one, the node-set becomes octets by Canonical XML 1.0 (XML-DSig §4.4.3.2).
-fn reference_method(reference: Node<'_, '_>) -> Result<c14n::Method, DsigError> {
-    let transforms: Vec<_> = xml::children(reference, NS_DSIG, "Transforms")
-        .flat_map(|t| xml::children(t, NS_DSIG, "Transform"))
-        .collect();
-    match transforms.as_slice() {
-        [enveloped] if is_enveloped(*enveloped) => Ok(c14n::Method::Inclusive { v11: false }),
-        [enveloped, c14n] if is_enveloped(*enveloped) => c14n_method(*c14n),
-        _ => Err(DsigError::Shape(
-            "the transforms must be enveloped-signature, then at most one canonicalisation",
-        )),
-    }
-}
-
-fn is_enveloped(transform: Node<'_, '_>) -> bool {
-    transform.attribute("Algorithm") == Some(TRANSFORM_ENVELOPED)
-}
-
-/// The canonicalisation a `CanonicalizationMethod` or `Transform` names, with the
-/// `InclusiveNamespaces PrefixList` of exclusive C14N (`#default` is the default
-/// namespace).
-fn c14n_method(node: Node<'_, '_>) -> Result<c14n::Method, DsigError> {
-    match node.attribute("Algorithm").unwrap_or_default() {
-        C14N_EXCLUSIVE => {
-            let inclusive_prefixes = xml::children(node, C14N_EXCLUSIVE, "InclusiveNamespaces")
-                .filter_map(|n| n.attribute("PrefixList"))
-                .flat_map(str::split_ascii_whitespace)
-                .map(|p| if p == "#default" { "" } else { p }.to_owned())
-                .collect();
-            Ok(c14n::Method::Exclusive { inclusive_prefixes })
-        }
-        C14N_10 => Ok(c14n::Method::Inclusive { v11: false }),
-        C14N_11 => Ok(c14n::Method::Inclusive { v11: true }),
-        other => Err(DsigError::Transform(algorithm_name(other))),
-    }
+/// `node`, found in `doc`, as a node of the checked document the canonicaliser takes.
+fn checked<'a, 'i>(
+    doc: &'a xml::CheckedDoc<'i>,
+    node: Node<'a, 'i>,
+) -> Result<xml::CheckedNode<'a, 'i>, DsigError> {
+    doc.node(node)
+        .ok_or(DsigError::Shape("a node outside the checked document"))
 }
 
 fn c14n_refusal(e: c14n::C14nError) -> DsigError {
@@ -283,20 +288,6 @@ fn c14n_refusal(e: c14n::C14nError) -> DsigError {
         c14n::C14nError::Name => "a name could not be canonicalised",
         c14n::C14nError::RelativeNamespace => "a relative namespace URI cannot be canonicalised",
     })
-}
-
-fn digest(method: &str, data: &[u8]) -> Result<Vec<u8>, DsigError> {
-    use openssl::hash::{hash, MessageDigest};
-    let md = match method {
-        DIGEST_SHA256 => MessageDigest::sha256(),
-        DIGEST_SHA384 => MessageDigest::sha384(),
-        DIGEST_SHA512 => MessageDigest::sha512(),
-        DIGEST_SHA1 => MessageDigest::sha1(),
-        other => return Err(DsigError::Algorithm(algorithm_name(other))),
-    };
-    hash(md, data)
-        .map(|d| d.to_vec())
-        .map_err(|_| DsigError::Invalid)
 }
 
 /// A `ds:` child's base64 text (`DigestValue`, `SignatureValue`); line breaks allowed.
@@ -340,3 +331,6 @@ fn outermost(mut covered: Vec<(Node<'_, '_>, String)>) -> Result<String, DsigErr
 pub fn algorithm_name(uri: &str) -> String {
     sanitize_label(uri.rsplit(['#', '/']).next().unwrap_or(uri))
 }
+
+#[cfg(test)]
+mod tests;

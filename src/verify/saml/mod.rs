@@ -180,7 +180,7 @@ impl SamlVerifier {
         let mut subject = assertion::into_subject(entry.clone(), &view, expires_at);
         subject.evidence = super::Evidence {
             typ: None,
-            alg: shape.signatures.first().map(|s| s.method.clone()),
+            alg: shape.signatures.first().map(|s| s.method.uri().to_owned()),
             key: Some(if shape.encrypted {
                 "the decrypted assertion's signature verified with the issuer's signing \
                  certificate(s)"
