@@ -205,21 +205,11 @@ impl Exchanger {
         form: &Form,
         trail: &mut CallTrail,
     ) -> Result<std::sync::Arc<ClientEntry>, ExchangeError> {
-        // Request input, for the operator only: escaped and bounded.
-        let presented = match &credentials {
-            ClientCredentials::Basic { client_id, .. } => Some(audited_name(client_id)),
-            ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
-        };
-        match self.authenticate_client(registry, credentials, form).await {
-            Ok(client) => {
-                trail.client_id = Some(client.client_id.clone());
-                Ok(client)
-            }
-            Err(e) => {
-                trail.client_id = presented;
-                Err(e)
-            }
-        }
+        let (audited_id, client) = self
+            .authenticate_for_audit(registry, credentials, form)
+            .await;
+        trail.client_id = audited_id;
+        client
     }
 
     async fn introspect_call(

@@ -169,12 +169,13 @@ struct Trail {
 }
 
 impl Trail {
-    /// The names the decision learnt, kept for the audit row even when it refused.
-    fn learn(&mut self, facts: &Facts) {
-        self.subject = facts.subject.clone();
-        self.actor = facts.actor.clone();
-        self.audience = facts.audience.clone();
-        self.scopes = facts.scopes.clone();
+    /// The names the decision learnt, kept for the audit row even when it refused
+    /// (moved, not copied: the record needs them no more).
+    fn learn(&mut self, facts: Facts) {
+        self.subject = facts.subject;
+        self.actor = facts.actor;
+        self.audience = facts.audience;
+        self.scopes = facts.scopes;
     }
 }
 
@@ -356,20 +357,11 @@ impl Exchanger {
     ) -> Result<TokenResponse, ExchangeError> {
         let grant_type = form.single("grant_type")?;
         let registry = self.trust.snapshot();
-        // The presented id, for the operator when authentication fails (escaped, bounded:
-        // it is request input); never told to the caller.
-        let presented = match &credentials {
-            ClientCredentials::Basic { client_id, .. } => Some(audited_name(client_id)),
-            ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
-        };
-        let client = match self.authenticate_client(&registry, credentials, form).await {
-            Ok(c) => c,
-            Err(e) => {
-                trail.client_id = presented;
-                return Err(e);
-            }
-        };
-        trail.client_id = Some(client.client_id.clone());
+        let (audited_id, client) = self
+            .authenticate_for_audit(&registry, credentials, form)
+            .await;
+        trail.client_id = audited_id;
+        let client = client?;
         record.pass(Step::Client, None, || {
             Detail::new(format!("authenticated as client {}", client.client_id)).with(
                 "method",
@@ -451,7 +443,7 @@ impl Exchanger {
             now: self.clock.now(),
         };
         let plan = policy::decide(&input, record);
-        trail.learn(&record.facts);
+        trail.learn(std::mem::take(&mut record.facts));
         plan
     }
 
@@ -589,6 +581,28 @@ fn replayed(role: TokenRole) -> ExchangeError {
         role,
         refused: Refused::Replayed,
         message: "was already used (single-use: OneTimeUse or one_time_use)".into(),
+    }
+}
+
+impl Exchanger {
+    /// [`Exchanger::authenticate_client`], and the client id the audit row names: the
+    /// authenticated client's, or on failure the presented one (escaped and bounded: it is
+    /// request input), for the operator only, never told to the caller. `/token`,
+    /// `/introspect` and `/revoke` all record a caller this way.
+    pub(crate) async fn authenticate_for_audit(
+        &self,
+        registry: &Registry,
+        credentials: ClientCredentials,
+        form: &Form,
+    ) -> (Option<String>, Result<Arc<ClientEntry>, ExchangeError>) {
+        let presented = match &credentials {
+            ClientCredentials::Basic { client_id, .. } => Some(audited_name(client_id)),
+            ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
+        };
+        match self.authenticate_client(registry, credentials, form).await {
+            Ok(client) => (Some(client.client_id.clone()), Ok(client)),
+            Err(e) => (presented, Err(e)),
+        }
     }
 }
 
