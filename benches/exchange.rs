@@ -384,7 +384,7 @@ fn benches(c: &mut Criterion) {
         token_type: TokenType::IdToken,
         text: &token,
     };
-    let allowed = vec!["bench".to_owned()];
+    let allowed = vec![tessera::protocol::IssuerId::new("bench")];
     let expect = Expectation {
         allowed_issuers: &allowed,
         purpose: Purpose::Exchange,
@@ -413,7 +413,7 @@ fn benches(c: &mut Criterion) {
         assertion.len() * 3 / 4,
         assertion.len()
     );
-    let saml_allowed = vec!["bench-saml".to_owned()];
+    let saml_allowed = vec![tessera::protocol::IssuerId::new("bench-saml")];
     let saml_expect = Expectation {
         allowed_issuers: &saml_allowed,
         purpose: Purpose::Exchange,

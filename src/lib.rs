@@ -20,6 +20,7 @@ pub mod http;
 pub mod issue;
 pub mod metrics;
 pub mod metrics_process;
+pub mod protocol;
 pub mod replay;
 pub mod revocation;
 pub mod secret;

@@ -206,7 +206,7 @@ pub enum ExchangeError {
     #[error("{0}")]
     InvalidScope(String),
     #[error("issuer {issuer} is temporarily unavailable")]
-    IssuerUnavailable { issuer: String },
+    IssuerUnavailable { issuer: crate::protocol::IssuerId },
     #[error("the audit log could not record the exchange")]
     AuditUnavailable,
     /// The replay cache could not be consulted: a single-use token is not accepted

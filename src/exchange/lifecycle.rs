@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::{AuditEvent, AuditOutcome};
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
-use crate::trust::{ClientEntry, Registry, TokenType, LOCAL_ISSUER};
+use crate::trust::{ClientEntry, IssuerId, Registry, TokenType, LOCAL_ISSUER};
 use crate::verify::{Expectation, Presented, Purpose, Refusal, VerifiedSubject};
 
 use super::{ClientCredentials, ExchangeError, Exchanger, Fault, Form};
@@ -58,7 +58,7 @@ impl Lifecycle {
 #[derive(Debug, Default)]
 struct CallTrail {
     client_id: Option<String>,
-    issuer: Option<String>,
+    issuer: Option<IssuerId>,
     subject: Option<String>,
     actor: Option<String>,
     audience: Option<String>,
@@ -168,7 +168,7 @@ impl Exchanger {
             at: self.clock.now(),
             grant: call.label(),
             client_id: trail.client_id,
-            issuer: trail.issuer,
+            issuer: trail.issuer.map(String::from),
             // Names come from a token: escaped and bounded as at /token.
             subject: trail.subject.as_deref().map(audited_name),
             actor: trail.actor.as_deref().map(audited_name),
@@ -317,7 +317,7 @@ impl Exchanger {
         registry: &Registry,
         token: &str,
     ) -> Result<VerifiedSubject, &'static str> {
-        let local = [LOCAL_ISSUER.to_owned()];
+        let local = [IssuerId::new(LOCAL_ISSUER)];
         let expect = Expectation {
             allowed_issuers: &local,
             purpose: Purpose::Exchange,

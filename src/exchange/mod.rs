@@ -159,7 +159,7 @@ struct Trail {
     grant: Option<GrantKind>,
     token_type: Option<TokenType>,
     client_id: Option<String>,
-    issuer: Option<String>,
+    issuer: Option<crate::protocol::IssuerId>,
     subject: Option<String>,
     actor: Option<String>,
     audience: Option<String>,
@@ -218,7 +218,7 @@ impl Exchanger {
             failing_step,
         };
         let (shadow, client_id, form) = (shadow.clone(), client_id.clone(), form.clone());
-        let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
+        let issuer = trail.issuer.as_deref().unwrap_or("unknown").to_owned();
         tokio::spawn(async move { shadow.compare(&client_id, &form, live, &issuer).await });
     }
 
@@ -245,7 +245,7 @@ impl Exchanger {
             at: self.clock.now(),
             grant: trail.grant.map_or("unknown", GrantKind::label),
             client_id: trail.client_id.clone(),
-            issuer: trail.issuer.clone(),
+            issuer: trail.issuer.as_deref().map(str::to_owned),
             // Names come from tokens (a mapped username, an actor's sub): escaped and
             // bounded like request values.
             subject: trail.subject.take().as_deref().map(audited_name),
@@ -292,7 +292,7 @@ impl Exchanger {
         started: Instant,
     ) {
         let outcome = outcome_of(result);
-        let issuer = trail.issuer.clone().unwrap_or_else(|| "unknown".to_owned());
+        let issuer = trail.issuer.as_deref().unwrap_or("unknown").to_owned();
         // SPEC §2 closes the grant and token type label sets: a request refused before
         // both were known (bad client, 413, 415, missing parameters) is counted in
         // tessera_rejections_total only.

@@ -20,7 +20,7 @@ use self::audience::{check_audiences, load_audience};
 use self::client::{load_client, ClientRefs};
 use self::issuer::{check_issuers, load_issuer};
 use super::{
-    AudienceEntry, ClientEntry, IssuerEntry, IssuerKind, KeySource, KindSettings, Registry,
+    AudienceEntry, ClientEntry, IssuerEntry, IssuerId, IssuerKind, KeySource, KindSettings, Registry,
     SamlKeySource,
 };
 
@@ -152,7 +152,7 @@ fn describe_issuer(i: &IssuerEntry) -> String {
     };
     let mut parts = vec![
         "issuer  ".to_owned(),
-        i.id.clone(),
+        i.id.to_string(),
         i.kind().label().to_owned(),
         i.issuer.clone(),
     ];
@@ -250,7 +250,7 @@ fn describe_client(c: &ClientEntry) -> String {
     }
     parts.push(list(
         "subject_issuers",
-        c.subject_issuers.iter().map(String::as_str),
+        c.subject_issuers.iter().map(IssuerId::as_str),
     ));
     if let Some(auds) = &c.subject_audiences {
         parts.push(list("subject_audiences", auds.iter().map(String::as_str)));
@@ -258,7 +258,7 @@ fn describe_client(c: &ClientEntry) -> String {
     if !c.actor_issuers.is_empty() {
         parts.push(list(
             "actor_issuers",
-            c.actor_issuers.iter().map(String::as_str),
+            c.actor_issuers.iter().map(IssuerId::as_str),
         ));
     }
     parts.push(list(
@@ -532,7 +532,7 @@ fn local_issuer(own: &str, audiences: &[AudienceEntry]) -> IssuerEntry {
     )
     .unwrap_or_else(|_| crate::trust::Mapping::default_for_jwt());
     IssuerEntry {
-        id: crate::trust::LOCAL_ISSUER.to_owned(),
+        id: IssuerId::new(crate::trust::LOCAL_ISSUER),
         issuer: own.to_owned(),
         audiences: audiences.iter().map(|a| a.audience.to_string()).collect(),
         token_types: vec![

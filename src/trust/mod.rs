@@ -20,9 +20,7 @@ pub use load::{describe, load_registry, load_registry_for, TrustError};
 pub use mapping::{AssertionKind, Mapped, Mapping, MappingError};
 pub use registry::{Registry, TrustStore};
 
-/// The file stem of a registry entry (`trust/issuers/<id>.toml`): stable, used in metric
-/// labels and audit rows. `"local"` names tessera itself.
-pub type IssuerId = String;
+pub use crate::protocol::{Aud, AudienceId, ClientId, IssuerId, Scope, ScopeSet};
 
 /// Registry id that stands for tessera's own tokens in `subject_issuers` / `actor_issuers`.
 pub const LOCAL_ISSUER: &str = "local";
@@ -404,62 +402,6 @@ impl std::fmt::Debug for ClientEntry {
     }
 }
 
-/// A registry audience's id (its file stem): what a client's `audiences` resolve to and
-/// what the registry is keyed by. Never an `aud` value ([`Aud`]): a client file may name
-/// an audience either way, and the loader turns both into this.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct AudienceId(String);
-
-/// The `aud` value of the tokens issued for an audience (RFC 9068 §2.2, RFC 8707).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Aud(String);
-
-macro_rules! string_newtype {
-    ($t:ident) => {
-        impl $t {
-            pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
-            }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl std::borrow::Borrow<str> for $t {
-            fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-        impl PartialEq<str> for $t {
-            fn eq(&self, other: &str) -> bool {
-                self.0 == other
-            }
-        }
-        impl PartialEq<&str> for $t {
-            fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
-            }
-        }
-        impl PartialEq<String> for $t {
-            fn eq(&self, other: &String) -> bool {
-                &self.0 == other
-            }
-        }
-        impl From<&str> for $t {
-            fn from(value: &str) -> Self {
-                Self(value.to_owned())
-            }
-        }
-    };
-}
-string_newtype!(AudienceId);
-string_newtype!(Aud);
 
 #[derive(Debug)]
 pub struct AudienceEntry {

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{AudienceEntry, AudienceId, ClientEntry, IssuerEntry, IssuerKind, TrustError};
+use super::{AudienceEntry, AudienceId, ClientEntry, IssuerEntry, IssuerId, IssuerKind, TrustError};
 
 #[derive(Debug, Default)]
 pub struct Registry {
-    pub issuers: BTreeMap<String, Arc<IssuerEntry>>,
+    pub issuers: BTreeMap<IssuerId, Arc<IssuerEntry>>,
     pub clients: BTreeMap<String, Arc<ClientEntry>>,
     pub audiences: BTreeMap<AudienceId, Arc<AudienceEntry>>,
-    by_iss: HashMap<(String, IssuerKind), String>,
+    by_iss: HashMap<(String, IssuerKind), IssuerId>,
     by_resource: HashMap<String, AudienceId>,
     by_audience_value: HashMap<String, AudienceId>,
 }

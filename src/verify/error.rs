@@ -24,10 +24,10 @@ pub enum VerifyError {
     )]
     UnknownIssuer { iss: String, near: Option<String> },
     #[error("tokens from issuer {issuer} are not accepted from this client")]
-    IssuerNotAllowed { issuer: String },
+    IssuerNotAllowed { issuer: crate::protocol::IssuerId },
     #[error("issuer {issuer} is not trusted for {token_type} tokens")]
     TokenTypeNotAccepted {
-        issuer: String,
+        issuer: crate::protocol::IssuerId,
         token_type: &'static str,
     },
     #[error("token iss does not match issuer {issuer}")]
@@ -81,7 +81,7 @@ pub enum VerifyError {
     TooOld { iat: i64, max_age_secs: u64 },
     /// The issuer's keys could not be obtained (discovery/JWKS down, no good keys left).
     #[error("issuer {issuer} is temporarily unavailable")]
-    IssuerUnavailable { issuer: String },
+    IssuerUnavailable { issuer: crate::protocol::IssuerId },
     /// RFC 7662: the issuer says the opaque token is not active (or no issuer the
     /// caller may use knows it).
     #[error("token is not active")]
@@ -89,7 +89,7 @@ pub enum VerifyError {
     /// The introspection endpoint did not answer (down, slow beyond the outbound
     /// timeout, or not an RFC 7662 answer): the token could not be checked.
     #[error("issuer {issuer} is unreachable: the token could not be introspected")]
-    IssuerUnreachable { issuer: String },
+    IssuerUnreachable { issuer: crate::protocol::IssuerId },
     /// A local failure (e.g. the HTTP client could not be built); not the caller's fault.
     #[error("internal verifier error: {0}")]
     Internal(&'static str),

@@ -50,7 +50,7 @@ pub struct IntrospectionVerifier {
     fetcher: Fetcher,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    cache: Mutex<HashMap<(String, [u8; 32]), Cached>>,
+    cache: Mutex<HashMap<(crate::protocol::IssuerId, [u8; 32]), Cached>>,
 }
 
 /// Why an introspection call failed: for the audit row and logs, never shown to callers.
@@ -185,13 +185,13 @@ impl IntrospectionVerifier {
         self.metrics
             .introspections
             .get_or_create(&FetchLabels {
-                issuer: entry.id.clone(),
+                issuer: entry.id.to_string(),
                 outcome,
             })
             .inc();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(crate::protocol::IssuerId, [u8; 32]), Cached>> {
         // A panic while holding the lock left a map of plain values: still usable.
         self.cache
             .lock()

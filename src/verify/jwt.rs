@@ -310,7 +310,7 @@ pub fn into_subject(
             expected: "present: this issuer's tokens are single-use (one_time_use)",
         })?;
         Some(super::ReplayKey {
-            issuer: issuer.id.clone(),
+            issuer: issuer.id.to_string(),
             id,
             expires_at: times.exp.saturating_add(super::secs(issuer.clock_skew)),
         })

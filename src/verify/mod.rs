@@ -237,7 +237,7 @@ impl VerifyError {
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("issuer {issuer} fetches no {what}")]
-    NotFetched { issuer: String, what: &'static str },
+    NotFetched { issuer: IssuerId, what: &'static str },
     #[error(transparent)]
     Document(#[from] fetch::FetchError),
     #[error(transparent)]

@@ -20,7 +20,9 @@ use serde_json::Value;
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::trust::{IssuerEntry, IssuerKind, JwsAlg, KeySource, OidcSettings, Registry, TokenType};
+use crate::trust::{
+    IssuerEntry, IssuerId, IssuerKind, JwsAlg, KeySource, OidcSettings, Registry, TokenType,
+};
 use crate::verify::fetch::OutboundConfig;
 
 use super::cache::{Cache, Fetched, Slot, Source};
@@ -414,7 +416,7 @@ impl Inner {
         jwt: &UnverifiedJwt<'_>,
         alg: JwsAlg,
     ) -> Result<(), VerifyError> {
-        let issuer = || crate::trust::LOCAL_ISSUER.to_owned();
+        let issuer = || IssuerId::new(crate::trust::LOCAL_ISSUER);
         let local = self
             .local
             .as_ref()
@@ -447,7 +449,7 @@ impl Inner {
                     .usable(slot)
                     .await
                     .ok_or_else(|| VerifyError::IssuerUnavailable {
-                        issuer: slot.issuer_id.clone(),
+                        issuer: IssuerId::new(slot.issuer_id.as_str()),
                     })?;
             match verify_in_set(&set, jwt, alg, refreshed, &slot.issuer_id)? {
                 Verdict::Verified => return Ok(()),

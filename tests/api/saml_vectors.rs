@@ -125,7 +125,7 @@ async fn verify_with(
         let key = DecryptionKey::from_pem_file(&sp_key).unwrap();
         verifier = verifier.with_saml_decryption_key(key);
     }
-    let allowed = ["idp".to_owned()];
+    let allowed = [tessera::protocol::IssuerId::new("idp")];
     verifier
         .verify(
             &registry,

@@ -13,6 +13,7 @@ use serde_json::json;
 use tessera::clock::{FixedClock, SharedClock};
 use tessera::config::OutboundConfig;
 use tessera::metrics::{FetchLabels, Metrics};
+use tessera::protocol::IssuerId;
 use tessera::trust::{
     IssuerEntry, JwsAlg, KeySource, KindSettings, Mapping, OidcSettings, Registry, TokenType,
 };
@@ -45,7 +46,7 @@ fn mapping() -> Mapping {
 /// What a test asks the verifier: a token type, the allowed issuers, the purpose.
 struct Ask<'a> {
     tt: TokenType,
-    allowed: &'a [String],
+    allowed: &'a [IssuerId],
     purpose: Purpose,
 }
 
@@ -101,7 +102,7 @@ fn oidc(e: &mut IssuerEntry) -> &mut OidcSettings {
 
 fn entry(id: &str, issuer: &str, keys: KeySource) -> IssuerEntry {
     IssuerEntry {
-        id: id.to_owned(),
+        id: IssuerId::new(id),
         issuer: issuer.to_owned(),
         settings: KindSettings::Oidc(OidcSettings {
             keys,
@@ -158,7 +159,7 @@ impl Fixture {
     }
 
     async fn check(&self, token: &str, tt: TokenType) -> Result<VerifiedSubject, VerifyError> {
-        let allowed = [ID.to_owned()];
+        let allowed = [IssuerId::new(ID)];
         self.verifier
             .check(
                 &self.registry,
@@ -348,7 +349,7 @@ async fn refuses_wrong_issuer_and_audience() {
         VerifyError::MissingClaim("aud")
     );
     // The bearer grant replaces the issuer's audiences with tessera's own (RFC 7523 §3).
-    let allowed = [ID.to_owned()];
+    let allowed = [IssuerId::new(ID)];
     let expect = Ask {
         tt: TokenType::Jwt,
         allowed: &allowed,
@@ -374,7 +375,7 @@ async fn refuses_wrong_issuer_and_audience() {
 async fn refuses_issuers_the_client_may_not_use_and_token_types_the_issuer_does_not_issue() {
     let f = Fixture::with(|e| e.token_types = vec![TokenType::IdToken]).await;
     let token = f.issuer.id_token().sign();
-    let none: [String; 0] = [];
+    let none: [IssuerId; 0] = [];
     let err = f
         .verifier
         .check(
@@ -679,7 +680,7 @@ async fn a_jwks_uri_source_is_fetched_directly() {
         KeySource::JwksUri(f.issuer.jwks_uri().parse().unwrap()),
     );
     let registry = Registry::new(vec![e], vec![], vec![]);
-    let allowed = [ID.to_owned()];
+    let allowed = [IssuerId::new(ID)];
     let expect = Ask {
         tt: TokenType::IdToken,
         allowed: &allowed,
@@ -704,7 +705,7 @@ async fn a_jwks_file_source_needs_no_fetch() {
         },
     );
     let registry = Registry::new(vec![e], vec![], vec![]);
-    let allowed = [ID.to_owned()];
+    let allowed = [IssuerId::new(ID)];
     let expect = Ask {
         tt: TokenType::IdToken,
         allowed: &allowed,
@@ -742,7 +743,7 @@ async fn a_slow_issuer_does_not_block_another() {
         vec![],
     );
     let verifier = new_verifier(&outbound(), shared, Arc::new(Metrics::new()));
-    let allowed = ["slow".to_owned(), "fast".to_owned()];
+    let allowed = [IssuerId::new("slow"), IssuerId::new("fast")];
     let expect = Ask {
         tt: TokenType::IdToken,
         allowed: &allowed,
@@ -841,7 +842,7 @@ async fn verify_vector(
     let registry = Registry::new(vec![e], vec![], vec![]);
     let clock: SharedClock = Arc::new(FixedClock::new(at));
     let verifier = new_verifier(&outbound(), clock, Arc::new(Metrics::new()));
-    let allowed = ["entra".to_owned()];
+    let allowed = [IssuerId::new("entra")];
     let token = fixture(dir, "token.jwt");
     verifier
         .check(

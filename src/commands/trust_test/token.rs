@@ -323,7 +323,7 @@ impl<'a> Maker<'a> {
         let kid = mint.kid.clone().or_else(|| {
             key.kid_in(entry.oidc().map(|o| &o.keys)).or_else(|| {
                 self.supplied_jwks
-                    .get(&entry.id)
+                    .get(entry.id.as_str())
                     .and_then(|j| key.kid_in_jwks(j))
             })
         });
@@ -374,7 +374,7 @@ impl<'a> Maker<'a> {
             audiences.push(self.broker.saml_entity_id.clone());
         }
         let args = SamlAssertionArgs {
-            issuer: entry.id.clone(),
+            issuer: entry.id.to_string(),
             name_id,
             name_id_format: saml
                 .and_then(|s| s.name_id_format.clone())

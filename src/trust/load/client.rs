@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{check_nonempty_strings, check_scopes, parse_duration, parse_entry, Errors};
 use crate::trust::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, KeySource, OnBehalfOf, LOCAL_ISSUER,
+    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerId, KeySource, OnBehalfOf, LOCAL_ISSUER,
 };
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,10 +22,10 @@ struct RawClient {
     /// For `private_key_jwt`: exactly one of these.
     jwks_file: Option<String>,
     jwks_uri: Option<String>,
-    subject_issuers: Vec<String>,
+    subject_issuers: Vec<IssuerId>,
     subject_audiences: Option<Vec<String>>,
     #[serde(default)]
-    actor_issuers: Vec<String>,
+    actor_issuers: Vec<IssuerId>,
     audiences: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::trust::mapping::{AssertionKind, Mapping, MappingError};
 use crate::trust::{
-    IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, JwsAlg, KeySource,
+    IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerId, IssuerKind, JwsAlg, KeySource,
     KindSettings, OidcSettings, Secret, TokenType, LOCAL_ISSUER,
 };
 use crate::xmldsig::{LEGACY_MIN_RSA_BITS, MIN_RSA_BITS};
@@ -256,7 +256,7 @@ pub(super) fn load_issuer(id: &str, path: &Path, errs: &mut Errors) -> Option<Is
         return None;
     }
     Some(IssuerEntry {
-        id: id.to_owned(),
+        id: IssuerId::new(id),
         issuer: raw.issuer,
         audiences: raw.audiences,
         token_types,

@@ -347,9 +347,9 @@ fn other_directories_and_files_are_ignored() {
     f.write("issuers/acme.toml.bak", "junk");
     let r = f.load().unwrap();
     // Exactly the fixture's three entries: nothing from the other files.
-    let ids = |m: Vec<&String>| m.into_iter().cloned().collect::<Vec<_>>();
-    assert_eq!(ids(r.issuers.keys().collect()), ["acme"]);
-    assert_eq!(ids(r.clients.keys().collect()), ["orders-service"]);
+    let ids = |m: Vec<&str>| m.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(ids(r.issuers.keys().map(|k| k.as_str()).collect()), ["acme"]);
+    assert_eq!(ids(r.clients.keys().map(|k| k.as_str()).collect()), ["orders-service"]);
     let audience_ids: Vec<&str> = r.audiences.keys().map(|k| k.as_str()).collect();
     assert_eq!(audience_ids, ["orders"]);
 }

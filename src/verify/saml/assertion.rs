@@ -338,7 +338,7 @@ pub fn into_subject(
 ) -> VerifiedSubject {
     let skew = crate::verify::secs(entry.clock_skew);
     let replay = (view.one_time_use || entry.one_time_use).then(|| ReplayKey {
-        issuer: entry.id.clone(),
+        issuer: entry.id.to_string(),
         id: view.id.clone(),
         expires_at: acceptable_until(view)
             .unwrap_or(expires_at)
