@@ -31,6 +31,7 @@ use crate::revocation::Revocations;
 use crate::secret::Secret;
 use crate::store::replay::Seen;
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
+use crate::protocol::ClientId;
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustError, TrustStore};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
@@ -47,7 +48,7 @@ pub use request::{Form, Grant, GrantKind};
 /// credentials travel in the form and are read by `authenticate`.
 #[derive(Debug, Clone)]
 pub enum ClientCredentials {
-    Basic { client_id: String, secret: Secret },
+    Basic { client_id: ClientId, secret: Secret },
     None,
 }
 
@@ -600,7 +601,7 @@ impl Exchanger {
             ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
         };
         match self.authenticate_client(registry, credentials, form).await {
-            Ok(client) => (Some(client.client_id.clone()), Ok(client)),
+            Ok(client) => (Some(client.client_id.to_string()), Ok(client)),
             Err(e) => (presented, Err(e)),
         }
     }
@@ -721,7 +722,7 @@ fn authenticate(
         }
         ClientCredentials::None => match (form_id, form_secret) {
             (Some(id), Some(secret)) => (
-                id.to_owned(),
+                ClientId::new(id),
                 Secret::new(secret.to_owned()),
                 ClientAuthMethod::ClientSecretPost,
             ),

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::clock::UnixTime;
 use crate::telemetry::echo;
 use crate::trust::mapping::RESERVED_CLAIMS;
+use crate::protocol::ClientId;
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
 
@@ -349,7 +350,7 @@ pub struct DecisionInput<'a> {
 /// single-use ids minting must consume first.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub subject: String,
     pub audience: Arc<AudienceEntry>,
     pub scopes: Vec<String>,

@@ -27,7 +27,7 @@ pub fn credentials(req: &HttpRequest) -> Result<ClientCredentials, ExchangeError
         let (id, secret) = decoded.split_once(':').ok_or_else(basic_failed)?;
         let unescape = |s: &str| form_urlencoded_decode(s).ok_or_else(basic_failed);
         return Ok(ClientCredentials::Basic {
-            client_id: unescape(id)?,
+            client_id: unescape(id)?.into(),
             secret: Secret::new(unescape(secret)?),
         });
     }

@@ -237,7 +237,7 @@ fn issuer_specifics(i: &IssuerEntry) -> Vec<String> {
 fn describe_client(c: &ClientEntry) -> String {
     let mut parts = vec![
         "client  ".to_owned(),
-        c.client_id.clone(),
+        c.client_id.to_string(),
         c.auth.as_str().to_owned(),
     ];
     match &c.jwks {

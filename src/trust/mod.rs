@@ -362,7 +362,7 @@ impl OnBehalfOf {
 /// `Debug` is written by hand so the secret's hash never reaches a log line (a hash of a
 /// low-entropy `secret_env` secret could be brute-forced).
 pub struct ClientEntry {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub auth: ClientAuthMethod,
     /// SHA-256 of the client secret (from `secret_hash`, or hashed from `secret_env` at
     /// load); `None` for `private_key_jwt` clients, which have no secret.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{AudienceEntry, AudienceId, ClientEntry, IssuerEntry, IssuerId, IssuerKind, TrustError};
+use super::{AudienceEntry, AudienceId, ClientEntry, ClientId, IssuerEntry, IssuerId, IssuerKind, TrustError};
 
 #[derive(Debug, Default)]
 pub struct Registry {
     pub issuers: BTreeMap<IssuerId, Arc<IssuerEntry>>,
-    pub clients: BTreeMap<String, Arc<ClientEntry>>,
+    pub clients: BTreeMap<ClientId, Arc<ClientEntry>>,
     pub audiences: BTreeMap<AudienceId, Arc<AudienceEntry>>,
     by_iss: HashMap<(String, IssuerKind), IssuerId>,
     by_resource: HashMap<String, AudienceId>,

@@ -134,7 +134,7 @@ pub struct Evidence {
 pub struct LocalToken {
     pub jti: String,
     /// The client the token was issued to.
-    pub client_id: String,
+    pub client_id: crate::protocol::ClientId,
     /// This token's `jti` and every tessera token it descends from, each once: the subject
     /// tokens it was exchanged from (`exchanged_from`) and the actor tokens of those
     /// exchanges (`acted_from`). A revocation of any of them refuses this token.
@@ -196,7 +196,7 @@ impl LocalToken {
             }
         };
         Ok(Self {
-            client_id: string("client_id")?,
+            client_id: string("client_id")?.into(),
             jti,
             lineage,
             src_iss,

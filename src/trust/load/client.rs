@@ -8,12 +8,12 @@ use sha2::{Digest, Sha256};
 
 use super::{check_nonempty_strings, check_scopes, parse_duration, parse_entry, Errors};
 use crate::trust::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, IssuerId, KeySource, OnBehalfOf, LOCAL_ISSUER,
+    AudienceEntry, ClientAuthMethod, ClientEntry, ClientId, IssuerId, KeySource, OnBehalfOf, LOCAL_ISSUER,
 };
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
-    client_id: String,
+    client_id: ClientId,
     auth: String,
     secret_hash: Option<String>,
     secret_env: Option<String>,
