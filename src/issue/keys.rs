@@ -13,7 +13,7 @@ use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
 use sha2::{Digest, Sha256};
 
-use super::{IssueError, SigningAlg};
+use super::{IssueError, Kid, SigningAlg};
 
 const RSA_BITS: u32 = 2048;
 
@@ -23,7 +23,7 @@ const RSA_BITS: u32 = 2048;
 /// `private_pem` is the private key in clear; encrypt it before storing when a key
 /// encryption key is configured. `Debug` is redacted.
 pub struct GeneratedKey {
-    pub kid: String,
+    pub kid: Kid,
     pub private_pem: String,
     /// The public JWK (`kty`, key members, `kid`, `alg`, `use: sig`) as JSON text.
     pub public_jwk: String,
@@ -59,7 +59,7 @@ pub fn generate(alg: SigningAlg) -> Result<GeneratedKey, IssueError> {
         .map_err(|_| IssueError::Key("openssl produced a non-UTF-8 PEM".to_owned()))?;
     let (kid, public_jwk) = public_jwk(alg, &pkey)?;
     Ok(GeneratedKey {
-        kid,
+        kid: Kid::new(kid),
         private_pem,
         public_jwk,
     })
@@ -171,7 +171,7 @@ mod tests {
             let k = generate(alg).unwrap();
             let pkey = parse_private_pem(alg, &k.private_pem).unwrap();
             let (kid, jwk) = public_jwk(alg, &pkey).unwrap();
-            assert_eq!(kid, k.kid);
+            assert_eq!(k.kid, kid);
             let jwk: serde_json::Value = serde_json::from_str(&jwk).unwrap();
             assert_eq!(jwk["kty"], kty);
             assert_eq!(jwk["use"], "sig");

@@ -28,6 +28,8 @@ use crate::store::{locked_transaction, Store, StoreError};
 pub use crypt::{CryptError, KeyEncryptionKey};
 use signer::Signer;
 
+pub use crate::protocol::Kid;
+
 /// A replica sees a rotation within its key refresh interval (10 s default, 30 s promised):
 /// until then it may still sign with the key just retired. Retired keys stay published this
 /// much longer than the longest token lifetime.
@@ -107,13 +109,13 @@ pub enum IssueError {
 #[derive(Debug, Clone)]
 pub struct SignedToken {
     pub token: Secret,
-    pub kid: String,
+    pub kid: Kid,
 }
 
 /// What `tessera keys list` shows about a key: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyInfo {
-    pub kid: String,
+    pub kid: Kid,
     pub alg: String,
     pub state: KeyState,
     pub created_at: UnixTime,
@@ -127,7 +129,7 @@ pub struct KeyInfo {
 impl KeyInfo {
     fn from_row(row: &SigningKeyRow) -> Result<Self, IssueError> {
         Ok(Self {
-            kid: row.kid.clone(),
+            kid: Kid::new(row.kid.as_str()),
             alg: row.alg.clone(),
             state: row.state,
             created_at: row.created_at,
@@ -146,7 +148,7 @@ struct Snapshot {
     current_created_at: UnixTime,
     jwks: Arc<str>,
     /// (kid, state) of every published key, in JWKS order: what `jwks` was built from.
-    published: Vec<(String, KeyState)>,
+    published: Vec<(Kid, KeyState)>,
 }
 
 #[derive(Debug)]
@@ -213,7 +215,7 @@ impl KeyRing {
         }
         let new = build_snapshot(&rows, now, self.kek.as_ref(), Some(&old))?;
         if new.signer.kid() != old.signer.kid() {
-            tracing::info!(kid = new.signer.kid(), "signing with a new current key");
+            tracing::info!(kid = %new.signer.kid(), "signing with a new current key");
         }
         self.snapshot.store(Arc::new(new));
         Ok(())
@@ -226,7 +228,7 @@ impl KeyRing {
         let token = snapshot.signer.sign(claims)?;
         Ok(SignedToken {
             token: Secret::new(token),
-            kid: snapshot.signer.kid().to_owned(),
+            kid: snapshot.signer.kid().clone(),
         })
     }
 
@@ -239,8 +241,8 @@ impl KeyRing {
         self.snapshot.load().current_created_at
     }
 
-    pub fn current_kid(&self) -> String {
-        self.snapshot.load().signer.kid().to_owned()
+    pub fn current_kid(&self) -> Kid {
+        self.snapshot.load().signer.kid().clone()
     }
 
     /// Algorithm of the current key (may differ from the configured one after a change).
@@ -368,7 +370,7 @@ async fn load_rows(store: &Store) -> Result<Vec<SigningKeyRow>, StoreError> {
 
 /// A generated key, already in its stored form.
 struct PreparedKey {
-    kid: String,
+    kid: Kid,
     alg: SigningAlg,
     stored_private: String,
     public_jwk: String,
@@ -499,7 +501,7 @@ fn build_snapshot(
         .find(|r| r.state == KeyState::Current)
         .ok_or_else(|| IssueError::Key("no current signing key in the database".to_owned()))?;
     let signer = match old {
-        Some(old) if old.signer.kid() == current.kid => old.signer.clone(),
+        Some(old) if *old.signer.kid() == current.kid => old.signer.clone(),
         _ => {
             let alg = SigningAlg::from_str(&current.alg)?;
             let pem = open_private(kek, current)?;
@@ -521,7 +523,7 @@ fn build_snapshot(
             IssueError::Key(format!("signing key {}: stored JWK is not JSON", row.kid))
         })?;
         jwks.push(jwk);
-        published.push((row.kid.clone(), row.state));
+        published.push((Kid::new(row.kid.as_str()), row.state));
     }
     Ok(Snapshot {
         signer,

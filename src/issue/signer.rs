@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::{keys, IssueError, SigningAlg};
+use super::{keys, IssueError, Kid, SigningAlg};
 
 enum KeyPair {
     Ecdsa(EcdsaKeyPair),
@@ -24,7 +24,7 @@ enum KeyPair {
 }
 
 pub struct Signer {
-    kid: String,
+    kid: Kid,
     alg: SigningAlg,
     /// base64url of `{"alg":…,"typ":"at+jwt","kid":…}` (RFC 9068 §2.1).
     header_b64: String,
@@ -66,14 +66,14 @@ impl Signer {
         };
         let header = serde_json::json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": kid });
         Ok(Self {
-            kid: kid.to_owned(),
+            kid: Kid::new(kid),
             alg,
             header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
             key,
         })
     }
 
-    pub fn kid(&self) -> &str {
+    pub fn kid(&self) -> &Kid {
         &self.kid
     }
 

@@ -20,18 +20,18 @@ fn clock() -> (Arc<FixedClock>, SharedClock) {
 }
 
 fn states(keys: &[KeyInfo]) -> Vec<(KeyState, String)> {
-    let mut s: Vec<_> = keys.iter().map(|k| (k.state, k.kid.clone())).collect();
+    let mut s: Vec<_> = keys.iter().map(|k| (k.state, k.kid.to_string())).collect();
     s.sort_by_key(|(state, _)| state.as_str());
     s
 }
 
-fn jwks_kids(ring: &KeyRing) -> Vec<String> {
+fn jwks_kids(ring: &KeyRing) -> Vec<Kid> {
     let jwks: serde_json::Value = serde_json::from_str(&ring.jwks_json()).unwrap();
     jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .map(|k| Kid::from(k["kid"].as_str().unwrap()))
         .collect()
 }
 
@@ -157,7 +157,7 @@ async fn rotation_moves_states_and_keeps_retired_keys_published_until_tokens_exp
             .unwrap();
         let old_current = ring.current_kid();
         let old_token = ring.sign(&serde_json::json!({ "aud": "api" })).unwrap();
-        let [_, old_next] = <[String; 2]>::try_from(jwks_kids(&ring)).unwrap();
+        let [_, old_next] = <[Kid; 2]>::try_from(jwks_kids(&ring)).unwrap();
 
         // A next key published a moment ago must not sign yet.
         fixed.advance(5);

@@ -41,7 +41,7 @@ const B64URL_STRICT: GeneralPurpose = GeneralPurpose::new(
 pub struct JoseHeader {
     pub alg: String,
     pub typ: Option<String>,
-    pub kid: Option<String>,
+    pub kid: Option<crate::protocol::Kid>,
     pub x5t: Option<String>,
 }
 
@@ -134,7 +134,7 @@ fn parse_header(obj: &Map<String, Value>) -> Result<JoseHeader, VerifyError> {
     Ok(JoseHeader {
         alg,
         typ: opt_str(obj, "typ")?,
-        kid: opt_str(obj, "kid")?,
+        kid: opt_str(obj, "kid")?.map(crate::protocol::Kid::from),
         x5t: opt_str(obj, "x5t")?,
     })
 }

@@ -59,7 +59,7 @@ pub fn jwt_algorithm(alg: JwsAlg) -> Algorithm {
 
 /// One usable verification key.
 pub struct VerifyKey {
-    pub kid: Option<String>,
+    pub kid: Option<crate::protocol::Kid>,
     pub x5t: Option<String>,
     pub kind: KeyKind,
     /// The JWK's own `alg`, when it names a JWS algorithm: then only that one.
@@ -293,7 +293,7 @@ fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
         return None;
     }
     Some(VerifyKey {
-        kid: str_member(jwk, "kid").map(str::to_owned),
+        kid: str_member(jwk, "kid").map(crate::protocol::Kid::from),
         x5t: str_member(jwk, "x5t").map(str::to_owned),
         kind,
         alg,

@@ -485,7 +485,7 @@ fn verify_in_set(
         Selection::Unknown if jwt.header.kid.is_some() => {
             return Err(VerifyError::UnknownKeyId {
                 issuer: issuer_id.to_owned(),
-                kid: jwt.header.kid.clone().unwrap_or_default(),
+                kid: jwt.header.kid.as_deref().unwrap_or_default().to_owned(),
             })
         }
         Selection::Unknown | Selection::NoFit => {
