@@ -92,6 +92,11 @@ macro_rules! string_newtype {
                 value.0
             }
         }
+        impl From<$t> for serde_json::Value {
+            fn from(value: $t) -> Self {
+                Self::String(value.0)
+            }
+        }
     };
 }
 

@@ -19,7 +19,7 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayKey {
     pub issuer: String,
-    pub id: String,
+    pub id: crate::protocol::Jti,
     /// Until when the key must be remembered (the token's expiry plus skew).
     pub expires_at: UnixTime,
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::clock::{SharedClock, UnixTime};
+use crate::protocol::Jti;
 use crate::store::revocation;
 use crate::store::{Store, StoreError};
 
@@ -41,17 +42,17 @@ impl Revocations {
     /// database and in this replica's set.
     pub async fn revoke(
         &self,
-        jti: &str,
+        jti: &Jti,
         expires_at: UnixTime,
         client_id: &str,
     ) -> Result<(), StoreError> {
-        let (j, by, now) = (jti.to_owned(), client_id.to_owned(), self.clock.now());
+        let (j, by, now) = (jti.to_string(), client_id.to_owned(), self.clock.now());
         self.store
             .run(move |conn| revocation::record(conn, &j, expires_at, now, &by))
             .await?;
         self.revoked.rcu(|set| {
             let mut set = HashSet::clone(set);
-            set.insert(jti.to_owned());
+            set.insert(jti.to_string());
             set
         });
         Ok(())
@@ -59,15 +60,18 @@ impl Revocations {
 
     /// Hot path: whether any of `jtis` (a token and the tokens it was exchanged from) is
     /// in this replica's revoked set. One atomic load, no database read.
-    pub fn any_revoked<'a>(&self, jtis: impl IntoIterator<Item = &'a str>) -> bool {
+    pub fn any_revoked<'a>(&self, jtis: impl IntoIterator<Item = &'a Jti>) -> bool {
         let set = self.revoked.load();
-        jtis.into_iter().any(|j| set.contains(j))
+        jtis.into_iter().any(|j| set.contains(j.as_str()))
     }
 
     /// Exact answer from the database (for `/introspect`).
-    pub async fn any_revoked_now(&self, jtis: Vec<String>) -> Result<bool, StoreError> {
+    pub async fn any_revoked_now(&self, jtis: Vec<Jti>) -> Result<bool, StoreError> {
         self.store
-            .run(move |conn| revocation::any_revoked(conn, &jtis))
+            .run(move |conn| {
+                let jtis: Vec<&str> = jtis.iter().map(Jti::as_str).collect();
+                revocation::any_revoked(conn, &jtis)
+            })
             .await
     }
 

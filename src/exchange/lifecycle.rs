@@ -63,7 +63,7 @@ struct CallTrail {
     actor: Option<String>,
     audience: Option<String>,
     scopes: Option<String>,
-    jti: Option<String>,
+    jti: Option<crate::protocol::Jti>,
     token_sha256: Option<String>,
     /// What an `ok` call answered (the row's `detail`).
     answer: Option<String>,
@@ -177,7 +177,7 @@ impl Exchanger {
             outcome,
             reason,
             detail,
-            jti: trail.jti,
+            jti: trail.jti.map(String::from),
             subject_token_sha256: trail.token_sha256,
         };
         match (result, self.audit.record(event).await) {
@@ -291,7 +291,7 @@ impl Exchanger {
                 "a client may revoke only tokens issued to it",
             ));
         }
-        let jti = local.jti.as_str();
+        let jti = &local.jti;
         self.revocations
             // Kept past exp by the skew a presented token is allowed (it is still
             // verifiable that long).
@@ -305,7 +305,7 @@ impl Exchanger {
                 tracing::error!(error = %e, "revocation could not be recorded");
                 ExchangeError::AuditUnavailable
             })?;
-        tracing::info!(target: "exchange", client_id = %client.client_id, jti, "token revoked");
+        tracing::info!(target: "exchange", client_id = %client.client_id, jti = %jti, "token revoked");
         trail.answer = Some("revoked".into());
         Ok(())
     }

@@ -31,7 +31,7 @@ use crate::revocation::Revocations;
 use crate::secret::Secret;
 use crate::store::replay::Seen;
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
-use crate::protocol::ClientId;
+use crate::protocol::{ClientId, Jti};
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustError, TrustStore};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
@@ -100,12 +100,12 @@ struct AccessTokenClaims<'a> {
     may_act: Option<&'a crate::verify::MayAct>,
     /// The `jti`s of the tessera tokens this one was exchanged from, nearest first: a
     /// revocation of any of them refuses this one too, without a database read.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    exchanged_from: &'a [String],
+    #[serde(skip_serializing_if = "<[Jti]>::is_empty")]
+    exchanged_from: &'a [Jti],
     /// The same for the local actor token of the exchange that minted this one (its `jti`
     /// and its own lineage): revoking the actor refuses this token too (SPEC §2.1).
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    acted_from: &'a [String],
+    #[serde(skip_serializing_if = "<[Jti]>::is_empty")]
+    acted_from: &'a [Jti],
     #[serde(flatten)]
     claims: &'a Map<String, Value>,
 }
@@ -165,7 +165,7 @@ struct Trail {
     actor: Option<String>,
     audience: Option<String>,
     scopes: Option<String>,
-    jti: Option<String>,
+    jti: Option<crate::protocol::Jti>,
     token_sha256: Option<String>,
 }
 
@@ -262,7 +262,7 @@ impl Exchanger {
                 .as_ref()
                 .err()
                 .map(|e| bounded_reason(&format!("{}: {}", e.check(), e.operator_text()))),
-            jti: trail.jti.clone(),
+            jti: trail.jti.as_deref().map(str::to_owned),
             subject_token_sha256: trail.token_sha256.clone(),
         };
         // The row must be committed before the token leaves; if it cannot be, the token
@@ -496,7 +496,7 @@ impl Exchanger {
         // A local token's lineage (parsed once, in verify) against the revocations.
         if self
             .revocations
-            .any_revoked(token.lineage().iter().map(String::as_str))
+            .any_revoked(token.lineage())
         {
             return Err(ExchangeError::Unacceptable {
                 role,
@@ -551,7 +551,7 @@ impl Exchanger {
         self.consume_single_use(&plan.single_use).await?;
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
-        let jti = uuid::Uuid::now_v7().simple().to_string();
+        let jti = crate::protocol::Jti::new(uuid::Uuid::now_v7().simple().to_string());
         let scope = plan.scope();
         let signed = self
             .keys
@@ -669,7 +669,7 @@ impl Exchanger {
             .map_err(ExchangeError::ClientAssertion)?;
         let key = crate::verify::ReplayKey {
             issuer: format!("client:{}", client.client_id),
-            id: verified.jti,
+            id: verified.jti.into(),
             expires_at: verified.expires_at,
         };
         match self.replay.consume(&key).await {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::clock::UnixTime;
 use crate::telemetry::echo;
 use crate::trust::mapping::RESERVED_CLAIMS;
-use crate::protocol::ClientId;
+use crate::protocol::{ClientId, Jti};
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
 
@@ -278,7 +278,7 @@ pub const MAX_LINEAGE: usize = 16;
 /// A token's lineage (its `jti` and its ancestors) carried into what is issued: more than
 /// [`MAX_LINEAGE`] is refused, since truncating would let a descendant outlive a
 /// revocation of its root.
-pub fn check_lineage(role: TokenRole, lineage: &[String]) -> Result<(), ExchangeError> {
+pub fn check_lineage(role: TokenRole, lineage: &[Jti]) -> Result<(), ExchangeError> {
     if lineage.len() > MAX_LINEAGE {
         return Err(ExchangeError::Unacceptable {
             role,
@@ -359,8 +359,8 @@ pub struct Plan {
     pub act: Option<Act>,
     pub src_iss: Option<String>,
     pub may_act: Option<MayAct>,
-    pub exchanged_from: Vec<String>,
-    pub acted_from: Vec<String>,
+    pub exchanged_from: Vec<Jti>,
+    pub acted_from: Vec<Jti>,
     pub claims: Map<String, Value>,
     pub issued_token_type: &'static str,
     pub single_use: Vec<(TokenRole, ReplayKey)>,

@@ -39,7 +39,7 @@ pub fn unexpired(conn: &mut DbConn, now: UnixTime) -> Result<Vec<String>, StoreE
 }
 
 /// Whether any of `jtis` is revoked (a direct read, for `/introspect`).
-pub fn any_revoked(conn: &mut DbConn, jtis: &[String]) -> Result<bool, StoreError> {
+pub fn any_revoked(conn: &mut DbConn, jtis: &[&str]) -> Result<bool, StoreError> {
     let n: i64 = revoked_tokens::table
         .filter(revoked_tokens::jti.eq_any(jtis))
         .count()

@@ -311,7 +311,7 @@ pub fn into_subject(
         })?;
         Some(super::ReplayKey {
             issuer: issuer.id.to_string(),
-            id,
+            id: id.into(),
             expires_at: times.exp.saturating_add(super::secs(issuer.clock_skew)),
         })
     } else {

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::metrics::Metrics;
+use crate::protocol::Jti;
 use crate::trust::{IssuerEntry, IssuerId, IssuerKind, Registry, TokenType};
 use crate::verify::fetch::OutboundConfig;
 
@@ -132,13 +133,13 @@ pub struct Evidence {
 /// shape is refused, not skipped: tessera signed it, so it is a bug or a forgery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalToken {
-    pub jti: String,
+    pub jti: crate::protocol::Jti,
     /// The client the token was issued to.
     pub client_id: crate::protocol::ClientId,
     /// This token's `jti` and every tessera token it descends from, each once: the subject
     /// tokens it was exchanged from (`exchanged_from`) and the actor tokens of those
     /// exchanges (`acted_from`). A revocation of any of them refuses this token.
-    pub lineage: Vec<String>,
+    pub lineage: Vec<crate::protocol::Jti>,
     /// The issuer that authenticated `sub`; absent on tokens minted before it was recorded.
     pub src_iss: Option<String>,
 }
@@ -146,7 +147,7 @@ pub struct LocalToken {
 impl VerifiedSubject {
     /// For a local token, its `jti` and every tessera token it descends from
     /// ([`LocalToken::lineage`]); empty for a foreign token.
-    pub fn lineage(&self) -> &[String] {
+    pub fn lineage(&self) -> &[crate::protocol::Jti] {
         self.local.as_ref().map_or(&[], |l| l.lineage.as_slice())
     }
 }
@@ -160,7 +161,7 @@ impl LocalToken {
                 expected: "a non-empty string (tessera writes one)",
             }),
         };
-        let list = |claim: &'static str| -> Result<Vec<String>, VerifyError> {
+        let list = |claim: &'static str| -> Result<Vec<Jti>, VerifyError> {
             let malformed = VerifyError::MalformedClaim {
                 claim,
                 expected: "an array of token ids",
@@ -169,12 +170,12 @@ impl LocalToken {
                 None => Ok(Vec::new()),
                 Some(Value::Array(items)) => items
                     .iter()
-                    .map(|v| v.as_str().map(str::to_owned).ok_or(malformed.clone()))
+                    .map(|v| v.as_str().map(Jti::from).ok_or(malformed.clone()))
                     .collect(),
                 Some(_) => Err(malformed),
             }
         };
-        let jti = string("jti")?;
+        let jti = Jti::new(string("jti")?);
         let mut lineage = vec![jti.clone()];
         for id in list("exchanged_from")?
             .into_iter()

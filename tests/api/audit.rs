@@ -216,7 +216,7 @@ async fn a_revocation_whose_row_cannot_be_written_stands_and_answers_503() {
         let j = jti.clone();
         let revoked = app
             .store
-            .run(move |conn| tessera::store::revocation::any_revoked(conn, &[j]))
+            .run(move |conn| tessera::store::revocation::any_revoked(conn, &[j.as_str()]))
             .await
             .unwrap();
         assert!(revoked, "{kind:?}: the revocation was recorded and stays");

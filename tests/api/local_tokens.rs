@@ -539,7 +539,7 @@ async fn an_expired_token_is_inactive_and_a_revocation_outlives_the_skew() {
     // The revocation is still there for the token endpoint, after a reload prunes.
     let revocations = tessera::revocation::Revocations::new(app.store.clone(), app.clock.clone());
     revocations.sync().await.unwrap();
-    assert!(revocations.any_revoked([c1["jti"].as_str().unwrap()]));
+    assert!(revocations.any_revoked([&tessera::protocol::Jti::from(c1["jti"].as_str().unwrap())]));
 }
 
 /// Found by review: a foreign token cannot claim a link tessera recorded, and `may_act`

@@ -300,7 +300,7 @@ fn a_foreign_act_is_attributed_and_may_not_claim_tessera() {
 
 #[test]
 fn a_lineage_longer_than_the_limit_is_refused_not_cut() {
-    let ids = |n: usize| (0..n).map(|i| format!("j{i}")).collect::<Vec<_>>();
+    let ids = |n: usize| (0..n).map(|i| Jti::new(format!("j{i}"))).collect::<Vec<_>>();
     assert!(check_lineage(TokenRole::Subject, &ids(MAX_LINEAGE)).is_ok());
     assert_eq!(
         refused(check_lineage(TokenRole::Actor, &ids(MAX_LINEAGE + 1))),
@@ -365,7 +365,7 @@ mod decide {
         token(issuer("acme", "https://idp.example"), claims)
     }
 
-    fn local(sub: &str, lineage: Vec<String>) -> VerifiedSubject {
+    fn local(sub: &str, lineage: Vec<Jti>) -> VerifiedSubject {
         let mut t = token(
             issuer(LOCAL_ISSUER, BROKER),
             json!({"sub": sub, "scope": "o:r"}),
@@ -567,9 +567,9 @@ mod decide {
     #[test]
     fn a_lineage_too_long_is_refused_not_cut() {
         let case = Case::new();
-        let long: Vec<String> = (0..=MAX_LINEAGE).map(|i| format!("j{i}")).collect();
+        let long: Vec<Jti> = (0..=MAX_LINEAGE).map(|i| Jti::new(format!("j{i}"))).collect();
         assert_eq!(case.refused_at(&local("alice", long), None), Step::Lineage);
-        let ok: Vec<String> = (0..MAX_LINEAGE).map(|i| format!("j{i}")).collect();
+        let ok: Vec<Jti> = (0..MAX_LINEAGE).map(|i| Jti::new(format!("j{i}"))).collect();
         let plan = case.decide(&local("alice", ok.clone()), None).0.unwrap();
         assert_eq!(plan.exchanged_from, ok, "carried whole");
     }

@@ -339,7 +339,7 @@ pub fn into_subject(
     let skew = crate::verify::secs(entry.clock_skew);
     let replay = (view.one_time_use || entry.one_time_use).then(|| ReplayKey {
         issuer: entry.id.to_string(),
-        id: view.id.clone(),
+        id: view.id.as_str().into(),
         expires_at: acceptable_until(view)
             .unwrap_or(expires_at)
             .max(expires_at)
