@@ -191,7 +191,19 @@ impl ScopeSet {
     /// Parses a `scope` parameter or claim. Runs of spaces separate like one; a scope
     /// named twice is kept once.
     pub fn parse(value: &str) -> Result<Self, BadScope> {
-        value.split(' ').filter(|s| !s.is_empty()).map(Scope::parse).collect()
+        value
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(Scope::parse)
+            .collect()
+    }
+    /// A foreign token's `scope` claim: tokens that are not scope tokens are dropped,
+    /// not held against the token (they can never match a registry scope, which is).
+    pub fn lenient(value: &str) -> Self {
+        value
+            .split(' ')
+            .filter_map(|s| Scope::parse(s).ok())
+            .collect()
     }
     pub fn contains(&self, scope: &str) -> bool {
         self.0.iter().any(|s| s.as_str() == scope)
@@ -205,6 +217,10 @@ impl ScopeSet {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// The scopes of `self` that `keep` admits, in order.
+    pub fn filter(&self, keep: impl Fn(&Scope) -> bool) -> Self {
+        Self(self.0.iter().filter(|s| keep(s)).cloned().collect())
+    }
     /// The scopes as plain strings (for JSON detail values and CEL).
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(|s| s.0.clone()).collect()
@@ -214,7 +230,17 @@ impl ScopeSet {
 impl FromIterator<Scope> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
         let mut seen = HashSet::new();
-        Self(iter.into_iter().filter(|s| seen.insert(s.0.clone())).collect())
+        Self(
+            iter.into_iter()
+                .filter(|s| seen.insert(s.0.clone()))
+                .collect(),
+        )
+    }
+}
+
+impl From<&ScopeSet> for serde_json::Value {
+    fn from(value: &ScopeSet) -> Self {
+        value.to_strings().into()
     }
 }
 

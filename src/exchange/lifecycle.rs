@@ -80,7 +80,7 @@ impl CallTrail {
             .map(str::to_owned);
         self.actor = token.act.as_ref().map(|a| a.sub.clone());
         self.audience = Some(token.audiences.join(" ")).filter(|a| !a.is_empty());
-        self.scopes = token.scopes.as_ref().map(|s| s.join(" "));
+        self.scopes = token.scopes.as_ref().map(ToString::to_string);
         self.jti = token.local.as_ref().map(|l| l.jti.clone());
     }
 }

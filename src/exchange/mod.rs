@@ -25,13 +25,13 @@ use crate::issue::KeyRing;
 use crate::metrics::{
     DurationLabels, ExchangeLabels, IssuerLabels, Metrics, Outcome, OutcomeLabels, ReasonLabels,
 };
+use crate::protocol::{ClientId, Jti};
 use crate::replay::ReplayCache;
 use crate::replay::ReplayKey;
 use crate::revocation::Revocations;
 use crate::secret::Secret;
 use crate::store::replay::Seen;
 use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
-use crate::protocol::{ClientId, Jti};
 use crate::trust::{ClientAuthMethod, ClientEntry, Registry, TokenType, TrustError, TrustStore};
 use crate::verify::{
     Act, Expectation, Presented, Purpose, Refusal, VerifiedSubject, Verifier, VerifyError,
@@ -494,10 +494,7 @@ impl Exchanger {
             explain::verified_steps(record, role, &token, self.clock.now());
         }
         // A local token's lineage (parsed once, in verify) against the revocations.
-        if self
-            .revocations
-            .any_revoked(token.lineage())
-        {
+        if self.revocations.any_revoked(token.lineage()) {
             return Err(ExchangeError::Unacceptable {
                 role,
                 refused: Refused::Revoked,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
+use crate::protocol::{ClientId, Jti, ScopeSet};
 use crate::telemetry::echo;
 use crate::trust::mapping::RESERVED_CLAIMS;
-use crate::protocol::{ClientId, Jti};
 use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
 
@@ -85,19 +85,16 @@ pub fn resolve_audience(
 /// Scopes = requested ∩ client ∩ audience (∩ subject's, for local tokens). A requested
 /// scope outside the allowed set is `invalid_scope`: never silently narrowed.
 pub fn grant_scopes(
-    requested: Option<&[String]>,
+    requested: Option<&ScopeSet>,
     client: &ClientEntry,
     audience: &AudienceEntry,
-    subject_scopes: Option<&[String]>,
-) -> Result<Vec<String>, ExchangeError> {
-    let allowed: Vec<&String> = client
-        .scopes
-        .iter()
-        .filter(|s| audience.scopes.contains(s))
-        .filter(|s| subject_scopes.is_none_or(|sub| sub.contains(s)))
-        .collect();
-    let granted: Vec<String> = match requested {
-        None => allowed.into_iter().cloned().collect(),
+    subject_scopes: Option<&ScopeSet>,
+) -> Result<ScopeSet, ExchangeError> {
+    let allowed = client.scopes.filter(|s| {
+        audience.scopes.contains(s) && subject_scopes.is_none_or(|sub| sub.contains(s))
+    });
+    let granted = match requested {
+        None => allowed,
         Some(req) => {
             if let Some(bad) = req.iter().find(|s| !allowed.contains(s)) {
                 return Err(ExchangeError::InvalidScope(format!(
@@ -105,7 +102,7 @@ pub fn grant_scopes(
                     echo(bad)
                 )));
             }
-            req.to_vec()
+            req.clone()
         }
     };
     if granted.is_empty() {
@@ -353,7 +350,7 @@ pub struct Plan {
     pub client_id: ClientId,
     pub subject: String,
     pub audience: Arc<AudienceEntry>,
-    pub scopes: Vec<String>,
+    pub scopes: ScopeSet,
     pub issued_at: UnixTime,
     pub lifetime: i64,
     pub act: Option<Act>,
@@ -368,7 +365,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn scope(&self) -> String {
-        self.scopes.join(" ")
+        self.scopes.to_string()
     }
 }
 
@@ -399,14 +396,14 @@ pub fn decide(input: &DecisionInput<'_>, record: &mut Record) -> Result<Plan, Ex
     let subject_scopes =
         (subject.issuer.id == LOCAL_ISSUER).then(|| subject.scopes.clone().unwrap_or_default());
     let scopes = grant_scopes(
-        input.target.scopes.as_deref(),
+        input.target.scopes.as_ref(),
         input.client,
         &audience,
-        subject_scopes.as_deref(),
+        subject_scopes.as_ref(),
     )?;
-    record.facts.scopes = Some(scopes.join(" "));
+    record.facts.scopes = Some(scopes.to_string());
     record.pass(Step::Scope, None, || {
-        scope_detail(input, &audience, subject_scopes.as_deref(), &scopes)
+        scope_detail(input, &audience, subject_scopes.as_ref(), &scopes)
     });
     let mut expiries = vec![(role, subject.expires_at)];
     expiries.extend(input.actor.map(|a| (TokenRole::Actor, a.expires_at)));
@@ -599,18 +596,22 @@ fn target_detail(target: &Target, audience: &AudienceEntry) -> Detail {
 fn scope_detail(
     input: &DecisionInput<'_>,
     audience: &AudienceEntry,
-    subject_scopes: Option<&[String]>,
-    granted: &[String],
+    subject_scopes: Option<&ScopeSet>,
+    granted: &ScopeSet,
 ) -> Detail {
-    let d = Detail::new(format!("granted `{}`", granted.join(" ")))
+    let d = Detail::new(format!("granted `{granted}`"))
         .with(
             "requested",
-            input.target.scopes.clone().map_or(Value::Null, Value::from),
+            input
+                .target
+                .scopes
+                .as_ref()
+                .map_or(Value::Null, Value::from),
         )
-        .with("client", input.client.scopes.clone())
-        .with("audience", audience.scopes.clone());
+        .with("client", &input.client.scopes)
+        .with("audience", &audience.scopes);
     match subject_scopes {
-        Some(s) => d.with("subject_token", s.to_vec()),
+        Some(s) => d.with("subject_token", s),
         None => d,
     }
 }

@@ -2,6 +2,8 @@
 //! RFC 6749 §3.2: parameters must not repeat, except `audience` and `resource`
 //! (RFC 8693 §2.1, RFC 8707 §2).
 
+use crate::protocol::ScopeSet;
+use crate::telemetry::echo;
 use crate::trust::TokenType;
 
 use super::error::ExchangeError;
@@ -118,7 +120,7 @@ pub struct Target {
     pub audiences: Vec<String>,
     pub resources: Vec<String>,
     /// `None` when no `scope` was sent (then every allowed scope is granted).
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<ScopeSet>,
 }
 
 /// `Debug` shows the token's length only: a token never reaches a log line.
@@ -187,13 +189,15 @@ fn parse_target(form: &Form) -> Result<Target, ExchangeError> {
     }
     // A scope named twice is granted once, in first-mention order (RFC 6749 §3.3: the
     // order does not matter, and a repeat adds nothing).
-    let scopes = form.single("scope")?.map(|s| {
-        let mut seen = std::collections::HashSet::new();
-        s.split(' ')
-            .filter(|x| !x.is_empty() && seen.insert(*x))
-            .map(str::to_owned)
-            .collect::<Vec<String>>()
-    });
+    let scopes = form
+        .single("scope")?
+        .map(|s| ScopeSet::parse(s).map_err(|e| {
+            ExchangeError::InvalidScope(format!(
+                "scope `{}` is not a scope token (RFC 6749 §3.3: printable ASCII without space, `\"` or `\\`)",
+                echo(&e.0)
+            ))
+        }))
+        .transpose()?;
     Ok(Target {
         audiences: form.all("audience"),
         resources,
@@ -355,7 +359,7 @@ mod tests {
         let Grant::TokenExchange(r) = parse_grant(GRANT_TOKEN_EXCHANGE, &f).unwrap() else {
             panic!()
         };
-        assert_eq!(r.target.scopes.unwrap(), vec!["b", "a", "c"]);
+        assert_eq!(r.target.scopes.unwrap().to_string(), "b a c");
     }
 
     #[test]

@@ -44,7 +44,9 @@ async fn introspect(
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     let (id, secret) = match super::client_auth::credentials(&req) {
-        Ok(ClientCredentials::Basic { client_id, secret }) => (client_id.into_string(), secret.expose().clone()),
+        Ok(ClientCredentials::Basic { client_id, secret }) => {
+            (client_id.into_string(), secret.expose().clone())
+        }
         _ => (
             form.get("client_id").cloned().unwrap_or_default(),
             form.get("client_secret").cloned().unwrap_or_default(),

@@ -16,7 +16,7 @@ fn scopes_supported(registry: &Registry) -> Vec<&str> {
     let scopes: BTreeSet<&str> = registry
         .audiences
         .values()
-        .flat_map(|a| a.scopes.iter().map(String::as_str))
+        .flat_map(|a| a.scopes.iter().map(|s| s.as_str()))
         .collect();
     scopes.into_iter().collect()
 }

@@ -20,8 +20,8 @@ use self::audience::{check_audiences, load_audience};
 use self::client::{load_client, ClientRefs};
 use self::issuer::{check_issuers, load_issuer};
 use super::{
-    AudienceEntry, ClientEntry, IssuerEntry, IssuerId, IssuerKind, KeySource, KindSettings, Registry,
-    SamlKeySource,
+    AudienceEntry, ClientEntry, IssuerEntry, IssuerId, IssuerKind, KeySource, KindSettings,
+    Registry, SamlKeySource,
 };
 
 /// Every problem found while loading, each naming its file and field.
@@ -265,7 +265,7 @@ fn describe_client(c: &ClientEntry) -> String {
         "audiences",
         c.audiences.iter().map(super::AudienceId::as_str),
     ));
-    parts.push(list("scopes", c.scopes.iter().map(String::as_str)));
+    parts.push(list("scopes", c.scopes.iter().map(|s| s.as_str())));
     parts.push(format!("on_behalf_of={}", c.on_behalf_of.as_str()));
     if let Some(max) = c.max_lifetime {
         parts.push(format!("max_lifetime={}", duration(max)));
@@ -278,7 +278,7 @@ fn describe_audience(a: &AudienceEntry) -> String {
         "audience".to_owned(),
         a.id.to_string(),
         a.audience.to_string(),
-        list("scopes", a.scopes.iter().map(String::as_str)),
+        list("scopes", a.scopes.iter().map(|s| s.as_str())),
         list("claims", a.claims.iter().map(String::as_str)),
     ];
     if !a.resources.is_empty() {
@@ -643,6 +643,15 @@ fn check_nonempty_strings(path: &Path, field: &str, values: &[String], errs: &mu
 }
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+/// The valid scope tokens of a `scopes` list, once each ([`check_scopes`] has reported
+/// the others, so the entry is refused anyway).
+fn scope_set(scopes: &[String]) -> super::ScopeSet {
+    scopes
+        .iter()
+        .filter_map(|s| super::Scope::parse(s).ok())
+        .collect()
+}
+
 fn check_scopes(path: &Path, scopes: &[String], errs: &mut Errors) {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in scopes.iter().enumerate() {

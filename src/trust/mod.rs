@@ -377,7 +377,7 @@ pub struct ClientEntry {
     /// Registry audience ids this client may obtain tokens for (resolved at load from
     /// either an audience id or its `audience` value).
     pub audiences: Vec<AudienceId>,
-    pub scopes: Vec<String>,
+    pub scopes: ScopeSet,
     pub on_behalf_of: OnBehalfOf,
     pub max_lifetime: Option<Duration>,
     pub source: PathBuf,
@@ -402,7 +402,6 @@ impl std::fmt::Debug for ClientEntry {
     }
 }
 
-
 #[derive(Debug)]
 pub struct AudienceEntry {
     /// File stem.
@@ -411,7 +410,7 @@ pub struct AudienceEntry {
     pub audience: Aud,
     /// RFC 8707 resource indicators that map here (exact match).
     pub resources: Vec<String>,
-    pub scopes: Vec<String>,
+    pub scopes: ScopeSet,
     pub lifetime: Option<Duration>,
     /// Mapped claims this audience may see.
     pub claims: Vec<String>,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{AudienceEntry, AudienceId, ClientEntry, ClientId, IssuerEntry, IssuerId, IssuerKind, TrustError};
+use super::{
+    AudienceEntry, AudienceId, ClientEntry, ClientId, IssuerEntry, IssuerId, IssuerKind, TrustError,
+};
 
 #[derive(Debug, Default)]
 pub struct Registry {

@@ -191,7 +191,9 @@ impl IntrospectionVerifier {
             .inc();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(crate::protocol::IssuerId, [u8; 32]), Cached>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(crate::protocol::IssuerId, [u8; 32]), Cached>> {
         // A panic while holding the lock left a map of plain values: still usable.
         self.cache
             .lock()

@@ -296,12 +296,10 @@ pub fn into_subject(
     let may_act = claims.get("may_act").map(MayAct::from_claim).transpose()?;
     // RFC 9068 §2.2.3 / RFC 8693 §4.2: a space-separated string. Foreign tokens' scopes
     // do not narrow what is issued, so another shape is not held against them.
-    let scopes = claims.get("scope").and_then(Value::as_str).map(|s| {
-        s.split(' ')
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
-    });
+    let scopes = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(crate::protocol::ScopeSet::lenient);
     // SPEC §4.1 replay: an issuer marked `one_time_use` has each token accepted once, by
     // its `jti`, remembered until the token could no longer pass (exp + skew).
     let replay = if issuer.one_time_use {

@@ -108,7 +108,7 @@ pub struct VerifiedSubject {
     /// Who may act for this subject (RFC 8693 §4.4).
     pub may_act: Option<MayAct>,
     /// Space-separated `scope` of the token, where the kind has one.
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<crate::protocol::ScopeSet>,
     /// Set when the token must be accepted only once.
     pub replay: Option<ReplayKey>,
     /// For tessera's own tokens: what tessera wrote into them, read back as types.
@@ -238,7 +238,10 @@ impl VerifyError {
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("issuer {issuer} fetches no {what}")]
-    NotFetched { issuer: IssuerId, what: &'static str },
+    NotFetched {
+        issuer: IssuerId,
+        what: &'static str,
+    },
     #[error(transparent)]
     Document(#[from] fetch::FetchError),
     #[error(transparent)]

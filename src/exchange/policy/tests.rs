@@ -1,6 +1,6 @@
 use super::*;
 use crate::exchange::request::Target;
-use crate::trust::{AudienceId, ClientAuthMethod, ClientEntry};
+use crate::trust::{AudienceId, ClientAuthMethod, ClientEntry, ScopeSet};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ fn audience(id: &str, aud: &str, scopes: &[&str]) -> AudienceEntry {
         id: id.into(),
         audience: aud.into(),
         resources: vec![format!("{aud}/")],
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        scopes: ScopeSet::parse(&scopes.join(" ")).unwrap(),
         lifetime: Some(Duration::from_secs(600)),
         claims: vec!["email".into()],
         source: PathBuf::new(),
@@ -26,7 +26,7 @@ fn client(audiences: &[&str], scopes: &[&str]) -> ClientEntry {
         subject_audiences: None,
         actor_issuers: vec![],
         audiences: audiences.iter().map(|s| AudienceId::new(*s)).collect(),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        scopes: ScopeSet::parse(&scopes.join(" ")).unwrap(),
         on_behalf_of: OnBehalfOf::Delegate,
         max_lifetime: Some(Duration::from_secs(300)),
         source: PathBuf::new(),
@@ -104,10 +104,11 @@ fn audience_resolution_rules() {
 fn scopes_are_intersected_and_never_silently_narrowed() {
     let a = audience("orders", "https://orders.example", &["o:r", "o:w"]);
     let c = client(&["orders"], &["o:r", "x"]);
-    assert_eq!(grant_scopes(None, &c, &a, None).unwrap(), vec!["o:r"]);
-    let req = vec!["o:r".to_string()];
-    assert_eq!(grant_scopes(Some(&req), &c, &a, None).unwrap(), vec!["o:r"]);
-    let esc = vec!["o:r".to_string(), "o:w".to_string()];
+    let set = |s: &str| ScopeSet::parse(s).unwrap();
+    assert_eq!(grant_scopes(None, &c, &a, None).unwrap(), set("o:r"));
+    let req = set("o:r");
+    assert_eq!(grant_scopes(Some(&req), &c, &a, None).unwrap(), set("o:r"));
+    let esc = set("o:r o:w");
     assert!(matches!(
         grant_scopes(Some(&esc), &c, &a, None),
         Err(ExchangeError::InvalidScope(_))
@@ -117,12 +118,9 @@ fn scopes_are_intersected_and_never_silently_narrowed() {
         grant_scopes(None, &none, &a, None),
         Err(ExchangeError::InvalidScope(_))
     ));
-    let sub = vec!["o:w".to_string()];
+    let sub = set("o:w");
     let c2 = client(&["orders"], &["o:r", "o:w"]);
-    assert_eq!(
-        grant_scopes(None, &c2, &a, Some(&sub)).unwrap(),
-        vec!["o:w"]
-    );
+    assert_eq!(grant_scopes(None, &c2, &a, Some(&sub)).unwrap(), set("o:w"));
 }
 
 #[test]
@@ -300,7 +298,11 @@ fn a_foreign_act_is_attributed_and_may_not_claim_tessera() {
 
 #[test]
 fn a_lineage_longer_than_the_limit_is_refused_not_cut() {
-    let ids = |n: usize| (0..n).map(|i| Jti::new(format!("j{i}"))).collect::<Vec<_>>();
+    let ids = |n: usize| {
+        (0..n)
+            .map(|i| Jti::new(format!("j{i}")))
+            .collect::<Vec<_>>()
+    };
     assert!(check_lineage(TokenRole::Subject, &ids(MAX_LINEAGE)).is_ok());
     assert_eq!(
         refused(check_lineage(TokenRole::Actor, &ids(MAX_LINEAGE + 1))),
@@ -370,7 +372,7 @@ mod decide {
             issuer(LOCAL_ISSUER, BROKER),
             json!({"sub": sub, "scope": "o:r"}),
         );
-        t.scopes = Some(vec!["o:r".into()]);
+        t.scopes = Some(ScopeSet::parse("o:r").unwrap());
         t.local = Some(LocalToken {
             jti: lineage[0].clone(),
             client_id: "c".into(),
@@ -515,7 +517,7 @@ mod decide {
         assert_eq!(case.refused_at(&alice, None), Step::Target);
 
         let mut case = Case::new();
-        case.target.scopes = Some(vec!["o:w".into()]);
+        case.target.scopes = Some(ScopeSet::parse("o:w").unwrap());
         assert_eq!(case.refused_at(&alice, None), Step::Scope);
 
         let case = Case::new();
@@ -567,9 +569,13 @@ mod decide {
     #[test]
     fn a_lineage_too_long_is_refused_not_cut() {
         let case = Case::new();
-        let long: Vec<Jti> = (0..=MAX_LINEAGE).map(|i| Jti::new(format!("j{i}"))).collect();
+        let long: Vec<Jti> = (0..=MAX_LINEAGE)
+            .map(|i| Jti::new(format!("j{i}")))
+            .collect();
         assert_eq!(case.refused_at(&local("alice", long), None), Step::Lineage);
-        let ok: Vec<Jti> = (0..MAX_LINEAGE).map(|i| Jti::new(format!("j{i}"))).collect();
+        let ok: Vec<Jti> = (0..MAX_LINEAGE)
+            .map(|i| Jti::new(format!("j{i}")))
+            .collect();
         let plan = case.decide(&local("alice", ok.clone()), None).0.unwrap();
         assert_eq!(plan.exchanged_from, ok, "carried whole");
     }

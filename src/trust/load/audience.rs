@@ -59,7 +59,7 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
         id: crate::trust::AudienceId::new(id),
         audience: crate::trust::Aud::new(raw.audience),
         resources: raw.resources,
-        scopes: raw.scopes,
+        scopes: super::scope_set(&raw.scopes),
         lifetime,
         claims: raw.claims,
         source: path.to_path_buf(),

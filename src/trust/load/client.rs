@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use super::{check_nonempty_strings, check_scopes, parse_duration, parse_entry, Errors};
 use crate::trust::{
-    AudienceEntry, ClientAuthMethod, ClientEntry, ClientId, IssuerId, KeySource, OnBehalfOf, LOCAL_ISSUER,
+    AudienceEntry, ClientAuthMethod, ClientEntry, ClientId, IssuerId, KeySource, OnBehalfOf,
+    LOCAL_ISSUER,
 };
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +96,7 @@ pub(super) fn load_client(
         subject_audiences: raw.subject_audiences,
         actor_issuers: raw.actor_issuers,
         audiences: audience_ids,
-        scopes: raw.scopes,
+        scopes: super::scope_set(&raw.scopes),
         on_behalf_of,
         max_lifetime,
         source: path.to_path_buf(),
@@ -215,7 +216,7 @@ fn load_audiences(
             ),
             Some(a) => {
                 audience_ids.push(a.id.clone());
-                offered_scopes.extend(a.scopes.iter().map(String::as_str));
+                offered_scopes.extend(a.scopes.iter().map(|s| s.as_str()));
             }
             None => errs.field(
                 path,

@@ -348,8 +348,14 @@ fn other_directories_and_files_are_ignored() {
     let r = f.load().unwrap();
     // Exactly the fixture's three entries: nothing from the other files.
     let ids = |m: Vec<&str>| m.into_iter().map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(ids(r.issuers.keys().map(|k| k.as_str()).collect()), ["acme"]);
-    assert_eq!(ids(r.clients.keys().map(|k| k.as_str()).collect()), ["orders-service"]);
+    assert_eq!(
+        ids(r.issuers.keys().map(|k| k.as_str()).collect()),
+        ["acme"]
+    );
+    assert_eq!(
+        ids(r.clients.keys().map(|k| k.as_str()).collect()),
+        ["orders-service"]
+    );
     let audience_ids: Vec<&str> = r.audiences.keys().map(|k| k.as_str()).collect();
     assert_eq!(audience_ids, ["orders"]);
 }
