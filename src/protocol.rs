@@ -16,9 +16,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $t:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $t(String);
+
+        /// As the string: messages that quote a value with `{:?}` read the same whatever
+        /// its type.
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
 
         impl $t {
             pub fn new(value: impl Into<String>) -> Self {
