@@ -330,6 +330,7 @@ fn registry(f: &Fixture) -> Registry {
         scopes: tessera::protocol::ScopeSet::parse("read").unwrap(),
         on_behalf_of: OnBehalfOf::Delegate,
         max_lifetime: None,
+        rate_limit: Default::default(),
         source: PathBuf::from("bench-client.toml"),
     };
     let audience = AudienceEntry {
@@ -510,7 +511,9 @@ fn benches(c: &mut Criterion) {
                 max_lifetime: Duration::from_secs(3600),
             },
             max_delegation_depth: 4,
+            client_rate: None,
         },
+        limiter: Default::default(),
         shadow: None,
     });
     let form = |token_type: &str, token: &str| {

@@ -7,7 +7,8 @@
 //! commit is shared by everyone waiting. Never a token here: only `jti` and a SHA-256 prefix
 //! of the subject token.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -31,7 +32,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The `outcome` column. `refused` and `error` mean the same for every endpoint: the
 /// caller's fault (with the failing step in `reason`), or ours or a foreign issuer's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditOutcome {
     /// `/token` handed out a token.
     Issued,
@@ -75,7 +76,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    fn as_row(&self) -> NewAuditRow<'_> {
+    fn as_row(&self, requests: i64) -> NewAuditRow<'_> {
         NewAuditRow {
             at: self.at,
             grant_type: self.grant,
@@ -90,6 +91,7 @@ impl AuditEvent {
             detail: self.detail.as_deref(),
             jti: self.jti.as_deref(),
             subject_token_sha256: self.subject_token_sha256.as_deref(),
+            requests,
         }
     }
 }
@@ -104,7 +106,8 @@ type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Message {
     // Boxed: events are large and the channel slot is sized by the largest variant.
-    Event(Box<AuditEvent>, Ack),
+    // With the number of requests the row stands for (1, or a summary's count).
+    Event(Box<(AuditEvent, i64)>, Ack),
     /// Everything queued before this is flushed, then the writer stops and acks.
     Shutdown(oneshot::Sender<()>),
 }
@@ -113,25 +116,76 @@ enum Message {
 pub struct AuditLog {
     tx: mpsc::Sender<Message>,
     metrics: Arc<Metrics>,
+    summaries: Arc<Summaries>,
 }
+
+/// Default of `limits.refusal_summary_interval`.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
 impl AuditLog {
     /// Spawns the writer task. Must be called within a Tokio runtime.
     pub fn start(store: Store, metrics: Arc<Metrics>) -> Self {
+        Self::start_with(store, metrics, SUMMARY_INTERVAL)
+    }
+
+    /// [`AuditLog::start`], writing the pending summaries every `summary_interval`.
+    pub fn start_with(store: Store, metrics: Arc<Metrics>, summary_interval: Duration) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(writer(store, rx, metrics.clone()));
-        Self { tx, metrics }
+        let log = Self {
+            tx,
+            metrics,
+            summaries: Arc::default(),
+        };
+        let flusher = log.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(summary_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if flusher.tx.is_closed() {
+                    break;
+                }
+                flusher.flush_summaries().await;
+            }
+        });
+        log
+    }
+
+    /// Counts `event` toward a summary row instead of writing it now (SPEC §3): for
+    /// refusals before the client is authenticated and requests over a rate limit, so a
+    /// flood of them adds at most one row per kind and interval and never waits on a
+    /// commit. `event.client_id` must be a registered client or `None`: keys stay bounded.
+    pub fn summarise(&self, event: AuditEvent) {
+        self.metrics.refusals_summarised.inc();
+        self.summaries.add(event);
+    }
+
+    /// Writes one row per pending summary and waits for the commit. A summary that could
+    /// not be written is kept and retried with the next ones: nothing is lost.
+    pub async fn flush_summaries(&self) {
+        for (key, pending) in self.summaries.take() {
+            let requests = pending.requests;
+            if let Err(e) = self.commit_row(pending.row(), requests).await {
+                tracing::error!(error = %e, requests, "audit summary not written; kept for the next try");
+                self.summaries.restore(key, pending);
+            }
+        }
     }
 
     /// Enqueues `event` and waits until its row is committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.commit_row(event, 1).await
+    }
+
+    async fn commit_row(&self, event: AuditEvent, requests: i64) -> Result<(), AuditError> {
         let (ack, committed) = oneshot::channel();
         let wait = async {
             // Counted before the send so the writer's decrement never runs first.
             self.metrics.audit_queue_depth.inc();
             if self
                 .tx
-                .send(Message::Event(Box::new(event), ack))
+                .send(Message::Event(Box::new((event, requests)), ack))
                 .await
                 .is_err()
             {
@@ -149,8 +203,10 @@ impl AuditLog {
             .unwrap_or_else(|_| Err(AuditError::Unavailable("audit commit timed out".to_owned())))
     }
 
-    /// Flushes everything queued so far and stops the writer; later `record`s fail.
+    /// Writes the pending summaries, flushes everything queued so far and stops the
+    /// writer; later `record`s fail.
     pub async fn shutdown(&self) {
+        self.flush_summaries().await;
         let (done, flushed) = oneshot::channel();
         if self.tx.send(Message::Shutdown(done)).await.is_ok()
             && tokio::time::timeout(SHUTDOWN_TIMEOUT, flushed)
@@ -169,7 +225,7 @@ pub async fn prune(store: &Store, cutoff: UnixTime) -> Result<u64, StoreError> {
 }
 
 async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metrics>) {
-    let mut batch: Vec<AuditEvent> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<(AuditEvent, i64)> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Ack> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
@@ -226,11 +282,15 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
 }
 
 /// Commits `events` in one transaction and acks every waiter with the outcome.
-async fn commit(store: &Store, events: Vec<AuditEvent>, acks: &mut Vec<Ack>) -> Result<(), String> {
+async fn commit(
+    store: &Store,
+    events: Vec<(AuditEvent, i64)>,
+    acks: &mut Vec<Ack>,
+) -> Result<(), String> {
     let count = events.len();
     let result = store
         .run(move |conn| {
-            let rows: Vec<NewAuditRow<'_>> = events.iter().map(AuditEvent::as_row).collect();
+            let rows: Vec<NewAuditRow<'_>> = events.iter().map(|(e, n)| e.as_row(*n)).collect();
             insert_events(conn, &rows)?;
             Ok(())
         })
@@ -244,6 +304,126 @@ async fn commit(store: &Store, events: Vec<AuditEvent>, acks: &mut Vec<Ack>) -> 
         let _ = ack.send(result.clone());
     }
     result
+}
+
+/// Most kinds of refusal pending at once; beyond it new kinds lose their client id (they
+/// are counted under "no client"), so memory stays bounded whatever arrives.
+const MAX_SUMMARY_KINDS: usize = 1024;
+
+/// What makes two refusals "of one kind": one summary row each.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SummaryKey {
+    grant: &'static str,
+    client_id: Option<String>,
+    outcome: AuditOutcome,
+    reason: Option<String>,
+    /// The detail's leading check label (`unknown_client`, `client_secret_mismatch`, ...).
+    check: Option<String>,
+}
+
+struct Pending {
+    /// The first event of the kind: its detail (what was compared) is kept as an example.
+    first: AuditEvent,
+    last_at: UnixTime,
+    /// Arrival order of the kind's latest request: summaries are written in it, so the
+    /// newest row is the kind refused last.
+    last_seq: u64,
+    requests: i64,
+}
+
+#[derive(Default)]
+struct Summaries(Mutex<(HashMap<SummaryKey, Pending>, u64)>);
+
+impl std::fmt::Debug for Summaries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Summaries")
+    }
+}
+
+impl Summaries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<SummaryKey, Pending>, u64)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, mut event: AuditEvent) {
+        let check = event
+            .detail
+            .as_deref()
+            .and_then(|d| d.split_once(": "))
+            .map(|(check, _)| check.to_owned());
+        let mut key = SummaryKey {
+            grant: event.grant,
+            client_id: event.client_id.clone(),
+            outcome: event.outcome,
+            reason: event.reason.clone(),
+            check,
+        };
+        let mut guard = self.lock();
+        let (map, seq) = &mut *guard;
+        *seq += 1;
+        if map.len() >= MAX_SUMMARY_KINDS && !map.contains_key(&key) {
+            key.client_id = None;
+            event.client_id = None;
+        }
+        let (at, last_seq) = (event.at, *seq);
+        map.entry(key)
+            .and_modify(|p| {
+                p.requests += 1;
+                p.last_at = p.last_at.max(at);
+                p.last_seq = last_seq;
+            })
+            .or_insert(Pending {
+                first: event,
+                last_at: at,
+                last_seq,
+                requests: 1,
+            });
+    }
+
+    /// Every pending summary in arrival order of its latest request, the map emptied.
+    fn take(&self) -> Vec<(SummaryKey, Pending)> {
+        let mut all: Vec<_> = std::mem::take(&mut self.lock().0).into_iter().collect();
+        all.sort_by_key(|(_, p)| p.last_seq);
+        all
+    }
+
+    /// Puts back a summary whose row could not be written, merged with what arrived since.
+    fn restore(&self, key: SummaryKey, pending: Pending) {
+        let mut guard = self.lock();
+        match guard.0.get_mut(&key) {
+            Some(newer) => {
+                newer.requests += pending.requests;
+                newer.first = pending.first;
+            }
+            None => {
+                guard.0.insert(key, pending);
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// The summary row: the first event, stamped with the last one's time, its detail
+    /// saying how many requests it stands for and over which span.
+    fn row(&self) -> AuditEvent {
+        let mut row = self.first.clone();
+        let first_at = row.at;
+        row.detail = Some(match row.detail.take() {
+            Some(d) => format!(
+                "{}: {} requests from {first_at} to {} (unix seconds), summarised; the first: {}",
+                d.split_once(": ").map_or("summary", |(check, _)| check),
+                self.requests,
+                self.last_at,
+                d.split_once(": ").map_or(d.as_str(), |(_, rest)| rest),
+            ),
+            None => format!(
+                "{} requests from {first_at} to {} (unix seconds), summarised",
+                self.requests, self.last_at
+            ),
+        });
+        row.at = self.last_at;
+        row
+    }
 }
 
 pub mod query;

@@ -21,6 +21,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub saml: SamlConfig,
     pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +80,30 @@ const fn default_max_delegation_depth() -> usize {
     4
 }
 
+/// `[limits]`: fair use of the broker as shared infrastructure (SPEC §1, §3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Default per-client request rate (`"100/s"`, `"6000/m"`); a client's `rate_limit`
+    /// overrides it. Off when unset. Per replica (see `crate::limits`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_rate: Option<crate::limits::Rate>,
+    /// Requests refused before their client is authenticated (and requests over a rate
+    /// limit) are not audited one row each: they are counted, and every this often one
+    /// row per kind of refusal records how many there were.
+    #[serde(with = "humantime_serde")]
+    pub refusal_summary_interval: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            client_rate: None,
+            refusal_summary_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SamlConfig {
@@ -122,6 +148,7 @@ impl Default for Config {
                 max_stale: Duration::from_secs(24 * 3600),
                 offline: false,
             },
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod dev;
 pub mod exchange;
 pub mod http;
 pub mod issue;
+pub mod limits;
 pub mod metrics;
 pub mod metrics_process;
 pub mod protocol;

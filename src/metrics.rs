@@ -59,6 +59,12 @@ pub struct ShadowLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    /// A registered client id (requests are limited only once authenticated).
+    pub client: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -77,6 +83,9 @@ pub struct Metrics {
     pub trust_reloads: Family<OutcomeLabels, Counter>,
     pub shadow_disagreements: Family<ShadowLabels, Counter>,
     pub audit_queue_depth: Gauge,
+    pub rate_limited: Family<ClientLabels, Counter>,
+    /// Refusals counted toward a summary row instead of a row each (SPEC §3).
+    pub refusals_summarised: Counter,
     pub process: crate::metrics_process::ProcessMetrics,
 }
 
@@ -178,6 +187,19 @@ impl Metrics {
             "Audit events waiting for their group commit",
             audit_queue_depth.clone(),
         );
+        let rate_limited = Family::<ClientLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests answered 429 because their client was over its rate limit",
+            rate_limited.clone(),
+        );
+        let refusals_summarised = Counter::default();
+        registry.register(
+            "refusals_summarised",
+            "Refused requests (before client authentication, or over a rate limit) recorded \
+             in a periodic audit summary row rather than a row each",
+            refusals_summarised.clone(),
+        );
         Self {
             registry: root,
             exchanges,
@@ -191,6 +213,8 @@ impl Metrics {
             trust_reloads,
             shadow_disagreements,
             audit_queue_depth,
+            rate_limited,
+            refusals_summarised,
             process,
         }
     }

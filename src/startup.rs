@@ -214,7 +214,11 @@ impl Parts {
         keys: Arc<KeyRing>,
         verifier: Arc<Verifier>,
     ) -> anyhow::Result<Self> {
-        let audit = AuditLog::start(store.clone(), metrics.clone());
+        let audit = AuditLog::start_with(
+            store.clone(),
+            metrics.clone(),
+            config.limits.refusal_summary_interval,
+        );
         let replay = ReplayCache::new(store.clone());
         let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
         revocations
@@ -231,6 +235,7 @@ impl Parts {
             clock,
             metrics,
             settings: exchange_settings(config),
+            limiter: Arc::new(crate::limits::RateLimiter::new()),
             shadow: None,
         };
         if let Some(dir) = &config.trust.shadow_dir {
@@ -275,6 +280,7 @@ fn exchange_settings(config: &Config) -> ExchangeSettings {
             max_lifetime: config.tokens.max_lifetime,
         },
         max_delegation_depth: config.tokens.max_delegation_depth,
+        client_rate: config.limits.client_rate,
     }
 }
 
@@ -308,6 +314,7 @@ fn sibling(
         clock: live.clock.clone(),
         metrics: live.metrics.clone(),
         settings: exchange_settings(config),
+        limiter: live.limiter.clone(),
         shadow: None,
     }
 }

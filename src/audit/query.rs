@@ -239,7 +239,7 @@ fn rfc3339(at: UnixTime) -> String {
 /// is not padded, only cut).
 const COLUMNS: [(&str, usize); 11] = [
     ("TIME", 20),
-    ("OUTCOME", 7),
+    ("OUTCOME", 16),
     ("GRANT", 14),
     ("CLIENT", 24),
     ("ISSUER", 20),
@@ -259,7 +259,11 @@ fn cells(row: &AuditRow) -> [String; 11] {
     };
     [
         rfc3339(row.at),
-        escape_invisible(&row.outcome).into_owned(),
+        // A summary row (SPEC §3) says how many requests it stands for.
+        match row.requests {
+            1 => escape_invisible(&row.outcome).into_owned(),
+            n => format!("{} x{n}", escape_invisible(&row.outcome)),
+        },
         escape_invisible(&row.grant_type).into_owned(),
         text(&row.client_id),
         text(&row.issuer),
@@ -383,6 +387,7 @@ mod tests {
             detail: Some("subject token: expired ".repeat(10)),
             jti: None,
             subject_token_sha256: Some("9f86d081884c7d65".into()),
+            requests: 1,
         }
     }
 
@@ -531,6 +536,7 @@ mod tests {
             "detail",
             "jti",
             "subject_token_sha256",
+            "requests",
         ];
         want.sort_unstable();
         let mut keys = keys;

@@ -22,6 +22,8 @@ pub enum Step {
     Request,
     /// Client authentication (RFC 6749 §2.3, RFC 7523 §3).
     Client,
+    /// The authenticated client's request rate (`rate_limit`, `limits.client_rate`).
+    RateLimit,
     /// The grant type and whether the client may use it.
     Grant,
     /// The token's syntax and size limits (JWS compact form, base64, XML ground rules).
@@ -87,9 +89,10 @@ pub enum Step {
 
 impl Step {
     /// Every step, in pipeline order (the README's table).
-    pub const ALL: [Step; 32] = [
+    pub const ALL: [Step; 33] = [
         Step::Request,
         Step::Client,
+        Step::RateLimit,
         Step::Grant,
         Step::TokenFormat,
         Step::Issuer,
@@ -127,6 +130,7 @@ impl Step {
         match self {
             Self::Request => "request",
             Self::Client => "client",
+            Self::RateLimit => "rate_limit",
             Self::Grant => "grant",
             Self::TokenFormat => "token_format",
             Self::Issuer => "issuer",
@@ -258,6 +262,7 @@ impl ExchangeError {
             Self::InvalidClient(f) => f.step(),
             Self::ClientAssertion(_) => Step::Client,
             Self::UnauthorizedClient(_) | Self::UnsupportedGrantType => Step::Grant,
+            Self::RateLimited { .. } => Step::RateLimit,
             Self::Token { error, .. } => verify_step(error),
             Self::Unacceptable { refused, .. } => refused.step(),
             Self::InvalidTarget(_) => Step::Target,

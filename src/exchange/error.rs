@@ -27,6 +27,10 @@ pub enum ErrorCode {
     InvalidTarget,
     /// The server is temporarily unable to handle the request.
     TemporarilyUnavailable,
+    /// The client asks too often (429). RFC 8628 §3.5 registered this code for token
+    /// endpoint responses with exactly that meaning; `temporarily_unavailable` would say
+    /// the broker is in trouble, which it is not.
+    SlowDown,
     /// The server met an unexpected condition.
     ServerError,
     /// No such endpoint (not an OAuth code; used for the JSON 404).
@@ -35,7 +39,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a `/token` answer carries (what `trust test` cases may expect).
-    pub const TOKEN_ENDPOINT: [ErrorCode; 9] = [
+    pub const TOKEN_ENDPOINT: [ErrorCode; 10] = [
         Self::InvalidRequest,
         Self::InvalidClient,
         Self::InvalidGrant,
@@ -44,6 +48,7 @@ impl ErrorCode {
         Self::InvalidScope,
         Self::InvalidTarget,
         Self::TemporarilyUnavailable,
+        Self::SlowDown,
         Self::ServerError,
     ];
 
@@ -57,6 +62,7 @@ impl ErrorCode {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::SlowDown => "slow_down",
             Self::ServerError => "server_error",
             Self::NotFound => "not_found",
         }
@@ -193,6 +199,16 @@ pub enum ExchangeError {
     UnauthorizedClient(&'static str),
     #[error("unsupported grant_type")]
     UnsupportedGrantType,
+    /// The authenticated client is over its request rate; nothing else was looked at.
+    #[error(
+        "client {client} is over its rate limit of {}; retry in {} s",
+        limited.rate,
+        limited.retry_after_secs()
+    )]
+    RateLimited {
+        client: crate::protocol::ClientId,
+        limited: crate::limits::Limited,
+    },
     #[error("{}: {error}", role.name())]
     Token { role: TokenRole, error: VerifyError },
     #[error("{}: {message}", role.name())]
@@ -238,6 +254,7 @@ impl ExchangeError {
             Self::ClientAssertion(_) => "client_assertion_invalid",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Token { error, .. } => error.reason(),
             Self::Unacceptable { refused, .. } => refused.check(),
             Self::InvalidTarget(_) => "invalid_target",
@@ -300,6 +317,7 @@ impl ExchangeError {
             },
             Self::InvalidTarget(_) => C::InvalidTarget,
             Self::InvalidScope(_) => C::InvalidScope,
+            Self::RateLimited { .. } => C::SlowDown,
             Self::IssuerUnavailable { .. }
             | Self::AuditUnavailable
             | Self::ReplayCacheUnavailable => C::TemporarilyUnavailable,
@@ -313,6 +331,7 @@ impl ExchangeError {
             Self::BodyTooLarge { .. } => 413,
             Self::UnsupportedMediaType => 415,
             Self::InvalidClient(_) | Self::ClientAssertion(_) => 401,
+            Self::RateLimited { .. } => 429,
             Self::IssuerUnavailable { .. }
             | Self::AuditUnavailable
             | Self::ReplayCacheUnavailable => 503,
@@ -345,6 +364,7 @@ impl ExchangeError {
             | Self::ClientAssertion(_)
             | Self::UnauthorizedClient(_)
             | Self::UnsupportedGrantType
+            | Self::RateLimited { .. }
             | Self::Unacceptable { .. }
             | Self::InvalidTarget(_)
             | Self::InvalidScope(_) => Fault::Caller,

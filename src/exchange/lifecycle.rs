@@ -32,7 +32,7 @@
 use serde_json::{Map, Value};
 
 use crate::audit::{AuditEvent, AuditOutcome};
-use crate::telemetry::{audited_name, bounded_reason, token_fingerprint};
+use crate::telemetry::{audited_name, token_fingerprint};
 use crate::trust::{ClientEntry, IssuerId, Registry, TokenType, LOCAL_ISSUER};
 use crate::verify::{Expectation, Presented, Purpose, Refusal, VerifiedSubject};
 
@@ -57,7 +57,7 @@ impl Lifecycle {
 /// What a lifecycle call's audit row learns as it goes.
 #[derive(Debug, Default)]
 struct CallTrail {
-    client_id: Option<String>,
+    caller: super::Caller,
     issuer: Option<IssuerId>,
     subject: Option<String>,
     actor: Option<String>,
@@ -156,18 +156,18 @@ impl Exchanger {
                 },
                 Some(e.reason().to_owned()),
                 // Escaped and bounded: messages quote request values.
-                Some(bounded_reason(&format!(
-                    "{}: {}",
-                    e.check(),
-                    e.operator_text()
-                ))),
+                Some(trail.caller.detail(e)),
             ),
         };
         let jti = trail.jti.clone();
+        let summarised = result
+            .as_ref()
+            .err()
+            .is_some_and(|e| trail.caller.summarised(e));
         let event = AuditEvent {
             at: self.clock.now(),
             grant: call.label(),
-            client_id: trail.client_id,
+            client_id: trail.caller.id,
             issuer: trail.issuer.map(String::from),
             // Names come from a token: escaped and bounded as at /token.
             subject: trail.subject.as_deref().map(audited_name),
@@ -180,6 +180,10 @@ impl Exchanger {
             jti: trail.jti.map(String::from),
             subject_token_sha256: trail.token_sha256,
         };
+        if summarised {
+            self.audit.summarise(event);
+            return result;
+        }
         match (result, self.audit.record(event).await) {
             (Ok(answer), Ok(())) => Ok(answer),
             (Ok(_), Err(e)) => {
@@ -205,10 +209,10 @@ impl Exchanger {
         form: &Form,
         trail: &mut CallTrail,
     ) -> Result<std::sync::Arc<ClientEntry>, ExchangeError> {
-        let (audited_id, client) = self
+        let (caller, client) = self
             .authenticate_for_audit(registry, credentials, form)
             .await;
-        trail.client_id = audited_id;
+        trail.caller = caller;
         client
     }
 

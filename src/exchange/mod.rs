@@ -138,6 +138,8 @@ pub struct ExchangeSettings {
     pub lifetimes: LifetimeBounds,
     /// `tokens.max_delegation_depth`.
     pub max_delegation_depth: usize,
+    /// `limits.client_rate`: the request rate of clients without a `rate_limit`.
+    pub client_rate: Option<crate::limits::Rate>,
 }
 
 pub struct Exchanger {
@@ -150,8 +152,41 @@ pub struct Exchanger {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub settings: ExchangeSettings,
+    /// Per-client request rates (this replica's count).
+    pub limiter: Arc<crate::limits::RateLimiter>,
     /// The candidate registry of `serve --shadow-trust`, when one is loaded.
     pub shadow: Option<Arc<shadow::Shadow>>,
+}
+
+/// Who a request's audit row names: the authenticated client, or the registered client
+/// whose id was presented without authenticating.
+#[derive(Debug, Default)]
+pub(crate) struct Caller {
+    pub id: Option<String>,
+    pub authenticated: bool,
+    /// An id presented that names no registered client (escaped): told in the audit
+    /// detail, never a column a summary is keyed by.
+    pub unregistered: Option<String>,
+}
+
+impl Caller {
+    /// Whether `error` is recorded in a periodic summary row rather than a row of its own
+    /// (SPEC §3): refusals before the client is authenticated cost no commit each, nor do
+    /// requests over a rate limit. Everything an authenticated client is refused within
+    /// its rate gets its own row.
+    pub(crate) fn summarised(&self, error: &ExchangeError) -> bool {
+        !self.authenticated || matches!(error, ExchangeError::RateLimited { .. })
+    }
+
+    /// The audit `detail` of a refusal: the check, the operator's account, and the id
+    /// presented when it names no registered client.
+    pub(crate) fn detail(&self, error: &ExchangeError) -> String {
+        let text = format!("{}: {}", error.check(), error.operator_text());
+        bounded_reason(&match &self.unregistered {
+            Some(id) => format!("{text} [presented client_id `{}`]", id),
+            None => text,
+        })
+    }
 }
 
 /// What the audit row and the metric labels learn as the pipeline progresses.
@@ -159,7 +194,7 @@ pub struct Exchanger {
 struct Trail {
     grant: Option<GrantKind>,
     token_type: Option<TokenType>,
-    client_id: Option<String>,
+    caller: Caller,
     issuer: Option<crate::protocol::IssuerId>,
     subject: Option<String>,
     actor: Option<String>,
@@ -207,7 +242,7 @@ impl Exchanger {
     /// the live answer never waits for it. Only requests whose client was authenticated
     /// are compared: before that there is no decision to compare.
     fn shadow(&self, trail: &Trail, result: &Result<TokenResponse, ExchangeError>, form: &Form) {
-        let (Some(shadow), Some(client_id)) = (&self.shadow, &trail.client_id) else {
+        let (Some(shadow), Some(client_id)) = (&self.shadow, &trail.caller.id) else {
             return;
         };
         let failing_step = result.as_ref().err().map(ExchangeError::step);
@@ -245,7 +280,7 @@ impl Exchanger {
         let event = AuditEvent {
             at: self.clock.now(),
             grant: trail.grant.map_or("unknown", GrantKind::label),
-            client_id: trail.client_id.clone(),
+            client_id: trail.caller.id.clone(),
             issuer: trail.issuer.as_deref().map(str::to_owned),
             // Names come from tokens (a mapped username, an actor's sub): escaped and
             // bounded like request values.
@@ -258,13 +293,17 @@ impl Exchanger {
             // quoted (`telemetry::echo`), and the whole escaped and bounded here, so a
             // newline or a bidi override in a parameter can never forge a line of the trail.
             reason: result.as_ref().err().map(|e| e.reason().to_owned()),
-            detail: result
-                .as_ref()
-                .err()
-                .map(|e| bounded_reason(&format!("{}: {}", e.check(), e.operator_text()))),
+            detail: result.as_ref().err().map(|e| trail.caller.detail(e)),
             jti: trail.jti.as_deref().map(str::to_owned),
             subject_token_sha256: trail.token_sha256.clone(),
         };
+        if let Err(e) = &result {
+            if trail.caller.summarised(e) {
+                self.audit.summarise(event);
+                self.observe(&trail, &result, started);
+                return result;
+            }
+        }
         // The row must be committed before the token leaves; if it cannot be, the token
         // is never handed out.
         let audited = self.audit.record(event).await;
@@ -323,7 +362,7 @@ impl Exchanger {
                 .inc();
         }
         let grant = trail.grant.map_or("unknown", GrantKind::label);
-        let client_id = trail.client_id.as_deref().unwrap_or("-");
+        let client_id = trail.caller.id.as_deref().unwrap_or("-");
         let token_sha256 = trail.token_sha256.as_deref().unwrap_or("-");
         match result {
             Ok(_) => tracing::info!(
@@ -358,10 +397,10 @@ impl Exchanger {
     ) -> Result<TokenResponse, ExchangeError> {
         let grant_type = form.single("grant_type")?;
         let registry = self.trust.snapshot();
-        let (audited_id, client) = self
+        let (caller, client) = self
             .authenticate_for_audit(&registry, credentials, form)
             .await;
-        trail.client_id = audited_id;
+        trail.caller = caller;
         let client = client?;
         record.pass(Step::Client, None, || {
             Detail::new(format!("authenticated as client {}", client.client_id)).with(
@@ -592,15 +631,58 @@ impl Exchanger {
         registry: &Registry,
         credentials: ClientCredentials,
         form: &Form,
-    ) -> (Option<String>, Result<Arc<ClientEntry>, ExchangeError>) {
+    ) -> (Caller, Result<Arc<ClientEntry>, ExchangeError>) {
         let presented = match &credentials {
             ClientCredentials::Basic { client_id, .. } => Some(audited_name(client_id)),
             ClientCredentials::None => form.single("client_id").ok().flatten().map(audited_name),
         };
         match self.authenticate_client(registry, credentials, form).await {
-            Ok(client) => (Some(client.client_id.to_string()), Ok(client)),
-            Err(e) => (presented, Err(e)),
+            Ok(client) => {
+                let caller = Caller {
+                    id: Some(client.client_id.to_string()),
+                    authenticated: true,
+                    unregistered: None,
+                };
+                (caller, self.admit(&client).map(|()| client))
+            }
+            Err(e) => {
+                // Only a registered id is kept: the summary row's key must stay bounded,
+                // and an unregistered id is the attacker's text anyway (the check says
+                // `unknown_client`).
+                let (id, unregistered) = match presented {
+                    Some(id) if registry.clients.contains_key(id.as_str()) => (Some(id), None),
+                    other => (None, other),
+                };
+                let caller = Caller {
+                    id,
+                    authenticated: false,
+                    unregistered,
+                };
+                (caller, Err(e))
+            }
         }
+    }
+
+    /// The authenticated client's rate limit, checked before anything else is looked at:
+    /// a client over its rate costs one map lookup.
+    fn admit(&self, client: &ClientEntry) -> Result<(), ExchangeError> {
+        let Some(rate) = client.rate_limit.effective(self.settings.client_rate) else {
+            return Ok(());
+        };
+        self.limiter
+            .check(&client.client_id, rate)
+            .map_err(|limited| {
+                self.metrics
+                    .rate_limited
+                    .get_or_create(&crate::metrics::ClientLabels {
+                        client: client.client_id.to_string(),
+                    })
+                    .inc();
+                ExchangeError::RateLimited {
+                    client: client.client_id.clone(),
+                    limited,
+                }
+            })
     }
 }
 

@@ -158,6 +158,11 @@ impl From<ExchangeError> for OAuthError {
                 retry_after: Some(1),
                 ..base
             },
+            // RFC 6585 §4: when the client's next request would be admitted.
+            ExchangeError::RateLimited { limited, .. } => Self {
+                retry_after: Some(u32::try_from(limited.retry_after_secs()).unwrap_or(u32::MAX)),
+                ..base
+            },
             _ => base,
         }
     }

@@ -29,6 +29,8 @@ pub struct AuditRow {
     pub detail: Option<String>,
     pub jti: Option<String>,
     pub subject_token_sha256: Option<String>,
+    /// How many requests the row stands for: more than 1 only for a summary of refusals.
+    pub requests: i64,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -50,9 +52,10 @@ pub struct NewAuditRow<'a> {
     pub detail: Option<&'a str>,
     pub jti: Option<&'a str>,
     pub subject_token_sha256: Option<&'a str>,
+    pub requests: i64,
 }
 
-/// Rows per multi-row `INSERT`: 13 binds each stays far below SQLite's and PostgreSQL's
+/// Rows per multi-row `INSERT`: 14 binds each stays far below SQLite's and PostgreSQL's
 /// bind-parameter limits.
 const ROWS_PER_INSERT: usize = 128;
 

@@ -33,6 +33,7 @@ diesel::table! {
         detail -> Nullable<Text>,
         jti -> Nullable<Text>,
         subject_token_sha256 -> Nullable<Text>,
+        requests -> BigInt,
     }
 }
 

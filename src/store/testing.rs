@@ -148,5 +148,6 @@ pub fn audit_row_at(at: crate::clock::UnixTime) -> super::audit::NewAuditRow<'st
         detail: None,
         jti: None,
         subject_token_sha256: None,
+        requests: 1,
     }
 }

@@ -380,6 +380,8 @@ pub struct ClientEntry {
     pub scopes: ScopeSet,
     pub on_behalf_of: OnBehalfOf,
     pub max_lifetime: Option<Duration>,
+    /// Its own request rate, or `limits.client_rate` (SPEC §2, `rate_limit`).
+    pub rate_limit: crate::limits::ClientRate,
     pub source: PathBuf,
 }
 
@@ -397,6 +399,7 @@ impl std::fmt::Debug for ClientEntry {
             .field("scopes", &self.scopes)
             .field("on_behalf_of", &self.on_behalf_of)
             .field("max_lifetime", &self.max_lifetime)
+            .field("rate_limit", &self.rate_limit)
             .field("source", &self.source)
             .finish()
     }

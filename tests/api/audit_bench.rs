@@ -150,6 +150,7 @@ async fn insert(
                         detail: o.detail.as_deref(),
                         jti: o.jti.as_deref(),
                         subject_token_sha256: Some(&o.sha),
+                        requests: 1,
                     })
                     .collect();
                 Ok(insert_events(conn, &new)?)

@@ -394,8 +394,10 @@ impl TestApp {
         self.explain("orders-service", &params).await
     }
 
-    /// Audit rows, newest first.
+    /// Audit rows, newest first; pending refusal summaries are written first, as the
+    /// broker does every `limits.refusal_summary_interval` and at shutdown.
     pub async fn audit_rows(&self) -> Vec<AuditRow> {
+        self.exchanger.audit.flush_summaries().await;
         self.store
             .run(|conn| tessera::store::audit::recent_events(conn, 1000))
             .await

@@ -14,6 +14,7 @@ mod explain;
 mod helpers;
 mod introspection;
 mod issuer;
+mod limits;
 mod local_tokens;
 mod rejections;
 mod saml;

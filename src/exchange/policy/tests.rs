@@ -29,6 +29,7 @@ fn client(audiences: &[&str], scopes: &[&str]) -> ClientEntry {
         scopes: ScopeSet::parse(&scopes.join(" ")).unwrap(),
         on_behalf_of: OnBehalfOf::Delegate,
         max_lifetime: Some(Duration::from_secs(300)),
+        rate_limit: Default::default(),
         source: PathBuf::new(),
     }
 }

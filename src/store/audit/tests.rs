@@ -110,6 +110,7 @@ fn insert(store: &Store, rows: &[Planted]) {
                     detail: p.reason.map(|_| "what was compared"),
                     jti: None,
                     subject_token_sha256: None,
+                    requests: 1,
                 })
                 .collect();
             Ok(insert_events(conn, &new)?)
@@ -391,15 +392,18 @@ fn the_migration_splits_old_combined_reasons() {
     for kind in kinds() {
         let (_db, store) = migrated(kind);
         let mut conn = store.get().unwrap();
-        let reverted = match &mut *conn {
+        let mut revert = || match &mut *conn {
             DbConn::Sqlite(c) => c
                 .revert_last_migration(SQLITE_MIGRATIONS)
                 .map(|v| v.to_string()),
             DbConn::Pg(c) => c
                 .revert_last_migration(POSTGRES_MIGRATIONS)
                 .map(|v| v.to_string()),
-        }
-        .unwrap();
+        };
+        // Back to before 000005: the later migrations first.
+        let summary = revert().unwrap();
+        assert!(summary.ends_with("000006"), "{kind:?}: reverted {summary}");
+        let reverted = revert().unwrap();
         assert!(
             reverted.ends_with("000005"),
             "{kind:?}: reverted {reverted}"

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::limits::ClientRate;
 use sha2::{Digest, Sha256};
 
 use super::{check_nonempty_strings, check_scopes, parse_duration, parse_entry, Errors};
@@ -32,6 +34,8 @@ struct RawClient {
     scopes: Vec<String>,
     on_behalf_of: Option<String>,
     max_lifetime: Option<toml::Value>,
+    /// `"N/s"`, `"N/m"`, `"N/h"` or `"off"`; `limits.client_rate` when absent.
+    rate_limit: Option<String>,
 }
 
 /// What clients may refer to: issuer ids (every file found, so that a broken issuer is
@@ -84,6 +88,14 @@ pub(super) fn load_client(
     let audience_ids = load_audiences(path, &raw, refs, errs);
     let on_behalf_of = load_on_behalf_of(path, raw.on_behalf_of.as_deref(), errs);
     let max_lifetime = parse_duration(path, "max_lifetime", raw.max_lifetime.as_ref(), errs);
+    let rate_limit = match raw.rate_limit.as_deref().map(ClientRate::parse) {
+        None => ClientRate::Default,
+        Some(Ok(rate)) => rate,
+        Some(Err(e)) => {
+            errs.field(path, "rate_limit", format!("{e}, or \"off\""));
+            ClientRate::Default
+        }
+    };
     if errs.0.len() != before {
         return None;
     }
@@ -99,6 +111,7 @@ pub(super) fn load_client(
         scopes: super::scope_set(&raw.scopes),
         on_behalf_of,
         max_lifetime,
+        rate_limit,
         source: path.to_path_buf(),
     })
 }
