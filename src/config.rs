@@ -68,8 +68,22 @@ pub struct TokensConfig {
     pub max_lifetime: Duration,
     pub signing_alg: SigningAlg,
     /// How often each replica re-reads the signing keys from the database (rotation).
+    /// At most `publish_guard`: a replica must see a next key before anyone signs with it.
     #[serde(with = "humantime_serde")]
     pub key_refresh_interval: Duration,
+    /// The publish guard (SPEC §6): a next key is published this long before a rotation
+    /// may make it current, and a replica that could not read the key state for this long
+    /// stops issuing (503) rather than sign with a key that may have been retired.
+    #[serde(with = "humantime_serde")]
+    pub publish_guard: Duration,
+    /// Scheduled rotation: the replicas rotate once per interval between them. Off when
+    /// unset (rotate with `tessera keys rotate`).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rotation_interval: Option<Duration>,
     /// Most actors an issued `act` chain may hold (RFC 8693 §4.1 nesting); a request
     /// that would issue a deeper one is refused.
     #[serde(default = "default_max_delegation_depth")]
@@ -137,6 +151,8 @@ impl Default for Config {
                 max_lifetime: Duration::from_secs(3600),
                 signing_alg: SigningAlg::ES256,
                 key_refresh_interval: Duration::from_secs(10),
+                publish_guard: crate::issue::NEXT_KEY_MIN_AGE,
+                rotation_interval: None,
                 max_delegation_depth: default_max_delegation_depth(),
             },
             saml: SamlConfig::default(),
@@ -207,6 +223,7 @@ impl Config {
         if self.tokens.default_lifetime.is_zero() || self.tokens.max_lifetime.is_zero() {
             return bad("tokens", "lifetimes must be positive");
         }
+        self.validate_promises()?;
         if !(self.database.url.starts_with("sqlite://")
             || self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://"))
@@ -214,6 +231,97 @@ impl Config {
             return bad(
                 "database.url",
                 "must start with sqlite://, postgres:// or postgresql://",
+            );
+        }
+        Ok(())
+    }
+
+    /// Settings that would break a promise of SPEC §6 are refused, naming the setting and
+    /// the promise, instead of being accepted and failing quietly later.
+    fn validate_promises(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        let o = &self.outbound;
+        let human = |d: Duration| humantime::format_duration(d).to_string();
+        let bad = |key: &str, why: String| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if t.default_lifetime > t.max_lifetime {
+            return bad(
+                "tokens.default_lifetime",
+                format!(
+                    "{} is longer than tokens.max_lifetime ({})",
+                    human(t.default_lifetime),
+                    human(t.max_lifetime)
+                ),
+            );
+        }
+        if t.publish_guard < Duration::from_secs(2) {
+            return bad("tokens.publish_guard", "must be at least 2s".into());
+        }
+        if t.key_refresh_interval.is_zero() || t.key_refresh_interval >= t.publish_guard {
+            return bad(
+                "tokens.key_refresh_interval",
+                format!(
+                    "{} must be shorter than tokens.publish_guard ({}): a replica refreshing \
+                     that slowly could still publish an old key set while another signs with \
+                     the new key",
+                    human(t.key_refresh_interval),
+                    human(t.publish_guard)
+                ),
+            );
+        }
+        if let Some(every) = t.rotation_interval {
+            let least = (t.publish_guard * 2).max(Duration::from_secs(60));
+            if every < least {
+                return bad(
+                    "tokens.rotation_interval",
+                    format!(
+                        "{} is shorter than {}: the next key must be published by every \
+                         replica (tokens.publish_guard) before a rotation makes it current",
+                        human(every),
+                        human(least)
+                    ),
+                );
+            }
+        }
+        if o.refresh_cooldown < Duration::from_secs(1) {
+            return bad(
+                "outbound.refresh_cooldown",
+                format!(
+                    "{} would let every token with an unknown kid fetch the issuer's keys \
+                     (at least 1s; 30s is the default)",
+                    human(o.refresh_cooldown)
+                ),
+            );
+        }
+        if o.timeout.is_zero() || o.timeout > Duration::from_secs(60) {
+            return bad(
+                "outbound.timeout",
+                format!("{} must be between 1ms and 60s", human(o.timeout)),
+            );
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&o.max_response_bytes) {
+            return bad(
+                "outbound.max_response_bytes",
+                format!("{} must be between 1 KiB and 16 MiB", o.max_response_bytes),
+            );
+        }
+        if o.keys_ttl < o.refresh_cooldown {
+            return bad(
+                "outbound.keys_ttl",
+                format!(
+                    "{} is shorter than outbound.refresh_cooldown ({})",
+                    human(o.keys_ttl),
+                    human(o.refresh_cooldown)
+                ),
+            );
+        }
+        if o.max_stale < o.keys_ttl {
+            return bad(
+                "outbound.max_stale",
+                format!(
+                    "{} is shorter than outbound.keys_ttl ({})",
+                    human(o.max_stale),
+                    human(o.keys_ttl)
+                ),
             );
         }
         Ok(())
@@ -303,6 +411,69 @@ mod tests {
                 .to_string();
             assert!(err.contains("tokens.max_lifetime"), "{err}");
             assert!(err.contains("TESSERA_TOKENS__MAX_LIFETIME"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn settings_that_would_break_a_promise_are_refused_naming_them() {
+        for (variable, value, named) in [
+            (
+                "TESSERA_TOKENS__KEY_REFRESH_INTERVAL",
+                "5m",
+                "tokens.key_refresh_interval",
+            ),
+            (
+                "TESSERA_TOKENS__KEY_REFRESH_INTERVAL",
+                "0s",
+                "tokens.key_refresh_interval",
+            ),
+            (
+                "TESSERA_TOKENS__PUBLISH_GUARD",
+                "1s",
+                "tokens.publish_guard",
+            ),
+            (
+                "TESSERA_TOKENS__ROTATION_INTERVAL",
+                "30s",
+                "tokens.rotation_interval",
+            ),
+            (
+                "TESSERA_TOKENS__DEFAULT_LIFETIME",
+                "2h",
+                "tokens.default_lifetime",
+            ),
+            (
+                "TESSERA_OUTBOUND__REFRESH_COOLDOWN",
+                "0s",
+                "outbound.refresh_cooldown",
+            ),
+            ("TESSERA_OUTBOUND__TIMEOUT", "0s", "outbound.timeout"),
+            ("TESSERA_OUTBOUND__TIMEOUT", "5m", "outbound.timeout"),
+            (
+                "TESSERA_OUTBOUND__MAX_RESPONSE_BYTES",
+                "10",
+                "outbound.max_response_bytes",
+            ),
+            ("TESSERA_OUTBOUND__KEYS_TTL", "10s", "outbound.keys_ttl"),
+            ("TESSERA_OUTBOUND__MAX_STALE", "10m", "outbound.max_stale"),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(variable, value);
+                let err = Config::load(None).unwrap_err().to_string();
+                assert!(err.contains(named), "{variable}={value}: {err}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_TOKENS__ROTATION_INTERVAL", "1d");
+            jail.set_env("TESSERA_LIMITS__CLIENT_RATE", "100/s");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.tokens.rotation_interval, Some(Duration::from_secs(86400)));
+            assert_eq!(c.limits.client_rate.unwrap().to_string(), "100/s");
+            jail.set_env("TESSERA_LIMITS__CLIENT_RATE", "fast");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("limits.client_rate"), "{err}");
             Ok(())
         });
     }

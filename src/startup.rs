@@ -101,6 +101,15 @@ impl Application {
                 keys,
                 store.clone(),
                 config.tokens.key_refresh_interval,
+                config
+                    .tokens
+                    .rotation_interval
+                    .map(|every| crate::issue::Schedule {
+                        every,
+                        alg: config.tokens.signing_alg,
+                        retire_publish_for: config.tokens.max_lifetime,
+                        publish_guard: config.tokens.publish_guard,
+                    }),
                 state.metrics.clone(),
             ),
             spawn_reload_on_sighup(state.clone()),
@@ -165,7 +174,8 @@ impl Parts {
         let keys = Arc::new(
             KeyRing::open(store, config.tokens.signing_alg, clock.clone())
                 .await
-                .context("opening the signing keys")?,
+                .context("opening the signing keys")?
+                .with_publish_guard(config.tokens.publish_guard),
         );
         let verifier = verifier(config, &keys, clock.clone(), metrics.clone())?;
         verifier.warm_up(&trust.snapshot());

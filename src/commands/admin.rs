@@ -51,7 +51,7 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         let min_next_age = if insecure_skip_publish_wait {
             std::time::Duration::ZERO
         } else {
-            crate::issue::NEXT_KEY_MIN_AGE
+            config.tokens.publish_guard
         };
         let current = crate::issue::rotate_with(
             &store,

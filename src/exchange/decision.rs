@@ -270,7 +270,7 @@ impl ExchangeError {
             Self::IssuerUnavailable { .. } => Step::Key,
             Self::AuditUnavailable => Step::Audit,
             Self::ReplayCacheUnavailable => Step::Replay,
-            Self::Signing(_) => Step::Issue,
+            Self::Signing(_) | Self::KeysUnavailable(_) => Step::Issue,
             Self::Internal(_) => Step::Internal,
         }
     }

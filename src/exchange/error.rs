@@ -232,11 +232,23 @@ pub enum ExchangeError {
     /// The issued token could not be signed: the cause is kept for the log.
     #[error("the token could not be signed: {0}")]
     Signing(#[source] crate::issue::IssueError),
+    /// This replica has not read the signing key state for longer than the publish guard
+    /// and does not sign (SPEC §6): 503 until the database answers again.
+    #[error("the token was not signed: {0}")]
+    KeysUnavailable(#[source] crate::issue::IssueError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ExchangeError {
+    /// A signing failure: ours (500), or the key state out of reach (503).
+    pub fn from_signing(e: crate::issue::IssueError) -> Self {
+        match e {
+            crate::issue::IssueError::KeyStateStale { .. } => Self::KeysUnavailable(e),
+            other => Self::Signing(other),
+        }
+    }
+
     /// The failing step's name: `tessera_rejections_total{reason}` and the audit
     /// `reason` (SPEC §5).
     pub fn reason(&self) -> &'static str {
@@ -262,6 +274,7 @@ impl ExchangeError {
             Self::IssuerUnavailable { .. } => "issuer_unavailable",
             Self::AuditUnavailable => "audit_unavailable",
             Self::ReplayCacheUnavailable => "replay_cache_unavailable",
+            Self::KeysUnavailable(_) => "signing_keys_unavailable",
             Self::Signing(_) | Self::Internal(_) => "internal",
         }
     }
@@ -320,7 +333,8 @@ impl ExchangeError {
             Self::RateLimited { .. } => C::SlowDown,
             Self::IssuerUnavailable { .. }
             | Self::AuditUnavailable
-            | Self::ReplayCacheUnavailable => C::TemporarilyUnavailable,
+            | Self::ReplayCacheUnavailable
+            | Self::KeysUnavailable(_) => C::TemporarilyUnavailable,
             Self::Signing(_) | Self::Internal(_) => C::ServerError,
         }
     }
@@ -334,7 +348,8 @@ impl ExchangeError {
             Self::RateLimited { .. } => 429,
             Self::IssuerUnavailable { .. }
             | Self::AuditUnavailable
-            | Self::ReplayCacheUnavailable => 503,
+            | Self::ReplayCacheUnavailable
+            | Self::KeysUnavailable(_) => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
             _ => 400,
         }
@@ -347,6 +362,7 @@ impl ExchangeError {
             Self::AuditUnavailable | Self::ReplayCacheUnavailable => {
                 "the broker cannot record exchanges right now".into()
             }
+            Self::KeysUnavailable(_) => "issue: the broker cannot sign tokens right now".into(),
             Self::Signing(_) | Self::Internal(_) => "internal error".into(),
             _ => format!("{}: {self}", self.step()),
         }
@@ -379,6 +395,7 @@ impl ExchangeError {
             Self::AuditUnavailable
             | Self::ReplayCacheUnavailable
             | Self::Signing(_)
+            | Self::KeysUnavailable(_)
             | Self::Internal(_) => Fault::Broker,
         }
     }

@@ -597,7 +597,7 @@ impl Exchanger {
                 &jti,
                 &scope,
             ))
-            .map_err(ExchangeError::Signing)?;
+            .map_err(ExchangeError::from_signing)?;
         record.pass(Step::Issue, None, || {
             Detail::new(format!("signed, jti {jti}"))
         });

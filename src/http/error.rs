@@ -154,7 +154,9 @@ impl From<ExchangeError> for OAuthError {
                 retry_after: Some(5),
                 ..base
             },
-            ExchangeError::AuditUnavailable | ExchangeError::ReplayCacheUnavailable => Self {
+            ExchangeError::AuditUnavailable
+            | ExchangeError::ReplayCacheUnavailable
+            | ExchangeError::KeysUnavailable(_) => Self {
                 retry_after: Some(1),
                 ..base
             },

@@ -14,8 +14,9 @@ use crate::secret::Secret;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,10 @@ pub enum IssueError {
     /// openssl refused key material (generation, parsing, encoding).
     #[error("key: openssl: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
+    /// The key state has not been read for longer than the publish guard: the current key
+    /// may have been retired elsewhere, so this replica does not sign (SPEC §6).
+    #[error("the signing keys could not be read for {secs} s (publish guard {guard_secs} s)")]
+    KeyStateStale { secs: u64, guard_secs: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +161,13 @@ pub struct KeyRing {
     clock: SharedClock,
     kek: Option<KeyEncryptionKey>,
     snapshot: ArcSwap<Snapshot>,
+    /// When the key state was last read from the database (milliseconds since `origin`,
+    /// monotonic): [`KeyRing::sign`] refuses once it is older than `publish_guard`.
+    origin: Instant,
+    last_read_ms: AtomicU64,
+    /// Set by `serve` (`tokens.publish_guard`), where a refresher keeps the state read; a
+    /// ring nobody refreshes (`trust test`, benches) has none.
+    publish_guard: Option<Duration>,
 }
 
 impl KeyRing {
@@ -198,7 +210,32 @@ impl KeyRing {
             clock,
             kek,
             snapshot: ArcSwap::from_pointee(snapshot),
+            origin: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            publish_guard: None,
         })
+    }
+
+    /// Sets the publish guard (`tokens.publish_guard`): from now on [`KeyRing::sign`]
+    /// refuses when the key state was last read longer ago than that.
+    pub fn with_publish_guard(mut self, guard: Duration) -> Self {
+        self.publish_guard = Some(guard);
+        self.mark_read();
+        self
+    }
+
+    fn mark_read(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_read_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the key state was last read, when that is beyond the publish guard.
+    pub fn stale_for(&self) -> Option<(Duration, Duration)> {
+        let guard = self.publish_guard?;
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let since =
+            Duration::from_millis(now.saturating_sub(self.last_read_ms.load(Ordering::Relaxed)));
+        (since > guard).then_some((since, guard))
     }
 
     /// Re-reads the key set, so a rotation by another process is seen; also drops retired
@@ -211,6 +248,7 @@ impl KeyRing {
             .map(|r| (r.kid.as_str(), r.state))
             .eq(old.published.iter().map(|(k, s)| (k.as_str(), *s)))
         {
+            self.mark_read();
             return Ok(());
         }
         let new = build_snapshot(&rows, now, self.kek.as_ref(), Some(&old))?;
@@ -218,12 +256,19 @@ impl KeyRing {
             tracing::info!(kid = %new.signer.kid(), "signing with a new current key");
         }
         self.snapshot.store(Arc::new(new));
+        self.mark_read();
         Ok(())
     }
 
     /// Signs `claims` as an RFC 9068 access token with the current key.
-    /// Hot path: one atomic load, no locks, no key parsing.
+    /// Hot path: two atomic loads, no locks, no key parsing.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<SignedToken, IssueError> {
+        if let Some((since, guard)) = self.stale_for() {
+            return Err(IssueError::KeyStateStale {
+                secs: since.as_secs(),
+                guard_secs: guard.as_secs(),
+            });
+        }
         let snapshot = self.snapshot.load();
         let token = snapshot.signer.sign(claims)?;
         Ok(SignedToken {
@@ -261,26 +306,117 @@ impl KeyRing {
     }
 }
 
+/// Scheduled rotation (`tokens.rotation_interval`).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub every: Duration,
+    pub alg: SigningAlg,
+    /// `tokens.max_lifetime`: how long a retired key stays published (plus the margin).
+    pub retire_publish_for: Duration,
+    pub publish_guard: Duration,
+}
+
 /// Spawns the task that calls [`KeyRing::refresh`] every `every` (`tokens.key_refresh_interval`)
-/// and updates the key-age gauge, so this replica sees rotations made elsewhere. A failed
-/// refresh keeps the previous keys and is retried next tick. Must run within a Tokio runtime.
+/// and updates the key-age gauge, so this replica sees rotations made elsewhere; with a
+/// `schedule`, it first rotates when a rotation is due (one replica does, under the key
+/// lock; the others find it done). A failed refresh keeps the previous keys and is retried
+/// next tick. Must run within a Tokio runtime.
 pub fn spawn_refresher(
     ring: Arc<KeyRing>,
     store: Store,
     every: Duration,
+    schedule: Option<Schedule>,
     metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
+        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if let Some(schedule) = &schedule {
+                match rotate_if_due(&store, ring.clock.clone(), schedule, ring.kek.as_ref()).await {
+                    Ok(Some(key)) => {
+                        tracing::info!(kid = %key.kid, "scheduled rotation: a new key is current")
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "scheduled rotation failed; retried next tick")
+                    }
+                }
+            }
             if let Err(error) = ring.refresh(&store).await {
                 tracing::warn!(%error, "signing key refresh failed; keeping the previous keys");
             }
             ring.record_metrics(&metrics);
         }
     })
+}
+
+/// Whether the current key has signed for `every` (since it became current) and the next
+/// key has been published for the publish guard.
+fn rotation_due(rows: &[SigningKeyRow], now: UnixTime, every: i64, guard: i64) -> bool {
+    let current = rows.iter().find(|r| r.state == KeyState::Current);
+    let next = rows.iter().find(|r| r.state == KeyState::Next);
+    match (current, next) {
+        (Some(c), Some(n)) => {
+            let since = c.activated_at.unwrap_or(c.created_at);
+            now.saturating_sub(since) >= every && now.saturating_sub(n.created_at) >= guard
+        }
+        _ => false,
+    }
+}
+
+/// Rotates when [`rotation_due`]: checked on a plain read first (no key is generated on
+/// the ticks that find nothing due), then again under the key lock, so replicas ticking
+/// together rotate once per interval between them. Returns the new current key.
+pub async fn rotate_if_due(
+    store: &Store,
+    clock: SharedClock,
+    schedule: &Schedule,
+    kek: Option<&KeyEncryptionKey>,
+) -> Result<Option<KeyInfo>, IssueError> {
+    let (every, guard) = (secs(schedule.every), secs(schedule.publish_guard));
+    if !rotation_due(&load_rows(store).await?, clock.now(), every, guard) {
+        return Ok(None);
+    }
+    let [fresh] = prepare_keys::<1>(schedule.alg, kek).await?;
+    let retire_for = secs(schedule.retire_publish_for).saturating_add(secs(REPLICA_LAG_MARGIN));
+    let promoted = store
+        .run(move |conn| {
+            locked_transaction(conn, KEYS_LOCK, |conn| {
+                let now = clock.now();
+                if !rotation_due(&key_rows::all_keys(conn)?, now, every, guard) {
+                    return Ok(None);
+                }
+                rotate_locked(conn, now, &fresh, retire_for)
+            })
+        })
+        .await?;
+    match promoted {
+        None => Ok(None),
+        Some(kid) => Ok(list_keys(store).await?.into_iter().find(|k| k.kid == kid)),
+    }
+}
+
+/// The rotation itself, inside the key lock: current → retired (published until
+/// `now + retire_for`), next → current, `fresh` → next, retired keys past their
+/// publication deleted. Returns the promoted kid.
+fn rotate_locked(
+    conn: &mut crate::store::DbConn,
+    now: UnixTime,
+    fresh: &PreparedKey,
+    retire_for: i64,
+) -> Result<Option<Kid>, crate::store::QueryError> {
+    let rows = key_rows::all_keys(conn)?;
+    let Some(next) = rows.iter().find(|r| r.state == KeyState::Next) else {
+        return Ok(None);
+    };
+    let promoted = Kid::new(next.kid.as_str());
+    key_rows::retire_current(conn, now, now.saturating_add(retire_for))?;
+    key_rows::promote_next(conn, now)?;
+    key_rows::insert_key(conn, &fresh.as_new(KeyState::Next, now, None))?;
+    key_rows::delete_unpublished_retired(conn, now)?;
+    Ok(Some(promoted))
 }
 
 /// Rotates now: next → current, current → retired (published for `retire_publish_for` —
@@ -335,12 +471,10 @@ pub async fn rotate_with(
                         min_age - age
                     ))));
                 }
-                let promoted = next.kid.clone();
-                key_rows::retire_current(conn, now, now.saturating_add(retire_for))?;
-                key_rows::promote_next(conn, now)?;
-                key_rows::insert_key(conn, &fresh.as_new(KeyState::Next, now, None))?;
-                key_rows::delete_unpublished_retired(conn, now)?;
-                Ok(Ok(promoted))
+                match rotate_locked(conn, now, &fresh, retire_for)? {
+                    Some(promoted) => Ok(Ok(promoted)),
+                    None => Ok(Err(IssueError::Key("no next key to promote".to_owned()))),
+                }
             })
         })
         .await??;

@@ -386,6 +386,7 @@ async fn the_refresher_picks_up_rotations_and_reports_key_age() {
         ring.clone(),
         store.clone(),
         Duration::from_secs(1),
+        None,
         metrics.clone(),
     );
     for _ in 0..50 {

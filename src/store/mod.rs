@@ -241,6 +241,10 @@ impl diesel::r2d2::HandleError<diesel::r2d2::Error> for TracingErrorHandler {
 
 pub type PooledConn = PooledConnection<ConnectionManager>;
 
+/// The error of a store function run inside a caller's [`locked_transaction`]: callers
+/// above `store` name it through this alias, never diesel.
+pub type QueryError = DieselError;
+
 /// The shared handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {

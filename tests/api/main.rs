@@ -17,6 +17,7 @@ mod issuer;
 mod limits;
 mod local_tokens;
 mod rejections;
+mod rotation;
 mod saml;
 mod saml_encrypted;
 mod saml_idp;
