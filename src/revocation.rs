@@ -2,15 +2,22 @@
 //!
 //! The record lives in the database, so every replica honours it. The token endpoint's
 //! hot path never reads the database for it: each replica keeps the set of revoked,
-//! unexpired `jti`s in memory and reloads it every [`SYNC_INTERVAL`] (the set is small:
-//! only revoked tokens that have not expired yet, and tessera's tokens live at most
-//! `tokens.max_lifetime`). A revocation made on this replica is in its set at once; on
-//! the others within one interval plus a query — well inside SPEC §6's 5 s.
-//! `/introspect` reads the database directly (exact, and not the hot path).
+//! unexpired `jti`s in memory (small: only revoked tokens that have not expired yet, and
+//! tessera's tokens live at most `tokens.max_lifetime`). It learns of a revocation
+//! (SPEC §6: every replica within 1 s):
+//! - made here: at once;
+//! - made on another replica, on PostgreSQL: from the LISTEN connection, polled every
+//!   [`LISTEN_POLL`] (the announcement is a `pg_notify` in the revoking statement);
+//! - otherwise (SQLite, or while the LISTEN connection is down): from a full reload
+//!   every [`FALLBACK_SYNC`]; with LISTEN up the reload runs every [`SAFETY_SYNC`] only.
+//!
+//! `/introspect` reads the database directly (exact, not the hot path), and what it finds
+//! revoked enters this replica's set at once: a token this replica reported inactive is
+//! never exchanged here afterwards.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -19,8 +26,14 @@ use crate::protocol::Jti;
 use crate::store::revocation;
 use crate::store::{Store, StoreError};
 
-/// How often each replica reloads the revoked set.
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the LISTEN connection is read (no query: what the server already sent).
+pub const LISTEN_POLL: Duration = Duration::from_millis(100);
+/// Full reload of the revoked set when no LISTEN connection is up.
+pub const FALLBACK_SYNC: Duration = Duration::from_millis(500);
+/// Full reload while LISTEN is up: a safety net for anything missed.
+pub const SAFETY_SYNC: Duration = Duration::from_secs(30);
+/// Wait before trying to open a lost LISTEN connection again.
+const LISTEN_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Revocations {
@@ -65,14 +78,34 @@ impl Revocations {
         jtis.into_iter().any(|j| set.contains(j.as_str()))
     }
 
-    /// Exact answer from the database (for `/introspect`).
+    /// Exact answer from the database (for `/introspect`). What it finds revoked enters
+    /// this replica's set before the answer leaves.
     pub async fn any_revoked_now(&self, jtis: Vec<Jti>) -> Result<bool, StoreError> {
-        self.store
+        let revoked = self
+            .store
             .run(move |conn| {
                 let jtis: Vec<&str> = jtis.iter().map(Jti::as_str).collect();
-                revocation::any_revoked(conn, &jtis)
+                revocation::revoked_among(conn, &jtis)
             })
-            .await
+            .await?;
+        self.learn(revoked.iter().map(String::as_str));
+        Ok(!revoked.is_empty())
+    }
+
+    /// Adds `jtis` to this replica's set (revoked elsewhere, or found revoked here).
+    fn learn<'a>(&self, jtis: impl IntoIterator<Item = &'a str>) {
+        let fresh: Vec<&str> = {
+            let set = self.revoked.load();
+            jtis.into_iter().filter(|j| !set.contains(*j)).collect()
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        self.revoked.rcu(|set| {
+            let mut set = HashSet::clone(set);
+            set.extend(fresh.iter().map(|j| (*j).to_owned()));
+            set
+        });
     }
 
     /// Reloads the revoked set now (and prunes expired rows).
@@ -89,19 +122,72 @@ impl Revocations {
         Ok(())
     }
 
-    /// Calls [`Revocations::sync`] every [`SYNC_INTERVAL`], forever (abort to stop). A
-    /// failed reload keeps the previous set and is retried next tick.
+    /// Keeps this replica's set current, forever (abort to stop): the LISTEN connection
+    /// on PostgreSQL, full reloads as the fallback. Failures keep the previous set, are
+    /// logged and retried.
     pub fn spawn_sync(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SYNC_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut listener: Option<revocation::Listener> = None;
+            let mut next_listen = Instant::now();
+            let mut last_full: Option<Instant> = None;
             loop {
-                tick.tick().await;
-                if let Err(e) = this.sync().await {
-                    tracing::warn!(error = %e, "revocation list reload failed");
+                if listener.is_none() && Instant::now() >= next_listen {
+                    listener = this.listen().await;
+                    next_listen = Instant::now() + LISTEN_RETRY;
+                    // Whatever was announced while nobody listened: reload now.
+                    last_full = None;
                 }
+                if let Some(l) = listener.take() {
+                    listener = this.drain(l).await;
+                }
+                let every = if listener.is_some() {
+                    SAFETY_SYNC
+                } else {
+                    FALLBACK_SYNC
+                };
+                if last_full.is_none_or(|t| t.elapsed() >= every) {
+                    match this.sync().await {
+                        Ok(()) => last_full = Some(Instant::now()),
+                        Err(e) => tracing::warn!(error = %e, "revocation list reload failed"),
+                    }
+                }
+                tokio::time::sleep(LISTEN_POLL).await;
             }
         })
+    }
+
+    /// Opens the LISTEN connection (PostgreSQL only).
+    async fn listen(&self) -> Option<revocation::Listener> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.revocation_listener()).await {
+            Ok(Ok(listener)) => listener,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "revocations: no LISTEN connection; polling");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "revocations: LISTEN task failed; polling");
+                None
+            }
+        }
+    }
+
+    /// Applies what the LISTEN connection received; `None` once the connection is gone.
+    async fn drain(&self, mut l: revocation::Listener) -> Option<revocation::Listener> {
+        match tokio::task::spawn_blocking(move || l.drain().map(|jtis| (l, jtis))).await {
+            Ok(Ok((l, jtis))) => {
+                self.learn(jtis.iter().map(String::as_str));
+                Some(l)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "revocations: LISTEN connection lost; polling");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "revocations: LISTEN task failed; polling");
+                None
+            }
+        }
     }
 }

@@ -114,7 +114,8 @@ impl Application {
             ),
             spawn_reload_on_sighup(state.clone()),
             replay.spawn_pruner(clock.clone(), REPLAY_PRUNE_INTERVAL),
-            // A revocation on another replica reaches this one within SYNC_INTERVAL.
+            // A revocation on another replica reaches this one within 1 s (LISTEN on
+            // PostgreSQL, polling otherwise).
             revocations.spawn_sync(),
         ];
 

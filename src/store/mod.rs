@@ -50,6 +50,9 @@ pub enum StoreError {
     /// `database.url` names nothing tessera can open.
     #[error("database.url {0}")]
     Url(String),
+    /// The LISTEN connection for revocations could not be opened.
+    #[error("database unavailable for notifications: {0}")]
+    Listen(String),
     #[error("database error: {0}")]
     Query(#[source] DieselError),
     #[error("database task failed: {0}")]
@@ -251,6 +254,8 @@ pub struct Store {
     pool: Pool<ConnectionManager>,
     backend: Backend,
     redacted_url: Arc<str>,
+    /// For the connections that are not pooled (a LISTEN connection).
+    target: Arc<DatabaseTarget>,
 }
 
 impl fmt::Debug for Store {
@@ -282,6 +287,7 @@ impl Store {
         };
         let backend = target.backend;
         let redacted_url = target.redacted.clone();
+        let unpooled = Arc::new(target.clone());
         let pool = Pool::builder()
             .max_size(pool_size.unwrap_or(default_size).max(1))
             // No idle minimum: nothing is attempted in the background while the database
@@ -294,6 +300,7 @@ impl Store {
             pool,
             backend,
             redacted_url,
+            target: unpooled,
         })
     }
 

@@ -3,12 +3,20 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::Text;
+use diesel::PgConnection;
 
 use super::schema::revoked_tokens;
 use super::{DbConn, StoreError};
 use crate::clock::UnixTime;
 
-/// Records `jti` as revoked until `expires_at`. Revoking twice is not an error.
+/// The PostgreSQL channel a revocation is announced on (payload: the jti), so every
+/// replica hears of it at once instead of at its next poll (SPEC §6: within 1 s).
+pub const CHANNEL: &str = "tessera_revoked";
+
+/// Records `jti` as revoked until `expires_at`, and on PostgreSQL announces it on
+/// [`CHANNEL`] (delivered when the statement's transaction commits). Revoking twice is not
+/// an error.
 pub fn record(
     conn: &mut DbConn,
     jti: &str,
@@ -25,8 +33,43 @@ pub fn record(
         ))
         .execute(conn);
     match inserted {
-        Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let DbConn::Pg(pg) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CHANNEL)
+            .bind::<Text, _>(jti)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// A dedicated (unpooled) PostgreSQL connection listening on [`CHANNEL`].
+pub struct Listener(PgConnection);
+
+impl Listener {
+    /// The revoked jtis announced since the last call. Never blocks: it reads what the
+    /// server has already sent. An error means the connection is gone.
+    pub fn drain(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0
+            .notifications_iter()
+            .map(|n| n.map(|n| n.payload).map_err(StoreError::from))
+            .collect()
+    }
+}
+
+impl super::Store {
+    /// Opens a [`Listener`]; `None` on SQLite, which has no notifications (one process
+    /// revokes into its own set at once; other processes on the file poll). Blocking.
+    pub fn revocation_listener(&self) -> Result<Option<Listener>, StoreError> {
+        if self.backend() != super::Backend::Postgres {
+            return Ok(None);
+        }
+        let mut conn = PgConnection::establish(&self.target.target)
+            .map_err(|e| StoreError::Listen(format!("{}: {e}", self.redacted_url())))?;
+        diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn)?;
+        Ok(Some(Listener(conn)))
     }
 }
 
@@ -40,11 +83,15 @@ pub fn unexpired(conn: &mut DbConn, now: UnixTime) -> Result<Vec<String>, StoreE
 
 /// Whether any of `jtis` is revoked (a direct read, for `/introspect`).
 pub fn any_revoked(conn: &mut DbConn, jtis: &[&str]) -> Result<bool, StoreError> {
-    let n: i64 = revoked_tokens::table
+    Ok(!revoked_among(conn, jtis)?.is_empty())
+}
+
+/// Which of `jtis` are revoked (a direct read).
+pub fn revoked_among(conn: &mut DbConn, jtis: &[&str]) -> Result<Vec<String>, StoreError> {
+    Ok(revoked_tokens::table
         .filter(revoked_tokens::jti.eq_any(jtis))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
+        .select(revoked_tokens::jti)
+        .load(conn)?)
 }
 
 /// Drops rows of expired tokens (an expired token is refused as expired anyway).
