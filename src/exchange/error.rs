@@ -322,6 +322,12 @@ impl ExchangeError {
             Self::InvalidClient(_) | Self::ClientAssertion(_) => C::InvalidClient,
             Self::UnauthorizedClient(_) => C::UnauthorizedClient,
             Self::UnsupportedGrantType => C::UnsupportedGrantType,
+            // The issuer's endpoint did not answer: not the caller's fault, whatever the
+            // token kind (SPEC §6), as for a JWKS that cannot be fetched.
+            Self::Token {
+                error: VerifyError::IssuerUnreachable { .. },
+                ..
+            } => C::TemporarilyUnavailable,
             // RFC 8693 §2.2.2: an unacceptable subject/actor token is invalid_request; the
             // bearer grants (RFC 7523 §3.1) say invalid_grant.
             Self::Token { role, .. } | Self::Unacceptable { role, .. } => match role {
@@ -346,6 +352,10 @@ impl ExchangeError {
             Self::UnsupportedMediaType => 415,
             Self::InvalidClient(_) | Self::ClientAssertion(_) => 401,
             Self::RateLimited { .. } => 429,
+            Self::Token {
+                error: VerifyError::IssuerUnreachable { .. },
+                ..
+            } => 503,
             Self::IssuerUnavailable { .. }
             | Self::AuditUnavailable
             | Self::ReplayCacheUnavailable
@@ -384,8 +394,7 @@ impl ExchangeError {
             | Self::Unacceptable { .. }
             | Self::InvalidTarget(_)
             | Self::InvalidScope(_) => Fault::Caller,
-            // invalid_request to the caller (the rule), but the fault is the
-            // foreign issuer's: outcome `error`.
+            // The foreign issuer's fault: outcome `error`, 503 to the caller.
             Self::Token {
                 error: VerifyError::IssuerUnreachable { .. },
                 ..

@@ -150,7 +150,11 @@ impl From<ExchangeError> for OAuthError {
                 ..base
             },
             // The foreign issuer is down, not the caller wrong: say when to retry.
-            ExchangeError::IssuerUnavailable { .. } => Self {
+            ExchangeError::IssuerUnavailable { .. }
+            | ExchangeError::Token {
+                error: crate::verify::VerifyError::IssuerUnreachable { .. },
+                ..
+            } => Self {
                 retry_after: Some(5),
                 ..base
             },

@@ -83,6 +83,10 @@ struct Stamped<V> {
     serve_until: UnixTime,
 }
 
+/// Longest a request waits on a fetch (SPEC §6: a refusal within a second even while an
+/// issuer hangs).
+pub const CALLER_WAIT: Duration = Duration::from_secs(1);
+
 /// "Never attempted" marker for `last_attempt`.
 const NEVER: UnixTime = i64::MIN;
 
@@ -292,14 +296,18 @@ impl<S: Source> Cache<S> {
         self.serving(slot)
     }
 
-    /// [`Cache::refresh`] on its own task, awaited: a caller that goes away mid-fetch (a
-    /// client disconnecting drops its request's future) cannot abandon the attempt after
-    /// it set `last_attempt`, which would leave the issuer refused for a whole cooldown.
+    /// [`Cache::refresh`] on its own task, awaited for at most [`CALLER_WAIT`]: a caller
+    /// that goes away mid-fetch (a client disconnecting drops its request's future) cannot
+    /// abandon the attempt after it set `last_attempt`, which would leave the issuer
+    /// refused for a whole cooldown; and an issuer that hangs costs a caller one second,
+    /// not the whole outbound timeout (SPEC §6): the fetch goes on and serves later
+    /// requests.
     pub async fn refresh_detached(self: &Arc<Self>, slot: &Arc<Slot<S>>, seen: u64) {
         let (cache, slot) = (self.clone(), slot.clone());
         let task = tokio::spawn(async move { cache.refresh(&slot, seen).await });
-        // A panicked fetch is a failed attempt; the caller finds no value and says so.
-        let _ = task.await;
+        // A panicked fetch is a failed attempt, one still running a later one's business:
+        // either way the caller finds no value and says so.
+        let _ = tokio::time::timeout(CALLER_WAIT, task).await;
     }
 
     /// The current value if it may still serve; queues a background refresh when due.

@@ -42,7 +42,9 @@ pub struct OutboundConfig {
 /// Why a fetch failed: for logs and metrics only, never shown to callers.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("HTTP request failed: {0}")]
+    /// With its whole chain of causes (connection refused, a TLS failure, a timeout):
+    /// reqwest's own message alone says only "error sending request".
+    #[error("HTTP request failed: {}", causes(.0))]
     Http(#[from] reqwest::Error),
     #[error("HTTP status {0}")]
     Status(u16),
@@ -54,6 +56,12 @@ pub enum FetchError {
     IssuerMismatch { found: String },
     #[error("discovery jwks_uri is not acceptable: {0}")]
     BadJwksUri(&'static str),
+    /// SPEC §6: a URL learnt from a document points at a loopback, link-local or private
+    /// address while the registry URL it came from does not.
+    #[error(
+        "{what} {host} is an internal address, and the registry URL it was learnt from is not"
+    )]
+    InternalAddress { what: &'static str, host: String },
     #[error("timed out")]
     Timeout,
     #[error("JWKS: {0}")]
@@ -194,8 +202,154 @@ impl Fetcher {
         let jwks_uri =
             Url::parse(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri("not a URL"))?;
         match (jwks_uri.scheme(), discovery_url.scheme()) {
-            ("https", _) | ("http", "http") => Ok(jwks_uri),
-            _ => Err(FetchError::BadJwksUri("not https")),
+            ("https", _) | ("http", "http") => {}
+            _ => return Err(FetchError::BadJwksUri("not https")),
         }
+        check_learnt("discovery jwks_uri", &jwks_uri, discovery_url).await?;
+        Ok(jwks_uri)
+    }
+}
+
+/// `error` and each of its sources, joined with ": ".
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// SPEC §6: a URL learnt from a document (`learnt`) may reach an internal address only
+/// when the registry URL it came from (`from`) does: a partner's discovery document must
+/// not be able to point tessera at its own network (cloud metadata, an admin port).
+/// Names are resolved here; a name that resolves to nothing is left to the fetch, which
+/// fails on its own.
+pub async fn check_learnt(what: &'static str, learnt: &Url, from: &Url) -> Result<(), FetchError> {
+    if is_internal(from).await || !is_internal(learnt).await {
+        return Ok(());
+    }
+    Err(FetchError::InternalAddress {
+        what,
+        host: learnt.host_str().unwrap_or_default().to_owned(),
+    })
+}
+
+async fn is_internal(url: &Url) -> bool {
+    use url::Host;
+    match url.host() {
+        Some(Host::Ipv4(ip)) => internal_ip(ip.into()),
+        Some(Host::Ipv6(ip)) => internal_ip(ip.into()),
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                return true;
+            }
+            let port = url.port_or_known_default().unwrap_or(443);
+            let resolved = tokio::net::lookup_host((name.as_str(), port)).await;
+            resolved.is_ok_and(|mut addrs| addrs.any(|a| internal_ip(a.ip())))
+        }
+        None => false,
+    }
+}
+
+/// Loopback, private (RFC 1918, RFC 4193), link-local, shared (RFC 6598), unspecified.
+fn internal_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return internal_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod learnt_url_tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_public_document_cannot_point_inside_and_an_internal_one_may() {
+        let public = url("https://93.184.216.34/.well-known/openid-configuration");
+        for inside in [
+            "http://127.0.0.1/jwks",
+            "https://10.1.2.3/jwks",
+            "https://172.16.0.1/jwks",
+            "https://192.168.1.1/jwks",
+            "http://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/jwks",
+            "https://[::1]/jwks",
+            "https://[fd00::1]/jwks",
+            "https://[fe80::1]/jwks",
+            "https://[::ffff:127.0.0.1]/jwks",
+            "https://localhost/jwks",
+            "https://a.localhost./jwks",
+            "https://0.0.0.0/jwks",
+        ] {
+            let err = check_learnt("jwks_uri", &url(inside), &public).await;
+            assert!(
+                matches!(err, Err(FetchError::InternalAddress { .. })),
+                "{inside}"
+            );
+        }
+        let outside = url("https://93.184.216.35/jwks");
+        assert!(check_learnt("jwks_uri", &outside, &public).await.is_ok());
+        let internal = url("http://127.0.0.1:8080/.well-known/openid-configuration");
+        for inside in ["http://127.0.0.1:9/jwks", "http://10.0.0.1/jwks"] {
+            assert!(check_learnt("jwks_uri", &url(inside), &internal)
+                .await
+                .is_ok());
+        }
+        let msg = check_learnt("discovery jwks_uri", &url("http://10.0.0.1/k"), &public)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("10.0.0.1") && msg.contains("internal"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_failure_keeps_its_root_cause() {
+        // A port nothing listens on: the message says why, not only "request failed".
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let fetcher = Fetcher::new(std::time::Duration::from_secs(2), 1024, false).unwrap();
+        let err = fetcher
+            .get_json(&url(&format!("http://127.0.0.1:{port}/jwks")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.to_lowercase().contains("connect"), "{err}");
+        assert!(err.to_lowercase().contains("refused"), "{err}");
     }
 }

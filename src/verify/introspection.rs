@@ -9,16 +9,25 @@
 //! at most the entry's `cache_ttl`, inactive ones for `cache_ttl`: a steady stream of one
 //! token costs one introspection, and a refused one is not re-asked on every request.
 //! Nothing but the token's SHA-256 is kept.
+//!
+//! Single flight, as for JWKS fetches: concurrent first presentations of one token share
+//! one call, on a task of its own; a caller waits for it at most [`CALLER_WAIT`] (an
+//! endpoint that hangs costs a request one second, SPEC §6) and the call goes on, its
+//! answer cached for the retry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::cache::CALLER_WAIT;
 use super::fetch::{FetchError, Fetcher};
 use crate::clock::{SharedClock, UnixTime};
 use crate::metrics::{FetchLabels, Metrics};
+use crate::secret::Secret;
 use crate::trust::{IntrospectionAuth, IntrospectionSettings, IssuerEntry, IssuerKind, Registry};
 use crate::verify::fetch::OutboundConfig;
 
@@ -46,11 +55,16 @@ struct Cached {
     until: UnixTime,
 }
 
+type Key = (crate::protocol::IssuerId, [u8; 32]);
+type Outcome = Option<Result<Answer, Arc<IntrospectionError>>>;
+
 pub struct IntrospectionVerifier {
     fetcher: Fetcher,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    cache: Mutex<HashMap<(crate::protocol::IssuerId, [u8; 32]), Cached>>,
+    cache: Arc<Mutex<HashMap<Key, Cached>>>,
+    /// Calls in flight, by (issuer, token digest): later callers wait on the first one's.
+    in_flight: Arc<Mutex<HashMap<Key, watch::Receiver<Outcome>>>>,
 }
 
 /// Why an introspection call failed: for the audit row and logs, never shown to callers.
@@ -62,6 +76,10 @@ pub enum IntrospectionError {
     NotJson(VerifyError),
     #[error("response has no boolean active member")]
     NoActive,
+    /// The call in flight did not answer within [`CALLER_WAIT`]; it goes on, and its
+    /// answer serves a retry.
+    #[error("no answer within {} s (the call goes on; its answer serves a retry)", CALLER_WAIT.as_secs())]
+    Pending,
 }
 
 impl IntrospectionVerifier {
@@ -76,7 +94,8 @@ impl IntrospectionVerifier {
             fetcher,
             clock,
             metrics,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::default(),
+            in_flight: Arc::default(),
         })
     }
 
@@ -131,18 +150,18 @@ impl IntrospectionVerifier {
         })
     }
 
-    /// The cached answer, or a fresh introspection (cached unless it failed).
+    /// The cached answer, or the answer of the call in flight (started here when there is
+    /// none), waited for at most [`CALLER_WAIT`].
     async fn answer(
         &self,
         entry: &IssuerEntry,
         settings: &IntrospectionSettings,
         token: &str,
         digest: [u8; 32],
-    ) -> Result<Answer, IntrospectionError> {
+    ) -> Result<Answer, Arc<IntrospectionError>> {
         let key = (entry.id.clone(), digest);
         let now = self.clock.now();
-        let hit = self
-            .lock()
+        let hit = lock(&self.cache)
             .get(&key)
             .filter(|c| c.until > now)
             .map(|c| c.answer.clone());
@@ -150,35 +169,83 @@ impl IntrospectionVerifier {
             self.count(entry, "cached");
             return Ok(answer);
         }
-        let answer = self.introspect(settings, token).await;
-        self.count(
-            entry,
-            match &answer {
+        let mut rx = self.flight(entry, settings, token, key);
+        let outcome = match tokio::time::timeout(CALLER_WAIT, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => outcome.clone(),
+            // The call's task ended without an answer (it panicked): a failed call.
+            Ok(Err(_)) | Err(_) => None,
+        };
+        outcome.unwrap_or(Err(Arc::new(IntrospectionError::Pending)))
+    }
+
+    /// The receiver of the call in flight for `key`, starting it when there is none.
+    fn flight(
+        &self,
+        entry: &IssuerEntry,
+        settings: &IntrospectionSettings,
+        token: &str,
+        key: Key,
+    ) -> watch::Receiver<Outcome> {
+        let mut flights = lock(&self.in_flight);
+        if let Some(rx) = flights.get(&key) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        flights.insert(key.clone(), rx.clone());
+        drop(flights);
+        let call = Call {
+            fetcher: self.fetcher.clone(),
+            endpoint: settings.endpoint.clone(),
+            client_id: settings.client_id.clone(),
+            client_secret: settings.client_secret.clone(),
+            auth: settings.auth,
+            token: Secret::new(token.to_owned()),
+        };
+        let (cache, in_flight, clock) = (
+            self.cache.clone(),
+            self.in_flight.clone(),
+            self.clock.clone(),
+        );
+        let (metrics, issuer, ttl) = (
+            self.metrics.clone(),
+            entry.id.to_string(),
+            secs(settings.cache_ttl),
+        );
+        tokio::spawn(async move {
+            let answer = call.introspect().await;
+            let outcome = match &answer {
                 Ok(Answer::Active(_)) => "active",
                 Ok(Answer::Inactive) => "inactive",
                 Err(_) => "error",
-            },
-        );
-        let answer = answer?;
-        let ttl = secs(settings.cache_ttl);
-        let until = match &answer {
-            // Never past exp (a non-number exp is refused later; cache it no longer).
-            Answer::Active(claims) => claims
-                .get("exp")
-                .and_then(Value::as_i64)
-                .map_or(now, |exp| exp.min(now.saturating_add(ttl))),
-            Answer::Inactive => now.saturating_add(ttl),
-        };
-        let mut cache = self.lock();
-        super::bound_memo(&mut cache, MAX_CACHED, |c| c.until <= now);
-        cache.insert(
-            key,
-            Cached {
-                answer: answer.clone(),
-                until,
-            },
-        );
-        Ok(answer)
+            };
+            metrics
+                .introspections
+                .get_or_create(&FetchLabels { issuer, outcome })
+                .inc();
+            if let Ok(answer) = &answer {
+                let now = clock.now();
+                let until = match answer {
+                    // Never past exp (a non-number exp is refused later; cache it no longer).
+                    Answer::Active(claims) => claims
+                        .get("exp")
+                        .and_then(Value::as_i64)
+                        .map_or(now, |exp| exp.min(now.saturating_add(ttl))),
+                    Answer::Inactive => now.saturating_add(ttl),
+                };
+                let mut cache = lock(&cache);
+                super::bound_memo(&mut cache, MAX_CACHED, |c| c.until <= now);
+                cache.insert(
+                    key.clone(),
+                    Cached {
+                        answer: answer.clone(),
+                        until,
+                    },
+                );
+            }
+            lock(&in_flight).remove(&key);
+            let _ = tx.send(Some(answer.map_err(Arc::new)));
+        });
+        rx
     }
 
     fn count(&self, entry: &IssuerEntry, outcome: &'static str) {
@@ -189,44 +256,6 @@ impl IntrospectionVerifier {
                 outcome,
             })
             .inc();
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(crate::protocol::IssuerId, [u8; 32]), Cached>> {
-        // A panic while holding the lock left a map of plain values: still usable.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// RFC 7662 §2.1: POST `token` (and the hint) with tessera's client credentials.
-    async fn introspect(
-        &self,
-        settings: &IntrospectionSettings,
-        token: &str,
-    ) -> Result<Answer, IntrospectionError> {
-        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
-        // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
-        let (id, secret) = (
-            form_encode(&settings.client_id),
-            form_encode(settings.client_secret.expose()),
-        );
-        let basic = match settings.auth {
-            IntrospectionAuth::ClientSecretBasic => Some((id.as_str(), secret.as_str())),
-            IntrospectionAuth::ClientSecretPost => {
-                form.push(("client_id", &settings.client_id));
-                form.push(("client_secret", settings.client_secret.expose()));
-                None
-            }
-        };
-        let body = self
-            .fetcher
-            .post_form(&settings.endpoint, &form, basic)
-            .await?;
-        let claims = jwt::parse_object(&body, "introspection response")
-            .map_err(IntrospectionError::NotJson)?;
-        answer_of(claims)
     }
 
     /// `trust test`: `answer` is what `entry`'s endpoint says about `token` (RFC 7662
@@ -246,7 +275,7 @@ impl IntrospectionVerifier {
         }
         let answer = answer_of(answer)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.lock().insert(
+        lock(&self.cache).insert(
             (entry.id.clone(), digest),
             Cached {
                 answer,
@@ -323,4 +352,46 @@ fn candidates<'r>(
 
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A map lock; a panic while holding it left plain values: still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One introspection call with everything it needs, owned: it runs on a task of its own.
+struct Call {
+    fetcher: Fetcher,
+    endpoint: url::Url,
+    client_id: String,
+    client_secret: Secret,
+    auth: IntrospectionAuth,
+    token: Secret,
+}
+
+impl Call {
+    /// RFC 7662 §2.1: POST `token` (and the hint) with tessera's client credentials.
+    async fn introspect(&self) -> Result<Answer, IntrospectionError> {
+        let mut form = vec![
+            ("token", self.token.expose().as_str()),
+            ("token_type_hint", "access_token"),
+        ];
+        // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
+        let (id, secret) = (
+            form_encode(&self.client_id),
+            form_encode(self.client_secret.expose()),
+        );
+        let basic = match self.auth {
+            IntrospectionAuth::ClientSecretBasic => Some((id.as_str(), secret.as_str())),
+            IntrospectionAuth::ClientSecretPost => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", self.client_secret.expose()));
+                None
+            }
+        };
+        let body = self.fetcher.post_form(&self.endpoint, &form, basic).await?;
+        let claims = jwt::parse_object(&body, "introspection response")
+            .map_err(IntrospectionError::NotJson)?;
+        answer_of(claims)
+    }
 }

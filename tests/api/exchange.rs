@@ -356,3 +356,64 @@ async fn a_single_use_jwt_issuer_accepts_each_token_once() {
     assert_invalid_request_saying(resp, "single-use").await;
     app.assert_last_refused("malformed_claim").await;
 }
+
+/// SPEC §6: an issuer whose JWKS endpoint accepts connections and never answers costs a
+/// caller one second (the single-flight fetch goes on in the background), and requests
+/// that need no fetch are not held at all.
+#[tokio::test]
+async fn a_hanging_jwks_endpoint_costs_a_caller_a_second_not_the_timeout() {
+    let app = TestApp::builder(backends()[0])
+        .configure(|c| c.outbound.timeout = std::time::Duration::from_secs(30))
+        .spawn()
+        .await;
+    let known = app.issuer.id_token().sub("alice").lifetime(600).sign();
+    let resp = app
+        .exchange(&known, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "keys fetched while the issuer answered"
+    );
+
+    app.issuer.set_delay(std::time::Duration::from_secs(120));
+    // Past the refresh cooldown: an unknown kid may fetch again.
+    app.clock.advance(31);
+    let fetches = app.issuer.fetch_count() + app.issuer.discovery_count();
+    let unknown_kid = app.issuer.id_token().kid(Some("rotated-away")).sign();
+    let started = std::time::Instant::now();
+    let (unknown, known_again) = tokio::join!(
+        app.exchange(&unknown_kid, ID_TOKEN, &[("audience", "inventory")]),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.exchange(&known, ID_TOKEN, &[("audience", "inventory")])
+                .await
+        }
+    );
+    let waited = started.elapsed();
+    assert_eq!(
+        known_again.status(),
+        StatusCode::OK,
+        "a cached key needs no fetch"
+    );
+    let body = assert_oauth_error(unknown, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("rotated-away"),
+        "{body}"
+    );
+    let rows = app.audit_rows().await;
+    let refused: Vec<_> = rows.iter().filter(|r| r.outcome == "refused").collect();
+    assert_eq!(refused.len(), 1, "{rows:?}");
+    assert!(audit_says(refused[0], "unknown_kid"), "{:?}", refused[0]);
+    assert!(refused[0].jti.is_none());
+    assert_eq!(
+        app.issuer.fetch_count() + app.issuer.discovery_count(),
+        fetches + 1,
+        "one fetch, still hanging"
+    );
+    // Far below the 30 s outbound timeout the fetch is still waiting on.
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+}

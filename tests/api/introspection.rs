@@ -334,10 +334,17 @@ async fn a_down_or_slow_endpoint_is_refused_within_the_timeout_and_other_issuers
     s.partner
         .add("opaque-dave", active(&s.app, "dave", json!({})));
 
-    // Down: one introspection issuer answering 500 while the other says inactive.
+    // Down: one introspection issuer answering 500 while the other says inactive. Not the
+    // caller's fault: 503 with a retry hint, as for a JWKS that cannot be fetched.
     s.partner.set_mode(1);
     let resp = gateway_exchange(&s.app, "opaque-dave").await;
-    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let body = assert_oauth_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
     assert!(
         body["error_description"]
             .as_str()
@@ -353,7 +360,8 @@ async fn a_down_or_slow_endpoint_is_refused_within_the_timeout_and_other_issuers
     assert!(audit_says(row, "issuer_unreachable"), "{row:?}");
     assert!(row.jti.is_none());
 
-    // Slow: the endpoint would answer after 60 s; the outbound timeout (2 s) answers.
+    // Slow: the endpoint would answer after 60 s; the caller has its answer after 1 s
+    // (the call goes on until the outbound timeout, 2 s).
     s.partner.set_mode(60);
     let slow = {
         let app_url = s.app.url("/token");
@@ -383,16 +391,57 @@ async fn a_down_or_slow_endpoint_is_refused_within_the_timeout_and_other_issuers
         "the ID token did not wait for the slow endpoint"
     );
     let resp = slow.await.unwrap();
-    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let body = assert_oauth_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
     assert!(body["error_description"]
         .as_str()
         .unwrap()
         .contains("unreachable"));
 
-    // Back up: nothing was cached from the failures.
+    // Back up: nothing was cached from the failures (once the call in flight has ended).
     s.partner.set_mode(0);
-    let resp = gateway_exchange(&s.app, "opaque-dave").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..60 {
+        status = gateway_exchange(&s.app, "opaque-dave").await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Concurrent first presentations of one opaque token cost one introspection call; an
+/// endpoint slower than a second answers those callers 503 at one second, and its answer,
+/// when it comes, serves the retries without another call.
+#[tokio::test]
+async fn concurrent_presentations_share_one_call_that_goes_on_after_the_callers_wait() {
+    let s = setup(None).await;
+    s.partner
+        .add("opaque-dave", active(&s.app, "dave", json!({})));
+    s.partner.set_mode(2);
+    let firsts =
+        futures_util::future::join_all((0..10).map(|_| gateway_exchange(&s.app, "opaque-dave")))
+            .await;
+    for resp in firsts {
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key("retry-after"));
+    }
+    assert_eq!(s.partner.calls(), 1, "one call for ten presentations");
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = gateway_exchange(&s.app, "opaque-dave").await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(status, StatusCode::OK, "the call's answer serves the retry");
+    assert_eq!(s.partner.calls(), 1, "and no other call was made");
 }
 
 #[tokio::test]
