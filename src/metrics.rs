@@ -78,6 +78,7 @@ pub struct Metrics {
     /// RFC 7662 lookups per introspection issuer: `active`, `inactive`, `error`, `cached`.
     pub introspections: Family<FetchLabels, Counter>,
     pub issuer_keys_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
+    pub issuer_keys_available: Family<IssuerLabels, Gauge>,
     pub replays_blocked: Family<IssuerLabels, Counter>,
     pub signing_key_age: Gauge<f64, AtomicU64>,
     pub trust_reloads: Family<OutcomeLabels, Counter>,
@@ -149,8 +150,16 @@ impl Metrics {
         let issuer_keys_age = Family::<IssuerLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "issuer_keys_age_seconds",
-            "Age of the keys in use per issuer (time since the last successful fetch)",
+            "Age of the keys in use per issuer (time since the last successful fetch); absent \
+             for an issuer whose keys were never fetched (see tessera_issuer_keys_available)",
             issuer_keys_age.clone(),
+        );
+        let issuer_keys_available = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "issuer_keys_available",
+            "1 while an issuer's keys or metadata are in hand and may serve, 0 while there are \
+             none (never fetched, or staler than outbound.max_stale): its tokens are refused",
+            issuer_keys_available.clone(),
         );
         let shadow_disagreements = Family::<ShadowLabels, Counter>::default();
         registry.register(
@@ -208,6 +217,7 @@ impl Metrics {
             issuer_key_fetches,
             introspections,
             issuer_keys_age,
+            issuer_keys_available,
             replays_blocked,
             signing_key_age,
             trust_reloads,

@@ -82,6 +82,7 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
         let port = listener.local_addr()?.port();
+        warn_about_issuer_port(&config.server.issuer, port);
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -376,4 +377,29 @@ fn spawn_reload_on_sighup(state: web::Data<AppState>) -> tokio::task::JoinHandle
 #[cfg(not(unix))]
 fn spawn_reload_on_sighup(_state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async {})
+}
+
+/// A loopback `server.issuer` with another port than the one listened on is almost always
+/// a moved `listen` whose issuer was forgotten: `iss`, the metadata and the SAML Recipient
+/// would all name the old port. Only warned (a proxy may forward that port).
+fn warn_about_issuer_port(issuer: &str, listening: u16) {
+    let Ok(url) = url::Url::parse(issuer) else {
+        return;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.port_or_known_default() {
+        Some(named) if loopback && named != listening => tracing::warn!(
+            server.issuer = issuer,
+            listening,
+            "server.issuer names port {named} on this machine but tessera listens on port \
+             {listening}: issued tokens' iss, the metadata and the SAML Recipient name a port \
+             nobody answers on; set server.issuer to the address clients use"
+        ),
+        _ => {}
+    }
 }

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
+use crate::verify::cache::SlotStatus;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -16,7 +17,25 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let registry = state.trust.snapshot();
     let loaded = !(registry.issuers.is_empty() && registry.clients.is_empty());
     let stale = state.keys.stale_for();
+    // Issuers whose keys or metadata are not in hand are shown, with the last fetch
+    // error, but do not make the broker unready: one partner's outage would otherwise take
+    // every replica out of the load balancer, refusing every other partner too.
+    let issuers: serde_json::Map<String, serde_json::Value> = state
+        .exchanger
+        .verifier
+        .issuer_status()
+        .into_iter()
+        .map(|(id, status)| {
+            let text = match status {
+                SlotStatus::Ready => "ok".to_owned(),
+                SlotStatus::Missing(None) => "no keys yet: not fetched yet".to_owned(),
+                SlotStatus::Missing(Some(e)) => format!("no keys: {e}"),
+            };
+            (id, text.into())
+        })
+        .collect();
     let body = json!({
+        "issuers": issuers,
         "database": if database.is_ok() { "ok" } else { "unreachable" },
         "registry": if loaded { "loaded" } else { "empty" },
         "signing_keys": match stale {

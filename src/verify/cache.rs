@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -106,7 +106,21 @@ pub struct Slot<S: Source> {
     local: bool,
     fetch_ok: Counter,
     fetch_error: Counter,
-    age: Gauge<f64, AtomicU64>,
+    /// `tessera_issuer_keys_age_seconds`: created at the first document in hand, so an
+    /// issuer that never answered has no age (not an age of 0, as if fresh).
+    age: OnceLock<Gauge<f64, AtomicU64>>,
+    /// `tessera_issuer_keys_available`: 1 while a document may serve, else 0.
+    available: Gauge,
+    /// Why the last fetch failed (root cause kept), until one succeeds.
+    last_error: ArcSwapOption<String>,
+}
+
+/// What `/readyz` says of one issuer's document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotStatus {
+    Ready,
+    /// Nothing that may serve: never fetched, or too stale; with the last fetch error.
+    Missing(Option<String>),
 }
 
 impl<S: Source> Slot<S> {
@@ -198,9 +212,9 @@ impl<S: Source> Cache<S> {
             .issuer_key_fetches
             .get_or_create(&label("error"))
             .clone();
-        let age = self
+        let available = self
             .metrics
-            .issuer_keys_age
+            .issuer_keys_available
             .get_or_create(&IssuerLabels {
                 issuer: issuer_id.to_owned(),
             })
@@ -216,6 +230,7 @@ impl<S: Source> Cache<S> {
                 refresh_at: UnixTime::MAX,
                 serve_until: UnixTime::MAX,
             });
+        available.set(i64::from(local.is_some()));
         Slot {
             issuer_id: issuer_id.to_owned(),
             local: is_local,
@@ -227,8 +242,48 @@ impl<S: Source> Cache<S> {
             background: AtomicBool::new(false),
             fetch_ok,
             fetch_error,
-            age,
+            age: OnceLock::new(),
+            available,
+            last_error: ArcSwapOption::empty(),
         }
+    }
+
+    fn age_gauge(&self, slot: &Slot<S>) -> Gauge<f64, AtomicU64> {
+        slot.age
+            .get_or_init(|| {
+                self.metrics
+                    .issuer_keys_age
+                    .get_or_create(&IssuerLabels {
+                        issuer: slot.issuer_id.clone(),
+                    })
+                    .clone()
+            })
+            .clone()
+    }
+
+    /// Every remote slot's state, by issuer id (what `/readyz` shows).
+    pub fn status(&self) -> Vec<(String, SlotStatus)> {
+        let now = self.clock.now();
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = slots
+            .values()
+            .filter(|s| !s.local)
+            .map(|s| {
+                let usable = s
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|c| now < c.serve_until);
+                let status = if usable {
+                    SlotStatus::Ready
+                } else {
+                    SlotStatus::Missing(s.last_error.load_full().map(|e| (*e).clone()))
+                };
+                (s.issuer_id.clone(), status)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Serves `fetched` as `issuer_id`'s document from `source` from now on, as if just
@@ -248,6 +303,7 @@ impl<S: Source> Cache<S> {
         }
         let mut slot = self.new_slot(issuer_id, source);
         slot.local = true;
+        slot.available.set(1);
         slot.current.store(Some(Arc::new(Stamped {
             value: Arc::new(fetched.value),
             fetched_at: now,
@@ -316,13 +372,16 @@ impl<S: Source> Cache<S> {
         let now = self.clock.now();
         // A local file serves forever; a seeded document until its `validUntil`.
         if now >= current.serve_until {
+            slot.available.set(0);
             return None;
         }
         if slot.local {
             return Some(current.value.clone());
         }
-        #[expect(clippy::cast_precision_loss, reason = "a gauge of seconds")]
-        slot.age.set(now.saturating_sub(current.fetched_at) as f64);
+        if let Some(age) = slot.age.get() {
+            #[expect(clippy::cast_precision_loss, reason = "a gauge of seconds")]
+            age.set(now.saturating_sub(current.fetched_at) as f64);
+        }
         if now >= current.refresh_at {
             self.spawn_background(slot);
         }
@@ -375,7 +434,9 @@ impl<S: Source> Cache<S> {
                     "issuer document fetched"
                 );
                 slot.fetch_ok.inc();
-                slot.age.set(0.0);
+                self.age_gauge(slot).set(0.0);
+                slot.available.set(1);
+                slot.last_error.store(None);
                 slot.current.store(Some(Arc::new(stamped)));
             }
             Err(e) => {
@@ -386,6 +447,7 @@ impl<S: Source> Cache<S> {
                     "issuer document fetch failed"
                 );
                 slot.fetch_error.inc();
+                slot.last_error.store(Some(Arc::new(e.to_string())));
             }
         }
         slot.generation.fetch_add(1, Ordering::AcqRel);

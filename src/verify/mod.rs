@@ -277,6 +277,15 @@ impl Verifier {
         })
     }
 
+    /// Every issuer whose keys or metadata are fetched, and whether they are in hand
+    /// (`/readyz`), sorted by issuer id.
+    pub fn issuer_status(&self) -> Vec<(String, cache::SlotStatus)> {
+        let mut all = self.jwt.key_status();
+        all.extend(self.saml.metadata_status());
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// `local` tokens are verified with tessera's published keys, read through `keys`.
     pub fn with_local_keys(mut self, keys: oidc::LocalKeys) -> Self {
         self.jwt.set_local_keys(keys);

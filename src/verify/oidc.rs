@@ -190,6 +190,11 @@ impl JwtVerifier {
     }
 
     /// `local` tokens are verified with `keys` (call before the verifier is shared).
+    /// Each remote issuer's JWKS state (`/readyz`).
+    pub fn key_status(&self) -> Vec<(String, super::cache::SlotStatus)> {
+        self.inner.keys.status()
+    }
+
     pub fn set_local_keys(&mut self, keys: LocalKeys) {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.local = Some(keys);

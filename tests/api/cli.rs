@@ -727,6 +727,12 @@ async fn serve_exits_cleanly_on_sigterm() {
         log.contains("DEMO ISSUER"),
         "serve warns about the demo issuer: {log}"
     );
+    // The default server.issuer names port 8080 on this machine; this one listens on
+    // another port, and says so.
+    assert!(
+        log.contains("server.issuer names port 8080 on this machine"),
+        "serve warns about the issuer's port: {log}"
+    );
 }
 
 #[tokio::test]

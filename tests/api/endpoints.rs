@@ -335,3 +335,66 @@ async fn admin_reload_needs_the_admin_token_and_keeps_a_valid_registry() {
     assert!(!body.to_string().contains(&t), "no token text");
     assert_eq!(app.audit_rows().await.len(), rows, "explain audits nothing");
 }
+
+/// SPEC §1, §7: an issuer whose discovery URL never answered is visible (readiness detail
+/// with the fetch's root cause, `tessera_issuer_keys_available` 0, no key age) and does not
+/// make the broker unready for every other issuer.
+#[tokio::test]
+async fn an_issuer_without_keys_is_visible_in_readiness_and_metrics() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::builder(backends()[0])
+        .file(
+            "issuers/dead.toml",
+            &format!(
+                r#"kind = "oidc"
+issuer = "http://127.0.0.1:{closed}"
+discovery_url = "http://127.0.0.1:{closed}/.well-known/openid-configuration"
+audiences = ["tessera"]
+algorithms = ["RS256"]
+token_types = ["id_token"]
+"#
+            ),
+        )
+        .spawn()
+        .await;
+    let mut ready = Value::Null;
+    for _ in 0..50 {
+        let resp = app.get("/readyz").await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "one dead issuer: still ready"
+        );
+        ready = resp.json().await.unwrap();
+        if ready["issuers"]["dead"]
+            .as_str()
+            .is_some_and(|s| s.contains("refused"))
+            && ready["issuers"]["acme"] == "ok"
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dead = ready["issuers"]["dead"].as_str().unwrap();
+    assert!(dead.starts_with("no keys: "), "{ready}");
+    assert!(
+        dead.to_lowercase().contains("connect"),
+        "root cause kept: {dead}"
+    );
+    assert_eq!(ready["issuers"]["acme"], "ok", "{ready}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("tessera_issuer_keys_available{issuer=\"dead\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tessera_issuer_keys_available{issuer=\"acme\"} 1"));
+    assert!(
+        !metrics.contains("tessera_issuer_keys_age_seconds{issuer=\"dead\"}"),
+        "no age for keys never fetched"
+    );
+    assert!(metrics.contains("tessera_issuer_keys_age_seconds{issuer=\"acme\"}"));
+}

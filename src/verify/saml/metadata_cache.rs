@@ -124,6 +124,11 @@ pub struct MetadataCache {
 }
 
 impl MetadataCache {
+    /// Each remote issuer's metadata state (`/readyz`).
+    pub fn status(&self) -> Vec<(String, crate::verify::cache::SlotStatus)> {
+        self.cache.status()
+    }
+
     pub fn new(
         outbound: &OutboundConfig,
         clock: SharedClock,

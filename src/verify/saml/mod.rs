@@ -47,6 +47,11 @@ pub struct SamlVerifier {
 }
 
 impl SamlVerifier {
+    /// Each remote issuer's metadata state (`/readyz`).
+    pub fn metadata_status(&self) -> Vec<(String, crate::verify::cache::SlotStatus)> {
+        self.metadata.status()
+    }
+
     pub fn new(
         outbound: &OutboundConfig,
         broker: Arc<BrokerIdentity>,
