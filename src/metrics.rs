@@ -37,7 +37,10 @@ pub struct DurationLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
+    /// The failing step's name (closed set).
     pub reason: &'static str,
+    /// The registry issuer the refused token named, `unknown` before one was resolved.
+    pub issuer: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +68,14 @@ pub struct ClientLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The matched route (`/token`, ...) or `other`: a closed set.
+    pub endpoint: String,
+    /// `2xx` … `5xx`.
+    pub code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -85,6 +96,9 @@ pub struct Metrics {
     pub shadow_disagreements: Family<ShadowLabels, Counter>,
     pub audit_queue_depth: Gauge,
     pub rate_limited: Family<ClientLabels, Counter>,
+    pub http_responses: Family<HttpLabels, Counter>,
+    /// 1 while `/readyz` would answer 200 (set by `/readyz` and at every scrape).
+    pub ready: Gauge,
     /// Refusals counted toward a summary row instead of a row each (SPEC §3).
     pub refusals_summarised: Counter,
     pub process: crate::metrics_process::ProcessMetrics,
@@ -132,7 +146,8 @@ impl Metrics {
         let rejections = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "rejections",
-            "Refused token requests by the check that failed",
+            "Refused token requests by the failing step (reason) and the registry issuer of the \
+             token (unknown when refused before an issuer was resolved)",
             rejections.clone(),
         );
         let issuer_key_fetches = Family::<FetchLabels, Counter>::default();
@@ -202,6 +217,19 @@ impl Metrics {
             "Requests answered 429 because their client was over its rate limit",
             rate_limited.clone(),
         );
+        let http_responses = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_responses",
+            "HTTP responses by endpoint (matched route, or other) and status class",
+            http_responses.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while the broker is ready (database reachable, registry loaded, signing keys \
+             read within the publish guard), else 0",
+            ready.clone(),
+        );
         let refusals_summarised = Counter::default();
         registry.register(
             "refusals_summarised",
@@ -224,12 +252,14 @@ impl Metrics {
             shadow_disagreements,
             audit_queue_depth,
             rate_limited,
+            http_responses,
+            ready,
             refusals_summarised,
             process,
         }
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics 1.0 text exposition (what a scraper asking for it gets).
     pub fn encode(&self) -> String {
         self.process.update();
         let mut out = String::new();
@@ -237,4 +267,52 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The Prometheus text format 0.0.4 (the default scrape, clean under `promtool check
+    /// metrics`): OpenMetrics names a counter family without its `_total` suffix, which
+    /// 0.0.4 tools read as a family with no samples and samples with no help.
+    pub fn encode_text_004(&self) -> String {
+        to_text_004(&self.encode())
+    }
+}
+
+/// OpenMetrics text → Prometheus 0.0.4 text: counter families' `# HELP`/`# TYPE` take the
+/// `_total` their samples carry; `# UNIT` and `# EOF` go (0.0.4 has neither); a HELP's
+/// escaped quote is plain (0.0.4 escapes only `\\` and newlines there).
+pub fn to_text_004(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                let tail = if prefix == "# HELP " {
+                    tail.replace("\\\"", "\"")
+                } else {
+                    tail.to_owned()
+                };
+                out.push_str(&format!("{prefix}{name}{total} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }

@@ -87,6 +87,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(http::count_responses))
                 .configure(http::routes)
         })
         .shutdown_timeout(config.server.shutdown_timeout.as_secs())

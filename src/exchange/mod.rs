@@ -375,7 +375,10 @@ impl Exchanger {
                 let reason = e.reason();
                 self.metrics
                     .rejections
-                    .get_or_create(&ReasonLabels { reason })
+                    .get_or_create(&ReasonLabels {
+                        reason,
+                        issuer: issuer.clone(),
+                    })
                     .inc();
                 let error = bounded_reason(&e.operator_text());
                 tracing::info!(

@@ -1,6 +1,7 @@
 //! Liveness, readiness and the Prometheus scrape.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
@@ -13,6 +14,16 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when the database answers, a registry is loaded and the signing key state was
 /// read within the publish guard (else `/token` answers 503 anyway).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (ready, body) = readiness(&state).await;
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Whether the broker is ready, and the detail `/readyz` shows; sets `tessera_ready`.
+async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     let database = state.store.ping().await;
     let registry = state.trust.snapshot();
     let loaded = !(registry.issuers.is_empty() && registry.clients.is_empty());
@@ -43,16 +54,28 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             Some((since, _)) => format!("not read for {} s: not signing", since.as_secs()),
         },
     });
-    if database.is_ok() && loaded && stale.is_none() {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    let ready = database.is_ok() && loaded && stale.is_none();
+    state.metrics.ready.set(i64::from(ready));
+    (ready, body)
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// The Prometheus text format 0.0.4 by default; OpenMetrics when the scraper's `Accept`
+/// asks for it (Prometheus itself does, with a preference).
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     state.keys.record_metrics(&state.metrics);
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.encode())
+    readiness(&state).await;
+    let openmetrics = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(state.metrics.encode())
+    } else {
+        HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(state.metrics.encode_text_004())
+    }
 }

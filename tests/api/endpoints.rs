@@ -208,14 +208,17 @@ async fn metrics_count_exchanges_with_bounded_labels() {
         !text.contains("attacker-chosen"),
         "request input never becomes a label"
     );
-    assert!(text.contains(r#"tessera_rejections_total{reason="issuer"} 1"#));
+    assert!(
+        text.contains(r#"tessera_rejections_total{reason="issuer",issuer="unknown"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("tessera_exchange_duration_seconds_bucket"));
     assert!(text.contains("tessera_issuer_key_fetches_total"));
     assert!(text.contains("tessera_signing_key_age_seconds"));
     assert!(text.contains("tessera_audit_queue_depth"));
     assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
     assert!(
-        text.contains("# TYPE process_cpu_seconds counter"),
+        text.contains("# TYPE process_cpu_seconds_total counter"),
         "{text}"
     );
     assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
@@ -232,7 +235,7 @@ async fn metrics_count_exchanges_with_bounded_labels() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(
-        text.contains(r#"tessera_rejections_total{reason="client"} 1"#),
+        text.contains(r#"tessera_rejections_total{reason="client",issuer="unknown"} 1"#),
         "{text}"
     );
     assert!(!text.contains(r#"grant="unknown""#), "{text}");

@@ -16,6 +16,7 @@ mod introspection;
 mod issuer;
 mod limits;
 mod local_tokens;
+mod prometheus;
 mod rejections;
 mod rotation;
 mod saml;
