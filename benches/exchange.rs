@@ -405,6 +405,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("cel_mapping_apply", |b| {
         b.iter(|| issuer.mapping.apply(&verified.assertion).unwrap())
     });
+    cel_worst_cases(c);
 
     // 1c. Verify a ~4 KB RSA-SHA256 SAML assertion (distinct IDs do not matter here: the
     // issuer is not one-time-use, and replay is the exchange's step, not the verifier's).
@@ -590,6 +591,66 @@ async fn run_batches(
         }
     }
     start.elapsed()
+}
+
+/// Bounded CEL (SPEC §6): the most expensive mappings the loader admits, over the largest
+/// `assertion` a mapping is fed (1,000 groups of 40 bytes, a 4 KiB string, 10,000 values
+/// at most). Each mapping below is accepted by `Mapping::compile` (its worst case is under
+/// the budget); a heavier one is refused at load. The time is what one exchange may spend
+/// in CEL at worst; the claims are refused as too large afterwards, which costs nothing
+/// more.
+fn cel_worst_cases(c: &mut Criterion) {
+    use std::collections::BTreeMap;
+    use tessera::trust::mapping::cost;
+    use tessera::trust::{AssertionKind, Mapping};
+    let groups: Vec<String> = (0..cost::MAX_LIST_ITEMS)
+        .map(|i| format!("{i:040}"))
+        .collect();
+    let blob = "a,".repeat(cost::MAX_STRING_BYTES / 2);
+    let assertion = serde_json::json!({"sub": "alice", "groups": groups, "blob": blob});
+    let assertion = assertion.as_object().unwrap().clone();
+    // Bodies as large as the per-program budget allows over an unknown range (4,096).
+    let body = |v: &str| {
+        let term = format!("{v}.lowerAscii().upperAscii().lowerAscii()");
+        vec![term; 12].join(" + ")
+    };
+    let cases = [
+        ("cel_worst_groups_map", format!("assertion.groups.map(g, {})", body("g"))),
+        ("cel_worst_split_map", format!("assertion.blob.split(',').map(p, {})", body("p"))),
+        (
+            "cel_worst_filter_exists",
+            "assertion.groups.filter(g, ['0', '1', '2', '3'].exists(x, g.endsWith(x))).map(g, g.upperAscii())".to_owned(),
+        ),
+    ];
+    let mut group = c.benchmark_group("cel_worst_case_allowed");
+    for (name, program) in cases {
+        // As many such claims as the mapping-wide budget admits.
+        let mut claims = BTreeMap::new();
+        for i in 0..8 {
+            claims.insert(format!("c{i}"), program.clone());
+            if Mapping::compile(None, &claims, None, AssertionKind::Claims).is_err() {
+                claims.remove(&format!("c{i}"));
+                break;
+            }
+        }
+        if claims.is_empty() {
+            let err = Mapping::compile(
+                None,
+                &BTreeMap::from([("c".to_owned(), program)]),
+                None,
+                AssertionKind::Claims,
+            );
+            panic!("{name}: refused at load: {:?}", err.err());
+        }
+        let mapping = Mapping::compile(None, &claims, None, AssertionKind::Claims)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!(
+            "{name}: {} claim program(s), each {program:?}",
+            claims.len()
+        );
+        group.bench_function(name, |b| b.iter(|| mapping.apply(&assertion)));
+    }
+    group.finish();
 }
 
 criterion_group! {

@@ -13,8 +13,10 @@
 //! another evaluation error, a false condition, a subject of the wrong type or empty.
 //!
 //! `assertion` is the verified claim set (JWT payload, or the SAML view), converted to a
-//! CEL value once per `apply` and shared by every program of the mapping. Its size is
-//! bounded upstream (a token is at most 48 KiB), and nesting is capped here.
+//! CEL value once per `apply` and shared by every program of the mapping. What a mapping
+//! is fed, what one evaluation may cost and what it may yield are bounded ([`cost`]):
+//! beyond a bound the token is refused at the mapping step, and a program whose worst
+//! case is over the budget is refused at load.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -29,6 +31,7 @@ pub use self::check::AssertionKind;
 use self::check::Role;
 
 mod check;
+pub mod cost;
 
 /// The CEL variable the verified token is bound to.
 pub const ASSERTION_VAR: &str = "assertion";
@@ -96,6 +99,16 @@ pub enum MappingError {
     /// The condition yielded something else than a bool (`found` is its type).
     #[error("mapping.condition: yielded {found}, not a bool")]
     ConditionNotBool { found: String },
+    /// The token's `assertion` is more than a mapping is fed ([`cost`]'s input bounds).
+    #[error("the token carries {what}: more than a mapping is fed")]
+    InputTooLarge { what: String },
+    /// A program yielded more than a mapped value may be.
+    #[error("{field}: yielded {size}, over the bound of {limit}")]
+    OutputTooLarge {
+        field: String,
+        size: String,
+        limit: String,
+    },
     /// The subject is empty, or neither a string nor an integer (`found` says which).
     #[error("mapping.subject: yielded {found}; a subject is a non-empty string or an integer")]
     SubjectUnusable { found: String },
@@ -119,6 +132,8 @@ struct Compiled {
     /// names its key only when it is one of these (a key computed from the token, as in
     /// `assertion.attributes[assertion.subject]`, is a value of the token).
     spelled: Vec<String>,
+    /// Its worst-case cost ([`cost::worst_case`]).
+    worst: u64,
 }
 
 // `Program` holds only the parsed AST and `Env` only declarations; both are plain data.
@@ -228,6 +243,23 @@ impl Mapping {
             None => None,
         };
 
+        // Every program runs for every token: the mapping as a whole has a budget too.
+        let total = subject
+            .iter()
+            .chain(compiled_claims.iter().map(|(_, c)| c))
+            .chain(condition.iter())
+            .map(|c| c.worst)
+            .fold(0u64, u64::saturating_add);
+        if errors.is_empty() && total > cost::MAX_MAPPING_COST {
+            errors.push(MappingError::Compile {
+                field: "mapping".to_owned(),
+                message: format!(
+                    "its programs together may evaluate {total} expressions for one token, over \
+                     the budget of {}: fewer or simpler claims",
+                    cost::MAX_MAPPING_COST
+                ),
+            });
+        }
         match subject {
             Some(subject) if errors.is_empty() => Ok(Self {
                 env,
@@ -276,6 +308,7 @@ impl Mapping {
             subject: Compiled {
                 source: subject.to_owned(),
                 spelled: spelled(program.expression()),
+                worst: cost::worst_case(program.expression()),
                 program,
             },
             claims: Vec::new(),
@@ -310,6 +343,7 @@ impl Mapping {
     /// claim it reads that the token lacks is [`MappingError::NoSuchKey`], any other
     /// failure [`MappingError::Evaluation`].
     pub fn apply(&self, assertion: &Map<String, Value>) -> Result<Mapped, MappingError> {
+        cost::check_input(assertion).map_err(|what| MappingError::InputTooLarge { what })?;
         let mut ctx = Context::with_env(self.env.clone());
         ctx.add_variable_from_value(ASSERTION_VAR, object_to_cel(assertion, 0));
 
@@ -343,17 +377,47 @@ impl Mapping {
             }
             Err(e) => return Err(self.subject.failed(SUBJECT_FIELD, &e)),
         };
+        if subject.len() > cost::MAX_SUBJECT_BYTES {
+            return Err(too_large(
+                SUBJECT_FIELD.to_owned(),
+                subject.len(),
+                cost::MAX_SUBJECT_BYTES,
+            ));
+        }
 
         let mut claims = Map::new();
+        let mut total = 0;
         for (name, compiled) in &self.claims {
             // SPEC §2.1: a claim that yields nothing is omitted — errors included.
-            if let Ok(value) = compiled.program.execute(&ctx) {
-                if let Some(json) = cel_to_json(&value, 0) {
-                    if !json.is_null() {
-                        claims.insert(name.clone(), json);
-                    }
+            let Ok(value) = compiled.program.execute(&ctx) else {
+                continue;
+            };
+            let field = || format!("mapping.claims.{name}");
+            let mut budget = cost::MAX_VALUES;
+            let json = match cel_to_json(&value, 0, &mut budget) {
+                Err(TooMany) => {
+                    return Err(MappingError::OutputTooLarge {
+                        field: field(),
+                        size: format!("more than {} values", cost::MAX_VALUES),
+                        limit: format!("{} values", cost::MAX_VALUES),
+                    })
                 }
+                Ok(None | Some(Value::Null)) => continue,
+                Ok(Some(json)) => json,
+            };
+            let bytes = json.to_string().len();
+            if bytes > cost::MAX_CLAIM_BYTES {
+                return Err(too_large(field(), bytes, cost::MAX_CLAIM_BYTES));
             }
+            total += bytes;
+            if total > cost::MAX_CLAIMS_BYTES {
+                return Err(too_large(
+                    "mapping.claims".to_owned(),
+                    total,
+                    cost::MAX_CLAIMS_BYTES,
+                ));
+            }
+            claims.insert(name.clone(), json);
         }
 
         Ok(Mapped { subject, claims })
@@ -423,10 +487,21 @@ fn compile_one(
         ))
     })?;
     check::check(env, kind, role, program.expression()).map_err(problem)?;
+    let worst = cost::worst_case(program.expression());
+    if worst > cost::MAX_COST {
+        return Err(problem(format!(
+            "may evaluate {worst} expressions for one token, over the budget of {}: a \
+             comprehension over the token's values (each at most {} items) nested in another \
+             multiplies; iterate once, or over a literal list",
+            cost::MAX_COST,
+            cost::MAX_LIST_ITEMS
+        )));
+    }
     Ok(Compiled {
         source: source.to_owned(),
         spelled: spelled(program.expression()),
         program,
+        worst,
     })
 }
 
@@ -575,26 +650,50 @@ fn json_to_cel(value: &Value, depth: usize) -> CelValue {
     }
 }
 
-/// CEL result → JSON claim value. `None` for what JSON cannot carry faithfully
-/// (non-finite floats, bytes, durations, functions, opaque values); such a claim is
-/// omitted. Timestamps become RFC 3339 strings.
-fn cel_to_json(value: &CelValue, depth: usize) -> Option<Value> {
-    if depth > MAX_DEPTH {
-        return None;
+fn too_large(field: String, bytes: usize, limit: usize) -> MappingError {
+    MappingError::OutputTooLarge {
+        field,
+        size: format!("{bytes} bytes"),
+        limit: format!("{limit} bytes"),
     }
-    Some(match value {
+}
+
+/// A result with more values than [`cost::MAX_VALUES`] (lists share their items inside
+/// CEL, so a small program can name a huge value: it is never expanded past the budget).
+struct TooMany;
+
+/// CEL result → JSON claim value, spending one of `budget` per value. `None` for what
+/// JSON cannot carry faithfully (non-finite floats, bytes, durations, functions, opaque
+/// values); such a claim is omitted. Timestamps become RFC 3339 strings.
+fn cel_to_json(
+    value: &CelValue,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Option<Value>, TooMany> {
+    *budget = budget.checked_sub(1).ok_or(TooMany)?;
+    if depth > MAX_DEPTH {
+        return Ok(None);
+    }
+    Ok(Some(match value {
         CelValue::Null => Value::Null,
         CelValue::Bool(b) => Value::Bool(*b),
         CelValue::Int(i) => Value::Number((*i).into()),
         CelValue::UInt(u) => Value::Number((*u).into()),
-        CelValue::Float(f) => Value::Number(Number::from_f64(*f)?),
+        CelValue::Float(f) => match Number::from_f64(*f) {
+            Some(n) => Value::Number(n),
+            None => return Ok(None),
+        },
         CelValue::String(s) => Value::String(s.as_str().to_owned()),
-        CelValue::List(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| cel_to_json(v, depth + 1))
-                .collect::<Option<Vec<_>>>()?,
-        ),
+        CelValue::List(items) => {
+            let mut out = Vec::with_capacity(items.len().min(*budget));
+            for v in items.iter() {
+                match cel_to_json(v, depth + 1, budget)? {
+                    Some(json) => out.push(json),
+                    None => return Ok(None),
+                }
+            }
+            Value::Array(out)
+        }
         CelValue::Map(m) => {
             // Sorted keys: deterministic output whatever the HashMap order.
             let mut entries: Vec<(String, Value)> = Vec::with_capacity(m.map.len());
@@ -605,14 +704,17 @@ fn cel_to_json(value: &CelValue, depth: usize) -> Option<Value> {
                     Key::Uint(u) => u.to_string(),
                     Key::Bool(b) => b.to_string(),
                 };
-                entries.push((key, cel_to_json(v, depth + 1)?));
+                match cel_to_json(v, depth + 1, budget)? {
+                    Some(json) => entries.push((key, json)),
+                    None => return Ok(None),
+                }
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             Value::Object(entries.into_iter().collect())
         }
         CelValue::Timestamp(t) => Value::String(t.to_rfc3339()),
-        _ => return None,
-    })
+        _ => return Ok(None),
+    }))
 }
 
 #[cfg(test)]

@@ -280,3 +280,55 @@ async fn summaries_are_written_on_their_interval() {
         now[0].detail
     );
 }
+
+/// Bounded CEL (SPEC §6): a mapping whose worst case is over the budget is refused at load,
+/// naming file and field; a token carrying more than a mapping is fed (1,500 groups) is
+/// refused at the mapping step, audited, instead of being evaluated.
+#[tokio::test]
+async fn an_expensive_mapping_is_refused_at_load_and_an_oversized_token_at_the_mapping_step() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let token = app
+        .issuer
+        .id_token()
+        .sub("alice")
+        .lifetime(600)
+        .claim(
+            "groups",
+            serde_json::json!((0..1500).map(|i| format!("g{i}")).collect::<Vec<_>>()),
+        )
+        .sign();
+    let resp = app
+        .exchange(&token, ID_TOKEN, &[("audience", "inventory")])
+        .await;
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.starts_with("mapping: "), "{description}");
+    assert!(description.contains("1500 items"), "{description}");
+    let row = app.audit_rows().await.remove(0);
+    assert_eq!(row.reason.as_deref(), Some("mapping"), "{row:?}");
+    assert!(row.jti.is_none());
+
+    std::fs::write(
+        app.trust_dir.join("issuers/acme.toml"),
+        format!(
+            r#"kind = "oidc"
+issuer = "{}"
+discovery_url = "{}/.well-known/openid-configuration"
+audiences = ["tessera"]
+algorithms = ["RS256", "ES256"]
+token_types = ["id_token"]
+[mapping]
+claims = {{ pairs = "assertion.groups.map(g, assertion.groups.map(h, g + h))" }}
+"#,
+            app.issuer.url(),
+            app.issuer.url()
+        ),
+    )
+    .unwrap();
+    let err = tessera::trust::load_registry(&app.trust_dir)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("acme.toml"), "{err}");
+    assert!(err.contains("mapping.claims.pairs"), "{err}");
+    assert!(err.contains("over the budget"), "{err}");
+}

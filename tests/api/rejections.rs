@@ -816,8 +816,9 @@ async fn request_values_reach_the_audit_trail_cut_and_escaped() {
         "{reason}"
     );
 
-    // Names from tokens too (found by review): a mapped subject is an IdP's text.
-    let sub = format!("admin\u{202E}\nFORGED\u{1b}[31m{}", "A".repeat(30_000));
+    // Names from tokens too (found by review): a mapped subject is an IdP's text (up to
+    // the 1 KiB a mapped subject may be; a longer one is refused at the mapping step).
+    let sub = format!("admin\u{202E}\nFORGED\u{1b}[31m{}", "A".repeat(1_000));
     let token = app.issuer.id_token().sub(&sub).sign();
     let resp = app
         .exchange(&token, ID_TOKEN, &[("audience", "elsewhere")])

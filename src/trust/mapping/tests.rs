@@ -531,3 +531,53 @@ fn what_the_check_accepts_runs_and_what_it_refuses_fails() {
         Err(ExecutionError::UndeclaredReference(_))
     ));
 }
+
+#[test]
+fn what_a_mapping_is_fed_and_yields_is_bounded() {
+    use super::cost::{MAX_CLAIM_BYTES, MAX_LIST_ITEMS};
+    let claims = BTreeMap::from([
+        ("groups".to_owned(), "assertion.groups".to_owned()),
+        (
+            "twice".to_owned(),
+            "assertion.groups + assertion.groups".to_owned(),
+        ),
+    ]);
+    let m = Mapping::compile(None, &claims, None, AssertionKind::Claims).unwrap();
+    let groups =
+        |n: usize, len: usize| -> Vec<String> { (0..n).map(|i| format!("{i:0len$}")).collect() };
+    let token = |g: Vec<String>| {
+        json!({"sub": "a", "groups": g})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    // Within every bound: mapped.
+    assert!(m.apply(&token(groups(100, 8))).is_ok());
+    // Fed too much: refused before any program runs.
+    let err = m.apply(&token(groups(MAX_LIST_ITEMS + 1, 2))).unwrap_err();
+    assert!(matches!(err, MappingError::InputTooLarge { .. }), "{err}");
+    // Yields too much: refused, naming the claim.
+    let err = m.apply(&token(groups(MAX_LIST_ITEMS, 8))).unwrap_err();
+    match err {
+        MappingError::OutputTooLarge { field, .. } => assert_eq!(field, "mapping.claims.groups"),
+        other => panic!("{other}"),
+    }
+    assert!(MAX_CLAIM_BYTES < 1000 * 10);
+}
+
+#[test]
+fn a_mapping_over_the_cost_budget_is_refused_at_load() {
+    let nested = BTreeMap::from([(
+        "pairs".to_owned(),
+        "assertion.groups.map(g, assertion.groups.exists(h, h == g + 'x'))".to_owned(),
+    )]);
+    let err = Mapping::compile(None, &nested, None, AssertionKind::Claims).unwrap_err();
+    assert!(err.to_string().contains("over the budget"), "{err}");
+    // Many programs each within budget, too many together.
+    let body = "assertion.groups.map(g, g.lowerAscii() + g.upperAscii() + g + g + g + g + g + g)";
+    let many: BTreeMap<String, String> = (0..20)
+        .map(|i| (format!("c{i}"), body.to_owned()))
+        .collect();
+    let err = Mapping::compile(None, &many, None, AssertionKind::Claims).unwrap_err();
+    assert!(err.to_string().contains("together"), "{err}");
+}
