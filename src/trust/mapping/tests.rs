@@ -534,7 +534,7 @@ fn what_the_check_accepts_runs_and_what_it_refuses_fails() {
 
 #[test]
 fn what_a_mapping_is_fed_and_yields_is_bounded() {
-    use super::cost::{MAX_CLAIM_BYTES, MAX_LIST_ITEMS};
+    use super::cost::MAX_LIST_ITEMS;
     let claims = BTreeMap::from([
         ("groups".to_owned(), "assertion.groups".to_owned()),
         (
@@ -562,7 +562,6 @@ fn what_a_mapping_is_fed_and_yields_is_bounded() {
         MappingError::OutputTooLarge { field, .. } => assert_eq!(field, "mapping.claims.groups"),
         other => panic!("{other}"),
     }
-    assert!(MAX_CLAIM_BYTES < 1000 * 10);
 }
 
 #[test]
