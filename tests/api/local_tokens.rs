@@ -125,20 +125,8 @@ async fn svc_exchange_with_actor(app: &TestApp, token: &str, actor: &str) -> req
 async fn until_refused_as_revoked(url: &str, token: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let resp = post(
-            url,
-            "/token",
-            ("inventory-svc", SVC_SECRET),
-            &[
-                ("grant_type", TOKEN_EXCHANGE),
-                ("subject_token", token),
-                ("subject_token_type", ACCESS_TOKEN),
-                ("audience", "warehouse"),
-            ],
-        )
-        .await;
-        if resp.status() != StatusCode::OK {
-            let body: Value = resp.json().await.unwrap();
+        let (status, body) = exchange_at(url, token).await;
+        if status != StatusCode::OK {
             let text = body["error_description"].as_str().unwrap_or_default();
             assert!(text.contains("revoked"), "{body}");
             return;
