@@ -76,6 +76,7 @@ async fn replicas_rotate_on_schedule_once_per_interval_and_sign_only_with_publis
             // The replicas have had time to publish the next key (several refreshes).
             tokio::time::sleep(Duration::from_millis(500)).await;
             app.clock.advance(INTERVAL as i64);
+            let due = std::time::Instant::now();
             // Every replica signs with the new key within a few refreshes.
             let mut seen = BTreeSet::new();
             for _ in 0..100 {
@@ -97,6 +98,11 @@ async fn replicas_rotate_on_schedule_once_per_interval_and_sign_only_with_publis
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             assert_eq!(seen.len(), 1, "{kind:?} round {round}: {seen:?}");
+            eprintln!(
+                "{kind:?} round {round}: every replica signs with the new key {:?} after the \
+                 rotation fell due (key_refresh_interval 100 ms)",
+                due.elapsed()
+            );
             currents.push(seen.into_iter().next().unwrap());
         }
 
