@@ -850,3 +850,39 @@ fn serve_refuses_an_unreadable_or_non_rsa_decryption_key_by_field_and_file() {
         assert!(err.contains(&want) && err.contains(why), "{err}");
     }
 }
+
+/// SPEC §6: a stored signing key that cannot be decrypted (another replica's
+/// `TESSERA_KEY_ENCRYPTION_KEY`, say) refuses the start with a clear message, never a
+/// replica that starts and cannot sign.
+#[test]
+fn serve_refuses_to_start_when_a_stored_key_cannot_be_decrypted() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let kek = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let out = command(&["keys", "rotate", "--insecure-skip-publish-wait"])
+        .env("TESSERA_DATABASE__URL", &db)
+        .env("TESSERA_KEY_ENCRYPTION_KEY", kek(1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&["serve"])
+        .env("TESSERA_TRUST__DIR", REPO_TRUST)
+        .env("TESSERA_DATABASE__URL", &db)
+        .env("TESSERA_SERVER__LISTEN", "127.0.0.1:0")
+        .env("TESSERA_KEY_ENCRYPTION_KEY", kek(2))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("opening the signing keys"), "{err}");
+    assert!(
+        err.contains("cannot be decrypted: wrong TESSERA_KEY_ENCRYPTION_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
