@@ -111,7 +111,8 @@ pub struct Slot<S: Source> {
     age: OnceLock<Gauge<f64, AtomicU64>>,
     /// `tessera_issuer_keys_available`: 1 while a document may serve, else 0.
     available: Gauge,
-    /// Why the last fetch failed (root cause kept), until one succeeds.
+    /// The root cause of the last failed fetch, until one succeeds (the log line has the
+    /// whole error).
     last_error: ArcSwapOption<String>,
 }
 
@@ -447,7 +448,8 @@ impl<S: Source> Cache<S> {
                     "issuer document fetch failed"
                 );
                 slot.fetch_error.inc();
-                slot.last_error.store(Some(Arc::new(e.to_string())));
+                slot.last_error
+                    .store(Some(Arc::new(super::fetch::root_cause(&e))));
             }
         }
         slot.generation.fetch_add(1, Ordering::AcqRel);

@@ -210,6 +210,17 @@ impl Fetcher {
     }
 }
 
+/// The innermost cause of `error` ("Connection refused (os error 111)", "HTTP status 503"):
+/// what `/readyz` shows, which is not authenticated, so never the URL or anything else the
+/// outer messages carry.
+pub fn root_cause(error: &FetchError) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
 /// `error` and each of its sources, joined with ": ".
 fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
