@@ -388,6 +388,10 @@ token_types = ["id_token"]
         dead.to_lowercase().contains("connect"),
         "root cause kept: {dead}"
     );
+    assert!(
+        !dead.contains("http://"),
+        "/readyz is public: no URL in it: {dead}"
+    );
     assert_eq!(ready["issuers"]["acme"], "ok", "{ready}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
