@@ -166,7 +166,9 @@ impl AuditLog {
     pub async fn flush_summaries(&self) {
         for (key, pending) in self.summaries.take() {
             let requests = pending.requests;
-            if let Err(e) = self.commit_row(pending.row(), requests).await {
+            // No deadline here: a row queued and then given up on could still commit, and
+            // be written again from the restored summary. The writer answers every row.
+            if let Err(e) = self.commit_row(pending.row(), requests, None).await {
                 tracing::error!(error = %e, requests, "audit summary not written; kept for the next try");
                 self.summaries.restore(key, pending);
             }
@@ -175,10 +177,15 @@ impl AuditLog {
 
     /// Enqueues `event` and waits until its row is committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.commit_row(event, 1).await
+        self.commit_row(event, 1, Some(RECORD_TIMEOUT)).await
     }
 
-    async fn commit_row(&self, event: AuditEvent, requests: i64) -> Result<(), AuditError> {
+    async fn commit_row(
+        &self,
+        event: AuditEvent,
+        requests: i64,
+        deadline: Option<Duration>,
+    ) -> Result<(), AuditError> {
         let (ack, committed) = oneshot::channel();
         let wait = async {
             // Counted before the send so the writer's decrement never runs first.
@@ -198,9 +205,12 @@ impl AuditLog {
                 Err(_) => Err(AuditError::Unavailable("audit writer stopped".to_owned())),
             }
         };
-        tokio::time::timeout(RECORD_TIMEOUT, wait)
-            .await
-            .unwrap_or_else(|_| Err(AuditError::Unavailable("audit commit timed out".to_owned())))
+        match deadline {
+            Some(d) => tokio::time::timeout(d, wait).await.unwrap_or_else(|_| {
+                Err(AuditError::Unavailable("audit commit timed out".to_owned()))
+            }),
+            None => wait.await,
+        }
     }
 
     /// Writes the pending summaries, flushes everything queued so far and stops the

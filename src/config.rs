@@ -253,8 +253,21 @@ impl Config {
                 ),
             );
         }
-        if t.publish_guard < Duration::from_secs(2) {
-            return bad("tokens.publish_guard", "must be at least 2s".into());
+        // A replica may sign with a just-retired key for up to the guard; a retired key
+        // stays published `max_lifetime` + REPLICA_LAG_MARGIN, which must cover it.
+        let margin = crate::issue::REPLICA_LAG_MARGIN;
+        if t.publish_guard < Duration::from_secs(2) || t.publish_guard > margin {
+            return bad(
+                "tokens.publish_guard",
+                format!(
+                    "{} must be between 2s and {}: a replica may sign with a just-retired key \
+                     for up to the guard, and a retired key stays published only \
+                     tokens.max_lifetime + {} after",
+                    human(t.publish_guard),
+                    human(margin),
+                    human(margin)
+                ),
+            );
         }
         if t.key_refresh_interval.is_zero() || t.key_refresh_interval >= t.publish_guard {
             return bad(
@@ -281,6 +294,15 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.limits.refusal_summary_interval < Duration::from_millis(100) {
+            return bad(
+                "limits.refusal_summary_interval",
+                format!(
+                    "{} must be at least 100ms",
+                    human(self.limits.refusal_summary_interval)
+                ),
+            );
         }
         if o.refresh_cooldown < Duration::from_secs(1) {
             return bad(
@@ -432,6 +454,16 @@ mod tests {
                 "TESSERA_TOKENS__PUBLISH_GUARD",
                 "1s",
                 "tokens.publish_guard",
+            ),
+            (
+                "TESSERA_TOKENS__PUBLISH_GUARD",
+                "5m",
+                "tokens.publish_guard",
+            ),
+            (
+                "TESSERA_LIMITS__REFUSAL_SUMMARY_INTERVAL",
+                "0s",
+                "limits.refusal_summary_interval",
             ),
             (
                 "TESSERA_TOKENS__ROTATION_INTERVAL",

@@ -133,8 +133,10 @@ impl Limited {
 #[derive(Debug)]
 pub struct RateLimiter {
     origin: Instant,
-    /// Per client: the theoretical arrival time, in nanoseconds since `origin`.
-    tat: Mutex<HashMap<ClientId, u128>>,
+    /// Per client: the rate its state was kept for, and the theoretical arrival time in
+    /// nanoseconds since `origin`. A client whose rate changed (a registry reload) starts
+    /// afresh instead of staying limited by the old rate's debt.
+    tat: Mutex<HashMap<ClientId, (Rate, u128)>>,
 }
 
 impl Default for RateLimiter {
@@ -162,7 +164,10 @@ impl RateLimiter {
         // The burst: `count` requests at once, i.e. a tolerance of count-1 intervals.
         let tolerance = interval * u128::from(rate.count - 1);
         let mut map = self.tat.lock().unwrap_or_else(|p| p.into_inner());
-        let tat = map.get(client).copied().unwrap_or(now).max(now);
+        let tat = match map.get(client) {
+            Some((kept, tat)) if *kept == rate => (*tat).max(now),
+            _ => now,
+        };
         let allowed_at = tat.saturating_sub(tolerance);
         if now < allowed_at {
             let wait = u64::try_from(allowed_at - now).unwrap_or(u64::MAX);
@@ -171,7 +176,7 @@ impl RateLimiter {
                 retry_after: Duration::from_nanos(wait),
             });
         }
-        map.insert(client.clone(), tat + interval);
+        map.insert(client.clone(), (rate, tat + interval));
         Ok(())
     }
 }
@@ -224,5 +229,10 @@ mod tests {
             assert!(limiter.check_at(&a, rate, rested).is_ok());
         }
         assert!(limiter.check_at(&a, rate, rested).is_err());
+        // A new rate (a registry reload) is not held back by the old one's debt.
+        let slow: Rate = "1/h".parse().unwrap();
+        assert!(limiter.check_at(&b, slow, rested).is_ok());
+        assert!(limiter.check_at(&b, slow, rested).is_err());
+        assert!(limiter.check_at(&b, rate, rested).is_ok());
     }
 }

@@ -31,7 +31,9 @@ pub const LISTEN_POLL: Duration = Duration::from_millis(100);
 /// Full reload of the revoked set when no LISTEN connection is up.
 pub const FALLBACK_SYNC: Duration = Duration::from_millis(500);
 /// Full reload while LISTEN is up: a safety net for anything missed.
-pub const SAFETY_SYNC: Duration = Duration::from_secs(30);
+pub const SAFETY_SYNC: Duration = Duration::from_secs(5);
+/// How often the LISTEN connection is proven alive with a round trip.
+const LISTEN_PING: Duration = Duration::from_secs(2);
 /// Wait before trying to open a lost LISTEN connection again.
 const LISTEN_RETRY: Duration = Duration::from_secs(5);
 
@@ -40,6 +42,9 @@ pub struct Revocations {
     store: Store,
     clock: SharedClock,
     revoked: Arc<ArcSwap<HashSet<String>>>,
+    /// What was added to `revoked` while a full reload was reading the database: the
+    /// reload keeps it, so a revocation learnt meanwhile is never dropped.
+    learnt_during_sync: Arc<std::sync::Mutex<Option<HashSet<String>>>>,
 }
 
 impl Revocations {
@@ -48,6 +53,7 @@ impl Revocations {
             store,
             clock,
             revoked: Arc::new(ArcSwap::from_pointee(HashSet::new())),
+            learnt_during_sync: Arc::default(),
         }
     }
 
@@ -63,11 +69,7 @@ impl Revocations {
         self.store
             .run(move |conn| revocation::record(conn, &j, expires_at, now, &by))
             .await?;
-        self.revoked.rcu(|set| {
-            let mut set = HashSet::clone(set);
-            set.insert(jti.to_string());
-            set
-        });
+        self.learn([jti.as_str()]);
         Ok(())
     }
 
@@ -101,6 +103,9 @@ impl Revocations {
         if fresh.is_empty() {
             return;
         }
+        if let Some(during) = lock(&self.learnt_during_sync).as_mut() {
+            during.extend(fresh.iter().map(|j| (*j).to_owned()));
+        }
         self.revoked.rcu(|set| {
             let mut set = HashSet::clone(set);
             set.extend(fresh.iter().map(|j| (*j).to_owned()));
@@ -111,14 +116,19 @@ impl Revocations {
     /// Reloads the revoked set now (and prunes expired rows).
     pub async fn sync(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let jtis = self
+        *lock(&self.learnt_during_sync) = Some(HashSet::new());
+        let read = self
             .store
             .run(move |conn| {
                 revocation::prune(conn, now)?;
                 revocation::unexpired(conn, now)
             })
-            .await?;
-        self.revoked.store(Arc::new(jtis.into_iter().collect()));
+            .await;
+        // What was learnt while the read ran may have committed after it: kept.
+        let during = lock(&self.learnt_during_sync).take().unwrap_or_default();
+        let mut set: HashSet<String> = read?.into_iter().collect();
+        set.extend(during);
+        self.revoked.store(Arc::new(set));
         Ok(())
     }
 
@@ -131,6 +141,7 @@ impl Revocations {
             let mut listener: Option<revocation::Listener> = None;
             let mut next_listen = Instant::now();
             let mut last_full: Option<Instant> = None;
+            let mut last_ping = Instant::now();
             loop {
                 if listener.is_none() && Instant::now() >= next_listen {
                     listener = this.listen().await;
@@ -139,7 +150,11 @@ impl Revocations {
                     last_full = None;
                 }
                 if let Some(l) = listener.take() {
-                    listener = this.drain(l).await;
+                    let ping = last_ping.elapsed() >= LISTEN_PING;
+                    if ping {
+                        last_ping = Instant::now();
+                    }
+                    listener = this.drain(l, ping).await;
                 }
                 let every = if listener.is_some() {
                     SAFETY_SYNC
@@ -173,9 +188,16 @@ impl Revocations {
         }
     }
 
-    /// Applies what the LISTEN connection received; `None` once the connection is gone.
-    async fn drain(&self, mut l: revocation::Listener) -> Option<revocation::Listener> {
-        match tokio::task::spawn_blocking(move || l.drain().map(|jtis| (l, jtis))).await {
+    /// Applies what the LISTEN connection received (after a round trip when `ping`);
+    /// `None` once the connection is gone.
+    async fn drain(&self, mut l: revocation::Listener, ping: bool) -> Option<revocation::Listener> {
+        let read = move || {
+            if ping {
+                l.ping()?;
+            }
+            l.drain().map(|jtis| (l, jtis))
+        };
+        match tokio::task::spawn_blocking(read).await {
             Ok(Ok((l, jtis))) => {
                 self.learn(jtis.iter().map(String::as_str));
                 Some(l)
@@ -190,4 +212,8 @@ impl Revocations {
             }
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -246,7 +246,12 @@ impl Exchanger {
             return;
         };
         let failing_step = result.as_ref().err().map(ExchangeError::step);
-        if matches!(failing_step, Some(Step::Request | Step::Client)) {
+        // Nothing to compare before authentication, and a client over its rate must cost
+        // no more than the refusal: the shadow would verify, fetch and introspect anyway.
+        if matches!(
+            failing_step,
+            Some(Step::Request | Step::Client | Step::RateLimit)
+        ) {
             return;
         }
         let live = shadow::LiveOutcome {

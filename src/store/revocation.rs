@@ -57,6 +57,24 @@ impl Listener {
             .map(|n| n.map(|n| n.payload).map_err(StoreError::from))
             .collect()
     }
+
+    /// A round trip: a connection a NAT or proxy dropped without a word reads as healthy
+    /// to [`Listener::drain`] but fails here (within the TCP timeouts the connection was
+    /// opened with).
+    pub fn ping(&mut self) -> Result<(), StoreError> {
+        diesel::sql_query("SELECT 1").execute(&mut self.0)?;
+        Ok(())
+    }
+}
+
+/// libpq parameters of the LISTEN connection: connecting may not hang the sync loop, and a
+/// silently dropped connection must fail a ping within seconds, not minutes.
+const LISTEN_PARAMS: &str =
+    "connect_timeout=3&keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=2&tcp_user_timeout=5000";
+
+fn listen_uri(target: &str) -> String {
+    let sep = if target.contains('?') { '&' } else { '?' };
+    format!("{target}{sep}{LISTEN_PARAMS}")
 }
 
 impl super::Store {
@@ -66,7 +84,7 @@ impl super::Store {
         if self.backend() != super::Backend::Postgres {
             return Ok(None);
         }
-        let mut conn = PgConnection::establish(&self.target.target)
+        let mut conn = PgConnection::establish(&listen_uri(&self.target.target))
             .map_err(|e| StoreError::Listen(format!("{}: {e}", self.redacted_url())))?;
         diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn)?;
         Ok(Some(Listener(conn)))

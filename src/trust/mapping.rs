@@ -487,6 +487,7 @@ fn compile_one(
         ))
     })?;
     check::check(env, kind, role, program.expression()).map_err(problem)?;
+    cost::check_functions(program.expression()).map_err(problem)?;
     let worst = cost::worst_case(program.expression());
     if worst > cost::MAX_COST {
         return Err(problem(format!(

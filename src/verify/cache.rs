@@ -111,8 +111,8 @@ pub struct Slot<S: Source> {
     age: OnceLock<Gauge<f64, AtomicU64>>,
     /// `tessera_issuer_keys_available`: 1 while a document may serve, else 0.
     available: Gauge,
-    /// The root cause of the last failed fetch, until one succeeds (the log line has the
-    /// whole error).
+    /// What `/readyz` may say of the last failed fetch ([`FetchError::summary`]), until
+    /// one succeeds (the log line has the whole error).
     last_error: ArcSwapOption<String>,
 }
 
@@ -448,8 +448,7 @@ impl<S: Source> Cache<S> {
                     "issuer document fetch failed"
                 );
                 slot.fetch_error.inc();
-                slot.last_error
-                    .store(Some(Arc::new(super::fetch::root_cause(&e))));
+                slot.last_error.store(Some(Arc::new(e.summary())));
             }
         }
         slot.generation.fetch_add(1, Ordering::AcqRel);

@@ -89,20 +89,35 @@ pub struct Fetcher {
     client: reqwest::Client,
     max_bytes: usize,
     offline: bool,
+    timeout: Duration,
 }
 
 impl Fetcher {
     pub fn new(timeout: Duration, max_bytes: usize, offline: bool) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        Ok(Self {
+            client: Self::builder(timeout).build()?,
+            max_bytes,
+            offline,
+            timeout,
+        })
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .redirect(Policy::none())
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    }
+
+    /// A fetcher that connects to `host` only at `addrs` (those [`check_learnt`] checked):
+    /// a name that answers differently the second time cannot slip past the check.
+    fn pinned(&self, host: &str, addrs: &[std::net::SocketAddr]) -> Result<Self, FetchError> {
         Ok(Self {
-            client,
-            max_bytes,
-            offline,
+            client: Self::builder(self.timeout)
+                .resolve_to_addrs(host, addrs)
+                .build()?,
+            ..self.clone()
         })
     }
 
@@ -205,20 +220,60 @@ impl Fetcher {
             ("https", _) | ("http", "http") => {}
             _ => return Err(FetchError::BadJwksUri("not https")),
         }
-        check_learnt("discovery jwks_uri", &jwks_uri, discovery_url).await?;
         Ok(jwks_uri)
+    }
+
+    /// GET the JWKS a discovery document at `discovery_url` named: checked by
+    /// [`check_learnt`] and fetched from exactly the addresses checked.
+    pub async fn get_learnt_json(
+        &self,
+        learnt: &Url,
+        discovery_url: &Url,
+    ) -> Result<Value, FetchError> {
+        match check_learnt("discovery jwks_uri", learnt, discovery_url).await? {
+            Some((host, addrs)) => self.pinned(&host, &addrs)?.get_json(learnt).await,
+            None => self.get_json(learnt).await,
+        }
     }
 }
 
-/// The innermost cause of `error` ("Connection refused (os error 111)", "HTTP status 503"):
-/// what `/readyz` shows, which is not authenticated, so never the URL or anything else the
-/// outer messages carry.
-pub fn root_cause(error: &FetchError) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(source) = cause.source() {
-        cause = source;
+impl FetchError {
+    /// What `/readyz` says of the failure: a closed text (and an HTTP status), never a
+    /// URL, a host or the document's content, since `/readyz` is not authenticated. The
+    /// log line has the whole error.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Http(e) => {
+                let mut cause: &dyn std::error::Error = e;
+                while let Some(source) = cause.source() {
+                    cause = source;
+                }
+                let io = cause
+                    .downcast_ref::<std::io::Error>()
+                    .map(std::io::Error::kind);
+                match io {
+                    Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
+                    Some(std::io::ErrorKind::TimedOut) => "timed out",
+                    _ if e.is_timeout() => "timed out",
+                    _ if e.is_connect() => "cannot connect (DNS, TLS or network)",
+                    _ => "request failed",
+                }
+                .to_owned()
+            }
+            Self::Status(code) => format!("HTTP status {code}"),
+            Self::TooLarge(_) => "response too large".to_owned(),
+            Self::Json(_) => "response is not valid JSON".to_owned(),
+            Self::IssuerMismatch { .. } => "the discovery document names another issuer".to_owned(),
+            Self::BadJwksUri(why) => format!("discovery jwks_uri is not acceptable: {why}"),
+            Self::InternalAddress { what, .. } => format!("{what} points at an internal address"),
+            Self::Timeout => "timed out".to_owned(),
+            Self::Jwks(_) => "the JWKS has no usable key".to_owned(),
+            Self::Metadata(_) => "the metadata was refused".to_owned(),
+            Self::Expired => "the document's validUntil has passed".to_owned(),
+            Self::Task => "the verification task failed".to_owned(),
+            Self::Offline(_) => "offline".to_owned(),
+        }
     }
-    cause.to_string()
 }
 
 /// `error` and each of its sources, joined with ": ".
@@ -241,37 +296,84 @@ fn causes(error: &dyn std::error::Error) -> String {
 /// not be able to point tessera at its own network (cloud metadata, an admin port).
 /// Names are resolved here; a name that resolves to nothing is left to the fetch, which
 /// fails on its own.
-pub async fn check_learnt(what: &'static str, learnt: &Url, from: &Url) -> Result<(), FetchError> {
-    if is_internal(from).await || !is_internal(learnt).await {
-        return Ok(());
-    }
-    Err(FetchError::InternalAddress {
+///
+/// Returns, for a name, the addresses it resolved to: the fetch must connect to those and
+/// no others ([`Fetcher::get_learnt_json`]), or a name answering a public address here
+/// and an internal one at the fetch would pass (DNS rebinding).
+pub async fn check_learnt(
+    what: &'static str,
+    learnt: &Url,
+    from: &Url,
+) -> Result<Option<(String, Vec<std::net::SocketAddr>)>, FetchError> {
+    let refused = || FetchError::InternalAddress {
         what,
         host: learnt.host_str().unwrap_or_default().to_owned(),
-    })
+    };
+    let target = resolve(learnt).await;
+    if is_internal(&resolve(from).await) {
+        return Ok(target.pinned());
+    }
+    if is_internal(&target) {
+        return Err(refused());
+    }
+    Ok(target.pinned())
 }
 
-async fn is_internal(url: &Url) -> bool {
+/// Where a URL's host leads.
+enum Resolved {
+    Ip(std::net::IpAddr),
+    /// `localhost` and its subdomains: loopback whatever DNS says.
+    Localhost,
+    Name(String, Vec<std::net::SocketAddr>),
+    /// No host, or a name that resolves to nothing (the fetch fails on its own).
+    Nothing,
+}
+
+impl Resolved {
+    fn pinned(self) -> Option<(String, Vec<std::net::SocketAddr>)> {
+        match self {
+            Self::Name(host, addrs) if !addrs.is_empty() => Some((host, addrs)),
+            _ => None,
+        }
+    }
+}
+
+async fn resolve(url: &Url) -> Resolved {
     use url::Host;
     match url.host() {
-        Some(Host::Ipv4(ip)) => internal_ip(ip.into()),
-        Some(Host::Ipv6(ip)) => internal_ip(ip.into()),
+        Some(Host::Ipv4(ip)) => Resolved::Ip(ip.into()),
+        Some(Host::Ipv6(ip)) => Resolved::Ip(ip.into()),
         Some(Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             if name == "localhost" || name.ends_with(".localhost") {
-                return true;
+                return Resolved::Localhost;
             }
             let port = url.port_or_known_default().unwrap_or(443);
-            let resolved = tokio::net::lookup_host((name.as_str(), port)).await;
-            resolved.is_ok_and(|mut addrs| addrs.any(|a| internal_ip(a.ip())))
+            let addrs: Option<Vec<std::net::SocketAddr>> =
+                match tokio::net::lookup_host((name.as_str(), port)).await {
+                    Ok(addrs) => Some(addrs.collect()),
+                    Err(_) => None,
+                };
+            addrs.map_or(Resolved::Nothing, |addrs| Resolved::Name(name, addrs))
         }
-        None => false,
+        None => Resolved::Nothing,
     }
 }
 
-/// Loopback, private (RFC 1918, RFC 4193), link-local, shared (RFC 6598), unspecified.
+fn is_internal(r: &Resolved) -> bool {
+    match r {
+        Resolved::Ip(ip) => internal_ip(*ip),
+        Resolved::Localhost => true,
+        Resolved::Name(_, addrs) => addrs.iter().any(|a| internal_ip(a.ip())),
+        Resolved::Nothing => false,
+    }
+}
+
+/// Loopback, private (RFC 1918, RFC 4193), link-local, shared (RFC 6598), benchmarking
+/// (RFC 2544), reserved (240/4), unspecified; and IPv6 forms that carry an IPv4 address
+/// (mapped, compatible, NAT64 64:ff9b::/96, 6to4 2002::/16) when that one is.
 fn internal_ip(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
+    use std::net::{IpAddr, Ipv4Addr};
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
@@ -281,17 +383,33 @@ fn internal_ip(ip: std::net::IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                internal_ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+            };
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return internal_ip(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return embedded(s[6], s[7]);
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(s[6], s[7]);
+            }
+            if s[0] == 0x2002 {
+                return embedded(s[1], s[2]);
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -321,6 +439,11 @@ mod learnt_url_tests {
             "https://localhost/jwks",
             "https://a.localhost./jwks",
             "https://0.0.0.0/jwks",
+            "https://[64:ff9b::a9fe:a9fe]/jwks",
+            "https://[2002:a9fe:a9fe::]/jwks",
+            "https://[::a9fe:a9fe]/jwks",
+            "https://198.18.0.1/jwks",
+            "https://240.0.0.1/jwks",
         ] {
             let err = check_learnt("jwks_uri", &url(inside), &public).await;
             assert!(
@@ -344,6 +467,37 @@ mod learnt_url_tests {
             msg.contains("10.0.0.1") && msg.contains("internal"),
             "{msg}"
         );
+    }
+
+    /// The checked addresses are the ones connected to: a name no resolver knows reaches
+    /// the server it was pinned to.
+    #[tokio::test]
+    async fn a_pinned_fetch_connects_to_the_checked_addresses() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let body = r#"{"keys":[]}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(reply.as_bytes()).await.unwrap();
+        });
+        let fetcher = Fetcher::new(std::time::Duration::from_secs(5), 1024, false).unwrap();
+        let doc = fetcher
+            .pinned("jwks.pinned.invalid", &[addr])
+            .unwrap()
+            .get_json(&url(&format!(
+                "http://jwks.pinned.invalid:{}/jwks",
+                addr.port()
+            )))
+            .await
+            .unwrap();
+        assert_eq!(doc, serde_json::json!({"keys": []}));
     }
 
     #[tokio::test]

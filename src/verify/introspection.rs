@@ -39,6 +39,10 @@ use crate::trust::TokenType;
 /// At most this many cached results ([`super::bound_memo`]): memory stays bounded
 /// whatever tokens are sent.
 const MAX_CACHED: usize = 100_000;
+/// Most introspection calls in flight at once: a call outlives its caller (up to the
+/// outbound timeout), so without a cap distinct tokens could pile up calls; beyond it a
+/// new token is answered 503 at once.
+const MAX_IN_FLIGHT: usize = 256;
 /// An introspection response larger than this is refused (RFC 7662 responses are small).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -76,6 +80,9 @@ pub enum IntrospectionError {
     NotJson(VerifyError),
     #[error("response has no boolean active member")]
     NoActive,
+    /// [`MAX_IN_FLIGHT`] calls are already waiting for their endpoints.
+    #[error("{MAX_IN_FLIGHT} introspection calls are already in flight")]
+    Busy,
     /// The call in flight did not answer within [`CALLER_WAIT`]; it goes on, and its
     /// answer serves a retry.
     #[error("no answer within {} s (the call goes on; its answer serves a retry)", CALLER_WAIT.as_secs())]
@@ -169,7 +176,9 @@ impl IntrospectionVerifier {
             self.count(entry, "cached");
             return Ok(answer);
         }
-        let mut rx = self.flight(entry, settings, token, key);
+        let Some(mut rx) = self.flight(entry, settings, token, key) else {
+            return Err(Arc::new(IntrospectionError::Busy));
+        };
         let outcome = match tokio::time::timeout(CALLER_WAIT, rx.wait_for(Option::is_some)).await {
             Ok(Ok(outcome)) => outcome.clone(),
             // The call's task ended without an answer (it panicked): a failed call.
@@ -185,10 +194,13 @@ impl IntrospectionVerifier {
         settings: &IntrospectionSettings,
         token: &str,
         key: Key,
-    ) -> watch::Receiver<Outcome> {
+    ) -> Option<watch::Receiver<Outcome>> {
         let mut flights = lock(&self.in_flight);
         if let Some(rx) = flights.get(&key) {
-            return rx.clone();
+            return Some(rx.clone());
+        }
+        if flights.len() >= MAX_IN_FLIGHT {
+            return None;
         }
         let (tx, rx) = watch::channel(None);
         flights.insert(key.clone(), rx.clone());
@@ -245,7 +257,7 @@ impl IntrospectionVerifier {
             lock(&in_flight).remove(&key);
             let _ = tx.send(Some(answer.map_err(Arc::new)));
         });
-        rx
+        Some(rx)
     }
 
     fn count(&self, entry: &IssuerEntry, outcome: &'static str) {

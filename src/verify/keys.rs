@@ -340,14 +340,16 @@ impl Source for JwksSource {
     type Value = KeySet;
 
     async fn fetch(&self, fetcher: &Fetcher, now: UnixTime) -> Result<Fetched<KeySet>, FetchError> {
-        let jwks_uri = match &self.keys {
-            CachedSource::Discovery(url) => fetcher.discover_jwks_uri(url, &self.issuer).await?,
-            CachedSource::JwksUri(url) => url.clone(),
+        let doc = match &self.keys {
+            CachedSource::Discovery(url) => {
+                let learnt = fetcher.discover_jwks_uri(url, &self.issuer).await?;
+                fetcher.get_learnt_json(&learnt, url).await?
+            }
+            CachedSource::JwksUri(url) => fetcher.get_json(url).await?,
             CachedSource::File(_) | CachedSource::Local => {
                 return Err(FetchError::BadJwksUri("file source"))
             }
         };
-        let doc = fetcher.get_json(&jwks_uri).await?;
         Ok(Fetched::new(parse_jwks(&doc, now)?))
     }
 

@@ -10,7 +10,7 @@
 //! A program whose worst case is over [`MAX_COST`] is refused at load; in practice that
 //! is a comprehension over a token's values nested inside another.
 
-use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr, LiteralValue};
 use serde_json::{Map, Value};
 
 /// Most items of one list, or entries of one object, in the `assertion` a program reads.
@@ -88,7 +88,9 @@ fn cost(e: &IdedExpr, times: u64) -> u64 {
 
 /// The most items a comprehension over `e` iterates: a literal's own size, the sum of a
 /// list concatenation's sides, the range of a comprehension that yields a list (`map`,
-/// `filter`), else [`UNKNOWN_RANGE`].
+/// `filter`), a split string's pieces (at most its bytes: [`UNKNOWN_RANGE`] per string it
+/// is built from, since no admitted function grows a string beyond its parts, see
+/// [`check_functions`]), else [`UNKNOWN_RANGE`].
 fn range(e: &IdedExpr) -> u64 {
     match &e.expr {
         Expr::List(l) => l.elements.len() as u64,
@@ -96,8 +98,105 @@ fn range(e: &IdedExpr) -> u64 {
         Expr::Call(c) if c.func_name == operators::ADD && c.args.len() == 2 => {
             range(&c.args[0]).saturating_add(range(&c.args[1]))
         }
+        Expr::Call(c) if c.func_name == "split" => {
+            let parts = c.target.as_deref().map_or(1, leaves).max(1);
+            UNKNOWN_RANGE.saturating_mul(parts)
+        }
         Expr::Comprehension(c) => range(&c.iter_range),
         _ => UNKNOWN_RANGE,
+    }
+}
+
+/// The values a string expression is built from (reads and literals): a bound on its
+/// size in units of [`MAX_STRING_BYTES`].
+fn leaves(e: &IdedExpr) -> u64 {
+    match &e.expr {
+        Expr::Call(c) => c
+            .target
+            .iter()
+            .map(|t| leaves(t))
+            .chain(c.args.iter().map(leaves))
+            .fold(0, u64::saturating_add)
+            .max(1),
+        _ => 1,
+    }
+}
+
+/// Most a chain of `replace` calls may multiply a string's size by (`'@'` → `' at '` is 4).
+pub const MAX_GROWTH: u64 = 32;
+
+/// Functions whose cost or result is not bounded by their inputs' sizes, admitted only in
+/// the shape that is: `replace` with a literal, non-empty pattern and a literal
+/// replacement, its growth (replacement / pattern length, multiplied along a chain of
+/// calls) at most [`MAX_GROWTH`] (an empty pattern, or a replacement read from the token,
+/// multiplied a 4 KiB string into gigabytes in two calls); and `matches` with a literal
+/// pattern (the pattern is compiled at every call).
+pub fn check_functions(e: &IdedExpr) -> Result<(), String> {
+    let growth = growth(e)?;
+    if growth > MAX_GROWTH {
+        return Err(format!(
+            "its replace() calls may multiply a string's size by {growth}, more than {MAX_GROWTH}"
+        ));
+    }
+    check_shapes(e)
+}
+
+/// How much `e`'s `replace` calls may multiply a string's size.
+fn growth(e: &IdedExpr) -> Result<u64, String> {
+    let mut most = 1u64;
+    for child in children(e) {
+        most = most.max(growth(child)?);
+    }
+    let Expr::Call(c) = &e.expr else {
+        return Ok(most);
+    };
+    if c.func_name != "replace" {
+        return Ok(most);
+    }
+    let literal = |x: Option<&IdedExpr>| match x.map(|x| &x.expr) {
+        Some(Expr::Literal(LiteralValue::String(s))) => Some(s.inner().len() as u64),
+        _ => None,
+    };
+    match (literal(c.args.first()), literal(c.args.get(1))) {
+        (Some(p), Some(w)) if p > 0 => Ok(w.div_ceil(p).max(1).saturating_mul(most)),
+        _ => Err("replace() takes a literal, non-empty pattern and a literal replacement here: an empty pattern, or a replacement read from the token, multiplies the string at each call".to_owned()),
+    }
+}
+
+fn check_shapes(e: &IdedExpr) -> Result<(), String> {
+    if let Expr::Call(c) = &e.expr {
+        let literal = |e: &IdedExpr| matches!(&e.expr, Expr::Literal(LiteralValue::String(_)));
+        if c.func_name == "matches" && !c.args.last().is_some_and(literal) {
+            return Err("matches() takes a literal pattern here: a pattern read from the token would be compiled as a regular expression at every call".to_owned());
+        }
+    }
+    children(e).into_iter().try_for_each(check_shapes)
+}
+
+/// The direct subexpressions of `e`.
+fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+    fn entry(entry: &EntryExpr) -> Vec<&IdedExpr> {
+        match entry {
+            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        }
+    }
+    match &e.expr {
+        Expr::Call(c) => c.target.iter().map(|t| &**t).chain(c.args.iter()).collect(),
+        Expr::Select(s) => vec![&*s.operand],
+        Expr::List(l) => l.elements.iter().collect(),
+        Expr::Map(m) => m.entries.iter().flat_map(|x| entry(&x.expr)).collect(),
+        Expr::Struct(s) => s.entries.iter().flat_map(|x| entry(&x.expr)).collect(),
+        Expr::Comprehension(c) => {
+            vec![
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+        }
+        Expr::Literal(_) | Expr::Ident(_) | Expr::Unspecified => Vec::new(),
     }
 }
 
@@ -171,6 +270,28 @@ mod tests {
         assert!(nested > MAX_COST, "{nested}");
         let concat = worst("(assertion.groups + assertion.roles).map(g, g)");
         assert!(concat > worst("assertion.groups.map(g, g)"));
+    }
+
+    #[test]
+    fn functions_that_grow_strings_or_compile_per_call_are_admitted_in_bounded_shapes_only() {
+        let check = |src: &str| check_functions(cel::Program::compile(src).unwrap().expression());
+        assert!(check("assertion.email.replace('@corp.example', '')").is_ok());
+        assert!(check("assertion.email.replace('@', ' at ')").is_ok());
+        assert!(check("assertion.email.replace('@', ' at ').replace('.', ' dot ')").is_ok());
+        assert!(check("assertion.name.matches('^[a-z]+$')").is_ok());
+        for bad in [
+            "assertion.name.replace('', assertion.name)",
+            "assertion.name.replace('a', 'aaaaa').replace('a', 'aaaaa').replace('a', 'aaaaa')",
+            "assertion.name.replace(assertion.x, '')",
+            "assertion.groups.filter(g, g.matches(assertion.pattern))",
+            "assertion.groups.map(g, g.replace('', 'x'))",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+        // A split of a string built from several reads ranges over all of them.
+        let one = worst("assertion.a.split(',').map(p, p)");
+        let three = worst("(assertion.a + assertion.b + assertion.c).split(',').map(p, p)");
+        assert!(three > 2 * one, "{one} {three}");
     }
 
     #[test]
