@@ -340,6 +340,7 @@ fn registry(f: &Fixture) -> Registry {
         scopes: tessera::protocol::ScopeSet::parse("read").unwrap(),
         lifetime: Some(Duration::from_secs(300)),
         claims: vec!["email".into()],
+        signing_alg: None,
         source: PathBuf::from("api.toml"),
     };
     Registry::new(vec![issuer, saml_issuer(f)], vec![client], vec![audience])

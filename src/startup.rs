@@ -108,7 +108,6 @@ impl Application {
                     .rotation_interval
                     .map(|every| crate::issue::Schedule {
                         every,
-                        alg: config.tokens.signing_alg,
                         retire_publish_for: config.tokens.max_lifetime,
                         publish_guard: config.tokens.publish_guard,
                     }),
@@ -180,6 +179,9 @@ impl Parts {
                 .context("opening the signing keys")?
                 .with_publish_guard(config.tokens.publish_guard),
         );
+        keys.ensure_algs(store, &crate::exchange::audience_algs(&trust.snapshot()))
+            .await
+            .context("creating the keys of the audiences' signing_alg")?;
         let verifier = verifier(config, &keys, clock.clone(), metrics.clone())?;
         verifier.warm_up(&trust.snapshot());
         Self::assemble(config, store, clock, trust, metrics, keys, verifier).await
@@ -203,6 +205,9 @@ impl Parts {
                 .await
                 .context("opening the signing keys")?,
         );
+        keys.ensure_algs(store, &crate::exchange::audience_algs(&trust.snapshot()))
+            .await
+            .context("creating the keys of the audiences' signing_alg")?;
         let verifier = offline_verifier(config, &keys, clock.clone(), metrics.clone())?;
         let mut config = config.clone();
         config.trust.shadow_dir = None;
@@ -370,7 +375,7 @@ fn spawn_reload_on_sighup(state: web::Data<AppState>) -> tokio::task::JoinHandle
             return;
         };
         while hup.recv().await.is_some() {
-            let _ = state.exchanger.reload_trust();
+            let _ = state.reload_registry().await;
         }
     })
 }

@@ -53,21 +53,30 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         } else {
             config.tokens.publish_guard
         };
-        let current = crate::issue::rotate_with(
-            &store,
-            config.tokens.signing_alg,
-            clock.clone(),
-            config.tokens.max_lifetime,
-            kek.as_ref(),
-            min_next_age,
-        )
-        .await
-        .context("rotating signing keys")?;
-        lines.push(format!(
-            "rotated: {} is now current; replicas sign with it within {}",
-            current.kid,
-            humantime::format_duration(config.tokens.key_refresh_interval)
-        ));
+        // Every algorithm in use (audiences' signing_alg) rotates, the default first.
+        let mut algs = vec![config.tokens.signing_alg];
+        for alg in crate::issue::algs_with_keys(&store).await? {
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+        for alg in algs {
+            let current = crate::issue::rotate_with(
+                &store,
+                alg,
+                clock.clone(),
+                config.tokens.max_lifetime,
+                kek.as_ref(),
+                min_next_age,
+            )
+            .await
+            .with_context(|| format!("rotating the {alg} signing keys"))?;
+            lines.push(format!(
+                "rotated {alg}: {} is now current; replicas sign with it within {}",
+                current.kid,
+                humantime::format_duration(config.tokens.key_refresh_interval)
+            ));
+        }
     }
     let now = clock.now();
     lines.push(format!(

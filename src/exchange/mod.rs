@@ -597,17 +597,21 @@ impl Exchanger {
         // a random page per row. 74 random bits still make it unique.
         let jti = crate::protocol::Jti::new(uuid::Uuid::now_v7().simple().to_string());
         let scope = plan.scope();
-        let signed = self
-            .keys
-            .sign(&AccessTokenClaims::of(
-                &plan,
-                &self.settings.issuer,
-                &jti,
-                &scope,
-            ))
-            .map_err(ExchangeError::from_signing)?;
+        let claims = AccessTokenClaims::of(&plan, &self.settings.issuer, &jti, &scope);
+        let signed = match plan.audience.signing_alg {
+            None => self.keys.sign(&claims),
+            Some(alg) => match signing_alg(alg) {
+                Some(alg) => self.keys.sign_with(&claims, alg),
+                None => Err(crate::issue::IssueError::Key(format!(
+                    "audience {}: tessera does not sign with {}",
+                    plan.audience.id,
+                    alg.name()
+                ))),
+            },
+        }
+        .map_err(ExchangeError::from_signing)?;
         record.pass(Step::Issue, None, || {
-            Detail::new(format!("signed, jti {jti}"))
+            Detail::new(format!("signed, jti {jti}, kid {}", signed.kid))
         });
         trail.jti = Some(jti);
         Ok(TokenResponse {
@@ -904,4 +908,22 @@ impl Exchanger {
             }
         }
     }
+}
+
+/// A registry signing algorithm as the key ring names it; `None` for one tessera does
+/// not sign with (the loader admits only `JwsAlg::LOCAL`).
+pub fn signing_alg(alg: crate::trust::JwsAlg) -> Option<crate::issue::SigningAlg> {
+    alg.name().parse().ok()
+}
+
+/// Every algorithm the registry's audiences sign with, beside `tokens.signing_alg`.
+pub fn audience_algs(registry: &Registry) -> Vec<crate::issue::SigningAlg> {
+    let mut algs: Vec<_> = registry
+        .audiences
+        .values()
+        .filter_map(|a| a.signing_alg.and_then(signing_alg))
+        .collect();
+    algs.sort_by_key(|a| a.as_str());
+    algs.dedup();
+    algs
 }

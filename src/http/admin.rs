@@ -54,7 +54,7 @@ pub async fn reload(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    match state.exchanger.reload_trust() {
+    match state.reload_registry().await {
         Ok(summary) => {
             Ok(HttpResponse::Ok().json(json!({"status": "reloaded", "entries": summary})))
         }

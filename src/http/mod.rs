@@ -39,6 +39,20 @@ pub struct AppState {
     pub admin_token_sha256: Option<[u8; 32]>,
 }
 
+impl AppState {
+    /// Reloads the registry (SIGHUP, `POST /admin/reload`) and creates the keys of any
+    /// signing algorithm a new audience names, before the first of its tokens is asked
+    /// for. An invalid registry is refused and the old one keeps serving.
+    pub async fn reload_registry(&self) -> Result<usize, crate::trust::TrustError> {
+        let entries = self.exchanger.reload_trust()?;
+        let algs = crate::exchange::audience_algs(&self.trust.snapshot());
+        if let Err(error) = self.keys.ensure_algs(&self.store, &algs).await {
+            tracing::error!(%error, "the keys of an audience's signing_alg could not be created; its tokens are refused until they can");
+        }
+        Ok(entries)
+    }
+}
+
 const ALLOW_POST: &str = "POST";
 const ALLOW_GET: &str = "GET, HEAD";
 

@@ -40,7 +40,7 @@ pub const REPLICA_LAG_MARGIN: Duration = Duration::from_secs(60);
 /// every replica (refreshing at least every 30 s) publishes it before anyone signs with it.
 pub const NEXT_KEY_MIN_AGE: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum SigningAlg {
     #[default]
     ES256,
@@ -149,7 +149,10 @@ impl KeyInfo {
 /// One replica's view of the key set, replaced whole on refresh.
 #[derive(Debug)]
 struct Snapshot {
+    /// The default algorithm's current signer (`tokens.signing_alg`).
     signer: Arc<Signer>,
+    /// Every other algorithm's current signer (audiences' `signing_alg`).
+    others: Vec<Arc<Signer>>,
     current_created_at: UnixTime,
     jwks: Arc<str>,
     /// (kid, state) of every published key, in JWKS order: what `jwks` was built from.
@@ -160,6 +163,8 @@ struct Snapshot {
 pub struct KeyRing {
     clock: SharedClock,
     kek: Option<KeyEncryptionKey>,
+    /// `tokens.signing_alg`: what [`KeyRing::sign`] uses.
+    alg: SigningAlg,
     snapshot: ArcSwap<Snapshot>,
     /// When the key state was last read from the database (milliseconds since `origin`,
     /// monotonic): [`KeyRing::sign`] refuses once it is older than `publish_guard`.
@@ -192,15 +197,7 @@ impl KeyRing {
     ) -> Result<Self, IssueError> {
         ensure_keys(store, alg, &clock, kek.as_ref()).await?;
         let rows = load_rows(store).await?;
-        let snapshot = build_snapshot(&rows, clock.now(), kek.as_ref(), None)?;
-        if snapshot.signer.alg() != alg {
-            tracing::warn!(
-                configured = %alg,
-                current = %snapshot.signer.alg(),
-                "tokens.signing_alg differs from the current key's; new keys use the configured \
-                 algorithm, which signs after two rotations"
-            );
-        }
+        let snapshot = build_snapshot(&rows, clock.now(), kek.as_ref(), None, alg)?;
         if kek.is_none() {
             tracing::warn!(
                 "TESSERA_KEY_ENCRYPTION_KEY is not set: signing keys are stored unencrypted"
@@ -209,11 +206,23 @@ impl KeyRing {
         Ok(Self {
             clock,
             kek,
+            alg,
             snapshot: ArcSwap::from_pointee(snapshot),
             origin: Instant::now(),
             last_read_ms: AtomicU64::new(0),
             publish_guard: None,
         })
+    }
+
+    /// Makes sure every algorithm of `algs` has a current and a next key (audiences'
+    /// `signing_alg`: at start and at each registry reload), then re-reads the key set.
+    /// A new algorithm's first key signs at once: no token was ever verified against
+    /// another key of that algorithm, so there is nothing to publish ahead of it.
+    pub async fn ensure_algs(&self, store: &Store, algs: &[SigningAlg]) -> Result<(), IssueError> {
+        for alg in algs {
+            ensure_keys(store, *alg, &self.clock, self.kek.as_ref()).await?;
+        }
+        self.refresh(store).await
     }
 
     /// Sets the publish guard (`tokens.publish_guard`): from now on [`KeyRing::sign`]
@@ -251,7 +260,7 @@ impl KeyRing {
             self.mark_read();
             return Ok(());
         }
-        let new = build_snapshot(&rows, now, self.kek.as_ref(), Some(&old))?;
+        let new = build_snapshot(&rows, now, self.kek.as_ref(), Some(&old), self.alg)?;
         if new.signer.kid() != old.signer.kid() {
             tracing::info!(kid = %new.signer.kid(), "signing with a new current key");
         }
@@ -260,9 +269,18 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Signs `claims` as an RFC 9068 access token with the current key.
-    /// Hot path: two atomic loads, no locks, no key parsing.
+    /// Signs `claims` as an RFC 9068 access token with the default algorithm's current key.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<SignedToken, IssueError> {
+        self.sign_with(claims, self.alg)
+    }
+
+    /// Signs `claims` with `alg`'s current key (an audience's `signing_alg`).
+    /// Hot path: two atomic loads, no locks, no key parsing.
+    pub fn sign_with<T: Serialize>(
+        &self,
+        claims: &T,
+        alg: SigningAlg,
+    ) -> Result<SignedToken, IssueError> {
         if let Some((since, guard)) = self.stale_for() {
             return Err(IssueError::KeyStateStale {
                 secs: since.as_secs(),
@@ -270,10 +288,19 @@ impl KeyRing {
             });
         }
         let snapshot = self.snapshot.load();
-        let token = snapshot.signer.sign(claims)?;
+        let signer = std::iter::once(&snapshot.signer)
+            .chain(snapshot.others.iter())
+            .find(|s| s.alg() == alg)
+            .ok_or_else(|| {
+                IssueError::Key(format!(
+                    "no current {alg} signing key: the keys of an audience's signing_alg are \
+                     created at start and at each registry reload"
+                ))
+            })?;
+        let token = signer.sign(claims)?;
         Ok(SignedToken {
             token: Secret::new(token),
-            kid: snapshot.signer.kid().clone(),
+            kid: signer.kid().clone(),
         })
     }
 
@@ -310,7 +337,6 @@ impl KeyRing {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub every: Duration,
-    pub alg: SigningAlg,
     /// `tokens.max_lifetime`: how long a retired key stays published (plus the margin).
     pub retire_publish_for: Duration,
     pub publish_guard: Duration,
@@ -335,10 +361,11 @@ pub fn spawn_refresher(
             ticks.tick().await;
             if let Some(schedule) = &schedule {
                 match rotate_if_due(&store, ring.clock.clone(), schedule, ring.kek.as_ref()).await {
-                    Ok(Some(key)) => {
-                        tracing::info!(kid = %key.kid, "scheduled rotation: a new key is current")
+                    Ok(keys) => {
+                        for key in keys {
+                            tracing::info!(kid = %key.kid, alg = %key.alg, "scheduled rotation: a new key is current");
+                        }
                     }
-                    Ok(None) => {}
                     Err(error) => {
                         tracing::warn!(%error, "scheduled rotation failed; retried next tick")
                     }
@@ -352,11 +379,20 @@ pub fn spawn_refresher(
     })
 }
 
-/// Whether the current key has signed for `every` (since it became current) and the next
-/// key has been published for the publish guard.
-fn rotation_due(rows: &[SigningKeyRow], now: UnixTime, every: i64, guard: i64) -> bool {
-    let current = rows.iter().find(|r| r.state == KeyState::Current);
-    let next = rows.iter().find(|r| r.state == KeyState::Next);
+/// Whether `alg`'s current key has signed for `every` (since it became current) and its
+/// next key has been published for the publish guard.
+fn rotation_due(
+    rows: &[SigningKeyRow],
+    alg: SigningAlg,
+    now: UnixTime,
+    every: i64,
+    guard: i64,
+) -> bool {
+    let of = |state| {
+        rows.iter()
+            .find(|r| r.state == state && r.alg == alg.as_str())
+    };
+    let (current, next) = (of(KeyState::Current), of(KeyState::Next));
     match (current, next) {
         (Some(c), Some(n)) => {
             let since = c.activated_at.unwrap_or(c.created_at);
@@ -366,26 +402,60 @@ fn rotation_due(rows: &[SigningKeyRow], now: UnixTime, every: i64, guard: i64) -
     }
 }
 
-/// Rotates when [`rotation_due`]: checked on a plain read first (no key is generated on
-/// the ticks that find nothing due), then again under the key lock, so replicas ticking
-/// together rotate once per interval between them. Returns the new current key.
+/// Rotates every algorithm in use whose rotation is due; returns the new current keys.
 pub async fn rotate_if_due(
     store: &Store,
     clock: SharedClock,
     schedule: &Schedule,
     kek: Option<&KeyEncryptionKey>,
+) -> Result<Vec<KeyInfo>, IssueError> {
+    let mut rotated = Vec::new();
+    for alg in algs_in_use(&load_rows(store).await?) {
+        if let Some(key) = rotate_alg_if_due(store, clock.clone(), schedule, alg, kek).await? {
+            rotated.push(key);
+        }
+    }
+    Ok(rotated)
+}
+
+/// Every algorithm with a current key, in a stable order.
+fn algs_in_use(rows: &[SigningKeyRow]) -> Vec<SigningAlg> {
+    let mut algs: Vec<SigningAlg> = rows
+        .iter()
+        .filter(|r| r.state == KeyState::Current)
+        .filter_map(|r| SigningAlg::from_str(&r.alg).ok())
+        .collect();
+    algs.sort_by_key(|a| a.as_str());
+    algs.dedup();
+    algs
+}
+
+/// The algorithms `tessera keys rotate` rotates: every one with a current key.
+pub async fn algs_with_keys(store: &Store) -> Result<Vec<SigningAlg>, IssueError> {
+    Ok(algs_in_use(&load_rows(store).await?))
+}
+
+/// Rotates `alg` when [`rotation_due`]: checked on a plain read first (no key is generated
+/// on the ticks that find nothing due), then again under the key lock, so replicas ticking
+/// together rotate once per interval between them. Returns the new current key.
+async fn rotate_alg_if_due(
+    store: &Store,
+    clock: SharedClock,
+    schedule: &Schedule,
+    alg: SigningAlg,
+    kek: Option<&KeyEncryptionKey>,
 ) -> Result<Option<KeyInfo>, IssueError> {
     let (every, guard) = (secs(schedule.every), secs(schedule.publish_guard));
-    if !rotation_due(&load_rows(store).await?, clock.now(), every, guard) {
+    if !rotation_due(&load_rows(store).await?, alg, clock.now(), every, guard) {
         return Ok(None);
     }
-    let [fresh] = prepare_keys::<1>(schedule.alg, kek).await?;
+    let [fresh] = prepare_keys::<1>(alg, kek).await?;
     let retire_for = secs(schedule.retire_publish_for).saturating_add(secs(REPLICA_LAG_MARGIN));
     let promoted = store
         .run(move |conn| {
             locked_transaction(conn, KEYS_LOCK, |conn| {
                 let now = clock.now();
-                if !rotation_due(&key_rows::all_keys(conn)?, now, every, guard) {
+                if !rotation_due(&key_rows::all_keys(conn)?, alg, now, every, guard) {
                     return Ok(None);
                 }
                 rotate_locked(conn, now, &fresh, retire_for)
@@ -407,13 +477,17 @@ fn rotate_locked(
     fresh: &PreparedKey,
     retire_for: i64,
 ) -> Result<Option<Kid>, crate::store::QueryError> {
+    let alg = fresh.alg.as_str();
     let rows = key_rows::all_keys(conn)?;
-    let Some(next) = rows.iter().find(|r| r.state == KeyState::Next) else {
+    let Some(next) = rows
+        .iter()
+        .find(|r| r.state == KeyState::Next && r.alg == alg)
+    else {
         return Ok(None);
     };
     let promoted = Kid::new(next.kid.as_str());
-    key_rows::retire_current(conn, now, now.saturating_add(retire_for))?;
-    key_rows::promote_next(conn, now)?;
+    key_rows::retire_current(conn, alg, now, now.saturating_add(retire_for))?;
+    key_rows::promote_next(conn, alg, now)?;
     key_rows::insert_key(conn, &fresh.as_new(KeyState::Next, now, None))?;
     key_rows::delete_unpublished_retired(conn, now)?;
     Ok(Some(promoted))
@@ -459,8 +533,13 @@ pub async fn rotate_with(
             locked_transaction(conn, KEYS_LOCK, |conn| {
                 let now = clock.now();
                 let rows = key_rows::all_keys(conn)?;
-                let Some(next) = rows.iter().find(|r| r.state == KeyState::Next) else {
-                    return Ok(Err(IssueError::Key("no next key to promote".to_owned())));
+                let Some(next) = rows
+                    .iter()
+                    .find(|r| r.state == KeyState::Next && r.alg == alg.as_str())
+                else {
+                    return Ok(Err(IssueError::Key(format!(
+                        "no next {alg} key to promote"
+                    ))));
                 };
                 let age = now.saturating_sub(next.created_at);
                 if age < min_age {
@@ -568,7 +647,10 @@ async fn ensure_keys(
     kek: Option<&KeyEncryptionKey>,
 ) -> Result<(), IssueError> {
     let rows = load_rows(store).await?;
-    let has = |state: KeyState| rows.iter().any(|r| r.state == state);
+    let has = |state: KeyState| {
+        rows.iter()
+            .any(|r| r.state == state && r.alg == alg.as_str())
+    };
     if has(KeyState::Current) && has(KeyState::Next) {
         return Ok(());
     }
@@ -580,13 +662,16 @@ async fn ensure_keys(
             locked_transaction(conn, KEYS_LOCK, |conn| {
                 let now = clock.now();
                 let rows = key_rows::all_keys(conn)?;
-                let has = |state: KeyState| rows.iter().any(|r| r.state == state);
+                let has = |state: KeyState| {
+                    rows.iter()
+                        .any(|r| r.state == state && r.alg == alg.as_str())
+                };
                 let mut fresh = fresh.iter();
                 let mut created = Vec::new();
                 if !has(KeyState::Current) {
                     if has(KeyState::Next) {
                         // The next key is already published: it is the one to sign with.
-                        key_rows::promote_next(conn, now)?;
+                        key_rows::promote_next(conn, alg.as_str(), now)?;
                     } else if let Some(k) = fresh.next() {
                         key_rows::insert_key(conn, &k.as_new(KeyState::Current, now, Some(now)))?;
                         created.push(k.kid.clone());
@@ -594,7 +679,7 @@ async fn ensure_keys(
                 }
                 let next_exists = key_rows::all_keys(conn)?
                     .iter()
-                    .any(|r| r.state == KeyState::Next);
+                    .any(|r| r.state == KeyState::Next && r.alg == alg.as_str());
                 if !next_exists {
                     if let Some(k) = fresh.next() {
                         key_rows::insert_key(conn, &k.as_new(KeyState::Next, now, None))?;
@@ -629,21 +714,22 @@ fn build_snapshot(
     now: UnixTime,
     kek: Option<&KeyEncryptionKey>,
     old: Option<&Snapshot>,
+    default_alg: SigningAlg,
 ) -> Result<Snapshot, IssueError> {
     let current = rows
         .iter()
-        .find(|r| r.state == KeyState::Current)
-        .ok_or_else(|| IssueError::Key("no current signing key in the database".to_owned()))?;
-    let signer = match old {
-        Some(old) if *old.signer.kid() == current.kid => old.signer.clone(),
-        _ => {
-            let alg = SigningAlg::from_str(&current.alg)?;
-            let pem = open_private(kek, current)?;
-            let signer = Signer::from_pem(alg, &current.kid, &pem)?;
-            self_test(&signer, &current.public_jwk, &pem)?;
-            Arc::new(signer)
-        }
-    };
+        .find(|r| r.state == KeyState::Current && r.alg == default_alg.as_str())
+        .ok_or_else(|| {
+            IssueError::Key(format!(
+                "no current {default_alg} signing key in the database"
+            ))
+        })?;
+    let signer = signer_of(current, kek, old)?;
+    let others = rows
+        .iter()
+        .filter(|r| r.state == KeyState::Current && r.alg != default_alg.as_str())
+        .map(|r| signer_of(r, kek, old))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut published = Vec::new();
     let mut jwks = Vec::new();
     for row in published_keys(rows, now) {
@@ -661,10 +747,33 @@ fn build_snapshot(
     }
     Ok(Snapshot {
         signer,
+        others,
         current_created_at: current.created_at,
         jwks: serde_json::json!({ "keys": jwks }).to_string().into(),
         published,
     })
+}
+
+/// The signer of a current key: the one `old` already has when it is the same key, else
+/// opened and self-tested.
+fn signer_of(
+    row: &SigningKeyRow,
+    kek: Option<&KeyEncryptionKey>,
+    old: Option<&Snapshot>,
+) -> Result<Arc<Signer>, IssueError> {
+    let known = old.and_then(|o| {
+        std::iter::once(&o.signer)
+            .chain(o.others.iter())
+            .find(|s| *s.kid() == row.kid)
+    });
+    if let Some(signer) = known {
+        return Ok(signer.clone());
+    }
+    let alg = SigningAlg::from_str(&row.alg)?;
+    let pem = open_private(kek, row)?;
+    let signer = Signer::from_pem(alg, &row.kid, &pem)?;
+    self_test(&signer, &row.public_jwk, &pem)?;
+    Ok(Arc::new(signer))
 }
 
 fn open_private(kek: Option<&KeyEncryptionKey>, row: &SigningKeyRow) -> Result<String, IssueError> {

@@ -150,29 +150,38 @@ pub fn insert_key(conn: &mut DbConn, key: &NewSigningKey<'_>) -> Result<(), Dies
         .map(|_| ())
 }
 
-/// current → retired, published until `publish_until`. Returns rows changed.
+/// `alg`'s current key → retired, published until `publish_until`. Returns rows changed.
 pub fn retire_current(
     conn: &mut DbConn,
+    alg: &str,
     now: UnixTime,
     publish_until: UnixTime,
 ) -> Result<usize, DieselError> {
-    diesel::update(signing_keys::table.filter(signing_keys::state.eq(STATE_CURRENT)))
-        .set((
-            signing_keys::state.eq(STATE_RETIRED),
-            signing_keys::retired_at.eq(Some(now)),
-            signing_keys::publish_until.eq(Some(publish_until)),
-        ))
-        .execute(conn)
+    diesel::update(
+        signing_keys::table
+            .filter(signing_keys::state.eq(STATE_CURRENT))
+            .filter(signing_keys::alg.eq(alg)),
+    )
+    .set((
+        signing_keys::state.eq(STATE_RETIRED),
+        signing_keys::retired_at.eq(Some(now)),
+        signing_keys::publish_until.eq(Some(publish_until)),
+    ))
+    .execute(conn)
 }
 
-/// next → current. Returns rows changed.
-pub fn promote_next(conn: &mut DbConn, now: UnixTime) -> Result<usize, DieselError> {
-    diesel::update(signing_keys::table.filter(signing_keys::state.eq(STATE_NEXT)))
-        .set((
-            signing_keys::state.eq(STATE_CURRENT),
-            signing_keys::activated_at.eq(Some(now)),
-        ))
-        .execute(conn)
+/// `alg`'s next key → current. Returns rows changed.
+pub fn promote_next(conn: &mut DbConn, alg: &str, now: UnixTime) -> Result<usize, DieselError> {
+    diesel::update(
+        signing_keys::table
+            .filter(signing_keys::state.eq(STATE_NEXT))
+            .filter(signing_keys::alg.eq(alg)),
+    )
+    .set((
+        signing_keys::state.eq(STATE_CURRENT),
+        signing_keys::activated_at.eq(Some(now)),
+    ))
+    .execute(conn)
 }
 
 /// Deletes retired keys no longer published: their tokens have all expired, and a private

@@ -417,5 +417,8 @@ pub struct AudienceEntry {
     pub lifetime: Option<Duration>,
     /// Mapped claims this audience may see.
     pub claims: Vec<String>,
+    /// The algorithm its tokens are signed with (`signing_alg`; one of [`JwsAlg::LOCAL`]);
+    /// `None`: `tokens.signing_alg`.
+    pub signing_alg: Option<JwsAlg>,
     pub source: PathBuf,
 }

@@ -23,6 +23,7 @@ mod saml;
 mod saml_encrypted;
 mod saml_idp;
 mod saml_vectors;
+mod signing;
 mod trust_test;
 mod vectors;
 mod verify;

@@ -12,6 +12,7 @@ fn audience(id: &str, aud: &str, scopes: &[&str]) -> AudienceEntry {
         scopes: ScopeSet::parse(&scopes.join(" ")).unwrap(),
         lifetime: Some(Duration::from_secs(600)),
         claims: vec!["email".into()],
+        signing_alg: None,
         source: PathBuf::new(),
     }
 }

@@ -400,10 +400,14 @@ fn the_migration_splits_old_combined_reasons() {
                 .revert_last_migration(POSTGRES_MIGRATIONS)
                 .map(|v| v.to_string()),
         };
-        // Back to before 000005: the later migrations first.
-        let summary = revert().unwrap();
-        assert!(summary.ends_with("000006"), "{kind:?}: reverted {summary}");
-        let reverted = revert().unwrap();
+        // Back to before 000005: the later migrations first, newest first.
+        let mut reverted = String::new();
+        for _ in 0..10 {
+            reverted = revert().unwrap();
+            if reverted.ends_with("000005") {
+                break;
+            }
+        }
         assert!(
             reverted.ends_with("000005"),
             "{kind:?}: reverted {reverted}"

@@ -19,6 +19,9 @@ struct RawAudience {
     lifetime: Option<toml::Value>,
     #[serde(default)]
     claims: Vec<String>,
+    /// `ES256`, `RS256`, `PS256` or `EdDSA`: what tessera signs this audience's tokens
+    /// with (resource servers that verify only RS256, say).
+    signing_alg: Option<String>,
 }
 
 pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<AudienceEntry> {
@@ -52,6 +55,20 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
     check_scopes(path, &raw.scopes, errs);
     check_nonempty_strings(path, "claims", &raw.claims, errs);
     let lifetime = parse_duration(path, "lifetime", raw.lifetime.as_ref(), errs);
+    let signing_alg = raw.signing_alg.as_deref().and_then(|name| {
+        let alg =
+            crate::trust::JwsAlg::parse(name).filter(|a| crate::trust::JwsAlg::LOCAL.contains(a));
+        if alg.is_none() {
+            errs.field(
+                path,
+                "signing_alg",
+                format!(
+                    "{name:?} is not an algorithm tessera signs with: ES256, RS256, PS256 or EdDSA"
+                ),
+            );
+        }
+        alg
+    });
     if errs.0.len() != before {
         return None;
     }
@@ -62,6 +79,7 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
         scopes: super::scope_set(&raw.scopes),
         lifetime,
         claims: raw.claims,
+        signing_alg,
         source: path.to_path_buf(),
     })
 }
