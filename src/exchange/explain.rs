@@ -192,6 +192,7 @@ pub(super) fn verified_steps(
     role: TokenRole,
     token: &VerifiedSubject,
     now: UnixTime,
+    saml_entity_id: &str,
 ) {
     let entry = &token.issuer;
     let r = Some(role);
@@ -220,9 +221,16 @@ pub(super) fn verified_steps(
         record.pass(Step::Signature, r, || Detail::new("verifies"));
     }
     record.pass(Step::Audience, r, || {
+        // SAML assertions may also be addressed to tessera itself (saml.entity_id).
+        let mut accepted = entry.audiences.clone();
+        if entry.kind() == crate::trust::IssuerKind::Saml
+            && !accepted.iter().any(|a| a == saml_entity_id)
+        {
+            accepted.push(saml_entity_id.to_owned());
+        }
         Detail::new("the token names an accepted audience")
             .with("token_aud", token.audiences.clone())
-            .with("accepted", entry.audiences.clone())
+            .with("accepted", accepted)
     });
     record.pass(Step::Expiry, r, || {
         Detail::new(format!(

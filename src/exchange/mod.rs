@@ -538,7 +538,13 @@ impl Exchanger {
             trail.issuer = Some(token.issuer.id.clone());
         }
         if record.is_detailed() {
-            explain::verified_steps(record, role, &token, self.clock.now());
+            explain::verified_steps(
+                record,
+                role,
+                &token,
+                self.clock.now(),
+                self.verifier.saml_entity_id(),
+            );
         }
         // A local token's lineage (parsed once, in verify) against the revocations.
         if self.revocations.any_revoked(token.lineage()) {

@@ -277,6 +277,11 @@ impl Verifier {
         })
     }
 
+    /// `saml.entity_id`, which every SAML issuer's assertions may be addressed to.
+    pub fn saml_entity_id(&self) -> &str {
+        self.saml.entity_id()
+    }
+
     /// Every issuer whose keys or metadata are fetched, and whether they are in hand
     /// (`/readyz`), sorted by issuer id.
     pub fn issuer_status(&self) -> Vec<(String, cache::SlotStatus)> {

@@ -514,6 +514,18 @@ async fn explain_never_uses_up_a_one_time_assertion() {
             .find(|s| s.step == tessera::exchange::Step::Key)
             .unwrap();
         assert!(signature.summary.contains("certificate"), "{signature:?}");
+        // The audience step lists tessera's own SAML audience too (saml.entity_id):
+        // an assertion addressed to it is accepted for every SAML issuer.
+        let audience = e
+            .steps
+            .iter()
+            .find(|s| s.step == tessera::exchange::Step::Audience)
+            .unwrap();
+        assert_eq!(
+            audience.values["accepted"],
+            serde_json::json!(["https://app.corp.example/saml", ISSUER]),
+            "{audience:?}"
+        );
     }
     issued(app.exchange_saml(&token).await).await;
     let e = app.explain("saml-app", &params).await;

@@ -47,6 +47,12 @@ pub struct SamlVerifier {
 }
 
 impl SamlVerifier {
+    /// `saml.entity_id`: an AudienceRestriction naming it is accepted for every SAML
+    /// issuer, beside the entry's own `audiences` (explain lists it).
+    pub fn entity_id(&self) -> &str {
+        &self.broker.saml_entity_id
+    }
+
     /// Each remote issuer's metadata state (`/readyz`).
     pub fn metadata_status(&self) -> Vec<(String, crate::verify::cache::SlotStatus)> {
         self.metadata.status()
