@@ -244,7 +244,8 @@ impl ExchangeError {
     /// A signing failure: ours (500), or the key state out of reach (503).
     pub fn from_signing(e: crate::issue::IssueError) -> Self {
         match e {
-            crate::issue::IssueError::KeyStateStale { .. } => Self::KeysUnavailable(e),
+            crate::issue::IssueError::KeyStateStale { .. }
+            | crate::issue::IssueError::NoKeyFor { .. } => Self::KeysUnavailable(e),
             other => Self::Signing(other),
         }
     }

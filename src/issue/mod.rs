@@ -109,6 +109,11 @@ pub enum IssueError {
     /// may have been retired elsewhere, so this replica does not sign (SPEC §6).
     #[error("the signing keys could not be read for {secs} s (publish guard {guard_secs} s)")]
     KeyStateStale { secs: u64, guard_secs: u64 },
+    /// No key of an audience's `signing_alg` yet: they are created at start and at each
+    /// registry reload, and that failed (the database was unreachable); retried at the
+    /// next reload.
+    #[error("no current {alg} signing key yet (created at start and at each registry reload)")]
+    NoKeyFor { alg: SigningAlg },
 }
 
 #[derive(Debug, Clone)]
@@ -291,12 +296,7 @@ impl KeyRing {
         let signer = std::iter::once(&snapshot.signer)
             .chain(snapshot.others.iter())
             .find(|s| s.alg() == alg)
-            .ok_or_else(|| {
-                IssueError::Key(format!(
-                    "no current {alg} signing key: the keys of an audience's signing_alg are \
-                     created at start and at each registry reload"
-                ))
-            })?;
+            .ok_or(IssueError::NoKeyFor { alg })?;
         let token = signer.sign(claims)?;
         Ok(SignedToken {
             token: Secret::new(token),

@@ -400,3 +400,48 @@ async fn the_refresher_picks_up_rotations_and_reports_key_age() {
     // The promoted key was created at T0 (as next) and it is now T0 + 120.
     assert_eq!(metrics.signing_key_age.get(), 120.0);
 }
+
+/// An audience's algorithm without keys yet is refused by name (503 upstream), and keys
+/// created for it sign at once, published beside the default algorithm's.
+#[tokio::test]
+async fn each_algorithm_in_use_has_its_own_keys() {
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        let (_fixed, clock) = clock();
+        let ring = KeyRing::open_with(&store, SigningAlg::ES256, clock.clone(), None)
+            .await
+            .unwrap();
+        let claims = serde_json::json!({ "aud": "api" });
+        assert!(matches!(
+            ring.sign_with(&claims, SigningAlg::RS256),
+            Err(IssueError::NoKeyFor {
+                alg: SigningAlg::RS256
+            })
+        ));
+        assert_eq!(
+            crate::exchange::ExchangeError::from_signing(IssueError::NoKeyFor {
+                alg: SigningAlg::RS256
+            })
+            .http_status(),
+            503
+        );
+        ring.ensure_algs(&store, &[SigningAlg::RS256])
+            .await
+            .unwrap();
+        let rs = ring.sign_with(&claims, SigningAlg::RS256).unwrap();
+        let es = ring.sign(&claims).unwrap();
+        assert_eq!(
+            verify(&ring, rs.token.expose(), SigningAlg::RS256)["aud"],
+            "api"
+        );
+        assert_eq!(
+            verify(&ring, es.token.expose(), SigningAlg::ES256)["aud"],
+            "api"
+        );
+        assert_eq!(
+            jwks_kids(&ring).len(),
+            4,
+            "a current and a next key of each"
+        );
+    }
+}
