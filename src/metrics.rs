@@ -69,11 +69,27 @@ pub struct ClientLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// The matched route (`/token`, ...) or `other`: a closed set.
-    pub endpoint: String,
-    /// `2xx` … `5xx`.
+    /// A route of [`ENDPOINTS`] or `other`: a closed set.
+    pub endpoint: &'static str,
+    /// `1xx` … `5xx`.
     pub code: &'static str,
 }
+
+/// The routes `tessera_http_responses_total` names; any other path counts as `other`.
+pub const ENDPOINTS: [&str; 11] = [
+    "/token",
+    "/introspect",
+    "/revoke",
+    "/.well-known/oauth-authorization-server",
+    "/jwks.json",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/admin/reload",
+    "/admin/explain",
+    "other",
+];
+const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -96,7 +112,9 @@ pub struct Metrics {
     pub shadow_disagreements: Family<ShadowLabels, Counter>,
     pub audit_queue_depth: Gauge,
     pub rate_limited: Family<ClientLabels, Counter>,
-    pub http_responses: Family<HttpLabels, Counter>,
+    /// One counter per endpoint and status class, created up front: the hot path only
+    /// increments (no label hashing, no lock).
+    http_responses: Vec<Counter>,
     /// 1 while `/readyz` would answer 200 (set by `/readyz` and at every scrape).
     pub ready: Gauge,
     /// Refusals counted toward a summary row instead of a row each (SPEC §3).
@@ -217,11 +235,21 @@ impl Metrics {
             "Requests answered 429 because their client was over its rate limit",
             rate_limited.clone(),
         );
-        let http_responses = Family::<HttpLabels, Counter>::default();
+        let http_family = Family::<HttpLabels, Counter>::default();
+        let http_responses = ENDPOINTS
+            .iter()
+            .flat_map(|endpoint| {
+                CODE_CLASSES.iter().map(|code| {
+                    http_family
+                        .get_or_create(&HttpLabels { endpoint, code })
+                        .clone()
+                })
+            })
+            .collect();
         registry.register(
             "http_responses",
-            "HTTP responses by endpoint (matched route, or other) and status class",
-            http_responses.clone(),
+            "HTTP responses by endpoint (a route, or other) and status class",
+            http_family,
         );
         let ready = Gauge::default();
         registry.register(
@@ -257,6 +285,16 @@ impl Metrics {
             refusals_summarised,
             process,
         }
+    }
+
+    /// Counts one HTTP response of `status` for `path`.
+    pub fn http_response(&self, path: &str, status: u16) {
+        let endpoint = ENDPOINTS
+            .iter()
+            .position(|e| *e == path)
+            .unwrap_or(ENDPOINTS.len() - 1);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.http_responses[endpoint * CODE_CLASSES.len() + class].inc();
     }
 
     /// OpenMetrics 1.0 text exposition (what a scraper asking for it gets).

@@ -34,6 +34,8 @@ pub const FALLBACK_SYNC: Duration = Duration::from_millis(500);
 pub const SAFETY_SYNC: Duration = Duration::from_secs(5);
 /// How often the LISTEN connection is proven alive with a round trip.
 const LISTEN_PING: Duration = Duration::from_secs(2);
+/// How often expired revocations are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Wait before trying to open a lost LISTEN connection again.
 const LISTEN_RETRY: Duration = Duration::from_secs(5);
 
@@ -45,6 +47,7 @@ pub struct Revocations {
     /// What was added to `revoked` while a full reload was reading the database: the
     /// reload keeps it, so a revocation learnt meanwhile is never dropped.
     learnt_during_sync: Arc<std::sync::Mutex<Option<HashSet<String>>>>,
+    last_prune: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Revocations {
@@ -54,6 +57,7 @@ impl Revocations {
             clock,
             revoked: Arc::new(ArcSwap::from_pointee(HashSet::new())),
             learnt_during_sync: Arc::default(),
+            last_prune: Arc::default(),
         }
     }
 
@@ -117,10 +121,22 @@ impl Revocations {
     pub async fn sync(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         *lock(&self.learnt_during_sync) = Some(HashSet::new());
+        // Pruning writes (on SQLite it takes the one write lock the audit writer needs):
+        // once a minute is plenty; reading is what must be frequent.
+        let prune = {
+            let mut last = lock(&self.last_prune);
+            let due = last.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
         let read = self
             .store
             .run(move |conn| {
-                revocation::prune(conn, now)?;
+                if prune {
+                    revocation::prune(conn, now)?;
+                }
                 revocation::unexpired(conn, now)
             })
             .await;

@@ -86,8 +86,8 @@ fn get() -> Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
-/// Counts every response by endpoint (the matched route, a closed set; `other` for paths
-/// that match none) and status class: `tessera_http_responses_total` (5xx alerts).
+/// Counts every response by endpoint (a route of `metrics::ENDPOINTS`, else `other`) and
+/// status class: `tessera_http_responses_total` (5xx alerts).
 pub async fn count_responses(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -97,21 +97,7 @@ pub async fn count_responses(
         .map(|s| s.metrics.clone());
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        let endpoint = response
-            .request()
-            .match_pattern()
-            .map_or_else(|| "other".to_owned(), |p| p.to_owned());
-        let code = match response.status().as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        metrics
-            .http_responses
-            .get_or_create(&crate::metrics::HttpLabels { endpoint, code })
-            .inc();
+        metrics.http_response(response.request().path(), response.status().as_u16());
     }
     Ok(response)
 }

@@ -405,7 +405,7 @@ impl Mapping {
                 Ok(None | Some(Value::Null)) => continue,
                 Ok(Some(json)) => json,
             };
-            let bytes = json.to_string().len();
+            let bytes = json_len(&json);
             if bytes > cost::MAX_CLAIM_BYTES {
                 return Err(too_large(field(), bytes, cost::MAX_CLAIM_BYTES));
             }
@@ -649,6 +649,24 @@ fn json_to_cel(value: &Value, depth: usize) -> CelValue {
         )),
         Value::Object(obj) => object_to_cel(obj, depth),
     }
+}
+
+/// The length of `value` as compact JSON, without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn too_large(field: String, bytes: usize, limit: usize) -> MappingError {
