@@ -111,7 +111,10 @@ pub fn print_text<W: std::io::Write>(out: &mut Lines<W>, e: &Explanation) -> std
             err.error.as_str(),
             err.error_description
         ),
-        _ => "would issue:".to_owned(),
+        _ => match e.signing_alg {
+            Some(alg) => format!("would issue, signed with {alg}:"),
+            None => "would issue:".to_owned(),
+        },
     };
     out.line(line)?;
     if let Some(token) = &e.token {

@@ -42,6 +42,10 @@ pub struct Explanation {
     /// The claims of the token that would be issued (`jti` aside: drawn when minting).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Value>,
+    /// The algorithm it would be signed with: the audience's `signing_alg`, else
+    /// `tokens.signing_alg`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_alg: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +56,12 @@ pub struct ExplainedError {
 }
 
 impl Explanation {
-    fn new(record: Record, result: Result<policy::Plan, ExchangeError>, iss: &str) -> Self {
+    fn new(
+        record: Record,
+        result: Result<policy::Plan, ExchangeError>,
+        iss: &str,
+        default_alg: crate::issue::SigningAlg,
+    ) -> Self {
         match result {
             Ok(plan) => Self {
                 outcome: "issued",
@@ -60,6 +69,13 @@ impl Explanation {
                 failing_step: None,
                 error: None,
                 token: Some(would_issue(&plan, iss)),
+                signing_alg: Some(
+                    plan.audience
+                        .signing_alg
+                        .and_then(super::signing_alg)
+                        .unwrap_or(default_alg)
+                        .as_str(),
+                ),
             },
             Err(e) => Self {
                 outcome: match e.fault() {
@@ -74,6 +90,7 @@ impl Explanation {
                     error_description: e.public_description(),
                 }),
                 token: None,
+                signing_alg: None,
             },
         }
     }
@@ -119,7 +136,12 @@ impl Exchanger {
         if let Err(e) = &result {
             record.fail(e);
         }
-        Explanation::new(record, result, &self.settings.issuer)
+        Explanation::new(
+            record,
+            result,
+            &self.settings.issuer,
+            self.keys.current_alg(),
+        )
     }
 
     async fn dry_run(

@@ -88,6 +88,13 @@ async fn rs256_and_es256_audiences_side_by_side_through_a_rotation() {
             ("ES256", "RS256"),
             "{kind:?}"
         );
+        // Explain says which algorithm a token would be signed with.
+        for (aud, alg) in [("legacy", "RS256"), ("inventory", "ES256")] {
+            let e = app
+                .explain_exchange(&id, ID_TOKEN, &[("audience", aud)])
+                .await;
+            assert_eq!(e.signing_alg, Some(alg), "{kind:?} {aud}: {e:#?}");
+        }
 
         // Both algorithms publish a current and a next key, and keys list shows them.
         let keys = tessera::issue::list_keys(&app.store).await.unwrap();

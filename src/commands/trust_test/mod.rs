@@ -306,6 +306,7 @@ mod tests {
             failing_step: None,
             error: None,
             token: Some(token),
+            signing_alg: Some("ES256"),
         }
     }
 
@@ -320,6 +321,7 @@ mod tests {
                 error_description: format!("{step}: {description}"),
             }),
             token: None,
+            signing_alg: None,
         }
     }
 
