@@ -326,25 +326,31 @@ impl Config {
                 format!("{} must be between 1 KiB and 16 MiB", o.max_response_bytes),
             );
         }
-        if o.keys_ttl < o.refresh_cooldown {
-            return bad(
+        // Each of these must not be shorter than the one before it.
+        for (key, value, floor_key, floor) in [
+            (
                 "outbound.keys_ttl",
-                format!(
-                    "{} is shorter than outbound.refresh_cooldown ({})",
-                    human(o.keys_ttl),
-                    human(o.refresh_cooldown)
-                ),
-            );
-        }
-        if o.max_stale < o.keys_ttl {
-            return bad(
+                o.keys_ttl,
+                "outbound.refresh_cooldown",
+                o.refresh_cooldown,
+            ),
+            (
                 "outbound.max_stale",
-                format!(
-                    "{} is shorter than outbound.keys_ttl ({})",
-                    human(o.max_stale),
-                    human(o.keys_ttl)
-                ),
-            );
+                o.max_stale,
+                "outbound.keys_ttl",
+                o.keys_ttl,
+            ),
+        ] {
+            if value < floor {
+                return bad(
+                    key,
+                    format!(
+                        "{} is shorter than {floor_key} ({})",
+                        human(value),
+                        human(floor)
+                    ),
+                );
+            }
         }
         Ok(())
     }

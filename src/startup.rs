@@ -179,9 +179,6 @@ impl Parts {
                 .context("opening the signing keys")?
                 .with_publish_guard(config.tokens.publish_guard),
         );
-        keys.ensure_algs(store, &crate::exchange::audience_algs(&trust.snapshot()))
-            .await
-            .context("creating the keys of the audiences' signing_alg")?;
         let verifier = verifier(config, &keys, clock.clone(), metrics.clone())?;
         verifier.warm_up(&trust.snapshot());
         Self::assemble(config, store, clock, trust, metrics, keys, verifier).await
@@ -205,9 +202,6 @@ impl Parts {
                 .await
                 .context("opening the signing keys")?,
         );
-        keys.ensure_algs(store, &crate::exchange::audience_algs(&trust.snapshot()))
-            .await
-            .context("creating the keys of the audiences' signing_alg")?;
         let verifier = offline_verifier(config, &keys, clock.clone(), metrics.clone())?;
         let mut config = config.clone();
         config.trust.shadow_dir = None;
@@ -232,6 +226,10 @@ impl Parts {
         keys: Arc<KeyRing>,
         verifier: Arc<Verifier>,
     ) -> anyhow::Result<Self> {
+        // Every algorithm an audience signs with has its keys before the first request.
+        keys.ensure_algs(store, &crate::exchange::audience_algs(&trust.snapshot()))
+            .await
+            .context("creating the keys of the audiences' signing_alg")?;
         let audit = AuditLog::start_with(
             store.clone(),
             metrics.clone(),

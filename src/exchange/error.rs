@@ -316,6 +316,11 @@ impl ExchangeError {
     /// explain alike. Exhaustive on purpose: a new variant must decide its code.
     pub fn error_code(&self) -> ErrorCode {
         use ErrorCode as C;
+        // The issuer's endpoint did not answer: not the caller's fault, whatever the token
+        // kind (SPEC §6), as for a JWKS that cannot be fetched.
+        if self.issuer_down() {
+            return C::TemporarilyUnavailable;
+        }
         match self {
             Self::InvalidRequest(_) | Self::BodyTooLarge { .. } | Self::UnsupportedMediaType => {
                 C::InvalidRequest
@@ -323,12 +328,6 @@ impl ExchangeError {
             Self::InvalidClient(_) | Self::ClientAssertion(_) => C::InvalidClient,
             Self::UnauthorizedClient(_) => C::UnauthorizedClient,
             Self::UnsupportedGrantType => C::UnsupportedGrantType,
-            // The issuer's endpoint did not answer: not the caller's fault, whatever the
-            // token kind (SPEC §6), as for a JWKS that cannot be fetched.
-            Self::Token {
-                error: VerifyError::IssuerUnreachable { .. },
-                ..
-            } => C::TemporarilyUnavailable,
             // RFC 8693 §2.2.2: an unacceptable subject/actor token is invalid_request; the
             // bearer grants (RFC 7523 §3.1) say invalid_grant.
             Self::Token { role, .. } | Self::Unacceptable { role, .. } => match role {
@@ -346,23 +345,42 @@ impl ExchangeError {
         }
     }
 
-    /// The HTTP status of the answer.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::BodyTooLarge { .. } => 413,
-            Self::UnsupportedMediaType => 415,
-            Self::InvalidClient(_) | Self::ClientAssertion(_) => 401,
-            Self::RateLimited { .. } => 429,
-            Self::Token {
-                error: VerifyError::IssuerUnreachable { .. },
-                ..
-            } => 503,
+    /// A foreign issuer's endpoint (keys, metadata, introspection) could not be reached.
+    fn issuer_down(&self) -> bool {
+        matches!(
+            self,
             Self::IssuerUnavailable { .. }
-            | Self::AuditUnavailable
-            | Self::ReplayCacheUnavailable
-            | Self::KeysUnavailable(_) => 503,
-            Self::Signing(_) | Self::Internal(_) => 500,
+                | Self::Token {
+                    error: VerifyError::IssuerUnreachable { .. },
+                    ..
+                }
+        )
+    }
+
+    /// The HTTP status of the answer: the error code's, but for the request-level 413/415.
+    pub fn http_status(&self) -> u16 {
+        use ErrorCode as C;
+        match (self.error_code(), self) {
+            (_, Self::BodyTooLarge { .. }) => 413,
+            (_, Self::UnsupportedMediaType) => 415,
+            (C::InvalidClient, _) => 401,
+            (C::SlowDown, _) => 429,
+            (C::TemporarilyUnavailable, _) => 503,
+            (C::ServerError, _) => 500,
             _ => 400,
+        }
+    }
+
+    /// `Retry-After` in seconds, when the caller should come back: an issuer down (5), the
+    /// broker's own state briefly out of reach (1), or the client's rate (RFC 6585 §4).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            _ if self.issuer_down() => Some(5),
+            Self::AuditUnavailable | Self::ReplayCacheUnavailable | Self::KeysUnavailable(_) => {
+                Some(1)
+            }
+            Self::RateLimited { limited, .. } => Some(limited.retry_after_secs()),
+            _ => None,
         }
     }
 

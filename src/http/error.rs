@@ -134,8 +134,8 @@ impl ResponseError for OAuthError {
 
 impl From<ExchangeError> for OAuthError {
     /// The code and status are the exchange's own decision ([`ExchangeError::error_code`],
-    /// [`ExchangeError::http_status`]); here only what HTTP adds: the challenge, the
-    /// retry hint, and descriptions that withhold our own faults.
+    /// [`ExchangeError::http_status`], and the retry hint, `retry_after_secs`); here only
+    /// what HTTP adds: the challenge and descriptions that withhold our own faults.
     fn from(e: ExchangeError) -> Self {
         let code = e.error_code();
         let status =
@@ -149,27 +149,12 @@ impl From<ExchangeError> for OAuthError {
                 challenge: Some(BASIC_CHALLENGE),
                 ..base
             },
-            // The foreign issuer is down, not the caller wrong: say when to retry.
-            ExchangeError::IssuerUnavailable { .. }
-            | ExchangeError::Token {
-                error: crate::verify::VerifyError::IssuerUnreachable { .. },
-                ..
-            } => Self {
-                retry_after: Some(5),
+            _ => Self {
+                retry_after: e
+                    .retry_after_secs()
+                    .map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
                 ..base
             },
-            ExchangeError::AuditUnavailable
-            | ExchangeError::ReplayCacheUnavailable
-            | ExchangeError::KeysUnavailable(_) => Self {
-                retry_after: Some(1),
-                ..base
-            },
-            // RFC 6585 §4: when the client's next request would be admitted.
-            ExchangeError::RateLimited { limited, .. } => Self {
-                retry_after: Some(u32::try_from(limited.retry_after_secs()).unwrap_or(u32::MAX)),
-                ..base
-            },
-            _ => base,
         }
     }
 }

@@ -310,10 +310,7 @@ pub async fn check_learnt(
         host: learnt.host_str().unwrap_or_default().to_owned(),
     };
     let target = resolve(learnt).await;
-    if is_internal(&resolve(from).await) {
-        return Ok(target.pinned());
-    }
-    if is_internal(&target) {
+    if is_internal(&target) && !is_internal(&resolve(from).await) {
         return Err(refused());
     }
     Ok(target.pinned())

@@ -230,29 +230,9 @@ impl IntrospectionVerifier {
                 Ok(Answer::Inactive) => "inactive",
                 Err(_) => "error",
             };
-            metrics
-                .introspections
-                .get_or_create(&FetchLabels { issuer, outcome })
-                .inc();
+            count(&metrics, issuer, outcome);
             if let Ok(answer) = &answer {
-                let now = clock.now();
-                let until = match answer {
-                    // Never past exp (a non-number exp is refused later; cache it no longer).
-                    Answer::Active(claims) => claims
-                        .get("exp")
-                        .and_then(Value::as_i64)
-                        .map_or(now, |exp| exp.min(now.saturating_add(ttl))),
-                    Answer::Inactive => now.saturating_add(ttl),
-                };
-                let mut cache = lock(&cache);
-                super::bound_memo(&mut cache, MAX_CACHED, |c| c.until <= now);
-                cache.insert(
-                    key.clone(),
-                    Cached {
-                        answer: answer.clone(),
-                        until,
-                    },
-                );
+                remember(&cache, key.clone(), answer, clock.now(), ttl);
             }
             lock(&in_flight).remove(&key);
             let _ = tx.send(Some(answer.map_err(Arc::new)));
@@ -261,13 +241,7 @@ impl IntrospectionVerifier {
     }
 
     fn count(&self, entry: &IssuerEntry, outcome: &'static str) {
-        self.metrics
-            .introspections
-            .get_or_create(&FetchLabels {
-                issuer: entry.id.to_string(),
-                outcome,
-            })
-            .inc();
+        count(&self.metrics, entry.id.to_string(), outcome);
     }
 
     /// `trust test`: `answer` is what `entry`'s endpoint says about `token` (RFC 7662
@@ -406,4 +380,39 @@ impl Call {
             .map_err(IntrospectionError::NotJson)?;
         answer_of(claims)
     }
+}
+
+/// `tessera_introspections_total{issuer,outcome}`.
+fn count(metrics: &Metrics, issuer: String, outcome: &'static str) {
+    metrics
+        .introspections
+        .get_or_create(&FetchLabels { issuer, outcome })
+        .inc();
+}
+
+/// Caches `answer` until the token's `exp` and at most `ttl`, an inactive one for `ttl`.
+fn remember(
+    cache: &Mutex<HashMap<Key, Cached>>,
+    key: Key,
+    answer: &Answer,
+    now: UnixTime,
+    ttl: i64,
+) {
+    let until = match answer {
+        // Never past exp (a non-number exp is refused later; cache it no longer).
+        Answer::Active(claims) => claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map_or(now, |exp| exp.min(now.saturating_add(ttl))),
+        Answer::Inactive => now.saturating_add(ttl),
+    };
+    let mut cache = lock(cache);
+    super::bound_memo(&mut cache, MAX_CACHED, |c| c.until <= now);
+    cache.insert(
+        key,
+        Cached {
+            answer: answer.clone(),
+            until,
+        },
+    );
 }
