@@ -331,6 +331,7 @@ fn registry(f: &Fixture) -> Registry {
         on_behalf_of: OnBehalfOf::Delegate,
         max_lifetime: None,
         rate_limit: Default::default(),
+        refresh_tokens: false,
         source: PathBuf::from("bench-client.toml"),
     };
     let audience = AudienceEntry {
@@ -341,6 +342,8 @@ fn registry(f: &Fixture) -> Registry {
         lifetime: Some(Duration::from_secs(300)),
         claims: vec!["email".into()],
         signing_alg: None,
+        require_dpop: false,
+        refresh: None,
         source: PathBuf::from("api.toml"),
     };
     Registry::new(vec![issuer, saml_issuer(f)], vec![client], vec![audience])
@@ -502,6 +505,7 @@ fn benches(c: &mut Criterion) {
         verifier: verifier.clone(),
         replay: tessera::replay::ReplayCache::new(store.clone()),
         revocations: tessera::revocation::Revocations::new(store.clone(), clock.clone()),
+        refresh: tessera::refresh::RefreshTokens::new(store.clone()),
         keys: keys.clone(),
         audit: rt.block_on(async { AuditLog::start(store.clone(), metrics.clone()) }),
         clock: clock.clone(),
@@ -513,6 +517,7 @@ fn benches(c: &mut Criterion) {
                 max_lifetime: Duration::from_secs(3600),
             },
             max_delegation_depth: 4,
+            token_endpoint: "https://tessera.bench/token".into(),
             client_rate: None,
         },
         limiter: Default::default(),

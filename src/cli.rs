@@ -315,7 +315,8 @@ pub struct ExplainArgs {
     /// Space-separated `scope`.
     #[arg(long)]
     pub scope: Option<String>,
-    /// The subject token's type: access_token, id_token, jwt, saml2 (or the full URN).
+    /// The subject token's type: access_token, id_token, jwt, saml2, refresh_token (or the
+    /// full URN).
     #[arg(long, value_parser = token_type_urn)]
     pub subject_token_type: String,
     /// A file holding the actor token.
@@ -339,7 +340,7 @@ pub struct ExplainArgs {
 
 /// `id_token` → `urn:ietf:params:oauth:token-type:id_token`; a URN as given.
 fn token_type_urn(s: &str) -> Result<String, String> {
-    const NAMES: [&str; 4] = ["access_token", "id_token", "jwt", "saml2"];
+    const NAMES: [&str; 5] = ["access_token", "id_token", "jwt", "saml2", "refresh_token"];
     if s.starts_with("urn:") {
         Ok(s.to_owned())
     } else if NAMES.contains(&s) {

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod metrics_process;
 pub mod protocol;
+pub mod refresh;
 pub mod replay;
 pub mod revocation;
 pub mod secret;

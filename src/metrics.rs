@@ -91,6 +91,9 @@ pub const ENDPOINTS: [&str; 11] = [
 ];
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The `outcome` values of `tessera_refresh_tokens_total` (SPEC §7).
+pub const REFRESH_OUTCOMES: [&str; 4] = ["issued", "rotated", "reused", "expired"];
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -112,6 +115,8 @@ pub struct Metrics {
     pub shadow_disagreements: Family<ShadowLabels, Counter>,
     pub audit_queue_depth: Gauge,
     pub rate_limited: Family<ClientLabels, Counter>,
+    /// `tessera_refresh_tokens_total{outcome}`: issued, rotated, reused, expired.
+    pub refresh_tokens: Family<OutcomeLabels, Counter>,
     /// One counter per endpoint and status class, created up front: the hot path only
     /// increments (no label hashing, no lock).
     http_responses: Vec<Counter>,
@@ -235,6 +240,19 @@ impl Metrics {
             "Requests answered 429 because their client was over its rate limit",
             rate_limited.clone(),
         );
+        let refresh_tokens = Family::<OutcomeLabels, Counter>::default();
+        // Every outcome exists from the start: a dashboard's rate() of a series that
+        // appears at its first increment misses that increment.
+        for outcome in REFRESH_OUTCOMES {
+            drop(refresh_tokens.get_or_create(&OutcomeLabels { outcome }));
+        }
+        registry.register(
+            "refresh_tokens",
+            "Refresh tokens by outcome: issued (a family started), rotated (redeemed), \
+             reused (a spent token presented again: its family revoked), expired (absolute \
+             or idle limit)",
+            refresh_tokens.clone(),
+        );
         let http_family = Family::<HttpLabels, Counter>::default();
         let http_responses = ENDPOINTS
             .iter()
@@ -280,6 +298,7 @@ impl Metrics {
             shadow_disagreements,
             audit_queue_depth,
             rate_limited,
+            refresh_tokens,
             http_responses,
             ready,
             refusals_summarised,

@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::protocol::Jti;
-use crate::store::revocation;
+use crate::store::{refresh, revocation};
 use crate::store::{Store, StoreError};
 
 /// How often the LISTEN connection is read (no query: what the server already sent).
@@ -36,6 +36,9 @@ pub const SAFETY_SYNC: Duration = Duration::from_secs(5);
 const LISTEN_PING: Duration = Duration::from_secs(2);
 /// How often expired revocations are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long an ended refresh family is kept before its rows go: a token of it presented
+/// meanwhile is still recognised (and answered "expired", not "unknown").
+const REFRESH_PRUNE_MARGIN_SECS: i64 = 3600;
 /// Wait before trying to open a lost LISTEN connection again.
 const LISTEN_RETRY: Duration = Duration::from_secs(5);
 
@@ -71,7 +74,11 @@ impl Revocations {
     ) -> Result<(), StoreError> {
         let (j, by, now) = (jti.to_string(), client_id.to_owned(), self.clock.now());
         self.store
-            .run(move |conn| revocation::record(conn, &j, expires_at, now, &by))
+            .run(move |conn| {
+                revocation::record(conn, &j, expires_at, now, &by)?;
+                // SPEC §2.1: every refresh family started from it ends too.
+                refresh::revoke_descendants(conn, &[j.as_str()], now).map(drop)
+            })
             .await?;
         self.learn([jti.as_str()]);
         Ok(())
@@ -136,6 +143,7 @@ impl Revocations {
             .run(move |conn| {
                 if prune {
                     revocation::prune(conn, now)?;
+                    refresh::prune(conn, now.saturating_sub(REFRESH_PRUNE_MARGIN_SECS))?;
                 }
                 revocation::unexpired(conn, now)
             })

@@ -246,6 +246,7 @@ impl Parts {
             verifier: verifier.clone(),
             replay: replay.clone(),
             revocations: revocations.clone(),
+            refresh: crate::refresh::RefreshTokens::new(store.clone()),
             keys: keys.clone(),
             audit: audit.clone(),
             clock,
@@ -296,6 +297,7 @@ fn exchange_settings(config: &Config) -> ExchangeSettings {
             max_lifetime: config.tokens.max_lifetime,
         },
         max_delegation_depth: config.tokens.max_delegation_depth,
+        token_endpoint: config.token_endpoint(),
         client_rate: config.limits.client_rate,
     }
 }
@@ -325,6 +327,7 @@ fn sibling(
         verifier,
         replay: live.replay.clone(),
         revocations: live.revocations.clone(),
+        refresh: live.refresh.clone(),
         keys: live.keys.clone(),
         audit: live.audit.clone(),
         clock: live.clock.clone(),

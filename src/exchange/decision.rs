@@ -26,6 +26,10 @@ pub enum Step {
     RateLimit,
     /// The grant type and whether the client may use it.
     Grant,
+    /// An RFC 9449 DPoP proof, and the binding of presented and issued tokens.
+    Dpop,
+    /// A tessera refresh token: issuing a family, or redeeming one (RFC 6749 §6).
+    Refresh,
     /// The token's syntax and size limits (JWS compact form, base64, XML ground rules).
     TokenFormat,
     /// Which registry entry the token selects (its `iss` / Issuer) and whether the client
@@ -89,11 +93,13 @@ pub enum Step {
 
 impl Step {
     /// Every step, in pipeline order (the README's table).
-    pub const ALL: [Step; 33] = [
+    pub const ALL: [Step; 35] = [
         Step::Request,
         Step::Client,
         Step::RateLimit,
         Step::Grant,
+        Step::Dpop,
+        Step::Refresh,
         Step::TokenFormat,
         Step::Issuer,
         Step::Typ,
@@ -132,6 +138,8 @@ impl Step {
             Self::Client => "client",
             Self::RateLimit => "rate_limit",
             Self::Grant => "grant",
+            Self::Dpop => "dpop",
+            Self::Refresh => "refresh",
             Self::TokenFormat => "token_format",
             Self::Issuer => "issuer",
             Self::Typ => "typ",
@@ -242,6 +250,7 @@ impl Refused {
             Self::ExchangeChainTooLong => Step::Lineage,
             Self::NoLifetimeLeft => Step::Lifetime,
             Self::MayActRefused => Step::MayAct,
+            Self::UnsupportedBinding => Step::Dpop,
         }
     }
 }
@@ -265,6 +274,8 @@ impl ExchangeError {
             Self::RateLimited { .. } => Step::RateLimit,
             Self::Token { error, .. } => verify_step(error),
             Self::Unacceptable { refused, .. } => refused.step(),
+            Self::Refresh(_) | Self::RefreshStoreUnavailable(_) => Step::Refresh,
+            Self::Dpop(_) => Step::Dpop,
             Self::InvalidTarget(_) => Step::Target,
             Self::InvalidScope(_) => Step::Scope,
             Self::IssuerUnavailable { .. } => Step::Key,

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     /// endpoint responses with exactly that meaning; `temporarily_unavailable` would say
     /// the broker is in trouble, which it is not.
     SlowDown,
+    /// RFC 9449 §5.10: the DPoP proof is missing where required, invalid, or by another
+    /// key than the one a presented token is bound to.
+    InvalidDpopProof,
     /// The server met an unexpected condition.
     ServerError,
     /// No such endpoint (not an OAuth code; used for the JSON 404).
@@ -39,7 +42,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a `/token` answer carries (what `trust test` cases may expect).
-    pub const TOKEN_ENDPOINT: [ErrorCode; 10] = [
+    pub const TOKEN_ENDPOINT: [ErrorCode; 11] = [
         Self::InvalidRequest,
         Self::InvalidClient,
         Self::InvalidGrant,
@@ -49,6 +52,7 @@ impl ErrorCode {
         Self::InvalidTarget,
         Self::TemporarilyUnavailable,
         Self::SlowDown,
+        Self::InvalidDpopProof,
         Self::ServerError,
     ];
 
@@ -63,6 +67,7 @@ impl ErrorCode {
             Self::InvalidTarget => "invalid_target",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::SlowDown => "slow_down",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::ServerError => "server_error",
             Self::NotFound => "not_found",
         }
@@ -78,6 +83,8 @@ pub enum TokenRole {
     Actor,
     /// RFC 7523 `assertion` (bearer grant: errors are `invalid_grant`).
     Assertion,
+    /// RFC 6749 §6 `refresh_token` (errors are `invalid_grant`).
+    RefreshToken,
 }
 
 impl TokenRole {
@@ -86,6 +93,7 @@ impl TokenRole {
             Self::Subject => "subject token",
             Self::Actor => "actor token",
             Self::Assertion => "assertion",
+            Self::RefreshToken => "refresh token",
         }
     }
 }
@@ -150,6 +158,9 @@ pub enum Refused {
     DelegationTooDeep,
     /// RFC 8693 §4.4: the subject's `may_act` does not admit the actor.
     MayActRefused,
+    /// A token bound to a key by a method tessera cannot check (RFC 7800 `cnf` other
+    /// than RFC 9449 `jkt`).
+    UnsupportedBinding,
 }
 
 impl Refused {
@@ -166,6 +177,52 @@ impl Refused {
             Self::NoLifetimeLeft => "no_lifetime_left",
             Self::DelegationTooDeep => "delegation_too_deep",
             Self::MayActRefused => "may_act_refused",
+            Self::UnsupportedBinding => "unsupported_binding",
+        }
+    }
+}
+
+/// Why a refresh token is not issued or not redeemed (SPEC §3 `refresh_token` grant): one
+/// variant per rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshRefusal {
+    #[error("this client may not obtain refresh tokens (refresh_tokens = false)")]
+    NotAllowedForClient,
+    #[error("the audience issues no refresh tokens (no refresh_lifetime)")]
+    NotAllowedForAudience,
+    #[error("refresh token is not one tessera issued, or its family has ended long ago")]
+    Unknown,
+    #[error("refresh token was issued to another client")]
+    OtherClient,
+    /// RFC 9700 §4.14.2: a spent token presented again; the family is revoked.
+    #[error("refresh token was already used: its whole family is now revoked")]
+    Reused,
+    #[error("refresh token's family was revoked")]
+    FamilyRevoked,
+    #[error("refresh token's family descends from a revoked token")]
+    LineageRevoked,
+    #[error("refresh token's family has reached its absolute lifetime (refresh_lifetime)")]
+    Expired,
+    #[error("refresh token was not used within the idle limit (refresh_idle)")]
+    Idle,
+    #[error("refresh token's audience or client no longer allows refresh tokens")]
+    NoLongerAllowed,
+}
+
+impl RefreshRefusal {
+    /// The check's label (the audit `detail` opens with it).
+    pub const fn check(self) -> &'static str {
+        match self {
+            Self::NotAllowedForClient => "refresh_not_allowed_for_client",
+            Self::NotAllowedForAudience => "refresh_not_allowed_for_audience",
+            Self::Unknown => "refresh_token_unknown",
+            Self::OtherClient => "refresh_token_other_client",
+            Self::Reused => "refresh_token_reused",
+            Self::FamilyRevoked => "refresh_family_revoked",
+            Self::LineageRevoked => "refresh_lineage_revoked",
+            Self::Expired => "refresh_family_expired",
+            Self::Idle => "refresh_family_idle",
+            Self::NoLongerAllowed => "refresh_no_longer_allowed",
         }
     }
 }
@@ -217,6 +274,14 @@ pub enum ExchangeError {
         refused: Refused,
         message: String,
     },
+    #[error("{0}")]
+    Refresh(RefreshRefusal),
+    /// RFC 9449 §4.3: the DPoP proof, or its absence where one is required.
+    #[error("{0}")]
+    Dpop(crate::verify::dpop::DpopError),
+    /// The refresh token tables could not be read or written.
+    #[error("the refresh token store is unavailable: {0}")]
+    RefreshStoreUnavailable(#[source] crate::store::StoreError),
     #[error("{0}")]
     InvalidTarget(String),
     #[error("{0}")]
@@ -270,6 +335,9 @@ impl ExchangeError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Token { error, .. } => error.reason(),
             Self::Unacceptable { refused, .. } => refused.check(),
+            Self::Refresh(r) => r.check(),
+            Self::Dpop(e) => e.check(),
+            Self::RefreshStoreUnavailable(_) => "refresh_store_unavailable",
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
             Self::IssuerUnavailable { .. } => "issuer_unavailable",
@@ -331,15 +399,20 @@ impl ExchangeError {
             // RFC 8693 §2.2.2: an unacceptable subject/actor token is invalid_request; the
             // bearer grants (RFC 7523 §3.1) say invalid_grant.
             Self::Token { role, .. } | Self::Unacceptable { role, .. } => match role {
-                TokenRole::Assertion => C::InvalidGrant,
+                TokenRole::Assertion | TokenRole::RefreshToken => C::InvalidGrant,
                 TokenRole::Subject | TokenRole::Actor => C::InvalidRequest,
             },
+            Self::Refresh(RefreshRefusal::NotAllowedForClient) => C::UnauthorizedClient,
+            Self::Refresh(RefreshRefusal::NotAllowedForAudience) => C::InvalidTarget,
+            Self::Refresh(_) => C::InvalidGrant,
+            Self::Dpop(_) => C::InvalidDpopProof,
             Self::InvalidTarget(_) => C::InvalidTarget,
             Self::InvalidScope(_) => C::InvalidScope,
             Self::RateLimited { .. } => C::SlowDown,
             Self::IssuerUnavailable { .. }
             | Self::AuditUnavailable
             | Self::ReplayCacheUnavailable
+            | Self::RefreshStoreUnavailable(_)
             | Self::KeysUnavailable(_) => C::TemporarilyUnavailable,
             Self::Signing(_) | Self::Internal(_) => C::ServerError,
         }
@@ -376,9 +449,10 @@ impl ExchangeError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             _ if self.issuer_down() => Some(5),
-            Self::AuditUnavailable | Self::ReplayCacheUnavailable | Self::KeysUnavailable(_) => {
-                Some(1)
-            }
+            Self::AuditUnavailable
+            | Self::ReplayCacheUnavailable
+            | Self::RefreshStoreUnavailable(_)
+            | Self::KeysUnavailable(_) => Some(1),
             Self::RateLimited { limited, .. } => Some(limited.retry_after_secs()),
             _ => None,
         }
@@ -388,7 +462,9 @@ impl ExchangeError {
     /// own faults are not described.
     pub fn public_description(&self) -> String {
         match self {
-            Self::AuditUnavailable | Self::ReplayCacheUnavailable => {
+            Self::AuditUnavailable
+            | Self::ReplayCacheUnavailable
+            | Self::RefreshStoreUnavailable(_) => {
                 "the broker cannot record exchanges right now".into()
             }
             Self::KeysUnavailable(_) => "issue: the broker cannot sign tokens right now".into(),
@@ -411,6 +487,8 @@ impl ExchangeError {
             | Self::UnsupportedGrantType
             | Self::RateLimited { .. }
             | Self::Unacceptable { .. }
+            | Self::Refresh(_)
+            | Self::Dpop(_)
             | Self::InvalidTarget(_)
             | Self::InvalidScope(_) => Fault::Caller,
             // The foreign issuer's fault: outcome `error`, 503 to the caller.
@@ -422,6 +500,7 @@ impl ExchangeError {
             Self::Token { .. } => Fault::Caller,
             Self::AuditUnavailable
             | Self::ReplayCacheUnavailable
+            | Self::RefreshStoreUnavailable(_)
             | Self::Signing(_)
             | Self::KeysUnavailable(_)
             | Self::Internal(_) => Fault::Broker,

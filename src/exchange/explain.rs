@@ -13,7 +13,7 @@ use crate::verify::VerifiedSubject;
 
 use super::decision::{Detail, Record, Step, StepRecord};
 use super::error::{ClientAuthFailure, ErrorCode, ExchangeError, TokenRole};
-use super::request::Form;
+use super::request::{Form, Grant};
 use super::{policy, replayed, Exchanger, Trail};
 
 /// What a dry run does about single-use tokens.
@@ -103,7 +103,13 @@ impl Explanation {
 /// The issued token's claims, as `mint` would write them.
 fn would_issue(plan: &policy::Plan, iss: &str) -> Value {
     let scope = plan.scope();
-    let claims = super::AccessTokenClaims::of(plan, iss, "(drawn when signing)", &scope);
+    let claims = super::AccessTokenClaims::of(
+        plan,
+        iss,
+        "(drawn when signing)",
+        &scope,
+        &plan.exchanged_from,
+    );
     let mut v = serde_json::to_value(&claims).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.remove("jti");
@@ -171,7 +177,21 @@ impl Exchanger {
             )
         });
         let grant = self.grant(grant_type, form, trail, record)?;
-        let plan = self.decide(registry, &client, grant, trail, record).await?;
+        let plan = match grant {
+            Grant::Refresh(req) => {
+                let redeem = super::refresh::Redeem {
+                    req,
+                    proof: None,
+                    mode: super::refresh::Redemption::DryRun,
+                };
+                self.redeem(registry, &client, redeem, trail, record)
+                    .await?
+            }
+            grant => {
+                self.decide(registry, &client, grant, None, trail, record)
+                    .await?
+            }
+        };
         if mode == DryRun::Explain {
             self.look_up_single_use(&plan, record).await?;
         }

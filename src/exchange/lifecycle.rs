@@ -32,6 +32,7 @@
 use serde_json::{Map, Value};
 
 use crate::audit::{AuditEvent, AuditOutcome};
+use crate::protocol::Jti;
 use crate::telemetry::{audited_name, token_fingerprint};
 use crate::trust::{ClientEntry, IssuerId, Registry, TokenType, LOCAL_ISSUER};
 use crate::verify::{Expectation, Presented, Purpose, Refusal, VerifiedSubject};
@@ -87,7 +88,7 @@ impl CallTrail {
 
 /// How long past its `exp` a revocation is kept: at least the clock skew tessera allows
 /// its own tokens (the `local` entry's 60 s), with room.
-const REVOCATION_MARGIN_SECS: i64 = 300;
+pub(super) const REVOCATION_MARGIN_SECS: i64 = 300;
 
 /// What introspection reveals of an active token (RFC 7662 §2.2).
 const REVEALED: &[&str] = &[
@@ -228,6 +229,10 @@ impl Exchanger {
             .await?;
         let token = required(form, "token")?;
         trail.token_sha256 = Some(token_fingerprint(token));
+        // RFC 7662 §2.1: the hint may be ignored; the token's own form says which it is.
+        if token.starts_with(crate::refresh::PREFIX) {
+            return self.introspect_refresh(&client, token, trail).await;
+        }
         let verified = match self.local_token(&registry, token).await {
             Ok(v) => v,
             Err(check) => {
@@ -256,7 +261,13 @@ impl Exchanger {
             .filter_map(|k| Some(((*k).to_owned(), verified.assertion.get(*k)?.clone())))
             .collect();
         out.insert("active".into(), Value::Bool(true));
-        out.insert("token_type".into(), Value::String("Bearer".into()));
+        // RFC 9449 §6.2: a bound token's introspection says so, with its cnf.
+        let bound = verified.binding().ok().flatten().is_some();
+        if let Some(cnf) = verified.assertion.get("cnf").filter(|_| bound) {
+            out.insert("cnf".into(), cnf.clone());
+        }
+        let token_type = if bound { "DPoP" } else { "Bearer" };
+        out.insert("token_type".into(), Value::String(token_type.into()));
         Ok(out)
     }
 
@@ -272,9 +283,11 @@ impl Exchanger {
             .await?;
         let token = required(form, "token")?;
         trail.token_sha256 = Some(token_fingerprint(token));
-        if let Some(hint) = form.single("token_type_hint")? {
-            // RFC 7009 §2.2.1: tessera issues access tokens only; an unknown hint is fine.
-            tracing::debug!(hint = %crate::telemetry::escape_invisible(&crate::telemetry::echo(hint)), "revocation hint");
+        // RFC 7009 §2.1: the hint may be ignored; the token's own form says which it is
+        // (an unknown hint is fine too, §2.2.1).
+        form.single("token_type_hint")?;
+        if token.starts_with(crate::refresh::PREFIX) {
+            return self.revoke_refresh(&client, token, trail).await;
         }
         let verified = match self.local_token(&registry, token).await {
             Ok(v) => v,
@@ -312,6 +325,102 @@ impl Exchanger {
         tracing::info!(target: "exchange", client_id = %client.client_id, jti = %jti, "token revoked");
         trail.answer = Some("revoked".into());
         Ok(())
+    }
+
+    /// RFC 7662 for a tessera refresh token: to its own client only (SPEC §3), active
+    /// while unspent, unrevoked and within both its limits; `exp` the earlier deadline.
+    async fn introspect_refresh(
+        &self,
+        client: &ClientEntry,
+        token: &str,
+        trail: &mut CallTrail,
+    ) -> Result<Map<String, Value>, ExchangeError> {
+        let Some(found) = self.find_refresh(token, trail).await? else {
+            return Ok(inactive(trail, "not a refresh token tessera issued"));
+        };
+        let family = &found.family;
+        if family.client_id != client.client_id.as_str() {
+            return Ok(inactive(trail, "not visible to this client"));
+        }
+        let revoked = self
+            .revocations
+            .any_revoked_now(vec![Jti::new(family.family_id.clone())])
+            .await
+            .map_err(ExchangeError::RefreshStoreUnavailable)?;
+        let why = match () {
+            _ if family.revoked_at.is_some() || revoked => Some("its family was revoked"),
+            _ if found.used_at.is_some() => Some("used (rotated)"),
+            _ if self.clock.now() >= family.deadline() => Some("expired"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Ok(inactive(trail, why));
+        }
+        trail.answer = Some("active".into());
+        let grant = super::refresh::FamilyGrant::read(family)?;
+        let mut out = Map::new();
+        out.insert("active".into(), Value::Bool(true));
+        out.insert("token_type".into(), "refresh_token".into());
+        out.insert("client_id".into(), family.client_id.clone().into());
+        out.insert("sub".into(), grant.subject.into());
+        if let Some(a) = &trail.audience {
+            out.insert("aud".into(), a.clone().into());
+        }
+        out.insert("scope".into(), grant.scopes.to_string().into());
+        out.insert("iat".into(), found.issued_at.into());
+        out.insert("exp".into(), family.deadline().into());
+        Ok(out)
+    }
+
+    /// RFC 7009 for a tessera refresh token: its client revokes the family, and with it
+    /// every access token it issued (RFC 7009 §2.1).
+    async fn revoke_refresh(
+        &self,
+        client: &ClientEntry,
+        token: &str,
+        trail: &mut CallTrail,
+    ) -> Result<(), ExchangeError> {
+        let Some(found) = self.find_refresh(token, trail).await? else {
+            trail.answer = Some("nothing to revoke: not a refresh token tessera issued".into());
+            return Ok(());
+        };
+        if found.family.client_id != client.client_id.as_str() {
+            return Err(ExchangeError::UnauthorizedClient(
+                "a client may revoke only tokens issued to it",
+            ));
+        }
+        self.revoke_family(&found.family, "revoked by its client")
+            .await?;
+        tracing::info!(target: "exchange", client_id = %client.client_id, family = %found.family.family_id, "refresh family revoked");
+        trail.answer = Some("revoked (the refresh family and its access tokens)".into());
+        Ok(())
+    }
+
+    /// The refresh token's row, its family's names in the trail.
+    async fn find_refresh(
+        &self,
+        token: &str,
+        trail: &mut CallTrail,
+    ) -> Result<Option<crate::store::refresh::Found>, ExchangeError> {
+        let found = self
+            .refresh
+            .find(crate::refresh::digest(token))
+            .await
+            .map_err(ExchangeError::RefreshStoreUnavailable)?;
+        if let Some(f) = &found {
+            let registry = self.trust.snapshot();
+            trail.issuer = Some(IssuerId::new(LOCAL_ISSUER));
+            trail.jti = Some(Jti::new(f.family.family_id.clone()));
+            trail.audience = registry
+                .audiences
+                .get(f.family.audience_id.as_str())
+                .map(|a| a.audience.to_string());
+            if let Ok(grant) = super::refresh::FamilyGrant::read(&f.family) {
+                trail.subject = Some(grant.subject.clone());
+                trail.scopes = Some(grant.scopes.to_string());
+            }
+        }
+        Ok(found)
     }
 
     /// `token` verified as a tessera access token (signature, `typ`, expiry), or the

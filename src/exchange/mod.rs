@@ -10,6 +10,7 @@ pub mod error;
 pub mod explain;
 mod lifecycle;
 pub mod policy;
+mod refresh;
 pub mod request;
 pub mod shadow;
 
@@ -38,7 +39,9 @@ use crate::verify::{
 };
 
 pub use decision::{Detail, Facts, Record, Step, StepRecord, Verdict};
-pub use error::{ClientAuthFailure, ErrorCode, ExchangeError, Fault, Refused, TokenRole};
+pub use error::{
+    ClientAuthFailure, ErrorCode, ExchangeError, Fault, RefreshRefusal, Refused, TokenRole,
+};
 pub use explain::Explanation;
 pub use lifecycle::Lifecycle;
 pub use policy::LifetimeBounds;
@@ -52,28 +55,42 @@ pub enum ClientCredentials {
     None,
 }
 
-/// The successful token response (RFC 8693 §2.2.1).
+/// The successful token response (RFC 8693 §2.2.1, RFC 6749 §5.1).
 #[derive(Debug)]
 pub struct TokenResponse {
     pub access_token: Secret,
-    pub issued_token_type: &'static str,
+    /// RFC 8693 only; the refresh grant's answer has none.
+    pub issued_token_type: Option<&'static str>,
+    /// `Bearer`, or `DPoP` for a bound token (RFC 9449 §5).
     pub token_type: &'static str,
     pub expires_in: i64,
     pub scope: String,
+    pub refresh_token: Option<Secret>,
 }
 
-/// Written by hand: the one place the minted token's value leaves as text.
+/// Written by hand: the one place the minted tokens' values leave as text.
 impl Serialize for TokenResponse {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut out = s.serialize_struct("TokenResponse", 5)?;
-        out.serialize_field("access_token", self.access_token.expose())?;
-        out.serialize_field("issued_token_type", self.issued_token_type)?;
-        out.serialize_field("token_type", self.token_type)?;
-        out.serialize_field("expires_in", &self.expires_in)?;
-        out.serialize_field("scope", &self.scope)?;
+        use serde::ser::SerializeMap;
+        let mut out = s.serialize_map(None)?;
+        out.serialize_entry("access_token", self.access_token.expose())?;
+        if let Some(t) = self.issued_token_type {
+            out.serialize_entry("issued_token_type", t)?;
+        }
+        out.serialize_entry("token_type", self.token_type)?;
+        out.serialize_entry("expires_in", &self.expires_in)?;
+        out.serialize_entry("scope", &self.scope)?;
+        if let Some(r) = &self.refresh_token {
+            out.serialize_entry("refresh_token", r.expose())?;
+        }
         out.end()
     }
+}
+
+/// RFC 7800 §3.1 confirmation, with RFC 9449 §6.1's member.
+#[derive(Debug, Serialize)]
+struct Cnf<'a> {
+    jkt: &'a str,
 }
 
 /// Claims of an issued access token (RFC 9068 §2.2, RFC 8693 §4).
@@ -98,20 +115,30 @@ struct AccessTokenClaims<'a> {
     /// and its name keeps the namespace it was written in.
     #[serde(skip_serializing_if = "Option::is_none")]
     may_act: Option<&'a crate::verify::MayAct>,
-    /// The `jti`s of the tessera tokens this one was exchanged from, nearest first: a
-    /// revocation of any of them refuses this one too, without a database read.
+    /// The `jti`s of the tessera tokens this one was exchanged from, nearest first (and
+    /// first of all the id of the refresh family it came from): a revocation of any of
+    /// them refuses this one too, without a database read.
     #[serde(skip_serializing_if = "<[Jti]>::is_empty")]
     exchanged_from: &'a [Jti],
     /// The same for the local actor token of the exchange that minted this one (its `jti`
     /// and its own lineage): revoking the actor refuses this token too (SPEC §2.1).
     #[serde(skip_serializing_if = "<[Jti]>::is_empty")]
     acted_from: &'a [Jti],
+    /// RFC 9449 §6.1: the key a DPoP-bound token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Cnf<'a>>,
     #[serde(flatten)]
     claims: &'a Map<String, Value>,
 }
 
 impl<'a> AccessTokenClaims<'a> {
-    fn of(plan: &'a policy::Plan, iss: &'a str, jti: &'a str, scope: &'a str) -> Self {
+    fn of(
+        plan: &'a policy::Plan,
+        iss: &'a str,
+        jti: &'a str,
+        scope: &'a str,
+        exchanged_from: &'a [Jti],
+    ) -> Self {
         Self {
             iss,
             sub: &plan.subject,
@@ -124,8 +151,9 @@ impl<'a> AccessTokenClaims<'a> {
             act: plan.act.as_ref(),
             src_iss: plan.src_iss.as_deref(),
             may_act: plan.may_act.as_ref(),
-            exchanged_from: &plan.exchanged_from,
+            exchanged_from,
             acted_from: &plan.acted_from,
+            cnf: plan.binding.as_deref().map(|jkt| Cnf { jkt }),
             claims: &plan.claims,
         }
     }
@@ -138,6 +166,8 @@ pub struct ExchangeSettings {
     pub lifetimes: LifetimeBounds,
     /// `tokens.max_delegation_depth`.
     pub max_delegation_depth: usize,
+    /// The token endpoint's URL: what a DPoP proof's `htu` must name (RFC 9449 §4.3).
+    pub token_endpoint: String,
     /// `limits.client_rate`: the request rate of clients without a `rate_limit`.
     pub client_rate: Option<crate::limits::Rate>,
 }
@@ -147,6 +177,7 @@ pub struct Exchanger {
     pub verifier: Arc<Verifier>,
     pub replay: ReplayCache,
     pub revocations: Revocations,
+    pub refresh: crate::refresh::RefreshTokens,
     pub keys: Arc<KeyRing>,
     pub audit: AuditLog,
     pub clock: SharedClock,
@@ -227,11 +258,25 @@ impl Exchanger {
         credentials: Result<ClientCredentials, ExchangeError>,
         form: &Form,
     ) -> Result<TokenResponse, ExchangeError> {
+        self.token_with_proof(credentials, form, Ok(None)).await
+    }
+
+    /// [`Exchanger::token`] with the request's `DPoP` header (RFC 9449 §4.1): absent,
+    /// its one value, or refused already (sent twice).
+    pub async fn token_with_proof(
+        &self,
+        credentials: Result<ClientCredentials, ExchangeError>,
+        form: &Form,
+        dpop: Result<Option<&str>, crate::verify::dpop::DpopError>,
+    ) -> Result<TokenResponse, ExchangeError> {
         let started = Instant::now();
         let mut trail = Trail::default();
         let mut record = Record::default();
         let result = match credentials {
-            Ok(credentials) => self.run(credentials, form, &mut trail, &mut record).await,
+            Ok(credentials) => {
+                self.run(credentials, form, dpop, &mut trail, &mut record)
+                    .await
+            }
             Err(e) => Err(e),
         };
         self.shadow(&trail, &result, form);
@@ -400,6 +445,7 @@ impl Exchanger {
         &self,
         credentials: ClientCredentials,
         form: &Form,
+        dpop: Result<Option<&str>, crate::verify::dpop::DpopError>,
         trail: &mut Trail,
         record: &mut Record,
     ) -> Result<TokenResponse, ExchangeError> {
@@ -417,10 +463,51 @@ impl Exchanger {
             )
         });
         let grant = self.grant(grant_type, form, trail, record)?;
-        let plan = self
-            .decide(&registry, &client, grant, trail, record)
-            .await?;
+        let proof = self.proof(dpop, record)?;
+        let plan = match grant {
+            Grant::Refresh(req) => {
+                let redeem = refresh::Redeem {
+                    req,
+                    proof: proof.as_ref(),
+                    mode: refresh::Redemption::Live,
+                };
+                self.redeem(&registry, &client, redeem, trail, record)
+                    .await?
+            }
+            grant => {
+                self.decide(&registry, &client, grant, proof.as_ref(), trail, record)
+                    .await?
+            }
+        };
         self.mint(plan, trail, record).await
+    }
+
+    /// RFC 9449 §4.3: the request's DPoP proof, checked against the token endpoint and
+    /// the clock. Its `jti` joins the single-use ids minting consumes.
+    fn proof(
+        &self,
+        dpop: Result<Option<&str>, crate::verify::dpop::DpopError>,
+        record: &mut Record,
+    ) -> Result<Option<crate::verify::dpop::DpopProof>, ExchangeError> {
+        let Some(proof) = dpop.map_err(ExchangeError::Dpop)? else {
+            return Ok(None);
+        };
+        let proof = crate::verify::dpop::check_proof(
+            proof,
+            &self.settings.token_endpoint,
+            self.clock.now(),
+        )
+        .map_err(ExchangeError::Dpop)?;
+        record.pass(Step::Dpop, None, || {
+            Detail::new(format!(
+                "proof by key {} ({}), htm POST, htu the token endpoint, iat within {} s",
+                proof.jkt,
+                proof.alg.name(),
+                crate::verify::dpop::IAT_WINDOW_SECS
+            ))
+            .with("jkt", proof.jkt.as_str())
+        });
+        Ok(Some(proof))
     }
 
     /// RFC 6749 §4.5 / RFC 8693 §2.1: the grant and its parameters.
@@ -447,16 +534,18 @@ impl Exchanger {
         registry: &Registry,
         client: &ClientEntry,
         grant: Grant,
+        proof: Option<&crate::verify::dpop::DpopProof>,
         trail: &mut Trail,
         record: &mut Record,
     ) -> Result<policy::Plan, ExchangeError> {
-        let (role, subject, actor, target, issued_token_type) = match grant {
+        let (role, subject, actor, target, issued_token_type, wants_refresh) = match grant {
             Grant::TokenExchange(req) => (
                 TokenRole::Subject,
                 req.subject,
                 req.actor,
                 req.target,
                 req.requested_token_type,
+                req.wants_refresh,
             ),
             Grant::Bearer(req) => (
                 TokenRole::Assertion,
@@ -464,7 +553,13 @@ impl Exchanger {
                 None,
                 req.target,
                 TokenType::AccessToken.urn(),
+                false,
             ),
+            Grant::Refresh(_) => {
+                return Err(ExchangeError::Internal(
+                    "the refresh grant is redeemed, not decided".into(),
+                ))
+            }
         };
         trail.token_type = Some(subject.token_type);
         trail.token_sha256 = Some(token_fingerprint(&subject.token));
@@ -489,8 +584,13 @@ impl Exchanger {
             lifetimes: &self.settings.lifetimes,
             max_delegation_depth: self.settings.max_delegation_depth,
             now: self.clock.now(),
+            proof_jkt: proof.map(|p| p.jkt.as_str()),
+            wants_refresh,
         };
-        let plan = policy::decide(&input, record);
+        let mut plan = policy::decide(&input, record);
+        if let Ok(plan) = &mut plan {
+            plan.proof_replay = proof.map(refresh::proof_replay_key);
+        }
         trail.learn(std::mem::take(&mut record.facts));
         plan
     }
@@ -506,7 +606,10 @@ impl Exchanger {
         record: &mut Record,
     ) -> Result<VerifiedSubject, ExchangeError> {
         let (allowed, purpose) = match role {
-            TokenRole::Subject => (&client.subject_issuers, Purpose::Exchange),
+            // A tessera refresh token is redeemed, never verified here.
+            TokenRole::Subject | TokenRole::RefreshToken => {
+                (&client.subject_issuers, Purpose::Exchange)
+            }
             TokenRole::Actor => (&client.actor_issuers, Purpose::Exchange),
             TokenRole::Assertion => (&client.subject_issuers, Purpose::BearerGrant),
         };
@@ -590,6 +693,22 @@ impl Exchanger {
         Ok(())
     }
 
+    /// RFC 9449 §11.1: a DPoP proof is accepted once, on every replica; consumed last,
+    /// so that a request refused for another reason leaves it unused.
+    async fn consume_proof(&self, key: Option<&ReplayKey>) -> Result<(), ExchangeError> {
+        let Some(key) = key else { return Ok(()) };
+        match self.replay.consume(key).await {
+            Ok(Seen::First) => Ok(()),
+            Ok(Seen::Before) => Err(ExchangeError::Dpop(
+                crate::verify::dpop::DpopError::Replayed,
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "replay cache unavailable");
+                Err(ExchangeError::ReplayCacheUnavailable)
+            }
+        }
+    }
+
     /// The side effects a decision drives, in one place: consume single-use ids, sign.
     /// (The audit row and the metrics follow in `finish`.)
     async fn mint(
@@ -599,11 +718,21 @@ impl Exchanger {
         record: &mut Record,
     ) -> Result<TokenResponse, ExchangeError> {
         self.consume_single_use(&plan.single_use).await?;
+        self.consume_proof(plan.proof_replay.as_ref()).await?;
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
         let jti = crate::protocol::Jti::new(uuid::Uuid::now_v7().simple().to_string());
         let scope = plan.scope();
-        let claims = AccessTokenClaims::of(&plan, &self.settings.issuer, &jti, &scope);
+        let family = refresh::family_of(&plan);
+        // A family's id leads the lineage of every token it issues: revoking the family
+        // (reuse, /revoke) refuses them all through the revocation list.
+        let exchanged_from: Vec<Jti> = family
+            .iter()
+            .cloned()
+            .chain(plan.exchanged_from.iter().cloned())
+            .collect();
+        let claims =
+            AccessTokenClaims::of(&plan, &self.settings.issuer, &jti, &scope, &exchanged_from);
         let signed = match plan.audience.signing_alg {
             None => self.keys.sign(&claims),
             Some(alg) => match signing_alg(alg) {
@@ -616,6 +745,10 @@ impl Exchanger {
             },
         }
         .map_err(ExchangeError::from_signing)?;
+        let refresh_token = match family {
+            Some(family) => Some(self.store_refresh(&plan, family).await?),
+            None => None,
+        };
         record.pass(Step::Issue, None, || {
             Detail::new(format!("signed, jti {jti}, kid {}", signed.kid))
         });
@@ -623,9 +756,14 @@ impl Exchanger {
         Ok(TokenResponse {
             access_token: signed.token,
             issued_token_type: plan.issued_token_type,
-            token_type: "Bearer",
+            token_type: if plan.binding.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
             expires_in: plan.lifetime,
             scope,
+            refresh_token,
         })
     }
 }

@@ -15,10 +15,12 @@ use crate::trust::{AudienceEntry, ClientEntry, OnBehalfOf, Registry};
 use crate::verify::{Act, MayAct};
 
 use super::decision::{Detail, Record, Step};
-use super::error::{ExchangeError, Refused, TokenRole};
+use super::error::{ExchangeError, RefreshRefusal, Refused, TokenRole};
 use super::request::Target;
 use crate::replay::ReplayKey;
+use crate::trust::RefreshPolicy;
 use crate::trust::{Mapped, LOCAL_ISSUER};
+use crate::verify::dpop::DpopError;
 use crate::verify::VerifiedSubject;
 
 /// RFC 8693 §2.1 / RFC 8707: every `audience` and `resource` must name an audience the
@@ -341,6 +343,22 @@ pub struct DecisionInput<'a> {
     pub lifetimes: &'a LifetimeBounds,
     pub max_delegation_depth: usize,
     pub now: UnixTime,
+    /// The thumbprint of the key of the request's DPoP proof, when it carried a valid one.
+    pub proof_jkt: Option<&'a str>,
+    /// `requested_token_type=...:refresh_token`.
+    pub wants_refresh: bool,
+}
+
+/// What minting does about refresh tokens.
+#[derive(Debug, Clone)]
+pub enum RefreshIssue {
+    /// Start a family beside the access token (the exchange asked for one).
+    Start(RefreshPolicy),
+    /// Spend the redeemed token of this family and issue its successor.
+    Rotate {
+        family: crate::store::refresh::FamilyRow,
+        old_digest: String,
+    },
 }
 
 /// The token a decision allows: every claim but the `jti`, which minting draws, and the
@@ -359,8 +377,14 @@ pub struct Plan {
     pub exchanged_from: Vec<Jti>,
     pub acted_from: Vec<Jti>,
     pub claims: Map<String, Value>,
-    pub issued_token_type: &'static str,
+    /// `None` for the refresh grant (RFC 6749 §5.1 has no `issued_token_type`).
+    pub issued_token_type: Option<&'static str>,
     pub single_use: Vec<(TokenRole, ReplayKey)>,
+    /// The request's DPoP proof `jti`, single-use like the above (RFC 9449 §11.1).
+    pub proof_replay: Option<ReplayKey>,
+    /// RFC 9449 §6.1 `cnf.jkt`: the key the issued token is bound to.
+    pub binding: Option<String>,
+    pub refresh: Option<RefreshIssue>,
 }
 
 impl Plan {
@@ -430,6 +454,8 @@ pub fn decide(input: &DecisionInput<'_>, record: &mut Record) -> Result<Plan, Ex
         .with("exchanged_from", exchanged_from)
         .with("acted_from", acted_from)
     });
+    let binding = decide_binding(input, &audience, record)?;
+    let refresh = decide_refresh(input, &audience, record)?;
     let single_use = std::iter::once((role, subject))
         .chain(input.actor.map(|a| (TokenRole::Actor, a)))
         .filter_map(|(r, t)| t.replay.clone().map(|k| (r, k)))
@@ -447,9 +473,109 @@ pub fn decide(input: &DecisionInput<'_>, record: &mut Record) -> Result<Plan, Ex
         may_act,
         exchanged_from: exchanged_from.to_vec(),
         acted_from: acted_from.to_vec(),
-        issued_token_type: input.issued_token_type,
+        issued_token_type: Some(input.issued_token_type),
         single_use,
+        proof_replay: None,
+        binding,
+        refresh: refresh.map(RefreshIssue::Start),
     })
+}
+
+/// RFC 9449: sender constraint is never lost across an exchange. A presented token bound
+/// to a key is accepted only with a proof by that key (§7.1's rule, applied to the token
+/// endpoint); an audience with `require_dpop` gets only bound tokens. The issued token is
+/// bound to the proof's key whenever there is a proof.
+pub fn decide_binding(
+    input: &DecisionInput<'_>,
+    audience: &AudienceEntry,
+    record: &mut Record,
+) -> Result<Option<String>, ExchangeError> {
+    let presented =
+        std::iter::once(input.subject).chain(input.actor.map(|a| (TokenRole::Actor, a)));
+    let mut bound = Vec::new();
+    for (role, token) in presented {
+        let jkt = token.binding().map_err(|why| ExchangeError::Unacceptable {
+            role,
+            refused: Refused::UnsupportedBinding,
+            message: why.into(),
+        })?;
+        let Some(jkt) = jkt else { continue };
+        match input.proof_jkt {
+            None => return Err(ExchangeError::Dpop(DpopError::Required(role.name()))),
+            Some(p) if p != jkt => {
+                return Err(ExchangeError::Dpop(DpopError::KeyMismatch(role.name())))
+            }
+            Some(_) => bound.push(role.name()),
+        }
+    }
+    check_required(audience, input.proof_jkt)?;
+    record.pass(Step::Dpop, None, || {
+        binding_detail(input.proof_jkt, &bound, audience)
+    });
+    Ok(input.proof_jkt.map(str::to_owned))
+}
+
+/// `require_dpop`: no proof, no token for this audience.
+pub fn check_required(
+    audience: &AudienceEntry,
+    proof_jkt: Option<&str>,
+) -> Result<(), ExchangeError> {
+    if audience.require_dpop && proof_jkt.is_none() {
+        return Err(ExchangeError::Dpop(DpopError::Required(
+            "the audience accepts only DPoP-bound tokens (require_dpop)",
+        )));
+    }
+    Ok(())
+}
+
+fn binding_detail(proof_jkt: Option<&str>, bound: &[&str], audience: &AudienceEntry) -> Detail {
+    let summary = match (proof_jkt, bound) {
+        (Some(jkt), []) => format!("bound to the proof's key (jkt {jkt})"),
+        (Some(jkt), b) => format!(
+            "the {} bound to the proof's key; issued bound to it too (jkt {jkt})",
+            b.join(" and ")
+        ),
+        (None, _) => "no DPoP proof: a bearer token".to_owned(),
+    };
+    Detail::new(summary)
+        .with("jkt", proof_jkt.map_or(Value::Null, Value::from))
+        .with("require_dpop", audience.require_dpop)
+}
+
+/// SPEC §3: a refresh token beside the access token only for a client with
+/// `refresh_tokens = true` and an audience with `refresh_lifetime`.
+pub fn decide_refresh(
+    input: &DecisionInput<'_>,
+    audience: &AudienceEntry,
+    record: &mut Record,
+) -> Result<Option<RefreshPolicy>, ExchangeError> {
+    if !input.wants_refresh {
+        return Ok(None);
+    }
+    if !input.client.refresh_tokens {
+        return Err(ExchangeError::Refresh(RefreshRefusal::NotAllowedForClient));
+    }
+    let Some(policy) = audience.refresh else {
+        return Err(ExchangeError::Refresh(
+            RefreshRefusal::NotAllowedForAudience,
+        ));
+    };
+    record.pass(Step::Refresh, None, || {
+        Detail::new(format!(
+            "a refresh family: at most {} s{}",
+            policy.lifetime.as_secs(),
+            policy.idle.map_or(String::new(), |i| format!(
+                ", idle at most {} s",
+                i.as_secs()
+            ))
+        ))
+        .with("refresh_lifetime", policy.lifetime.as_secs())
+        .with(
+            "refresh_idle",
+            policy.idle.map_or(Value::Null, |i| i.as_secs().into()),
+        )
+    });
+    Ok(Some(policy))
 }
 
 /// The issuer's mapping (SPEC §2.1) applied to a verified token.

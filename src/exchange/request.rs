@@ -11,6 +11,7 @@ use super::error::ExchangeError;
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const GRANT_SAML2_BEARER: &str = "urn:ietf:params:oauth:grant-type:saml2-bearer";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 
 /// Label values for `grant` (SPEC §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,7 @@ pub enum GrantKind {
     TokenExchange,
     JwtBearer,
     Saml2Bearer,
+    RefreshToken,
 }
 
 impl GrantKind {
@@ -26,6 +28,7 @@ impl GrantKind {
             Self::TokenExchange => "token_exchange",
             Self::JwtBearer => "jwt_bearer",
             Self::Saml2Bearer => "saml2_bearer",
+            Self::RefreshToken => "refresh_token",
         }
     }
 }
@@ -144,6 +147,9 @@ pub struct TokenExchangeRequest {
     pub actor: Option<PresentedToken>,
     /// Echoed as `issued_token_type`: tessera issues JWT access tokens for both.
     pub requested_token_type: &'static str,
+    /// `requested_token_type=...:refresh_token`: a refresh token beside the access token
+    /// (SPEC §3; `issued_token_type` still describes the access token).
+    pub wants_refresh: bool,
     pub target: Target,
 }
 
@@ -155,10 +161,28 @@ pub struct BearerRequest {
     pub target: Target,
 }
 
+/// RFC 6749 §6: a tessera refresh token redeemed.
+pub struct RefreshRequest {
+    pub token: String,
+    /// `scope` (`None`: the family's whole grant); `audience`/`resource` (RFC 8707 §2.2)
+    /// may only name the family's own audience.
+    pub target: Target,
+}
+
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRequest")
+            .field("token", &format_args!("[{} bytes]", self.token.len()))
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 pub enum Grant {
     TokenExchange(TokenExchangeRequest),
     Bearer(BearerRequest),
+    Refresh(RefreshRequest),
 }
 
 impl Grant {
@@ -167,6 +191,7 @@ impl Grant {
             Self::TokenExchange(_) => GrantKind::TokenExchange,
             Self::Bearer(b) if b.assertion.token_type == TokenType::Saml2 => GrantKind::Saml2Bearer,
             Self::Bearer(_) => GrantKind::JwtBearer,
+            Self::Refresh(_) => GrantKind::RefreshToken,
         }
     }
 }
@@ -252,13 +277,18 @@ pub fn parse_grant(grant_type: &str, form: &Form) -> Result<Grant, ExchangeError
                     ))
                 }
             };
-            let requested_token_type = match form.single("requested_token_type")? {
-                None => TokenType::AccessToken.urn(),
-                Some(t) if t == TokenType::AccessToken.urn() => TokenType::AccessToken.urn(),
-                Some(t) if t == TokenType::Jwt.urn() => TokenType::Jwt.urn(),
+            let (requested_token_type, wants_refresh) = match form.single("requested_token_type")? {
+                None => (TokenType::AccessToken.urn(), false),
+                Some(t) if t == TokenType::AccessToken.urn() => {
+                    (TokenType::AccessToken.urn(), false)
+                }
+                Some(t) if t == TokenType::Jwt.urn() => (TokenType::Jwt.urn(), false),
+                Some(t) if t == TokenType::RefreshToken.urn() => {
+                    (TokenType::AccessToken.urn(), true)
+                }
                 Some(_) => {
                     return Err(ExchangeError::InvalidRequest(
-                        "requested_token_type must be access_token or jwt".into(),
+                        "requested_token_type must be access_token, jwt or refresh_token".into(),
                     ))
                 }
             };
@@ -269,6 +299,7 @@ pub fn parse_grant(grant_type: &str, form: &Form) -> Result<Grant, ExchangeError
                 },
                 actor,
                 requested_token_type,
+                wants_refresh,
                 target: parse_target(form)?,
             }))
         }
@@ -283,6 +314,15 @@ pub fn parse_grant(grant_type: &str, form: &Form) -> Result<Grant, ExchangeError
             };
             Ok(Grant::Bearer(BearerRequest {
                 assertion: PresentedToken { token, token_type },
+                target: parse_target(form)?,
+            }))
+        }
+        GRANT_REFRESH_TOKEN => {
+            let token = token_param(form, "refresh_token")?.ok_or_else(|| {
+                ExchangeError::InvalidRequest("missing parameter refresh_token".into())
+            })?;
+            Ok(Grant::Refresh(RefreshRequest {
+                token,
                 target: parse_target(form)?,
             }))
         }

@@ -6,7 +6,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::exchange::request::{GRANT_JWT_BEARER, GRANT_SAML2_BEARER, GRANT_TOKEN_EXCHANGE};
+use crate::exchange::request::{
+    GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN, GRANT_SAML2_BEARER, GRANT_TOKEN_EXCHANGE,
+};
 use crate::trust::Registry;
 
 use super::AppState;
@@ -38,7 +40,12 @@ pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks.json"),
-        "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER, GRANT_SAML2_BEARER],
+        "grant_types_supported": [
+            GRANT_TOKEN_EXCHANGE,
+            GRANT_JWT_BEARER,
+            GRANT_SAML2_BEARER,
+            GRANT_REFRESH_TOKEN
+        ],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint": format!("{issuer}/introspect"),
@@ -48,6 +55,11 @@ pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "response_types_supported": [],
+        // RFC 9449 §5.1: the proof algorithms /token accepts.
+        "dpop_signing_alg_values_supported": crate::verify::dpop::DPOP_ALGS
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>(),
     });
     // An empty array would claim "no scopes at all"; RFC 8414 §2 lets the field be omitted.
     let registry = state.trust.snapshot();

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use crate::exchange::{ExchangeError, Form, Lifecycle};
+use crate::verify::dpop::DpopError;
 
 use super::{client_auth, AppState, OAuthError, MAX_BODY_BYTES};
 
@@ -22,8 +23,25 @@ pub async fn token(
         Err(FormError::Unreadable) => return Err(unreadable()),
     };
     let credentials = client_auth::credentials(&req);
-    let response = exchanger.token(credentials, &form).await?;
+    let response = exchanger
+        .token_with_proof(credentials, &form, dpop_header(&req))
+        .await?;
     Ok(no_store(HttpResponse::Ok()).json(response))
+}
+
+/// RFC 9449 §4.3 check 1: at most one `DPoP` header, and it must be text.
+fn dpop_header(req: &HttpRequest) -> Result<Option<&str>, DpopError> {
+    let mut values = req.headers().get_all("dpop");
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(DpopError::Multiple);
+    }
+    first
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| DpopError::Malformed("the DPoP header is not ASCII"))
+        })
+        .transpose()
 }
 
 /// `POST /introspect` (RFC 7662 §2): the token's state as JSON, `{"active":false}` for

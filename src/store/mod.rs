@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod refresh;
 pub mod replay;
 pub mod revocation;
 pub mod schema;

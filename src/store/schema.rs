@@ -54,9 +54,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    refresh_families (family_id) {
+        family_id -> Text,
+        client_id -> Text,
+        audience_id -> Text,
+        grant_json -> Text,
+        dpop_bound -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        idle_secs -> Nullable<BigInt>,
+        last_used_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (digest) {
+        digest -> Text,
+        family_id -> Text,
+        issued_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_lineage (jti, family_id) {
+        jti -> Text,
+        family_id -> Text,
+    }
+}
+
+diesel::joinable!(refresh_tokens -> refresh_families (family_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     audit_events,
     replay_cache,
-    revoked_tokens
+    revoked_tokens,
+    refresh_families,
+    refresh_tokens,
+    refresh_lineage
 );

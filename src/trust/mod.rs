@@ -57,6 +57,10 @@ pub enum TokenType {
     Jwt,
     #[serde(rename = "saml2")]
     Saml2,
+    /// RFC 6749 §1.5: only an `introspection` issuer can vouch for a foreign one (RFC 7662
+    /// covers refresh tokens); tessera's own are redeemed with the `refresh_token` grant.
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
 }
 
 impl TokenType {
@@ -66,12 +70,19 @@ impl TokenType {
             Self::IdToken => "urn:ietf:params:oauth:token-type:id_token",
             Self::Jwt => "urn:ietf:params:oauth:token-type:jwt",
             Self::Saml2 => "urn:ietf:params:oauth:token-type:saml2",
+            Self::RefreshToken => "urn:ietf:params:oauth:token-type:refresh_token",
         }
     }
     pub fn from_urn(urn: &str) -> Option<Self> {
-        [Self::AccessToken, Self::IdToken, Self::Jwt, Self::Saml2]
-            .into_iter()
-            .find(|t| t.urn() == urn)
+        [
+            Self::AccessToken,
+            Self::IdToken,
+            Self::Jwt,
+            Self::Saml2,
+            Self::RefreshToken,
+        ]
+        .into_iter()
+        .find(|t| t.urn() == urn)
     }
     /// Metric label value (SPEC §2.1).
     pub const fn label(self) -> &'static str {
@@ -80,6 +91,7 @@ impl TokenType {
             Self::IdToken => "id_token",
             Self::Jwt => "jwt",
             Self::Saml2 => "saml2",
+            Self::RefreshToken => "refresh_token",
         }
     }
 }
@@ -382,6 +394,8 @@ pub struct ClientEntry {
     pub max_lifetime: Option<Duration>,
     /// Its own request rate, or `limits.client_rate` (SPEC §2, `rate_limit`).
     pub rate_limit: crate::limits::ClientRate,
+    /// `refresh_tokens`: may ask for refresh tokens.
+    pub refresh_tokens: bool,
     pub source: PathBuf,
 }
 
@@ -420,5 +434,18 @@ pub struct AudienceEntry {
     /// The algorithm its tokens are signed with (`signing_alg`; one of [`JwsAlg::LOCAL`]);
     /// `None`: `tokens.signing_alg`.
     pub signing_alg: Option<JwsAlg>,
+    /// `require_dpop`: tokens for it are issued only DPoP-bound (RFC 9449).
+    pub require_dpop: bool,
+    /// `refresh_lifetime` / `refresh_idle`: `None` when it allows no refresh tokens.
+    pub refresh: Option<RefreshPolicy>,
     pub source: PathBuf,
+}
+
+/// How long a refresh family for an audience may live (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Absolute: from the exchange that started the family.
+    pub lifetime: Duration,
+    /// Between two uses; `None`: no idle limit.
+    pub idle: Option<Duration>,
 }

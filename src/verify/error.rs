@@ -25,9 +25,12 @@ pub enum VerifyError {
     UnknownIssuer { iss: String, near: Option<String> },
     #[error("tokens from issuer {issuer} are not accepted from this client")]
     IssuerNotAllowed { issuer: crate::protocol::IssuerId },
-    #[error("issuer {issuer} is not trusted for {token_type} tokens")]
+    /// `issuer: None`: no introspection issuer the caller may use lists the type (a
+    /// refresh token has no `iss` to select an entry by, and only introspection issuers
+    /// verify it).
+    #[error("{}", not_accepted_message(issuer.as_ref(), token_type))]
     TokenTypeNotAccepted {
-        issuer: crate::protocol::IssuerId,
+        issuer: Option<crate::protocol::IssuerId>,
         token_type: &'static str,
     },
     #[error("token iss does not match issuer {issuer}")]
@@ -142,6 +145,13 @@ impl VerifyError {
                 Some("no registry entry has this issuer (`issuer` in trust/issuers/*.toml)".into())
             }
             Self::WrongAudience { aud, accepted } => Some(expected(aud, accepted)),
+            Self::TokenTypeNotAccepted {
+                issuer: None,
+                token_type,
+            } => Some(format!(
+                "only an introspection issuer whose token_types include {token_type} verifies \
+                 it (trust/issuers/*.toml); none in this client's list does"
+            )),
             Self::Saml(e) => e.compared(),
             _ => None,
         }
@@ -316,9 +326,16 @@ impl SamlError {
     }
 }
 
+fn not_accepted_message(issuer: Option<&crate::protocol::IssuerId>, token_type: &str) -> String {
+    match issuer {
+        Some(issuer) => format!("issuer {issuer} is not trusted for {token_type} tokens"),
+        None => format!("no introspection issuer of this client accepts {token_type} tokens"),
+    }
+}
+
 /// Plain text, not `Debug`: `Some("JWT")` in an error description reads as a Rust leak.
 fn wrong_typ_message(typ: Option<&str>, token_type: &str) -> String {
-    // The labels are access_token, id_token, jwt, saml2: a vowel means "an".
+    // The labels are access_token, id_token, jwt, saml2, refresh_token: a vowel means "an".
     let article = if token_type.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {

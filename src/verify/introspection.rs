@@ -1,14 +1,17 @@
-//! Opaque access tokens behind [`super::Verifier`]: RFC 7662 introspection at the issuer
-//! (SPEC §2.1, §4).
+//! Opaque access tokens and foreign refresh tokens behind [`super::Verifier`]: RFC 7662
+//! introspection at the issuer (SPEC §2, §2.1, §4).
 //!
 //! A token that is neither a JWT nor SAML carries no issuer, so it is tried against the
 //! calling client's allowed issuers of kind `introspection`, in registry order: the first
 //! that says `active` decides. The response is then checked like a JWT's claims (`iss`
 //! when present, `aud`, `exp` required, `nbf`, `iat`, `max_age`) and becomes the CEL
-//! `assertion`. Results are cached per (issuer, token digest) until the token's `exp` and
-//! at most the entry's `cache_ttl`, inactive ones for `cache_ttl`: a steady stream of one
-//! token costs one introspection, and a refused one is not re-asked on every request.
-//! Nothing but the token's SHA-256 is kept.
+//! `assertion`. The request names the declared type in `token_type_hint` (RFC 7662 §2.1),
+//! and results are cached per (issuer, declared type, token digest) until the token's `exp`
+//! and at most the entry's `cache_ttl`, inactive ones for `cache_ttl`: a steady stream of
+//! one token costs one introspection, a refused one is not re-asked on every request, and
+//! an answer about a string asked as one type never answers for it as another (an access
+//! token never passes as a refresh token, nor the reverse). Nothing but the token's SHA-256
+//! is kept.
 //!
 //! Single flight, as for JWKS fetches: concurrent first presentations of one token share
 //! one call, on a task of its own; a caller waits for it at most [`CALLER_WAIT`] (an
@@ -59,7 +62,25 @@ struct Cached {
     until: UnixTime,
 }
 
-type Key = (crate::protocol::IssuerId, [u8; 32]);
+/// One cache entry per issuer, declared type and token: the endpoint was asked about the
+/// token as that type (its `token_type_hint`), so its answer holds for that type only.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    issuer: crate::protocol::IssuerId,
+    token_type: TokenType,
+    digest: [u8; 32],
+}
+
+impl Key {
+    fn new(entry: &IssuerEntry, token_type: TokenType, token: &str) -> Self {
+        Self {
+            issuer: entry.id.clone(),
+            token_type,
+            digest: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+}
+
 type Outcome = Option<Result<Answer, Arc<IntrospectionError>>>;
 
 pub struct IntrospectionVerifier {
@@ -67,7 +88,7 @@ pub struct IntrospectionVerifier {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     cache: Arc<Mutex<HashMap<Key, Cached>>>,
-    /// Calls in flight, by (issuer, token digest): later callers wait on the first one's.
+    /// Calls in flight, by [`Key`]: later callers wait on the first one's.
     in_flight: Arc<Mutex<HashMap<Key, watch::Receiver<Outcome>>>>,
 }
 
@@ -107,7 +128,7 @@ impl IntrospectionVerifier {
     }
 
     /// Whether `expect` admits any introspection issuer for `token_type`: only then is
-    /// a token that is not a JWT tried here.
+    /// an access token that is not a JWT, or a refresh token, tried here.
     pub fn applies(registry: &Registry, token_type: TokenType, expect: &Expectation<'_>) -> bool {
         candidates(registry, token_type, expect).next().is_some()
     }
@@ -125,7 +146,6 @@ impl IntrospectionVerifier {
             }
             .into());
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut unreachable = None;
         let mut tried = Vec::new();
         for entry in candidates(registry, token_type, expect) {
@@ -133,7 +153,8 @@ impl IntrospectionVerifier {
                 continue;
             };
             tried.push(entry);
-            match self.answer(entry, settings, token, digest).await {
+            let key = Key::new(entry, token_type, token);
+            match self.answer(entry, settings, token, key).await {
                 Ok(Answer::Active(claims)) => {
                     return self
                         .accept(entry, (*claims).clone(), token_type, expect.purpose)
@@ -164,15 +185,9 @@ impl IntrospectionVerifier {
         entry: &IssuerEntry,
         settings: &IntrospectionSettings,
         token: &str,
-        digest: [u8; 32],
+        key: Key,
     ) -> Result<Answer, Arc<IntrospectionError>> {
-        let key = (entry.id.clone(), digest);
-        let now = self.clock.now();
-        let hit = lock(&self.cache)
-            .get(&key)
-            .filter(|c| c.until > now)
-            .map(|c| c.answer.clone());
-        if let Some(answer) = hit {
+        if let Some(answer) = self.cached(&key) {
             self.count(entry, "cached");
             return Ok(answer);
         }
@@ -185,6 +200,15 @@ impl IntrospectionVerifier {
             Ok(Err(_)) | Err(_) => None,
         };
         outcome.unwrap_or(Err(Arc::new(IntrospectionError::Pending)))
+    }
+
+    /// The unexpired answer cached under `key`: about this token asked as this type only.
+    fn cached(&self, key: &Key) -> Option<Answer> {
+        let now = self.clock.now();
+        lock(&self.cache)
+            .get(key)
+            .filter(|c| c.until > now)
+            .map(|c| c.answer.clone())
     }
 
     /// The receiver of the call in flight for `key`, starting it when there is none.
@@ -212,6 +236,7 @@ impl IntrospectionVerifier {
             client_secret: settings.client_secret.clone(),
             auth: settings.auth,
             token: Secret::new(token.to_owned()),
+            hint: type_hint(key.token_type),
         };
         let (cache, in_flight, clock) = (
             self.cache.clone(),
@@ -244,12 +269,13 @@ impl IntrospectionVerifier {
         count(&self.metrics, entry.id.to_string(), outcome);
     }
 
-    /// `trust test`: `answer` is what `entry`'s endpoint says about `token` (RFC 7662
-    /// §2.2), read as a response would be, and serves for as long as the verifier lives:
-    /// the token is never sent anywhere.
+    /// `trust test`: `answer` is what `entry`'s endpoint says about `token` asked as
+    /// `token_type` (RFC 7662 §2.2), read as a response would be, and serves for as long as
+    /// the verifier lives: the token is never sent anywhere.
     pub fn seed(
         &self,
         entry: &IssuerEntry,
+        token_type: TokenType,
         token: &str,
         answer: Map<String, Value>,
     ) -> Result<(), super::SeedError> {
@@ -260,9 +286,8 @@ impl IntrospectionVerifier {
             });
         }
         let answer = answer_of(answer)?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         lock(&self.cache).insert(
-            (entry.id.clone(), digest),
+            Key::new(entry, token_type, token),
             Cached {
                 answer,
                 until: UnixTime::MAX,
@@ -336,6 +361,17 @@ fn candidates<'r>(
         })
 }
 
+/// RFC 7662 §2.1 `token_type_hint`, from the OAuth Token Type Hints registry (RFC 7009
+/// §4.1.2): the declared type, so the endpoint looks the token up among its own kind.
+/// Introspection issuers accept no other types (the loader refuses them): no hint.
+fn type_hint(token_type: TokenType) -> Option<&'static str> {
+    match token_type {
+        TokenType::AccessToken => Some("access_token"),
+        TokenType::RefreshToken => Some("refresh_token"),
+        TokenType::IdToken | TokenType::Jwt | TokenType::Saml2 => None,
+    }
+}
+
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -353,15 +389,17 @@ struct Call {
     client_secret: Secret,
     auth: IntrospectionAuth,
     token: Secret,
+    /// `token_type_hint`: see [`type_hint`].
+    hint: Option<&'static str>,
 }
 
 impl Call {
     /// RFC 7662 §2.1: POST `token` (and the hint) with tessera's client credentials.
     async fn introspect(&self) -> Result<Answer, IntrospectionError> {
-        let mut form = vec![
-            ("token", self.token.expose().as_str()),
-            ("token_type_hint", "access_token"),
-        ];
+        let mut form = vec![("token", self.token.expose().as_str())];
+        if let Some(hint) = self.hint {
+            form.push(("token_type_hint", hint));
+        }
         // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
         let (id, secret) = (
             form_encode(&self.client_id),
@@ -415,4 +453,108 @@ fn remember(
             until,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::trust::{KindSettings, Mapping};
+    use serde_json::json;
+
+    const NOW: UnixTime = 1_700_000_000;
+
+    fn entry() -> IssuerEntry {
+        IssuerEntry {
+            id: "partner".into(),
+            issuer: "https://as.partner.example".into(),
+            audiences: vec!["tessera".into()],
+            token_types: vec![TokenType::AccessToken, TokenType::RefreshToken],
+            clock_skew: std::time::Duration::from_secs(60),
+            max_age: None,
+            one_time_use: false,
+            settings: KindSettings::Introspection(IntrospectionSettings {
+                endpoint: "https://as.partner.example/introspect".parse().unwrap(),
+                client_id: "tessera".into(),
+                client_secret: Secret::new("s".to_owned()),
+                auth: IntrospectionAuth::ClientSecretBasic,
+                cache_ttl: std::time::Duration::from_secs(60),
+            }),
+            mapping: Mapping::default_for_jwt(),
+            demo_signing_key_file: None,
+            source: "partner.toml".into(),
+        }
+    }
+
+    /// An offline verifier: nothing it has not been seeded with can be introspected.
+    fn verifier() -> IntrospectionVerifier {
+        let mut outbound = crate::config::Config::default().outbound;
+        outbound.offline = true;
+        let clock: SharedClock = Arc::new(FixedClock::new(NOW));
+        IntrospectionVerifier::new(&outbound, clock, Arc::new(Metrics::new())).unwrap()
+    }
+
+    fn answer(active: bool) -> Map<String, Value> {
+        let v = json!({"active": active, "sub": "alice", "aud": "tessera", "exp": NOW + 600});
+        v.as_object().unwrap().clone()
+    }
+
+    fn is_active(a: Option<Answer>) -> Option<bool> {
+        a.map(|a| matches!(a, Answer::Active(_)))
+    }
+
+    #[test]
+    fn an_answer_is_cached_for_the_type_it_was_asked_as_only() {
+        let (v, e) = (verifier(), entry());
+        v.seed(&e, TokenType::AccessToken, "tok", answer(true))
+            .unwrap();
+        let key = |t| Key::new(&e, t, "tok");
+        assert_eq!(
+            is_active(v.cached(&key(TokenType::AccessToken))),
+            Some(true)
+        );
+        assert_eq!(is_active(v.cached(&key(TokenType::RefreshToken))), None);
+        // Asked as a refresh token it is inactive: the access token's entry is untouched.
+        v.seed(&e, TokenType::RefreshToken, "tok", answer(false))
+            .unwrap();
+        assert_eq!(
+            is_active(v.cached(&key(TokenType::RefreshToken))),
+            Some(false)
+        );
+        assert_eq!(
+            is_active(v.cached(&key(TokenType::AccessToken))),
+            Some(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_access_tokens_answer_never_verifies_a_refresh_token() {
+        let v = verifier();
+        let registry = Registry::new(vec![entry()], vec![], vec![]);
+        let allowed = [crate::protocol::IssuerId::from("partner")];
+        let expect = Expectation {
+            allowed_issuers: &allowed,
+            purpose: Purpose::Exchange,
+        };
+        let e = &registry.issuers["partner"];
+        v.seed(e, TokenType::AccessToken, "tok", answer(true))
+            .unwrap();
+        let ok = v
+            .verify(&registry, "tok", TokenType::AccessToken, &expect)
+            .await;
+        assert_eq!(ok.unwrap().token_type, TokenType::AccessToken);
+        // Not in the cache as a refresh token, and offline: the endpoint must be asked.
+        let refused = v
+            .verify(&registry, "tok", TokenType::RefreshToken, &expect)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.error.reason(), "issuer_unreachable");
+    }
+
+    #[test]
+    fn the_hint_is_the_declared_type() {
+        assert_eq!(type_hint(TokenType::AccessToken), Some("access_token"));
+        assert_eq!(type_hint(TokenType::RefreshToken), Some("refresh_token"));
+        assert_eq!(type_hint(TokenType::IdToken), None);
+    }
 }

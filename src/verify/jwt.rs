@@ -27,7 +27,7 @@ pub const MAX_JSON_DEPTH: usize = 16;
 const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 /// RFC 7515 §2 base64url without padding; trailing bits must be zero, `=` refused.
-const B64URL_STRICT: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const B64URL_STRICT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
@@ -162,7 +162,7 @@ pub fn check_typ(
         TokenType::IdToken => t.is_none() || is("jwt"),
         TokenType::AccessToken if require_access_token_typ => is("at+jwt"),
         TokenType::AccessToken | TokenType::Jwt => t.is_none() || is("jwt") || is("at+jwt"),
-        TokenType::Saml2 => false,
+        TokenType::Saml2 | TokenType::RefreshToken => false,
     };
     if ok {
         Ok(())

@@ -200,7 +200,7 @@ fn b64(s: &str) -> Option<Vec<u8>> {
 }
 
 /// One JWK, or `None` when it is not a usable signature-verification key.
-fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
+pub(crate) fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
     // RFC 7517 §4.2/4.3: a key meant for encryption is not a signing key.
     if let Some(u) = jwk.get("use") {
         if u.as_str() != Some("sig") {

@@ -12,6 +12,7 @@
 
 pub mod act;
 pub mod cache;
+pub mod dpop;
 pub mod error;
 pub mod fetch;
 pub mod introspection;
@@ -145,6 +146,27 @@ pub struct LocalToken {
 }
 
 impl VerifiedSubject {
+    /// RFC 7800 `cnf` as RFC 9449 §6 uses it: the thumbprint of the key this token is
+    /// bound to. A token bound by another confirmation method (an mTLS certificate's
+    /// `x5t#S256`, RFC 8705) is refused rather than unbound: tessera cannot check it, and
+    /// accepting it would launder a bound token into a bearer one.
+    pub fn binding(&self) -> Result<Option<&str>, &'static str> {
+        // A SAML view has no `cnf` (holder-of-key confirmations are refused in verify).
+        if self.token_type == TokenType::Saml2 {
+            return Ok(None);
+        }
+        match self.assertion.get("cnf") {
+            None => Ok(None),
+            Some(Value::Object(cnf)) => match cnf.get("jkt") {
+                Some(Value::String(jkt)) if cnf.len() == 1 && !jkt.is_empty() => Ok(Some(jkt)),
+                _ => Err(
+                    "its cnf names a confirmation method tessera cannot check (only jkt, RFC 9449)",
+                ),
+            },
+            Some(_) => Err("its cnf claim is not an object"),
+        }
+    }
+
     /// For a local token, its `jti` and every tessera token it descends from
     /// ([`LocalToken::lineage`]); empty for a foreign token.
     pub fn lineage(&self) -> &[crate::protocol::Jti] {
@@ -305,7 +327,9 @@ impl Verifier {
 
     /// Verifies `token` for `expect`, by the path its declared type names. An access
     /// token that is not a JWT (SPEC §2.1: "neither a JWT nor an assertion") goes to the
-    /// caller's introspection issuers, when it has any.
+    /// caller's introspection issuers, when it has any. A refresh token goes there
+    /// always: whatever it looks like, only its issuer's RFC 7662 endpoint vouches for it
+    /// (SPEC §2).
     pub async fn verify(
         &self,
         registry: &Registry,
@@ -314,6 +338,10 @@ impl Verifier {
     ) -> Result<VerifiedSubject, Refusal> {
         match token.token_type {
             TokenType::Saml2 => self.saml.verify(registry, token.text, expect).await,
+            TokenType::RefreshToken => {
+                self.verify_refresh_token(registry, token.text, expect)
+                    .await
+            }
             TokenType::AccessToken
                 if !jwt::looks_like_jws(token.text)
                     && introspection::IntrospectionVerifier::applies(
@@ -332,6 +360,26 @@ impl Verifier {
                     .await
             }
         }
+    }
+
+    /// A foreign refresh token (RFC 6749 §1.5) is opaque to everyone but its issuer:
+    /// never read as a JWT, even one that looks like a JWS, and refused outright when no
+    /// introspection issuer of the caller lists `refresh_token` in its `token_types`.
+    async fn verify_refresh_token(
+        &self,
+        registry: &Registry,
+        text: &str,
+        expect: &Expectation<'_>,
+    ) -> Result<VerifiedSubject, Refusal> {
+        let token_type = TokenType::RefreshToken;
+        if !introspection::IntrospectionVerifier::applies(registry, token_type, expect) {
+            return Err(VerifyError::TokenTypeNotAccepted {
+                issuer: None,
+                token_type: token_type.label(),
+            }
+            .into());
+        }
+        self.opaque.verify(registry, text, token_type, expect).await
     }
 
     /// RFC 7523 client authentication (`private_key_jwt`): see
@@ -371,14 +419,16 @@ impl Verifier {
         self.saml.seed_certs(entry, certs)
     }
 
-    /// `trust test`: what the introspection endpoint of `entry` answers for `token`.
+    /// `trust test`: what the introspection endpoint of `entry` answers for `token`
+    /// presented as `token_type`.
     pub fn seed_introspection(
         &self,
         entry: &IssuerEntry,
+        token_type: TokenType,
         token: &str,
         answer: Map<String, Value>,
     ) -> Result<(), SeedError> {
-        self.opaque.seed(entry, token, answer)
+        self.opaque.seed(entry, token_type, token, answer)
     }
 
     /// Starts background key/metadata fetches for URL-keyed issuers and drops caches of
@@ -443,7 +493,7 @@ pub(crate) fn admitted_issuer<'r>(
     }
     if !entry.token_types.contains(&token_type) {
         return Err(VerifyError::TokenTypeNotAccepted {
-            issuer: entry.id.clone(),
+            issuer: Some(entry.id.clone()),
             token_type: token_type.label(),
         }
         .of(entry));

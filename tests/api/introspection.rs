@@ -1,7 +1,8 @@
-//! Opaque access tokens from `introspection` issuers (SPEC §2.1, §4; RFC 7662), end to end:
-//! a real foreign authorization server (an actix server on 127.0.0.1:0 with an RFC 7662
-//! endpoint that checks tessera's credentials, counts calls, and can be made slow or
-//! down), the real broker, and the audit trail.
+//! Opaque access tokens and foreign refresh tokens from `introspection` issuers (SPEC §2,
+//! §2.1, §4; RFC 7662), end to end: a real foreign authorization server (an actix server on
+//! 127.0.0.1:0 with an RFC 7662 endpoint that checks tessera's credentials, counts calls,
+//! records each `token_type_hint`, and can be made slow or down), the real broker, and the
+//! audit trail.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -19,6 +20,7 @@ use crate::helpers::*;
 const AS_CLIENT: &str = "tessera-at-partner";
 const AS_SECRET: &str = "partner introspection secret/+=";
 const SECRET_ENV: &str = "TESSERA_TEST_PARTNER_INTROSPECTION_SECRET";
+const REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 
 /// A foreign authorization server's RFC 7662 endpoint.
 pub(crate) struct TestAs {
@@ -28,7 +30,13 @@ pub(crate) struct TestAs {
 
 #[derive(Default)]
 struct AsState {
+    /// Access tokens, looked up for `token_type_hint=access_token`.
     tokens: Mutex<HashMap<String, Value>>,
+    /// Refresh tokens, looked up for `token_type_hint=refresh_token`: this server keeps
+    /// the kinds apart, so an answer tells which hint it was asked with.
+    refresh_tokens: Mutex<HashMap<String, Value>>,
+    /// The `token_type_hint` of every call, in order.
+    hints: Mutex<Vec<String>>,
     calls: AtomicUsize,
     /// 0 = answer; 1 = 500; otherwise sleep that many seconds first.
     mode: AtomicU64,
@@ -64,6 +72,18 @@ impl TestAs {
             .lock()
             .unwrap()
             .insert(token.to_owned(), response);
+    }
+
+    fn add_refresh(&self, token: &str, response: Value) {
+        self.state
+            .refresh_tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), response);
+    }
+
+    fn hints(&self) -> Vec<String> {
+        self.state.hints.lock().unwrap().clone()
     }
 
     pub(crate) fn calls(&self) -> usize {
@@ -105,12 +125,16 @@ async fn introspect(
     if !authenticated {
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
     }
-    if form.get("token_type_hint").map(String::as_str) != Some("access_token") {
-        return HttpResponse::BadRequest().finish();
-    }
+    let hint = form.get("token_type_hint").cloned().unwrap_or_default();
+    state.hints.lock().unwrap().push(hint.clone());
+    let tokens = match hint.as_str() {
+        "access_token" => &state.tokens,
+        "refresh_token" => &state.refresh_tokens,
+        _ => return HttpResponse::BadRequest().finish(),
+    };
     let answer = form
         .get("token")
-        .and_then(|t| state.tokens.lock().unwrap().get(t).cloned())
+        .and_then(|t| tokens.lock().unwrap().get(t).cloned())
         .unwrap_or_else(|| json!({"active": false}));
     HttpResponse::Ok().json(answer)
 }
@@ -158,13 +182,23 @@ struct Setup {
 }
 
 async fn setup(timeout: Option<Duration>) -> Setup {
+    setup_with(timeout, "").await
+}
+
+/// `partner_extra`: more settings of the `partner` entry (its `token_types`).
+async fn setup_with(timeout: Option<Duration>, partner_extra: &str) -> Setup {
     std::env::set_var(SECRET_ENV, AS_SECRET);
     let partner = TestAs::start(false).await;
     let partner_b = TestAs::start(true).await;
     let kind = backends()[0];
     let mut builder = TestApp::builder(kind);
     for (path, content) in [
-        issuer_file("partner", "https://as.partner.example", &partner.url, ""),
+        issuer_file(
+            "partner",
+            "https://as.partner.example",
+            &partner.url,
+            partner_extra,
+        ),
         issuer_file(
             "partner-b",
             "https://as-b.partner.example",
@@ -212,12 +246,16 @@ fn active(app: &TestApp, sub: &str, extra: Value) -> Value {
 }
 
 async fn gateway_exchange(app: &TestApp, token: &str) -> reqwest::Response {
+    gateway_exchange_as(app, token, ACCESS_TOKEN).await
+}
+
+async fn gateway_exchange_as(app: &TestApp, token: &str, token_type: &str) -> reqwest::Response {
     app.post_token(
         Auth::Basic("gateway", "gateway-secret"),
         &[
             ("grant_type", TOKEN_EXCHANGE),
             ("subject_token", token),
-            ("subject_token_type", ACCESS_TOKEN),
+            ("subject_token_type", token_type),
         ],
     )
     .await
@@ -458,4 +496,118 @@ async fn a_jwt_never_goes_to_introspection() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(s.partner.calls() + s.partner_b.calls(), 0);
     assert_eq!(s.app.audit_rows().await[0].issuer.as_deref(), Some("acme"));
+}
+
+/// `partner` accepts refresh tokens (SPEC §2); `partner-b` keeps the default, access
+/// tokens only.
+async fn refresh_setup() -> Setup {
+    setup_with(None, "token_types = [\"access_token\", \"refresh_token\"]").await
+}
+
+#[tokio::test]
+async fn a_foreign_refresh_token_is_exchanged_by_introspection_with_the_refresh_token_hint() {
+    let s = refresh_setup().await;
+    s.partner
+        .add_refresh("rt-alice", active(&s.app, "alice", json!({})));
+    let resp = gateway_exchange_as(&s.app, "rt-alice", REFRESH_TOKEN).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let (_, claims) = s
+        .app
+        .verify_issued(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "inventory");
+    assert_eq!(claims["email"], "alice@partner.example");
+    // RFC 7662 §2.1: asked as what it was declared; partner-b, which does not list
+    // refresh_token, is never asked.
+    assert_eq!(s.partner.hints(), ["refresh_token"]);
+    assert_eq!(s.partner_b.calls(), 0);
+    let row = &s.app.audit_rows().await[0];
+    assert_eq!(row.outcome, "issued");
+    assert_eq!(row.issuer.as_deref(), Some("partner"));
+    assert_eq!(row.subject.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn a_refresh_token_that_looks_like_a_jwt_is_introspected_not_verified_as_one() {
+    let s = refresh_setup().await;
+    // A valid acme JWT (it would pass as an access token): as a refresh token only its
+    // issuer's endpoint could vouch for it, and it does not know it.
+    let at = s
+        .app
+        .issuer
+        .access_token()
+        .sub("frank")
+        .aud("tessera")
+        .sign();
+    let resp = gateway_exchange_as(&s.app, &at, REFRESH_TOKEN).await;
+    assert_invalid_request_saying(resp, "not active").await;
+    assert_eq!(s.partner.hints(), ["refresh_token"]);
+    s.app.assert_refusal_audited("inactive").await;
+}
+
+/// One opaque string presented as both types: each type is its own question to the
+/// endpoint and its own cache entry, so an answer about the string as one type never
+/// decides it as the other.
+#[tokio::test]
+async fn an_answer_for_one_token_type_never_serves_the_other() {
+    let s = refresh_setup().await;
+    s.partner
+        .add_refresh("rt-only", active(&s.app, "alice", json!({})));
+    s.partner.add("at-only", active(&s.app, "bob", json!({})));
+    let ok = |t: &'static str, tt: &'static str| {
+        let app = &s.app;
+        async move { gateway_exchange_as(app, t, tt).await.status() }
+    };
+    // A refresh token: active as one, then asked again as an access token (inactive).
+    assert_eq!(ok("rt-only", REFRESH_TOKEN).await, StatusCode::OK);
+    assert_eq!(ok("rt-only", ACCESS_TOKEN).await, StatusCode::BAD_REQUEST);
+    assert_eq!(s.partner.hints(), ["refresh_token", "access_token"]);
+    // Vice versa: an access token is asked again as a refresh token (inactive).
+    assert_eq!(ok("at-only", ACCESS_TOKEN).await, StatusCode::OK);
+    assert_eq!(ok("at-only", REFRESH_TOKEN).await, StatusCode::BAD_REQUEST);
+    let asked = [
+        "refresh_token",
+        "access_token",
+        "access_token",
+        "refresh_token",
+    ];
+    assert_eq!(s.partner.hints(), asked);
+    // Every answer is now cached under its own type, and each still decides only it.
+    for (token, tt, status) in [
+        ("rt-only", REFRESH_TOKEN, StatusCode::OK),
+        ("rt-only", ACCESS_TOKEN, StatusCode::BAD_REQUEST),
+        ("at-only", ACCESS_TOKEN, StatusCode::OK),
+        ("at-only", REFRESH_TOKEN, StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(ok(token, tt).await, status, "{token} as {tt}");
+    }
+    assert_eq!(s.partner.hints(), asked, "answered from the cache");
+    s.app.assert_last_refused("inactive").await;
+}
+
+#[tokio::test]
+async fn an_introspection_issuer_without_refresh_token_in_token_types_refuses_refresh_tokens() {
+    // Neither partner nor partner-b lists refresh_token, though partner would say active.
+    let s = setup(None).await;
+    s.partner
+        .add_refresh("rt-alice", active(&s.app, "alice", json!({})));
+    let resp = gateway_exchange_as(&s.app, "rt-alice", REFRESH_TOKEN).await;
+    assert_invalid_request_saying(
+        resp,
+        "no introspection issuer of this client accepts refresh_token tokens",
+    )
+    .await;
+    s.app
+        .assert_refusal_audited("token_type_not_accepted")
+        .await;
+    let row = &s.app.audit_rows().await[0];
+    assert!(
+        row.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("token_types include refresh_token")),
+        "the operator is told which setting: {row:?}"
+    );
+    assert_eq!(s.partner.calls() + s.partner_b.calls(), 0, "nobody asked");
 }

@@ -270,7 +270,8 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
         format!(
             "kind = \"introspection\"\nissuer = \"https://as.example\"\n\
              introspection_endpoint = \"{base}/introspect\"\nclient_id = \"tessera\"\n\
-             client_secret_env = \"TESSERA_TRUST_TEST_UNUSED_SECRET\"\naudiences = [\"tessera\"]\n"
+             client_secret_env = \"TESSERA_TRUST_TEST_UNUSED_SECRET\"\naudiences = [\"tessera\"]\n\
+             token_types = [\"access_token\", \"refresh_token\"]\n"
         ),
     );
     write(
@@ -323,6 +324,15 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
          aud = \"tessera\"\nexp = 2030-01-01T12:03:00Z\n\
          [expect]\noutcome = \"issued\"\nlifetime = \"3m\"\nclaims = { sub = \"carol\" }\n",
     );
+    // A partner's refresh token (SPEC §2): the answer is the endpoint's about it asked as
+    // a refresh token.
+    case(
+        "opaque-refresh",
+        "subject_token_type = \"refresh_token\"\n\
+         [subject]\nissuer = \"opaque\"\n[subject.introspection]\nactive = true\nsub = \"dave\"\n\
+         aud = \"tessera\"\nexp = 2030-01-01T12:03:00Z\n\
+         [expect]\noutcome = \"issued\"\nclaims = { sub = \"dave\" }\n",
+    );
     let out = Command::new(BIN)
         .args(["trust", "test", "--dir"])
         .arg(root)
@@ -337,6 +347,7 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
         "acme-keys.toml",
         "partner-bearer.toml",
         "opaque-answered.toml",
+        "opaque-refresh.toml",
     ] {
         assert!(line_of(&text, ok).starts_with("ok   "), "{text}");
     }
@@ -347,7 +358,7 @@ fn remote_keys_come_with_the_case_and_nothing_is_fetched() {
             && line.contains("[keys.<issuer>]"),
         "{line}"
     );
-    assert!(text.ends_with("4 passed, 1 failed\n"), "{text}");
+    assert!(text.ends_with("5 passed, 1 failed\n"), "{text}");
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("trust test connected to an issuer: {other:?}"),

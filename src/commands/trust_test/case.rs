@@ -401,7 +401,7 @@ fn request(raw: RawRequest) -> Result<Request, CaseError> {
             .map(|v| token_type_urn(&v).ok_or_else(|| {
                 CaseError::field(
                     format!("request.{field}"),
-                    format!("{v:?} is not one of access_token, id_token, jwt, saml2 or a token type URN"),
+                    format!("{v:?} is not one of access_token, id_token, jwt, saml2, refresh_token or a token type URN"),
                 )
             }))
             .transpose()
@@ -428,6 +428,7 @@ fn token_type_urn(s: &str) -> Option<String> {
         TokenType::IdToken,
         TokenType::Jwt,
         TokenType::Saml2,
+        TokenType::RefreshToken,
     ]
     .into_iter()
     .find(|t| t.label() == s)

@@ -185,9 +185,13 @@ impl<'a> Maker<'a> {
         };
         if let Some(answer) = &spec.introspection {
             let entry = entry.ok_or_else(|| CaseError::field(field("issuer"), "missing"))?;
-            self.verifier
-                .seed_introspection(entry, &text, answer.clone())
-                .map_err(|e| CaseError::field(field("introspection"), e.to_string()))?;
+            // The answer is for the token asked as the declared type (its hint); an
+            // unsupported URN is the pipeline's to refuse, so nothing is asked.
+            if let Some(asked_as) = TokenType::from_urn(&token_type) {
+                self.verifier
+                    .seed_introspection(entry, asked_as, &text, answer.clone())
+                    .map_err(|e| CaseError::field(field("introspection"), e.to_string()))?;
+            }
         } else if spec.source_is_minted()
             && entry.is_some_and(|e| e.kind() == IssuerKind::Introspection)
         {

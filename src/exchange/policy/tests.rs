@@ -13,6 +13,8 @@ fn audience(id: &str, aud: &str, scopes: &[&str]) -> AudienceEntry {
         lifetime: Some(Duration::from_secs(600)),
         claims: vec!["email".into()],
         signing_alg: None,
+        require_dpop: false,
+        refresh: None,
         source: PathBuf::new(),
     }
 }
@@ -31,6 +33,7 @@ fn client(audiences: &[&str], scopes: &[&str]) -> ClientEntry {
         on_behalf_of: OnBehalfOf::Delegate,
         max_lifetime: Some(Duration::from_secs(300)),
         rate_limit: Default::default(),
+        refresh_tokens: false,
         source: PathBuf::new(),
     }
 }
@@ -419,6 +422,8 @@ mod decide {
                 lifetimes: &bounds,
                 max_delegation_depth: 2,
                 now: NOW,
+                proof_jkt: None,
+                wants_refresh: false,
             };
             let mut record = Record::detailed();
             let result = decide(&input, &mut record);
@@ -474,7 +479,8 @@ mod decide {
                 Step::Lifetime,
                 Step::MayAct,
                 Step::Act,
-                Step::Lineage
+                Step::Lineage,
+                Step::Dpop
             ]
         );
         // A lean record (the /token hot path) keeps no details but the same decision.
@@ -495,6 +501,8 @@ mod decide {
             lifetimes: &bounds,
             max_delegation_depth: 2,
             now: NOW,
+            proof_jkt: None,
+            wants_refresh: false,
         };
         assert_eq!(decide(&input, &mut lean).unwrap().scope(), "o:r");
         assert!(lean.steps().is_empty());

@@ -22,6 +22,13 @@ struct RawAudience {
     /// `ES256`, `RS256`, `PS256` or `EdDSA`: what tessera signs this audience's tokens
     /// with (resource servers that verify only RS256, say).
     signing_alg: Option<String>,
+    /// Tokens for it only DPoP-bound (RFC 9449).
+    #[serde(default)]
+    require_dpop: bool,
+    /// Refresh tokens may be issued for it: a family's absolute life.
+    refresh_lifetime: Option<toml::Value>,
+    /// The longest a family may go unused.
+    refresh_idle: Option<toml::Value>,
 }
 
 pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<AudienceEntry> {
@@ -69,6 +76,20 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
         }
         alg
     });
+    let refresh_lifetime = parse_duration(
+        path,
+        "refresh_lifetime",
+        raw.refresh_lifetime.as_ref(),
+        errs,
+    );
+    let refresh_idle = parse_duration(path, "refresh_idle", raw.refresh_idle.as_ref(), errs);
+    if refresh_idle.is_some() && raw.refresh_lifetime.is_none() {
+        errs.field(
+            path,
+            "refresh_idle",
+            "needs refresh_lifetime: without it the audience issues no refresh tokens",
+        );
+    }
     if errs.0.len() != before {
         return None;
     }
@@ -80,6 +101,11 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
         lifetime,
         claims: raw.claims,
         signing_alg,
+        require_dpop: raw.require_dpop,
+        refresh: refresh_lifetime.map(|lifetime| crate::trust::RefreshPolicy {
+            lifetime,
+            idle: refresh_idle,
+        }),
         source: path.to_path_buf(),
     })
 }

@@ -36,6 +36,9 @@ struct RawClient {
     max_lifetime: Option<toml::Value>,
     /// `"N/s"`, `"N/m"`, `"N/h"` or `"off"`; `limits.client_rate` when absent.
     rate_limit: Option<String>,
+    /// May ask for refresh tokens (for audiences with `refresh_lifetime`).
+    #[serde(default)]
+    refresh_tokens: bool,
 }
 
 /// What clients may refer to: issuer ids (every file found, so that a broken issuer is
@@ -112,6 +115,7 @@ pub(super) fn load_client(
         on_behalf_of,
         max_lifetime,
         rate_limit,
+        refresh_tokens: raw.refresh_tokens,
         source: path.to_path_buf(),
     })
 }

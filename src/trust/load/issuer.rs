@@ -490,7 +490,9 @@ fn load_client_secret(path: &Path, raw: &RawIssuer, errs: &mut Errors) -> Option
 
 /// SPEC §2 defaults by kind. For oidc, `jwt` (the bearer grant, and the loosest typ and
 /// audience rules) is opt-in: an ID token refused as `id_token` must not pass because
-/// the caller declared it a plain `jwt`.
+/// the caller declared it a plain `jwt`. `refresh_token` is opt-in and introspection
+/// only: a refresh token is opaque to all but its issuer (RFC 6749 §1.5), which RFC 7662
+/// lets vouch for it; no signature or assertion format is defined for one.
 fn load_token_types(
     path: &Path,
     list: Option<&[String]>,
@@ -513,51 +515,57 @@ fn load_token_types(
     }
     let mut out = Vec::new();
     for (i, t) in list.iter().enumerate() {
-        let field = format!("token_types[{i}]");
-        let parsed = match t.as_str() {
-            "id_token" => Some(TokenType::IdToken),
-            "access_token" => Some(TokenType::AccessToken),
-            "jwt" => Some(TokenType::Jwt),
-            "saml2" => Some(TokenType::Saml2),
-            _ => None,
-        };
-        match (parsed, kind) {
-            (Some(TokenType::Saml2), IssuerKind::Saml) => out.push(TokenType::Saml2),
-            (Some(TokenType::Saml2), IssuerKind::Oidc) => errs.field(
-                path,
-                field,
-                "\"saml2\" is not a token type an oidc issuer can issue",
-            ),
-            (Some(tt), IssuerKind::Saml) => errs.field(
-                path,
-                field,
-                format!(
-                    "{:?} is not a token type a saml issuer can issue (only saml2)",
-                    tt.label()
-                ),
-            ),
-            (Some(tt), IssuerKind::Oidc) => out.push(tt),
-            (Some(TokenType::AccessToken), IssuerKind::Introspection) => {
-                out.push(TokenType::AccessToken);
-            }
-            (Some(tt), IssuerKind::Introspection) => errs.field(
-                path,
-                field,
-                format!(
-                    "{:?} is not a token type an introspection issuer verifies (only access_token)",
-                    tt.label()
-                ),
-            ),
-            (None, _) => errs.field(
-                path,
-                field,
-                format!(
-                    "{t:?} is not a token type (expected id_token, access_token, jwt or saml2)"
-                ),
-            ),
+        match parse_token_type(t).and_then(|tt| kind_verifies(kind, tt).map(|()| tt)) {
+            Ok(tt) => out.push(tt),
+            Err(problem) => errs.field(path, format!("token_types[{i}]"), problem),
         }
     }
     out
+}
+
+/// A `token_types` word: the RFC 8693 type's short name.
+fn parse_token_type(t: &str) -> Result<TokenType, String> {
+    [
+        TokenType::IdToken,
+        TokenType::AccessToken,
+        TokenType::Jwt,
+        TokenType::Saml2,
+        TokenType::RefreshToken,
+    ]
+    .into_iter()
+    .find(|tt| tt.label() == t)
+    .ok_or_else(|| {
+        format!("{t:?} is not a token type (expected id_token, access_token, jwt, saml2 or refresh_token)")
+    })
+}
+
+/// Whether an issuer of `kind` can vouch for `tt`: oidc for JWTs, saml for assertions,
+/// introspection (RFC 7662) for opaque access and refresh tokens.
+fn kind_verifies(kind: IssuerKind, tt: TokenType) -> Result<(), String> {
+    use TokenType as T;
+    match (kind, tt) {
+        (IssuerKind::Oidc, T::IdToken | T::AccessToken | T::Jwt)
+        | (IssuerKind::Saml, T::Saml2)
+        | (IssuerKind::Introspection, T::AccessToken | T::RefreshToken) => Ok(()),
+        (IssuerKind::Oidc, T::Saml2) => {
+            Err("\"saml2\" is not a token type an oidc issuer can issue".to_owned())
+        }
+        // RFC 6749 §1.5: a refresh token is opaque to everyone but its issuer.
+        (IssuerKind::Oidc, T::RefreshToken) => Err(
+            "\"refresh_token\" is not a token type an oidc issuer verifies: refresh tokens \
+             are opaque, verified by introspection (kind = \"introspection\")"
+                .to_owned(),
+        ),
+        (IssuerKind::Saml, _) => Err(format!(
+            "{:?} is not a token type a saml issuer can issue (only saml2)",
+            tt.label()
+        )),
+        (IssuerKind::Introspection, _) => Err(format!(
+            "{:?} is not a token type an introspection issuer verifies \
+             (only access_token and refresh_token)",
+            tt.label()
+        )),
+    }
 }
 
 fn load_demo_key(path: &Path, rel: Option<&str>, errs: &mut Errors) -> Option<PathBuf> {

@@ -139,7 +139,11 @@ fn every_loader_error_names_file_and_field() {
         ("none", "issuers/acme.toml", issuer_with("algorithms = [\"none\"]\n"), "acme.toml", "algorithms[0]", "unsigned"),
         ("unknown alg", "issuers/acme.toml", issuer_with("algorithms = [\"XS1\"]\n"), "acme.toml", "algorithms[0]", "not a known JWS algorithm"),
         ("empty algorithms", "issuers/acme.toml", issuer_with("algorithms = []\n"), "acme.toml", "algorithms", "must not be empty"),
-        ("bad token type", "issuers/acme.toml", issuer_with("token_types = [\"refresh_token\"]\n"), "acme.toml", "token_types[0]", "not a token type"),
+        ("bad token type", "issuers/acme.toml", issuer_with("token_types = [\"refresh\"]\n"), "acme.toml", "token_types[0]", "not a token type"),
+        // A refresh token is verified only by introspection (SPEC §2).
+        ("refresh_token for oidc", "issuers/acme.toml", issuer_with("token_types = [\"id_token\", \"refresh_token\"]\n"), "acme.toml", "token_types[1]", "verified by introspection"),
+        ("refresh_token for saml", "issuers/acme.toml", format!("{}token_types = [\"refresh_token\"]\n", ISSUER.replace("\"oidc\"", "\"saml\"").replace("jwks_file = \"acme.jwks.json\"", "signing_cert_file = \"acme.pem\"")), "acme.toml", "token_types[0]", "only saml2"),
+        ("id_token for introspection", "issuers/acme.toml", format!("{INTROSPECTION_ISSUER}token_types = [\"refresh_token\", \"id_token\"]\n"), "acme.toml", "token_types[1]", "only access_token and refresh_token"),
         ("saml2 for oidc", "issuers/acme.toml", issuer_with("token_types = [\"saml2\"]\n"), "acme.toml", "token_types[0]", "oidc"),
         ("bad clock skew", "issuers/acme.toml", issuer_with("clock_skew = \"soon\"\n"), "acme.toml", "clock_skew", "not a duration"),
         ("huge clock skew", "issuers/acme.toml", issuer_with("clock_skew = \"1h\"\n"), "acme.toml", "clock_skew", "more than"),
@@ -226,6 +230,35 @@ fn every_loader_error_names_file_and_field() {
             "{why}: expected {want_file} / {want_field:?} / {want_words:?}, got {errors:#?}"
         );
     }
+}
+
+/// An introspection issuer the fixture's client may use (its secret: `PATH`, always set).
+const INTROSPECTION_ISSUER: &str = r#"
+kind = "introspection"
+issuer = "https://as.acme.example"
+introspection_endpoint = "https://as.acme.example/introspect"
+client_id = "tessera"
+client_secret_env = "PATH"
+audiences = ["tessera"]
+"#;
+
+#[test]
+fn an_introspection_issuer_may_accept_refresh_tokens() {
+    let f = Fixture::new();
+    f.write(
+        "issuers/acme.toml",
+        &format!("{INTROSPECTION_ISSUER}token_types = [\"access_token\", \"refresh_token\"]\n"),
+    );
+    let r = f.load().unwrap();
+    let i = &r.issuers["acme"];
+    assert_eq!(
+        i.token_types,
+        vec![TokenType::AccessToken, TokenType::RefreshToken]
+    );
+    // Opt-in: the default stays access tokens only.
+    f.write("issuers/acme.toml", INTROSPECTION_ISSUER);
+    let r = f.load().unwrap();
+    assert_eq!(r.issuers["acme"].token_types, vec![TokenType::AccessToken]);
 }
 
 #[test]

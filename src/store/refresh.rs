@@ -1,0 +1,297 @@
+//! The refresh token tables (SPEC §3 `refresh_token` grant): families, the digests of
+//! their tokens, and the tessera tokens each family descends from. Holds no policy: the
+//! exchange layer decides what a row means; this module makes each change atomic, so two
+//! replicas redeeming one token cannot both win.
+
+use diesel::prelude::*;
+
+use super::schema::{refresh_families, refresh_lineage, refresh_tokens};
+use super::{revocation, DbConn, StoreError};
+use crate::clock::UnixTime;
+
+/// A family as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyRow {
+    pub family_id: String,
+    pub client_id: String,
+    pub audience_id: String,
+    pub grant_json: String,
+    pub dpop_bound: bool,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub idle_secs: Option<i64>,
+    pub last_used_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub revoked_reason: Option<String>,
+}
+
+impl FamilyRow {
+    /// When the family dies unless used: its absolute end, or sooner its idle limit.
+    pub fn deadline(&self) -> UnixTime {
+        match self.idle_secs {
+            Some(idle) => self.expires_at.min(self.last_used_at.saturating_add(idle)),
+            None => self.expires_at,
+        }
+    }
+}
+
+type FamilyTuple = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+impl From<FamilyTuple> for FamilyRow {
+    fn from(t: FamilyTuple) -> Self {
+        Self {
+            family_id: t.0,
+            client_id: t.1,
+            audience_id: t.2,
+            grant_json: t.3,
+            dpop_bound: t.4 != 0,
+            created_at: t.5,
+            expires_at: t.6,
+            idle_secs: t.7,
+            last_used_at: t.8,
+            revoked_at: t.9,
+            revoked_reason: t.10,
+        }
+    }
+}
+
+/// A refresh token found by its digest, with its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub issued_at: UnixTime,
+    /// Set once the token was redeemed: presented again, it is a reuse.
+    pub used_at: Option<UnixTime>,
+    pub family: FamilyRow,
+}
+
+/// Starts a family: its row, its first token's digest and its lineage, in one transaction.
+pub fn create(
+    conn: &mut DbConn,
+    family: &FamilyRow,
+    first_digest: &str,
+    lineage: &[String],
+) -> Result<(), StoreError> {
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::insert_into(refresh_families::table)
+            .values((
+                refresh_families::family_id.eq(&family.family_id),
+                refresh_families::client_id.eq(&family.client_id),
+                refresh_families::audience_id.eq(&family.audience_id),
+                refresh_families::grant_json.eq(&family.grant_json),
+                refresh_families::dpop_bound.eq(i64::from(family.dpop_bound)),
+                refresh_families::created_at.eq(family.created_at),
+                refresh_families::expires_at.eq(family.expires_at),
+                refresh_families::idle_secs.eq(family.idle_secs),
+                refresh_families::last_used_at.eq(family.last_used_at),
+            ))
+            .execute(conn)?;
+        insert_token(conn, first_digest, &family.family_id, family.created_at)?;
+        for jti in lineage {
+            diesel::insert_into(refresh_lineage::table)
+                .values((
+                    refresh_lineage::jti.eq(jti),
+                    refresh_lineage::family_id.eq(&family.family_id),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn insert_token(
+    conn: &mut DbConn,
+    digest: &str,
+    family_id: &str,
+    now: UnixTime,
+) -> Result<usize, diesel::result::Error> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::digest.eq(digest),
+            refresh_tokens::family_id.eq(family_id),
+            refresh_tokens::issued_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+const FAMILY_COLUMNS: (
+    refresh_families::family_id,
+    refresh_families::client_id,
+    refresh_families::audience_id,
+    refresh_families::grant_json,
+    refresh_families::dpop_bound,
+    refresh_families::created_at,
+    refresh_families::expires_at,
+    refresh_families::idle_secs,
+    refresh_families::last_used_at,
+    refresh_families::revoked_at,
+    refresh_families::revoked_reason,
+) = (
+    refresh_families::family_id,
+    refresh_families::client_id,
+    refresh_families::audience_id,
+    refresh_families::grant_json,
+    refresh_families::dpop_bound,
+    refresh_families::created_at,
+    refresh_families::expires_at,
+    refresh_families::idle_secs,
+    refresh_families::last_used_at,
+    refresh_families::revoked_at,
+    refresh_families::revoked_reason,
+);
+
+/// The token of this digest and its family, if tessera ever issued it (and its family has
+/// not been pruned).
+pub fn find(conn: &mut DbConn, digest: &str) -> Result<Option<Found>, StoreError> {
+    let row: Option<(i64, Option<i64>, FamilyTuple)> = refresh_tokens::table
+        .inner_join(refresh_families::table)
+        .filter(refresh_tokens::digest.eq(digest))
+        .select((
+            refresh_tokens::issued_at,
+            refresh_tokens::used_at,
+            FAMILY_COLUMNS,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(issued_at, used_at, family)| Found {
+        issued_at,
+        used_at,
+        family: family.into(),
+    }))
+}
+
+/// What redeeming a token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old token is spent and the new one stored.
+    Rotated,
+    /// Another request spent the token first (a concurrent reuse): nothing changed.
+    AlreadyUsed,
+    /// The family was revoked meanwhile: nothing changed.
+    FamilyRevoked,
+}
+
+/// Spends `old` and stores `new` in its family, atomically: the conditional update is the
+/// arbiter between racing replicas (only one sees its row change).
+pub fn rotate(
+    conn: &mut DbConn,
+    family_id: &str,
+    old: &str,
+    new: &str,
+    now: UnixTime,
+) -> Result<Rotation, StoreError> {
+    let outcome = conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        let spent = diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::digest.eq(old))
+                .filter(refresh_tokens::used_at.is_null()),
+        )
+        .set(refresh_tokens::used_at.eq(now))
+        .execute(conn)?;
+        if spent == 0 {
+            return Ok(Rotation::AlreadyUsed);
+        }
+        let touched = diesel::update(
+            refresh_families::table
+                .filter(refresh_families::family_id.eq(family_id))
+                .filter(refresh_families::revoked_at.is_null()),
+        )
+        .set(refresh_families::last_used_at.eq(now))
+        .execute(conn)?;
+        if touched == 0 {
+            // Undo the spend: a refused redemption changes nothing.
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
+        insert_token(conn, new, family_id, now)?;
+        Ok(Rotation::Rotated)
+    });
+    match outcome {
+        Ok(r) => Ok(r),
+        Err(diesel::result::Error::RollbackTransaction) => Ok(Rotation::FamilyRevoked),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes a family (reuse, `/revoke`) and, through the revocation list, every access
+/// token issued from it: those carry the family id in their lineage. `margin` keeps the
+/// revocation past the family's end by the skew a presented token is allowed. Returns
+/// whether the family was live until now.
+pub fn revoke_family(
+    conn: &mut DbConn,
+    family: &FamilyRow,
+    now: UnixTime,
+    reason: &str,
+    margin: i64,
+) -> Result<bool, StoreError> {
+    let changed = conn.transaction::<_, StoreError, _>(|conn| {
+        let changed = diesel::update(
+            refresh_families::table
+                .filter(refresh_families::family_id.eq(&family.family_id))
+                .filter(refresh_families::revoked_at.is_null()),
+        )
+        .set((
+            refresh_families::revoked_at.eq(now),
+            refresh_families::revoked_reason.eq(reason),
+        ))
+        .execute(conn)?;
+        revocation::record(
+            conn,
+            &family.family_id,
+            family.expires_at.saturating_add(margin),
+            now,
+            &family.client_id,
+        )?;
+        Ok(changed)
+    })?;
+    Ok(changed > 0)
+}
+
+/// Ends every live family descending from one of `jtis` (a revoked tessera token: SPEC
+/// §2.1, "every refresh family started from it"). Returns how many ended.
+pub fn revoke_descendants(
+    conn: &mut DbConn,
+    jtis: &[&str],
+    now: UnixTime,
+) -> Result<usize, StoreError> {
+    let families = refresh_lineage::table
+        .filter(refresh_lineage::jti.eq_any(jtis))
+        .select(refresh_lineage::family_id);
+    Ok(diesel::update(
+        refresh_families::table
+            .filter(refresh_families::family_id.eq_any(families))
+            .filter(refresh_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_families::revoked_at.eq(now),
+        refresh_families::revoked_reason.eq("lineage revoked"),
+    ))
+    .execute(conn)?)
+}
+
+/// Drops families that ended before `before` with their tokens and lineage: a token of a
+/// pruned family reads as unknown, which is refused as surely as expired.
+pub fn prune(conn: &mut DbConn, before: UnixTime) -> Result<usize, StoreError> {
+    let gone = refresh_families::table
+        .filter(refresh_families::expires_at.lt(before))
+        .select(refresh_families::family_id);
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::family_id.eq_any(gone)))
+        .execute(conn)?;
+    diesel::delete(refresh_lineage::table.filter(refresh_lineage::family_id.eq_any(gone)))
+        .execute(conn)?;
+    Ok(
+        diesel::delete(refresh_families::table.filter(refresh_families::expires_at.lt(before)))
+            .execute(conn)?,
+    )
+}
