@@ -291,6 +291,9 @@ pub enum DevCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Mint RFC 9449 DPoP proofs with a client key (created when absent), one per line;
+    /// the key's thumbprint (`cnf.jkt` of bound tokens) goes to standard error.
+    DpopProof(DpopProofArgs),
     /// Decode a JWT and verify its signature against a JWKS URL (e.g. tessera's /jwks.json).
     Inspect {
         /// JWKS to verify against, e.g. http://127.0.0.1:8080/jwks.json
@@ -324,9 +327,14 @@ pub struct ExplainArgs {
     pub actor_token: Option<PathBuf>,
     #[arg(long, value_parser = token_type_urn, requires = "actor_token")]
     pub actor_token_type: Option<String>,
-    /// RFC 8693 `requested_token_type` (access_token or jwt).
+    /// RFC 8693 `requested_token_type` (access_token, jwt, or refresh_token for a refresh
+    /// token beside the access token).
     #[arg(long, value_parser = token_type_urn)]
     pub requested_token_type: Option<String>,
+    /// A file holding the request's RFC 9449 DPoP proof (`tessera dev dpop-proof`): the
+    /// proof is checked and the token would be bound to its key.
+    #[arg(long)]
+    pub dpop: Option<PathBuf>,
     /// Print the record as JSON.
     #[arg(long)]
     pub json: bool,
@@ -353,4 +361,6 @@ fn token_type_urn(s: &str) -> Result<String, String> {
     }
 }
 
-pub use crate::dev::args::{IdTokenArgs, OpaqueTokenArgs, SamlAssertionArgs, SamlSign};
+pub use crate::dev::args::{
+    DpopProofArgs, IdTokenArgs, OpaqueTokenArgs, SamlAssertionArgs, SamlSign,
+};

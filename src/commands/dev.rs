@@ -34,6 +34,13 @@ pub fn run(command: DevCommand, config: impl Fn() -> anyhow::Result<Config>) -> 
                 &SystemClock,
             )?)
         }
+        DevCommand::DpopProof(args) => {
+            let htu = match &args.htu {
+                Some(u) => u.clone(),
+                None => config()?.token_endpoint(),
+            };
+            print_lines(crate::dev::dpop::mint_proofs(&args, &htu, &SystemClock)?)
+        }
         DevCommand::OpaqueToken(args) => {
             let dir = dir(args.dir.clone())?;
             let demo = crate::dev::opaque::DemoAs::load(&dir, &args.issuer)?;

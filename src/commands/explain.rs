@@ -81,6 +81,9 @@ fn form(args: &ExplainArgs) -> anyhow::Result<Form> {
             .iter()
             .map(|t| ("requested_token_type".to_owned(), t.clone())),
     );
+    if let Some(file) = &args.dpop {
+        pairs.push(("dpop".to_owned(), read_token(file)?));
+    }
     Ok(Form::from_pairs(pairs))
 }
 
@@ -111,10 +114,18 @@ pub fn print_text<W: std::io::Write>(out: &mut Lines<W>, e: &Explanation) -> std
             err.error.as_str(),
             err.error_description
         ),
-        _ => match e.signing_alg {
-            Some(alg) => format!("would issue, signed with {alg}:"),
-            None => "would issue:".to_owned(),
-        },
+        _ => {
+            let what = match (e.token_type, e.refresh_token) {
+                (Some("DPoP"), true) => "a DPoP-bound token and a refresh token",
+                (Some("DPoP"), false) => "a DPoP-bound token",
+                (_, true) => "a bearer token and a refresh token",
+                _ => "a bearer token",
+            };
+            match e.signing_alg {
+                Some(alg) => format!("would issue {what}, signed with {alg}:"),
+                None => format!("would issue {what}:"),
+            }
+        }
     };
     out.line(line)?;
     if let Some(token) = &e.token {

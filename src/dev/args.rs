@@ -108,6 +108,23 @@ pub struct SamlAssertionArgs {
     pub count: u32,
 }
 
+#[derive(Debug, Args)]
+pub struct DpopProofArgs {
+    /// The client's private key (PEM: EC P-256, RSA or Ed25519); a new P-256 key is
+    /// created there when the file does not exist.
+    #[arg(long, default_value = "dpop-client.pem")]
+    pub key: PathBuf,
+    /// `htu`: the URL the proof is for (default: the token endpoint, server.issuer + /token).
+    #[arg(long)]
+    pub htu: Option<String>,
+    /// `htm`: the HTTP method.
+    #[arg(long, default_value = "POST")]
+    pub htm: String,
+    /// Mint this many proofs (distinct `jti`s), one per line (load tests).
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamlSign {
     Assertion,

@@ -3,6 +3,7 @@
 //! be used: real issuers' keys are never on this machine.
 
 pub mod args;
+pub mod dpop;
 pub mod opaque;
 pub mod saml;
 
@@ -129,6 +130,19 @@ impl JwtKey {
         let mut header = Header::new(self.alg);
         header.kid = kid;
         header.typ = Some(typ.to_owned());
+        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+    }
+
+    /// A compact JWS carrying its public key in the header (an RFC 9449 proof).
+    pub fn sign_with_jwk(
+        &self,
+        jwk: &Value,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> anyhow::Result<String> {
+        let mut header = Header::new(self.alg);
+        header.typ = Some(typ.to_owned());
+        header.jwk = Some(serde_json::from_value(jwk.clone()).context("the public JWK")?);
         Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
     }
 }

@@ -46,6 +46,12 @@ pub struct Explanation {
     /// `tokens.signing_alg`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_alg: Option<&'static str>,
+    /// `Bearer`, or `DPoP` for a token bound to the request's proof key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// Whether a refresh token would come with it (a family started, or rotated).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_token: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +82,12 @@ impl Explanation {
                         .unwrap_or(default_alg)
                         .as_str(),
                 ),
+                token_type: Some(if plan.binding.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                }),
+                refresh_token: plan.refresh.is_some(),
             },
             Err(e) => Self {
                 outcome: match e.fault() {
@@ -91,6 +103,8 @@ impl Explanation {
                 }),
                 token: None,
                 signing_alg: None,
+                token_type: None,
+                refresh_token: false,
             },
         }
     }
@@ -177,18 +191,21 @@ impl Exchanger {
             )
         });
         let grant = self.grant(grant_type, form, trail, record)?;
+        // A dry run takes the request's DPoP proof as the form member `dpop` (at /token it
+        // is the `DPoP` header, and a form member of that name is ignored).
+        let proof = self.proof(Ok(form.single("dpop")?), record)?;
         let plan = match grant {
             Grant::Refresh(req) => {
                 let redeem = super::refresh::Redeem {
                     req,
-                    proof: None,
+                    proof: proof.as_ref(),
                     mode: super::refresh::Redemption::DryRun,
                 };
                 self.redeem(registry, &client, redeem, trail, record)
                     .await?
             }
             grant => {
-                self.decide(registry, &client, grant, None, trail, record)
+                self.decide(registry, &client, grant, proof.as_ref(), trail, record)
                     .await?
             }
         };
@@ -207,10 +224,17 @@ impl Exchanger {
         plan: &policy::Plan,
         record: &mut Record,
     ) -> Result<(), ExchangeError> {
-        for (role, key) in &plan.single_use {
+        let proof = plan.proof_replay.iter().map(|k| (None, k));
+        let keys = plan.single_use.iter().map(|(r, k)| (Some(*r), k));
+        for (role, key) in keys.chain(proof) {
             match self.replay.was_used(key).await {
                 Ok(false) => {}
-                Ok(true) => return Err(replayed(*role)),
+                Ok(true) => {
+                    return Err(match role {
+                        Some(role) => replayed(role),
+                        None => ExchangeError::Dpop(crate::verify::dpop::DpopError::Replayed),
+                    })
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "replay cache unavailable");
                     return Err(ExchangeError::ReplayCacheUnavailable);

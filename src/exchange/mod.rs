@@ -272,6 +272,7 @@ impl Exchanger {
         let started = Instant::now();
         let mut trail = Trail::default();
         let mut record = Record::default();
+        let dpop_text = dpop.as_ref().ok().copied().flatten();
         let result = match credentials {
             Ok(credentials) => {
                 self.run(credentials, form, dpop, &mut trail, &mut record)
@@ -279,14 +280,20 @@ impl Exchanger {
             }
             Err(e) => Err(e),
         };
-        self.shadow(&trail, &result, form);
+        self.shadow(&trail, &result, form, dpop_text);
         self.finish(trail, result, started).await
     }
 
     /// Hands the request to the shadow registry, if one is loaded, in a task of its own:
     /// the live answer never waits for it. Only requests whose client was authenticated
     /// are compared: before that there is no decision to compare.
-    fn shadow(&self, trail: &Trail, result: &Result<TokenResponse, ExchangeError>, form: &Form) {
+    fn shadow(
+        &self,
+        trail: &Trail,
+        result: &Result<TokenResponse, ExchangeError>,
+        form: &Form,
+        proof: Option<&str>,
+    ) {
         let (Some(shadow), Some(client_id)) = (&self.shadow, &trail.caller.id) else {
             return;
         };
@@ -303,7 +310,12 @@ impl Exchanger {
             issued: result.is_ok(),
             failing_step,
         };
-        let (shadow, client_id, form) = (shadow.clone(), client_id.clone(), form.clone());
+        let (shadow, client_id) = (shadow.clone(), client_id.clone());
+        // The candidate decides with the same proof (as the explain member `dpop`).
+        let form = match proof {
+            Some(p) => form.with("dpop", p),
+            None => form.clone(),
+        };
         let issuer = trail.issuer.as_deref().unwrap_or("unknown").to_owned();
         tokio::spawn(async move { shadow.compare(&client_id, &form, live, &issuer).await });
     }

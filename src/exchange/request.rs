@@ -75,6 +75,13 @@ impl Form {
         Self { pairs }
     }
 
+    /// This form with one more parameter (the shadow registry's copy of a request).
+    pub fn with(&self, name: &str, value: &str) -> Self {
+        let mut pairs = self.pairs.clone();
+        pairs.push((name.to_owned(), value.to_owned()));
+        Self { pairs }
+    }
+
     pub fn parse(body: &[u8]) -> Result<Self, ExchangeError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|_| ExchangeError::InvalidRequest("body is not a valid form".into()))?;

@@ -359,7 +359,10 @@ async fn explain_prints_the_decision_and_exits_by_its_outcome() {
             "{step}: {text}"
         );
     }
-    assert!(text.contains("would issue, signed with ES256:"), "{text}");
+    assert!(
+        text.contains("would issue a bearer token, signed with ES256:"),
+        "{text}"
+    );
 
     let refused = explain(&["--audience", "nowhere", "--json"]);
     assert_eq!(refused.status.code(), Some(1));

@@ -418,3 +418,43 @@ async fn require_dpop_audiences_and_bound_refresh_families() {
         assert!(body["refresh_token"].is_string());
     }
 }
+
+#[tokio::test]
+async fn explain_checks_the_proof_and_says_the_token_would_be_bound() {
+    let app = crate::refresh::app(TestDbKind::Sqlite).await;
+    let key = TestKey::ec_p256("k1");
+    let now = app.clock.now();
+    let id_token = app.issuer.id_token().sub("alice").sign();
+    let good = proof(&key, now);
+    let params = |p: &str| {
+        vec![
+            ("grant_type".to_owned(), TOKEN_EXCHANGE.to_owned()),
+            ("subject_token".to_owned(), id_token.clone()),
+            ("subject_token_type".to_owned(), ID_TOKEN.to_owned()),
+            (
+                "audience".to_owned(),
+                "https://api.orders.example".to_owned(),
+            ),
+            ("dpop".to_owned(), p.to_owned()),
+        ]
+    };
+    let explain = |p: &str| {
+        let form = tessera::exchange::Form::from_pairs(params(p));
+        let exchanger = app.exchanger.clone();
+        async move { exchanger.explain("orders-service", &form).await }
+    };
+    let e = explain(&good).await;
+    assert!(e.issued(), "{e:?}");
+    assert_eq!(e.token_type, Some("DPoP"));
+    assert_eq!(e.token.as_ref().unwrap()["cnf"]["jkt"], jkt(&key));
+    assert!(e.steps.iter().any(|s| s.step.name() == "dpop"));
+    // Explaining used nothing up: the proof still works at /token, once.
+    let resp = exchange_with(&app, &id_token, ID_TOKEN, &TO_ORDERS, &[&good]).await;
+    bound_token(resp, &app).await;
+    let e = explain(&good).await;
+    assert_eq!(e.failing_step.map(|s| s.name()), Some("dpop"), "{e:?}");
+    let stale = signed(&header(&key), &claims(now - 3600), &key);
+    let e = explain(&stale).await;
+    assert_eq!(e.failing_step.map(|s| s.name()), Some("dpop"));
+    assert_eq!(e.error.unwrap().error.as_str(), "invalid_dpop_proof");
+}

@@ -120,6 +120,8 @@ pub struct Request {
     pub resource: Vec<String>,
     pub scope: Option<String>,
     pub requested_token_type: Option<String>,
+    /// Send an RFC 9449 proof, made with a key of the run's own.
+    pub dpop: bool,
 }
 
 /// A token of the case: read from a file or minted at test time.
@@ -209,6 +211,12 @@ pub struct IssuedExpect {
     pub audience: Option<String>,
     /// `exp` − `iat`.
     pub lifetime: Option<Duration>,
+    /// The algorithm it is signed with (the audience's `signing_alg`, else the default).
+    pub signing_alg: Option<String>,
+    /// `Bearer` or `DPoP`.
+    pub token_type: Option<String>,
+    /// Whether a refresh token comes with it.
+    pub refresh_token: Option<bool>,
 }
 
 // ---- The file as written -------------------------------------------------------------
@@ -238,6 +246,8 @@ struct RawRequest {
     resource: Option<OneOrMany>,
     scope: Option<String>,
     requested_token_type: Option<String>,
+    #[serde(default)]
+    dpop: bool,
 }
 
 #[derive(Deserialize)]
@@ -297,6 +307,9 @@ struct RawExpect {
     scope: Option<String>,
     audience: Option<String>,
     lifetime: Option<String>,
+    signing_alg: Option<String>,
+    token_type: Option<String>,
+    refresh_token: Option<bool>,
 }
 
 // ---- Reading ---------------------------------------------------------------------------
@@ -415,6 +428,7 @@ fn request(raw: RawRequest) -> Result<Request, CaseError> {
         resource: raw.resource.map(OneOrMany::into_vec).unwrap_or_default(),
         scope: raw.scope,
         requested_token_type: urn("requested_token_type", raw.requested_token_type)?,
+        dpop: raw.dpop,
     })
 }
 
@@ -590,6 +604,9 @@ fn expect(raw: RawExpect) -> Result<Expect, CaseError> {
         ("scope", raw.scope.is_some()),
         ("audience", raw.audience.is_some()),
         ("lifetime", raw.lifetime.is_some()),
+        ("signing_alg", raw.signing_alg.is_some()),
+        ("token_type", raw.token_type.is_some()),
+        ("refresh_token", raw.refresh_token.is_some()),
     ];
     match raw.outcome.as_str() {
         "issued" => {
@@ -614,6 +631,9 @@ fn expect(raw: RawExpect) -> Result<Expect, CaseError> {
                     .lifetime
                     .map(|l| duration(&l, "expect.lifetime"))
                     .transpose()?,
+                signing_alg: raw.signing_alg,
+                token_type: raw.token_type,
+                refresh_token: raw.refresh_token,
             }))
         }
         outcome @ ("refused" | "error") => {

@@ -158,7 +158,8 @@ impl Runner<'_> {
 pub fn verdict(expect: &Expect, got: &Explanation) -> Result<(), String> {
     match (expect, &got.token) {
         (Expect::Issued(want), Some(token)) => {
-            let wrong = compare_issued(want, token);
+            let mut wrong = compare_issued(want, token);
+            wrong.extend(compare_response(want, got));
             if wrong.is_empty() {
                 Ok(())
             } else {
@@ -231,6 +232,33 @@ fn offline_hint(got: &Explanation) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// What differs in the would-be response beside the token's claims: its signing
+/// algorithm, `token_type`, and whether a refresh token comes with it.
+fn compare_response(want: &IssuedExpect, got: &Explanation) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut check = |what: &str, want: Option<String>, got: String| {
+        if let Some(want) = want.filter(|w| *w != got) {
+            wrong.push(format!("{what}: expected {want}, got {got}"));
+        }
+    };
+    check(
+        "signing_alg",
+        want.signing_alg.clone(),
+        got.signing_alg.unwrap_or("none").to_owned(),
+    );
+    check(
+        "token_type",
+        want.token_type.clone(),
+        got.token_type.unwrap_or("none").to_owned(),
+    );
+    check(
+        "refresh_token",
+        want.refresh_token.map(|r| r.to_string()),
+        got.refresh_token.to_string(),
+    );
+    wrong
 }
 
 /// What differs between the would-be token and the expectation, each as

@@ -89,9 +89,22 @@ impl<'a> Maker<'a> {
         if let Some(scope) = &request.scope {
             pairs.push(("scope", scope.clone()));
         }
+        if request.dpop {
+            pairs.push(("dpop", self.dpop_proof()?));
+        }
         Ok(Form::from_pairs(
             pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         ))
+    }
+
+    /// An RFC 9449 proof for the token endpoint at the case's time, by a P-256 key made
+    /// for it (what a client holding its own key would send; explain reads it from the
+    /// form member `dpop`).
+    fn dpop_proof(&self) -> Result<String, CaseError> {
+        let fail = |e: String| CaseError::field("request.dpop", format!("making a proof: {e}"));
+        let key = crate::dev::dpop::ephemeral_key().map_err(|e| fail(format!("{e:#}")))?;
+        crate::dev::dpop::proof(&key, &self.broker.token_endpoint, self.now)
+            .map_err(|e| fail(format!("{e:#}")))
     }
 
     /// `[keys.<issuer>]`: a remote issuer's keys, read and checked as fetched ones.
