@@ -335,6 +335,8 @@ mod tests {
             error: None,
             token: Some(token),
             signing_alg: Some("ES256"),
+            token_type: Some("Bearer"),
+            refresh_token: false,
         }
     }
 
@@ -350,6 +352,8 @@ mod tests {
             }),
             token: None,
             signing_alg: None,
+            token_type: None,
+            refresh_token: false,
         }
     }
 
