@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::clock::UnixTime;
-use crate::store::refresh::{self, FamilyRow, Found, Rotation};
+use crate::store::refresh::{self, CreateError, FamilyRow, Found, Rotation};
 use crate::store::{Store, StoreError};
 
 /// What every tessera refresh token starts with: it tells `/introspect` and `/revoke`
@@ -43,10 +43,10 @@ impl RefreshTokens {
         family: FamilyRow,
         first_digest: String,
         lineage: Vec<String>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CreateError> {
         self.store
-            .run(move |conn| refresh::create(conn, &family, &first_digest, &lineage))
-            .await
+            .run(move |conn| Ok(refresh::create(conn, &family, &first_digest, &lineage)))
+            .await?
     }
 
     pub async fn find(&self, digest: String) -> Result<Option<Found>, StoreError> {
@@ -74,10 +74,18 @@ impl RefreshTokens {
         family: FamilyRow,
         now: UnixTime,
         reason: &'static str,
-        margin: i64,
     ) -> Result<bool, StoreError> {
         self.store
-            .run(move |conn| refresh::revoke_family(conn, &family, now, reason, margin))
+            .run(move |conn| refresh::revoke_family(conn, &family, now, reason))
+            .await
+    }
+
+    /// Puts a rotation back (the old token live again, the new one gone): the answer that
+    /// carried the new one could not leave, so the client will present the old one again,
+    /// and that must not read as a reuse.
+    pub async fn undo_rotation(&self, old: String, new: String) -> Result<(), StoreError> {
+        self.store
+            .run(move |conn| refresh::undo_rotation(conn, &old, &new))
             .await
     }
 }

@@ -207,6 +207,8 @@ pub enum RefreshRefusal {
     Idle,
     #[error("refresh token's audience or client no longer allows refresh tokens")]
     NoLongerAllowed,
+    #[error("refresh token's family was started from an issuer this client no longer trusts")]
+    IssuerNoLongerTrusted,
 }
 
 impl RefreshRefusal {
@@ -223,6 +225,7 @@ impl RefreshRefusal {
             Self::Expired => "refresh_family_expired",
             Self::Idle => "refresh_family_idle",
             Self::NoLongerAllowed => "refresh_no_longer_allowed",
+            Self::IssuerNoLongerTrusted => "refresh_issuer_no_longer_trusted",
         }
     }
 }

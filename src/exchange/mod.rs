@@ -233,6 +233,9 @@ struct Trail {
     scopes: Option<String>,
     jti: Option<crate::protocol::Jti>,
     token_sha256: Option<String>,
+    /// A refresh token rotated by this request (old and new digests): undone when the
+    /// answer cannot leave.
+    rotation: Option<(String, String)>,
 }
 
 impl Trail {
@@ -300,10 +303,13 @@ impl Exchanger {
         let failing_step = result.as_ref().err().map(ExchangeError::step);
         // Nothing to compare before authentication, and a client over its rate must cost
         // no more than the refusal: the shadow would verify, fetch and introspect anyway.
+        // A refresh grant changed state (the token is spent): a dry run after it can only
+        // disagree.
         if matches!(
             failing_step,
             Some(Step::Request | Step::Client | Step::RateLimit)
-        ) {
+        ) || trail.grant == Some(GrantKind::RefreshToken)
+        {
             return;
         }
         let live = shadow::LiveOutcome {
@@ -373,6 +379,7 @@ impl Exchanger {
             (Ok(resp), Ok(())) => Ok(resp),
             (Ok(_), Err(e)) => {
                 tracing::error!(error = %e, "audit write failed; token withheld");
+                self.undo_rotation(trail.rotation.take()).await;
                 Err(ExchangeError::AuditUnavailable)
             }
             (Err(e), Err(audit_err)) => {
@@ -729,8 +736,9 @@ impl Exchanger {
         trail: &mut Trail,
         record: &mut Record,
     ) -> Result<TokenResponse, ExchangeError> {
-        self.consume_single_use(&plan.single_use).await?;
+        // The proof first: a replayed proof must not use up a single-use assertion.
         self.consume_proof(plan.proof_replay.as_ref()).await?;
+        self.consume_single_use(&plan.single_use).await?;
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
         let jti = crate::protocol::Jti::new(uuid::Uuid::now_v7().simple().to_string());
@@ -761,6 +769,12 @@ impl Exchanger {
             Some(family) => Some(self.store_refresh(&plan, family).await?),
             None => None,
         };
+        if let (Some(policy::RefreshIssue::Rotate { old_digest, .. }), Some(new)) =
+            (&plan.refresh, &refresh_token)
+        {
+            let new = crate::refresh::digest(new.expose());
+            trail.rotation = Some((old_digest.clone(), new));
+        }
         record.pass(Step::Issue, None, || {
             Detail::new(format!("signed, jti {jti}, kid {}", signed.kid))
         });

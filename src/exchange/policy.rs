@@ -376,6 +376,10 @@ pub struct Plan {
     pub may_act: Option<MayAct>,
     pub exchanged_from: Vec<Jti>,
     pub acted_from: Vec<Jti>,
+    /// The registry entries that verified the subject and actor tokens (a refresh family
+    /// lives only while they are trusted).
+    pub subject_issuer: Option<crate::protocol::IssuerId>,
+    pub actor_issuer: Option<crate::protocol::IssuerId>,
     pub claims: Map<String, Value>,
     /// `None` for the refresh grant (RFC 6749 §5.1 has no `issued_token_type`).
     pub issued_token_type: Option<&'static str>,
@@ -473,6 +477,8 @@ pub fn decide(input: &DecisionInput<'_>, record: &mut Record) -> Result<Plan, Ex
         may_act,
         exchanged_from: exchanged_from.to_vec(),
         acted_from: acted_from.to_vec(),
+        subject_issuer: Some(subject.issuer.id.clone()),
+        actor_issuer: input.actor.map(|a| a.issuer.id.clone()),
         issued_token_type: Some(input.issued_token_type),
         single_use,
         proof_replay: None,

@@ -14,7 +14,7 @@ use crate::metrics::OutcomeLabels;
 use crate::protocol::{Jti, ScopeSet};
 use crate::replay::ReplayKey;
 use crate::secret::Secret;
-use crate::store::refresh::{FamilyRow, Found, Rotation};
+use crate::store::refresh::{CreateError, FamilyRow, Found, Rotation};
 use crate::telemetry::token_fingerprint;
 use crate::trust::{AudienceEntry, ClientEntry, IssuerId, Registry, TokenType, LOCAL_ISSUER};
 use crate::verify::dpop::{DpopError, DpopProof, IAT_WINDOW_SECS};
@@ -22,7 +22,6 @@ use crate::verify::{Act, MayAct};
 
 use super::decision::{Detail, Record, Step};
 use super::error::{ExchangeError, RefreshRefusal, TokenRole};
-use super::lifecycle::REVOCATION_MARGIN_SECS;
 use super::policy::{self, Plan, RefreshIssue};
 use super::request::RefreshRequest;
 use super::{Exchanger, Trail};
@@ -39,6 +38,12 @@ pub(super) struct FamilyGrant {
     claims: Map<String, Value>,
     exchanged_from: Vec<Jti>,
     acted_from: Vec<Jti>,
+    /// The registry entries that vouched for the subject and actor: a family lives only
+    /// while the client still trusts them.
+    #[serde(default)]
+    subject_issuer: Option<IssuerId>,
+    #[serde(default)]
+    actor_issuer: Option<IssuerId>,
 }
 
 impl FamilyGrant {
@@ -55,6 +60,8 @@ impl FamilyGrant {
             claims: plan.claims.clone(),
             exchanged_from: plan.exchanged_from.clone(),
             acted_from: plan.acted_from.clone(),
+            subject_issuer: plan.subject_issuer.clone(),
+            actor_issuer: plan.actor_issuer.clone(),
         }
     }
 
@@ -66,6 +73,11 @@ impl FamilyGrant {
                 family.family_id
             ))
         })
+    }
+
+    /// The tessera tokens the family descends from.
+    fn lineage(&self) -> impl Iterator<Item = &Jti> {
+        self.exchanged_from.iter().chain(&self.acted_from)
     }
 
     fn act(&self) -> Result<Option<Act>, ExchangeError> {
@@ -157,7 +169,7 @@ impl Exchanger {
         let grant = FamilyGrant::read(&found.family)?;
         trail.subject = Some(grant.subject.clone());
         trail.scopes = Some(grant.scopes.to_string());
-        if let Err(e) = self.check_family(client, &found, mode) {
+        if let Err(e) = self.check_family(client, &found, &grant, mode) {
             if e == RefreshRefusal::Reused && mode == Redemption::Live {
                 return Err(self.revoke_reused(&found.family).await);
             }
@@ -192,6 +204,7 @@ impl Exchanger {
         &self,
         client: &ClientEntry,
         found: &Found,
+        grant: &FamilyGrant,
         mode: Redemption,
     ) -> Result<(), RefreshRefusal> {
         let family = &found.family;
@@ -218,9 +231,16 @@ impl Exchanger {
             }
             return Err(e);
         }
-        let lineage = std::iter::once(Jti::new(family.family_id.clone()));
-        if self.revocations.any_revoked(&lineage.collect::<Vec<_>>()) {
+        // Revoked on another replica a moment ago (the row says so at its next read), or a
+        // token it descends from: this replica's revoked set says so already.
+        if self
+            .revocations
+            .any_revoked([&Jti::new(family.family_id.clone())])
+        {
             return Err(RefreshRefusal::FamilyRevoked);
+        }
+        if self.revocations.any_revoked(grant.lineage()) {
+            return Err(RefreshRefusal::LineageRevoked);
         }
         Ok(())
     }
@@ -237,6 +257,9 @@ impl Exchanger {
         record: &mut Record,
     ) -> Result<Plan, ExchangeError> {
         let audience = self.family_audience(registry, client, req, family)?;
+        still_trusted(registry, client, &grant)?;
+        let now = self.clock.now();
+        let end = current_end(family, &audience, now)?;
         let scopes = policy::grant_scopes(
             req.target.scopes.as_ref(),
             client,
@@ -257,19 +280,15 @@ impl Exchanger {
             })
             .with("family_bound", family.dpop_bound)
         });
-        let now = self.clock.now();
         let lifetime = policy::lifetime(
             now,
             &self.settings.lifetimes,
             &audience,
             client,
-            &[(TokenRole::RefreshToken, family.expires_at)],
+            &[(TokenRole::RefreshToken, end)],
         )?;
         record.pass(Step::Lifetime, None, || {
-            Detail::new(format!(
-                "{lifetime} s (the family ends at {})",
-                family.expires_at
-            ))
+            Detail::new(format!("{lifetime} s (the family ends at {end})"))
         });
         Ok(Plan {
             client_id: client.client_id.clone(),
@@ -284,6 +303,8 @@ impl Exchanger {
             src_iss: grant.src_iss,
             exchanged_from: grant.exchanged_from,
             acted_from: grant.acted_from,
+            subject_issuer: grant.subject_issuer,
+            actor_issuer: grant.actor_issuer,
             issued_token_type: None,
             single_use: Vec::new(),
             proof_replay: proof.map(proof_replay_key),
@@ -332,6 +353,17 @@ impl Exchanger {
         }
     }
 
+    /// Puts back a rotation whose answer could not leave (the audit row failed), so the
+    /// client's retry with the old token is not read as a reuse. Best effort: the
+    /// database that refused the row may refuse this too, and then the family ends at the
+    /// retry, which is the safe side.
+    pub(super) async fn undo_rotation(&self, rotation: Option<(String, String)>) {
+        let Some((old, new)) = rotation else { return };
+        if let Err(e) = self.refresh.undo_rotation(old, new).await {
+            tracing::error!(error = %e, "a refresh rotation whose answer was withheld could not be undone");
+        }
+    }
+
     /// Revokes a family (reuse, `/revoke`): stored, then learnt by this replica.
     pub(super) async fn revoke_family(
         &self,
@@ -339,12 +371,7 @@ impl Exchanger {
         reason: &'static str,
     ) -> Result<(), ExchangeError> {
         self.refresh
-            .revoke_family(
-                family.clone(),
-                self.clock.now(),
-                reason,
-                REVOCATION_MARGIN_SECS,
-            )
+            .revoke_family(family.clone(), self.clock.now(), reason)
             .await
             .map_err(ExchangeError::RefreshStoreUnavailable)?;
         self.revocations
@@ -390,7 +417,15 @@ impl Exchanger {
                 self.refresh
                     .create(row, digest, lineage)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| match e {
+                        CreateError::LineageRevoked => ExchangeError::Unacceptable {
+                            role: TokenRole::Subject,
+                            refused: crate::exchange::Refused::Revoked,
+                            message: "has been revoked (or a token it was exchanged from has)"
+                                .into(),
+                        },
+                        CreateError::Store(e) => unavailable(e),
+                    })?;
                 self.count_refresh("issued");
             }
             Some(RefreshIssue::Rotate { family, old_digest }) => {
@@ -429,6 +464,55 @@ fn family_binding(
     }
     policy::check_required(audience, proof.map(|p| p.jkt.as_str()))?;
     Ok(proof.map(|p| p.jkt.clone()))
+}
+
+/// The issuers that vouched for the family's subject and actor are still registered and
+/// still trusted by the client for that role: removing a compromised IdP (or an issuer
+/// from a client's list) ends its families at their next use.
+fn still_trusted(
+    registry: &Registry,
+    client: &ClientEntry,
+    grant: &FamilyGrant,
+) -> Result<(), ExchangeError> {
+    let trusted = |id: &Option<IssuerId>, allowed: &[IssuerId]| {
+        id.as_ref().is_none_or(|id| {
+            (id.as_str() == LOCAL_ISSUER || registry.issuers.contains_key(id.as_str()))
+                && allowed.contains(id)
+        })
+    };
+    if trusted(&grant.subject_issuer, &client.subject_issuers)
+        && trusted(&grant.actor_issuer, &client.actor_issuers)
+    {
+        Ok(())
+    } else {
+        Err(ExchangeError::Refresh(
+            RefreshRefusal::IssuerNoLongerTrusted,
+        ))
+    }
+}
+
+/// When the family ends under today's audience policy: a `refresh_lifetime` or
+/// `refresh_idle` shortened since it started applies to it too (never lengthened).
+fn current_end(
+    family: &FamilyRow,
+    audience: &AudienceEntry,
+    now: crate::clock::UnixTime,
+) -> Result<crate::clock::UnixTime, ExchangeError> {
+    let Some(policy) = audience.refresh else {
+        return Err(ExchangeError::Refresh(RefreshRefusal::NoLongerAllowed));
+    };
+    let end = family
+        .expires_at
+        .min(family.created_at.saturating_add(secs(policy.lifetime)));
+    if now >= end {
+        return Err(ExchangeError::Refresh(RefreshRefusal::Expired));
+    }
+    if let Some(idle) = policy.idle {
+        if now >= family.last_used_at.saturating_add(secs(idle)) {
+            return Err(ExchangeError::Refresh(RefreshRefusal::Idle));
+        }
+    }
+    Ok(end)
 }
 
 fn family_detail(found: &Found) -> Detail {

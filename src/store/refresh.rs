@@ -5,7 +5,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{refresh_families, refresh_lineage, refresh_tokens};
+use super::schema::{refresh_families, refresh_lineage, refresh_tokens, revoked_tokens};
 use super::{revocation, DbConn, StoreError};
 use crate::clock::UnixTime;
 
@@ -76,14 +76,27 @@ pub struct Found {
     pub family: FamilyRow,
 }
 
-/// Starts a family: its row, its first token's digest and its lineage, in one transaction.
+/// Why a family was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A token of its lineage was revoked meanwhile (between the exchange's check against
+    /// this replica's revoked set and this transaction): the family would outlive it.
+    #[error("a token the family descends from was revoked")]
+    LineageRevoked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Starts a family: its row, its first token's digest and its lineage, in one transaction
+/// that re-reads the revocations of its lineage, so a revocation committed before it is
+/// never missed.
 pub fn create(
     conn: &mut DbConn,
     family: &FamilyRow,
     first_digest: &str,
     lineage: &[String],
-) -> Result<(), StoreError> {
-    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+) -> Result<(), CreateError> {
+    let created = conn.transaction::<_, diesel::result::Error, _>(|conn| {
         diesel::insert_into(refresh_families::table)
             .values((
                 refresh_families::family_id.eq(&family.family_id),
@@ -106,9 +119,20 @@ pub fn create(
                 ))
                 .execute(conn)?;
         }
+        let revoked: i64 = revoked_tokens::table
+            .filter(revoked_tokens::jti.eq_any(lineage))
+            .count()
+            .get_result(conn)?;
+        if revoked > 0 {
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
         Ok(())
-    })?;
-    Ok(())
+    });
+    match created {
+        Ok(()) => Ok(()),
+        Err(diesel::result::Error::RollbackTransaction) => Err(CreateError::LineageRevoked),
+        Err(e) => Err(CreateError::Store(e.into())),
+    }
 }
 
 fn insert_token(
@@ -224,18 +248,34 @@ pub fn rotate(
     }
 }
 
-/// Revokes a family (reuse, `/revoke`) and, through the revocation list, every access
-/// token issued from it: those carry the family id in their lineage. `margin` keeps the
-/// revocation past the family's end by the skew a presented token is allowed. Returns
-/// whether the family was live until now.
+/// Undoes [`rotate`]: `old` unspent again, `new` deleted, in one transaction.
+pub fn undo_rotation(conn: &mut DbConn, old: &str, new: &str) -> Result<(), StoreError> {
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::delete(refresh_tokens::table.filter(refresh_tokens::digest.eq(new)))
+            .execute(conn)?;
+        diesel::update(refresh_tokens::table.filter(refresh_tokens::digest.eq(old)))
+            .set(refresh_tokens::used_at.eq(None::<i64>))
+            .execute(conn)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// How long past a family's end its revocation is kept: the skew a presented token of it
+/// is still allowed, with room (as for revoked access tokens).
+pub const REVOCATION_MARGIN_SECS: i64 = 300;
+
+/// Revokes a family (reuse, `/revoke`), every family descending from its access tokens,
+/// and through the revocation list every access token any of them issued: those carry
+/// their family's id in their lineage. Revoking twice is not an error. Returns whether the
+/// family was live until now.
 pub fn revoke_family(
     conn: &mut DbConn,
     family: &FamilyRow,
     now: UnixTime,
     reason: &str,
-    margin: i64,
 ) -> Result<bool, StoreError> {
-    let changed = conn.transaction::<_, StoreError, _>(|conn| {
+    conn.transaction::<_, StoreError, _>(|conn| {
         let changed = diesel::update(
             refresh_families::table
                 .filter(refresh_families::family_id.eq(&family.family_id))
@@ -246,20 +286,36 @@ pub fn revoke_family(
             refresh_families::revoked_reason.eq(reason),
         ))
         .execute(conn)?;
-        revocation::record(
+        record_family(
             conn,
             &family.family_id,
-            family.expires_at.saturating_add(margin),
+            family.expires_at,
             now,
             &family.client_id,
         )?;
-        Ok(changed)
-    })?;
-    Ok(changed > 0)
+        revoke_descendants(conn, &[family.family_id.as_str()], now)?;
+        Ok(changed > 0)
+    })
 }
 
-/// Ends every live family descending from one of `jtis` (a revoked tessera token: SPEC
-/// §2.1, "every refresh family started from it"). Returns how many ended.
+/// The family id on the revocation list until the family's end (its access tokens never
+/// outlive it), announced to the other replicas like any revocation.
+fn record_family(
+    conn: &mut DbConn,
+    family_id: &str,
+    expires_at: UnixTime,
+    now: UnixTime,
+    by: &str,
+) -> Result<(), StoreError> {
+    let until = expires_at.saturating_add(REVOCATION_MARGIN_SECS);
+    revocation::record(conn, family_id, until, now, by)
+}
+
+/// Ends every live family descending from one of `jtis` (a revoked tessera token or
+/// family: SPEC §2.1, "every refresh family started from it") and puts each on the
+/// revocation list, so the access tokens it issued are refused as long as they live. A
+/// lineage lists every ancestor, so one pass reaches every generation. Returns how many
+/// ended.
 pub fn revoke_descendants(
     conn: &mut DbConn,
     jtis: &[&str],
@@ -268,16 +324,25 @@ pub fn revoke_descendants(
     let families = refresh_lineage::table
         .filter(refresh_lineage::jti.eq_any(jtis))
         .select(refresh_lineage::family_id);
-    Ok(diesel::update(
-        refresh_families::table
-            .filter(refresh_families::family_id.eq_any(families))
-            .filter(refresh_families::revoked_at.is_null()),
-    )
-    .set((
-        refresh_families::revoked_at.eq(now),
-        refresh_families::revoked_reason.eq("lineage revoked"),
-    ))
-    .execute(conn)?)
+    let ending: Vec<(String, i64, String)> = refresh_families::table
+        .filter(refresh_families::family_id.eq_any(families))
+        .filter(refresh_families::revoked_at.is_null())
+        .select((
+            refresh_families::family_id,
+            refresh_families::expires_at,
+            refresh_families::client_id,
+        ))
+        .load(conn)?;
+    for (family_id, expires_at, client_id) in &ending {
+        diesel::update(refresh_families::table.filter(refresh_families::family_id.eq(family_id)))
+            .set((
+                refresh_families::revoked_at.eq(now),
+                refresh_families::revoked_reason.eq("lineage revoked"),
+            ))
+            .execute(conn)?;
+        record_family(conn, family_id, *expires_at, now, client_id)?;
+    }
+    Ok(ending.len())
 }
 
 /// Drops families that ended before `before` with their tokens and lineage: a token of a

@@ -24,14 +24,18 @@ pub fn record(
     now: UnixTime,
     by: &str,
 ) -> Result<(), StoreError> {
-    let inserted = diesel::insert_into(revoked_tokens::table)
-        .values((
-            revoked_tokens::jti.eq(jti),
-            revoked_tokens::expires_at.eq(expires_at),
-            revoked_tokens::revoked_at.eq(now),
-            revoked_tokens::revoked_by.eq(by),
-        ))
-        .execute(conn);
+    // In a savepoint (a transaction of its own when there is no outer one): on PostgreSQL
+    // a failed statement aborts its whole transaction, and a duplicate is no failure here.
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(revoked_tokens::table)
+            .values((
+                revoked_tokens::jti.eq(jti),
+                revoked_tokens::expires_at.eq(expires_at),
+                revoked_tokens::revoked_at.eq(now),
+                revoked_tokens::revoked_by.eq(by),
+            ))
+            .execute(conn)
+    });
     match inserted {
         Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
         Err(e) => return Err(e.into()),

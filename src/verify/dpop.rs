@@ -129,8 +129,14 @@ pub fn check_proof(
     };
     let header = decode(h, "header")?;
     let claims = decode(p, "payload")?;
-    // Check 4: typ exactly dpop+jwt (§4.2 names the media type without application/).
-    if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
+    // Check 4: typ dpop+jwt (RFC 7515 §4.1.9: a media type, compared without case, and
+    // `application/` may be omitted).
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+    let typ = typ
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("application/"))
+        .map_or(typ, |_| &typ[12..]);
+    if !typ.eq_ignore_ascii_case("dpop+jwt") {
         return Err(DpopError::Typ);
     }
     // Check 5: an asymmetric algorithm we advertise (`none` and HS* are never in it).
@@ -148,6 +154,9 @@ pub fn check_proof(
         .ok_or(DpopError::Jwk)?;
     if PRIVATE_MEMBERS.iter().any(|m| jwk.get(m).is_some()) {
         return Err(DpopError::PrivateKey);
+    }
+    if !canonical_rsa(jwk) {
+        return Err(DpopError::Jwk);
     }
     let key = parse_jwk(jwk)
         .filter(|k| k.accepts(alg))
@@ -189,9 +198,10 @@ fn check_claims(
         .get("iat")
         .and_then(Value::as_i64)
         .ok_or(DpopError::Claim("iat"))?;
-    let off = iat.saturating_sub(now);
-    if off.abs() > IAT_WINDOW_SECS {
-        return Err(DpopError::Iat(off));
+    // Compared without negating: `iat` is the caller's number, and i64::MIN has no
+    // absolute value.
+    if iat < now.saturating_sub(IAT_WINDOW_SECS) || iat > now.saturating_add(IAT_WINDOW_SECS) {
+        return Err(DpopError::Iat(iat.saturating_sub(now)));
     }
     Ok(())
 }
@@ -221,6 +231,20 @@ fn same_uri(htu: &str, endpoint: &str) -> bool {
         (Some(a), Some(b)) => a == b,
         _ => false,
     }
+}
+
+/// RFC 7518 §6.3.1: an RSA key's `n` and `e` have no leading zero octets. One that has
+/// them names the same key under another thumbprint, so it is refused.
+fn canonical_rsa(jwk: &Value) -> bool {
+    if jwk.get("kty").and_then(Value::as_str) != Some("RSA") {
+        return true;
+    }
+    ["n", "e"].iter().all(|m| {
+        jwk.get(*m)
+            .and_then(Value::as_str)
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+            .is_some_and(|b| b.first().is_some_and(|first| *first != 0))
+    })
 }
 
 /// RFC 7638 §3: SHA-256 over the required members, in lexicographic order, as JSON with
@@ -272,6 +296,23 @@ mod tests {
         assert!(!same_uri("https://broker.example/token/", ep));
         assert!(!same_uri("https://other.example/token", ep));
         assert!(!same_uri("not a url", ep));
+    }
+
+    #[test]
+    fn an_iat_at_the_ends_of_the_range_is_refused_not_panicked() {
+        let claims = |iat: i64| {
+            serde_json::from_value::<Map<String, Value>>(json!({
+                "jti": "j", "htm": "POST", "htu": "https://b/token", "iat": iat
+            }))
+            .unwrap()
+        };
+        for iat in [i64::MIN, i64::MIN + 1000, i64::MAX, 0] {
+            assert!(matches!(
+                check_claims(&claims(iat), "https://b/token", 1_800_000_000),
+                Err(DpopError::Iat(_))
+            ));
+        }
+        assert!(check_claims(&claims(1_800_000_030), "https://b/token", 1_800_000_000).is_ok());
     }
 
     #[test]

@@ -431,3 +431,87 @@ async fn explain_shows_a_refresh_family_without_spending_it() {
     let json = serde_json::to_value(&explained).unwrap();
     assert_eq!(json["failing_step"], "refresh", "{json}");
 }
+
+#[tokio::test]
+async fn a_revoked_family_ends_the_families_exchanged_from_its_tokens() {
+    for kind in backends() {
+        let app = app(kind).await;
+        let b = app.spawn_replica().await;
+        let first = start_family(&app).await;
+        let rt1 = str_of(&first, "refresh_token").to_owned();
+        // A second family, exchanged from the first family's access token.
+        let resp = app
+            .exchange(
+                str_of(&first, "access_token"),
+                ACCESS_TOKEN,
+                &[
+                    ("audience", "https://api.orders.example"),
+                    ("requested_token_type", REFRESH),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let derived: Value = resp.json().await.unwrap();
+        let rt2 = str_of(&derived, "refresh_token").to_owned();
+        // The first family is revoked (twice: RFC 7009 makes that a 200 too).
+        post(&app.address, "/revoke", ORDERS, &[("token", &rt1)]).await;
+        post(&b.address, "/revoke", ORDERS, &[("token", &rt1)]).await;
+        // The derived family ended with it, and its access token is inactive.
+        let resp = refresh_at(&b.address, ORDERS, &rt2, &[]).await;
+        assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        app.assert_last_refused("refresh_family_revoked").await;
+        let seen = post(
+            &app.address,
+            "/introspect",
+            ORDERS,
+            &[("token", str_of(&derived, "access_token"))],
+        )
+        .await;
+        assert_eq!(seen["active"], false, "{}", kind_name(kind));
+    }
+}
+
+#[tokio::test]
+async fn a_family_ends_when_its_issuer_is_no_longer_trusted_or_its_policy_shrinks() {
+    let app = app(TestDbKind::Sqlite).await;
+    let first = start_family(&app).await;
+    let second = start_family(&app).await;
+    // The audience's refresh_lifetime shrinks to 30 minutes: both families end then.
+    std::fs::write(
+        app.trust_dir.join("audiences/orders.toml"),
+        "audience = \"https://api.orders.example\"\nscopes = [\"orders:read\", \"orders:write\"]\nrefresh_lifetime = \"30m\"\n",
+    )
+    .unwrap();
+    app.exchanger.reload_trust().unwrap();
+    app.clock.advance(29 * 60);
+    let resp = refresh_at(&app.address, ORDERS, str_of(&second, "refresh_token"), &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["expires_in"], 60,
+        "bounded by the shortened family life"
+    );
+    app.clock.advance(61);
+    let resp = refresh_at(&app.address, ORDERS, str_of(&body, "refresh_token"), &[]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    app.assert_last_refused("refresh_family_expired").await;
+    // The client no longer trusts the IdP that authenticated the subject.
+    std::fs::write(
+        app.trust_dir.join("audiences/orders.toml"),
+        "audience = \"https://api.orders.example\"\nscopes = [\"orders:read\", \"orders:write\"]\nrefresh_lifetime = \"3h\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.trust_dir.join("clients/orders-service.toml"),
+        orders_client().replace(
+            r#"subject_issuers = ["acme", "local"]"#,
+            r#"subject_issuers = ["local"]"#,
+        ),
+    )
+    .unwrap();
+    app.exchanger.reload_trust().unwrap();
+    let resp = refresh_at(&app.address, ORDERS, str_of(&first, "refresh_token"), &[]).await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    app.assert_last_refused("refresh_issuer_no_longer_trusted")
+        .await;
+}

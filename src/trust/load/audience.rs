@@ -83,6 +83,18 @@ pub(super) fn load_audience(id: &str, path: &Path, errs: &mut Errors) -> Option<
         errs,
     );
     let refresh_idle = parse_duration(path, "refresh_idle", raw.refresh_idle.as_ref(), errs);
+    for (field, d) in [
+        ("refresh_lifetime", refresh_lifetime),
+        ("refresh_idle", refresh_idle),
+    ] {
+        if d.is_some_and(|d| d < std::time::Duration::from_secs(1)) {
+            errs.field(
+                path,
+                field,
+                "must be at least 1s (families are timed in seconds)",
+            );
+        }
+    }
     if refresh_idle.is_some() && raw.refresh_lifetime.is_none() {
         errs.field(
             path,
