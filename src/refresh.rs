@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::UnixTime;
 use crate::store::refresh::{self, CreateError, FamilyRow, Found, Rotation};
+use crate::store::batch::{Write, WriteBatcher, Written};
 use crate::store::{Store, StoreError};
 
 /// What every tessera refresh token starts with: it tells `/introspect` and `/revoke`
@@ -31,11 +32,13 @@ pub fn new_token() -> crate::secret::Secret {
 #[derive(Clone)]
 pub struct RefreshTokens {
     store: Store,
+    /// Rotations go through the group commit of token-path writes.
+    writes: WriteBatcher,
 }
 
 impl RefreshTokens {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, writes: WriteBatcher) -> Self {
+        Self { store, writes }
     }
 
     pub async fn create(
@@ -62,9 +65,16 @@ impl RefreshTokens {
         new: String,
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
-        self.store
-            .run(move |conn| refresh::rotate(conn, &family_id, &old, &new, now))
-            .await
+        let write = Write::Rotate {
+            family_id,
+            old,
+            new,
+            now,
+        };
+        match self.writes.write(write).await? {
+            Written::Rotate(r) => Ok(r),
+            Written::Replay(_) => Err(StoreError::Batch("a rotation answered as a replay write".into())),
+        }
     }
 
     /// Revokes the family and the access tokens issued from it (through the revocation

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::store::replay::{self, Seen};
+use crate::store::batch::{Write, WriteBatcher, Written};
 use crate::store::{Store, StoreError};
 
 /// Identifies a single-use token: the same (issuer, id) is accepted once, until it
@@ -27,21 +28,26 @@ pub struct ReplayKey {
 #[derive(Debug, Clone)]
 pub struct ReplayCache {
     store: Store,
+    /// Recording goes through the group commit of token-path writes.
+    writes: WriteBatcher,
 }
 
 impl ReplayCache {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, writes: WriteBatcher) -> Self {
+        Self { store, writes }
     }
 
     /// Records `key`; `Seen::Before` means the token was already used.
     pub async fn consume(&self, key: &ReplayKey) -> Result<Seen, StoreError> {
-        let issuer = key.issuer.clone();
-        let token_id = hex::encode(Sha256::digest(key.id.as_bytes()));
-        let expires_at = key.expires_at;
-        self.store
-            .run(move |conn| replay::record(conn, &issuer, &token_id, expires_at))
-            .await
+        let write = Write::Replay {
+            issuer: key.issuer.clone(),
+            token_id: hex::encode(Sha256::digest(key.id.as_bytes())),
+            expires_at: key.expires_at,
+        };
+        match self.writes.write(write).await? {
+            Written::Replay(seen) => Ok(seen),
+            Written::Rotate(_) => Err(StoreError::Batch("a replay write answered as a rotation".into())),
+        }
     }
 
     /// Whether `key` was already used, recording nothing (explain).

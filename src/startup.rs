@@ -235,7 +235,8 @@ impl Parts {
             metrics.clone(),
             config.limits.refusal_summary_interval,
         );
-        let replay = ReplayCache::new(store.clone());
+        let writes = crate::store::batch::WriteBatcher::start(store.clone());
+        let replay = ReplayCache::new(store.clone(), writes.clone());
         let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
         revocations
             .sync()
@@ -246,7 +247,7 @@ impl Parts {
             verifier: verifier.clone(),
             replay: replay.clone(),
             revocations: revocations.clone(),
-            refresh: crate::refresh::RefreshTokens::new(store.clone()),
+            refresh: crate::refresh::RefreshTokens::new(store.clone(), writes),
             keys: keys.clone(),
             audit: audit.clone(),
             clock,

@@ -6,6 +6,7 @@
 //! which hold no policy. diesel is blocking: it only ever runs on the blocking thread pool.
 
 pub mod audit;
+pub mod batch;
 pub mod keys;
 pub mod refresh;
 pub mod replay;
@@ -56,6 +57,9 @@ pub enum StoreError {
     Listen(String),
     #[error("database error: {0}")]
     Query(#[source] DieselError),
+    /// A write of the token path's group commit failed (its own error, or the batch's).
+    #[error("database write failed: {0}")]
+    Batch(String),
     #[error("database task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
     #[error("migration failed: {0}")]
@@ -65,7 +69,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database is absent right now (503 and retry), rather than wrong.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Pool { .. })
+        matches!(self, Self::Unavailable(_) | Self::Pool { .. } | Self::Batch(_))
     }
 }
 

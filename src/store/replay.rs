@@ -27,13 +27,17 @@ pub fn record(
     token_id: &str,
     expires_at: UnixTime,
 ) -> Result<Seen, StoreError> {
-    let inserted = diesel::insert_into(replay_cache::table)
-        .values((
-            replay_cache::issuer.eq(issuer),
-            replay_cache::token_id.eq(token_id),
-            replay_cache::expires_at.eq(expires_at),
-        ))
-        .execute(conn);
+    // In a savepoint when inside a group commit (`batch`): on PostgreSQL a unique
+    // violation aborts its transaction, and here it only means "seen before".
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(replay_cache::table)
+            .values((
+                replay_cache::issuer.eq(issuer),
+                replay_cache::token_id.eq(token_id),
+                replay_cache::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+    });
     match inserted {
         Ok(_) => Ok(Seen::First),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(Seen::Before),

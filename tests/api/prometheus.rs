@@ -208,7 +208,7 @@ async fn with_prometheus(base: &str) -> Result<(), String> {
     if target["health"] != "up" {
         return Err(format!("target never up: {last}"));
     }
-    // The rules loaded, all eleven, and evaluate without error.
+    // The rules loaded, all twelve, and evaluate without error.
     let mut rules = Value::Null;
     for _ in 0..50 {
         rules = get("/api/v1/rules".into()).await?;
@@ -224,7 +224,7 @@ async fn with_prometheus(base: &str) -> Result<(), String> {
     let loaded = rules["data"]["groups"][0]["rules"]
         .as_array()
         .ok_or(format!("no rules: {rules}"))?;
-    if loaded.len() != 11 || loaded.iter().any(|r| r["health"] != "ok") {
+    if loaded.len() != 12 || loaded.iter().any(|r| r["health"] != "ok") {
         return Err(format!("rules: {rules}"));
     }
     // Every dashboard query is valid PromQL (Grafana's $__rate_interval as 1m), and the
