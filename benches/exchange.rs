@@ -500,17 +500,15 @@ fn benches(c: &mut Criterion) {
 
     // 3. Whole exchanges, in process, audit rows committed to SQLite.
     let trust_dir = tempfile::tempdir().unwrap();
-    let writes = rt.block_on(async {
-        tessera::store::batch::WriteBatcher::start(store.clone())
-    });
+    let audit = rt.block_on(async { AuditLog::start(store.clone(), metrics.clone()) });
     let exchanger = Arc::new(Exchanger {
         trust: Arc::new(TrustStore::from_registry(trust_dir.path(), registry(&f))),
         verifier: verifier.clone(),
-        replay: tessera::replay::ReplayCache::new(store.clone(), writes.clone()),
+        replay: tessera::replay::ReplayCache::new(store.clone(), audit.clone()),
         revocations: tessera::revocation::Revocations::new(store.clone(), clock.clone()),
-        refresh: tessera::refresh::RefreshTokens::new(store.clone(), writes),
+        refresh: tessera::refresh::RefreshTokens::new(store.clone(), audit.clone()),
         keys: keys.clone(),
-        audit: rt.block_on(async { AuditLog::start(store.clone(), metrics.clone()) }),
+        audit,
         clock: clock.clone(),
         metrics: metrics.clone(),
         settings: ExchangeSettings {

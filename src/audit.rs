@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::UnixTime;
 use crate::metrics::Metrics;
-use crate::store::audit::{insert_events, prune_before, NewAuditRow};
+use crate::store::audit::{prune_before, NewAuditRow};
+use crate::store::batch::{self, Write, Written};
 use crate::store::{Store, StoreError};
 
 /// Rows per transaction at most.
@@ -104,10 +105,16 @@ pub enum AuditError {
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
+/// The answer to a token-path write ([`AuditLog::write`]).
+type WriteAck = oneshot::Sender<Result<Written, String>>;
+
 enum Message {
     // Boxed: events are large and the channel slot is sized by the largest variant.
     // With the number of requests the row stands for (1, or a summary's count).
     Event(Box<(AuditEvent, i64)>, Ack),
+    /// A write of the token path (a single-use id, a refresh rotation): committed in the
+    /// same transaction as the audit rows of its batch.
+    Write(Write, WriteAck),
     /// Everything queued before this is flushed, then the writer stops and acks.
     Shutdown(oneshot::Sender<()>),
 }
@@ -180,6 +187,25 @@ impl AuditLog {
         self.commit_row(event, 1, Some(RECORD_TIMEOUT)).await
     }
 
+    /// Applies a token-path write (a single-use id recorded, a refresh token rotated) in
+    /// the writer's next group commit, beside the audit rows of that batch: one commit
+    /// (one fsync) for both, instead of one per write. Each write runs in a savepoint of
+    /// its own, so one write's refusal (a unique violation: a replay) undoes nothing else.
+    pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        let (ack, done) = oneshot::channel();
+        let gone = || StoreError::Batch("the audit writer has stopped".into());
+        let wait = async {
+            self.tx
+                .send(Message::Write(write, ack))
+                .await
+                .map_err(|_| gone())?;
+            done.await.map_err(|_| gone())?.map_err(StoreError::Batch)
+        };
+        tokio::time::timeout(RECORD_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Batch("the group commit timed out".into())))
+    }
+
     async fn commit_row(
         &self,
         event: AuditEvent,
@@ -237,6 +263,7 @@ pub async fn prune(store: &Store, cutoff: UnixTime) -> Result<u64, StoreError> {
 async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metrics>) {
     let mut batch: Vec<(AuditEvent, i64)> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Ack> = Vec::with_capacity(MAX_BATCH);
+    let mut writes: Vec<(Write, WriteAck)> = Vec::new();
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
         // Wait for one message, then take whatever else is already queued: the batch grows
@@ -249,24 +276,30 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
                     batch.push(*event);
                     acks.push(ack);
                 }
+                Message::Write(write, ack) => writes.push((write, ack)),
                 Message::Shutdown(done) => {
                     stop = Some(done);
                     break;
                 }
             }
-            if batch.len() >= MAX_BATCH {
+            if batch.len() + writes.len() >= MAX_BATCH {
                 break;
             }
             next = rx.try_recv().ok();
         }
-        if batch.is_empty() {
+        if batch.is_empty() && writes.is_empty() {
             continue;
         }
         let taken = i64::try_from(batch.len()).unwrap_or(i64::MAX);
         metrics.audit_queue_depth.dec_by(taken);
-        let failed = commit(&store, std::mem::take(&mut batch), &mut acks)
-            .await
-            .err();
+        let failed = commit(
+            &store,
+            std::mem::take(&mut batch),
+            &mut acks,
+            std::mem::take(&mut writes),
+        )
+        .await
+        .err();
         if let Some(error) = failed {
             // The database is failing: everyone already waiting would most likely fail
             // the same way after another connection timeout, so answer them now.
@@ -275,6 +308,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
                 match msg {
                     Message::Event(_, ack) => {
                         drained += 1;
+                        let _ = ack.send(Err(error.clone()));
+                    }
+                    Message::Write(_, ack) => {
                         let _ = ack.send(Err(error.clone()));
                     }
                     Message::Shutdown(done) => {
@@ -291,27 +327,46 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
     }
 }
 
-/// Commits `events` in one transaction and acks every waiter with the outcome.
+/// Commits `writes` and `events` in one transaction and acks every waiter with the
+/// outcome: each write's own result, and the batch's for the audit rows.
 async fn commit(
     store: &Store,
     events: Vec<(AuditEvent, i64)>,
     acks: &mut Vec<Ack>,
+    writes: Vec<(Write, WriteAck)>,
 ) -> Result<(), String> {
     let count = events.len();
-    let result = store
+    let (writes, write_acks): (Vec<Write>, Vec<WriteAck>) = writes.into_iter().unzip();
+    let committed = store
         .run(move |conn| {
             let rows: Vec<NewAuditRow<'_>> = events.iter().map(|(e, n)| e.as_row(*n)).collect();
-            insert_events(conn, &rows)?;
-            Ok(())
+            let written = batch::commit(conn, writes, &rows)?;
+            Ok(written
+                .into_iter()
+                .map(|w| w.map_err(|e| e.to_string()))
+                .collect::<Vec<_>>())
         })
         .await
         .map_err(|e| e.to_string());
+    let result = committed.as_ref().map(drop).map_err(Clone::clone);
     match &result {
         Ok(()) => tracing::debug!(events = count, "audit batch committed"),
         Err(error) => tracing::error!(%error, events = count, "audit commit failed"),
     }
     for ack in acks.drain(..) {
         let _ = ack.send(result.clone());
+    }
+    match committed {
+        Ok(written) => {
+            for (ack, w) in write_acks.into_iter().zip(written) {
+                let _ = ack.send(w);
+            }
+        }
+        Err(e) => {
+            for ack in write_acks {
+                let _ = ack.send(Err(e.clone()));
+            }
+        }
     }
     result
 }

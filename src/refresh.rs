@@ -4,9 +4,10 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::audit::AuditLog;
 use crate::clock::UnixTime;
+use crate::store::batch::{Write, Written};
 use crate::store::refresh::{self, CreateError, FamilyRow, Found, Rotation};
-use crate::store::batch::{Write, WriteBatcher, Written};
 use crate::store::{Store, StoreError};
 
 /// What every tessera refresh token starts with: it tells `/introspect` and `/revoke`
@@ -32,12 +33,12 @@ pub fn new_token() -> crate::secret::Secret {
 #[derive(Clone)]
 pub struct RefreshTokens {
     store: Store,
-    /// Rotations go through the group commit of token-path writes.
-    writes: WriteBatcher,
+    /// Rotations ride the audit writer's group commit.
+    writes: AuditLog,
 }
 
 impl RefreshTokens {
-    pub fn new(store: Store, writes: WriteBatcher) -> Self {
+    pub fn new(store: Store, writes: AuditLog) -> Self {
         Self { store, writes }
     }
 
@@ -73,7 +74,9 @@ impl RefreshTokens {
         };
         match self.writes.write(write).await? {
             Written::Rotate(r) => Ok(r),
-            Written::Replay(_) => Err(StoreError::Batch("a rotation answered as a replay write".into())),
+            Written::Replay(_) => Err(StoreError::Batch(
+                "a rotation answered as a replay write".into(),
+            )),
         }
     }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::audit::AuditLog;
 use crate::clock::{SharedClock, UnixTime};
+use crate::store::batch::{Write, Written};
 use crate::store::replay::{self, Seen};
-use crate::store::batch::{Write, WriteBatcher, Written};
 use crate::store::{Store, StoreError};
 
 /// Identifies a single-use token: the same (issuer, id) is accepted once, until it
@@ -28,12 +29,12 @@ pub struct ReplayKey {
 #[derive(Debug, Clone)]
 pub struct ReplayCache {
     store: Store,
-    /// Recording goes through the group commit of token-path writes.
-    writes: WriteBatcher,
+    /// Recording rides the audit writer's group commit.
+    writes: AuditLog,
 }
 
 impl ReplayCache {
-    pub fn new(store: Store, writes: WriteBatcher) -> Self {
+    pub fn new(store: Store, writes: AuditLog) -> Self {
         Self { store, writes }
     }
 
@@ -46,7 +47,9 @@ impl ReplayCache {
         };
         match self.writes.write(write).await? {
             Written::Replay(seen) => Ok(seen),
-            Written::Rotate(_) => Err(StoreError::Batch("a replay write answered as a rotation".into())),
+            Written::Rotate(_) => Err(StoreError::Batch(
+                "a replay write answered as a rotation".into(),
+            )),
         }
     }
 

@@ -235,8 +235,7 @@ impl Parts {
             metrics.clone(),
             config.limits.refusal_summary_interval,
         );
-        let writes = crate::store::batch::WriteBatcher::start(store.clone());
-        let replay = ReplayCache::new(store.clone(), writes.clone());
+        let replay = ReplayCache::new(store.clone(), audit.clone());
         let revocations = crate::revocation::Revocations::new(store.clone(), clock.clone());
         revocations
             .sync()
@@ -247,7 +246,7 @@ impl Parts {
             verifier: verifier.clone(),
             replay: replay.clone(),
             revocations: revocations.clone(),
-            refresh: crate::refresh::RefreshTokens::new(store.clone(), writes),
+            refresh: crate::refresh::RefreshTokens::new(store.clone(), audit.clone()),
             keys: keys.clone(),
             audit: audit.clone(),
             clock,

@@ -69,7 +69,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database is absent right now (503 and retry), rather than wrong.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Pool { .. } | Self::Batch(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Pool { .. } | Self::Batch(_)
+        )
     }
 }
 
