@@ -27,19 +27,29 @@ pub fn record(
     token_id: &str,
     expires_at: UnixTime,
 ) -> Result<Seen, StoreError> {
-    // In a savepoint when inside a group commit (`batch`): on PostgreSQL a unique
-    // violation aborts its transaction, and here it only means "seen before".
-    let inserted = conn.transaction(|conn| {
-        diesel::insert_into(replay_cache::table)
-            .values((
-                replay_cache::issuer.eq(issuer),
-                replay_cache::token_id.eq(token_id),
-                replay_cache::expires_at.eq(expires_at),
-            ))
-            .execute(conn)
-    });
+    // ON CONFLICT DO NOTHING rather than catching the unique violation: on PostgreSQL a
+    // failed statement aborts its transaction (the group commit, `batch`), and a savepoint
+    // around it would cost two more round trips per record.
+    macro_rules! insert {
+        ($c:expr) => {
+            diesel::insert_into(replay_cache::table)
+                .values((
+                    replay_cache::issuer.eq(issuer),
+                    replay_cache::token_id.eq(token_id),
+                    replay_cache::expires_at.eq(expires_at),
+                ))
+                .on_conflict_do_nothing()
+                .execute($c)
+        };
+    }
+    let inserted = match conn {
+        DbConn::Sqlite(c) => insert!(c),
+        DbConn::Pg(c) => insert!(c),
+    };
     match inserted {
+        Ok(0) => Ok(Seen::Before),
         Ok(_) => Ok(Seen::First),
+        // A racing insert that committed between our check and our write.
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(Seen::Before),
         Err(e) => Err(e.into()),
     }
