@@ -69,10 +69,181 @@ pub fn commit(
     rows: &[NewAuditRow<'_>],
 ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(|conn| {
-        let written = writes.into_iter().map(|w| apply(conn, w)).collect();
+        let written = match conn {
+            // A statement per write would be a round trip each, in the one writer every
+            // request waits for: set-based statements instead, a few per batch.
+            DbConn::Pg(pg) => pg::apply_all(pg, writes)?,
+            DbConn::Sqlite(_) => writes.into_iter().map(|w| apply(conn, w)).collect(),
+        };
         if !rows.is_empty() {
             insert_events(conn, rows)?;
         }
         Ok(written)
     })
+}
+
+/// PostgreSQL: the batch's writes as a handful of set-based statements, with the same
+/// meaning as [`apply`] one by one in batch order (the first of two writes of one key
+/// wins, as it would have).
+mod pg {
+    use std::collections::HashSet;
+
+    use diesel::prelude::*;
+    use diesel::PgConnection;
+
+    use super::{Rotation, Seen, Write, Written};
+    use crate::store::schema::{refresh_families, refresh_tokens, replay_cache};
+    use crate::store::StoreError;
+
+    pub(super) fn apply_all(
+        pg: &mut PgConnection,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        let mut first_seen = replays(pg, &writes)?;
+        let mut rotated = rotations(pg, &writes)?;
+        Ok(writes
+            .iter()
+            .map(|w| {
+                Ok(match w {
+                    Write::Replay {
+                        issuer, token_id, ..
+                    } => {
+                        Written::Replay(if first_seen.remove(&(issuer.clone(), token_id.clone())) {
+                            Seen::First
+                        } else {
+                            Seen::Before
+                        })
+                    }
+                    Write::Rotate { old, family_id, .. } => {
+                        Written::Rotate(match rotated.spent.remove(old.as_str()) {
+                            true => Rotation::Rotated,
+                            false if rotated.revoked.contains(family_id.as_str()) => {
+                                Rotation::FamilyRevoked
+                            }
+                            false => Rotation::AlreadyUsed,
+                        })
+                    }
+                })
+            })
+            .collect())
+    }
+
+    /// One INSERT … ON CONFLICT DO NOTHING RETURNING for every single-use id: those it
+    /// returns were recorded now (the first presentation).
+    fn replays(
+        pg: &mut PgConnection,
+        writes: &[Write],
+    ) -> Result<HashSet<(String, String)>, StoreError> {
+        let rows: Vec<_> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Replay {
+                    issuer,
+                    token_id,
+                    expires_at,
+                } => Some((
+                    replay_cache::issuer.eq(issuer),
+                    replay_cache::token_id.eq(token_id),
+                    replay_cache::expires_at.eq(*expires_at),
+                )),
+                Write::Rotate { .. } => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let inserted: Vec<(String, String)> = diesel::insert_into(replay_cache::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning((replay_cache::issuer, replay_cache::token_id))
+            .get_results(pg)?;
+        Ok(inserted.into_iter().collect())
+    }
+
+    struct Rotated {
+        /// Old digests spent by this batch.
+        spent: HashSet<String>,
+        /// Families of the unspent ones that are revoked.
+        revoked: HashSet<String>,
+    }
+
+    /// One conditional UPDATE … RETURNING spends every old token whose family is live; then
+    /// the families are touched and the successors stored, one statement each.
+    fn rotations(pg: &mut PgConnection, writes: &[Write]) -> Result<Rotated, StoreError> {
+        let rotations: Vec<(&str, &str, &str, i64)> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Rotate {
+                    family_id,
+                    old,
+                    new,
+                    now,
+                } => Some((family_id.as_str(), old.as_str(), new.as_str(), *now)),
+                Write::Replay { .. } => None,
+            })
+            .collect();
+        let mut out = Rotated {
+            spent: HashSet::new(),
+            revoked: HashSet::new(),
+        };
+        let Some(now) = rotations.iter().map(|r| r.3).max() else {
+            return Ok(out);
+        };
+        let olds: Vec<&str> = rotations.iter().map(|r| r.1).collect();
+        let live = refresh_families::table
+            .filter(refresh_families::revoked_at.is_null())
+            .select(refresh_families::family_id);
+        let spent: Vec<String> = diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::digest.eq_any(&olds))
+                .filter(refresh_tokens::used_at.is_null())
+                .filter(refresh_tokens::family_id.eq_any(live)),
+        )
+        .set(refresh_tokens::used_at.eq(now))
+        .returning(refresh_tokens::digest)
+        .get_results(pg)?;
+        out.spent = spent.into_iter().collect();
+        // The first write of a spent digest is its rotation; a second one in the batch
+        // (a concurrent reuse) is not.
+        let mut claimed = HashSet::new();
+        let winners: Vec<&(&str, &str, &str, i64)> = rotations
+            .iter()
+            .filter(|r| out.spent.contains(r.1) && claimed.insert(r.1))
+            .collect();
+        let families: Vec<&str> = winners.iter().map(|r| r.0).collect();
+        if !winners.is_empty() {
+            diesel::update(
+                refresh_families::table.filter(refresh_families::family_id.eq_any(&families)),
+            )
+            .set(refresh_families::last_used_at.eq(now))
+            .execute(pg)?;
+            let fresh: Vec<_> = winners
+                .iter()
+                .map(|r| {
+                    (
+                        refresh_tokens::digest.eq(r.2),
+                        refresh_tokens::family_id.eq(r.0),
+                        refresh_tokens::issued_at.eq(r.3),
+                    )
+                })
+                .collect();
+            diesel::insert_into(refresh_tokens::table)
+                .values(&fresh)
+                .execute(pg)?;
+        }
+        let losers: Vec<&str> = rotations
+            .iter()
+            .filter(|r| !out.spent.contains(r.1))
+            .map(|r| r.0)
+            .collect();
+        if !losers.is_empty() {
+            let revoked: Vec<String> = refresh_families::table
+                .filter(refresh_families::family_id.eq_any(&losers))
+                .filter(refresh_families::revoked_at.is_not_null())
+                .select(refresh_families::family_id)
+                .load(pg)?;
+            out.revoked = revoked.into_iter().collect();
+        }
+        Ok(out)
+    }
 }

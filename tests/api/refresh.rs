@@ -515,3 +515,30 @@ async fn a_family_ends_when_its_issuer_is_no_longer_trusted_or_its_policy_shrink
     app.assert_last_refused("refresh_issuer_no_longer_trusted")
         .await;
 }
+
+#[tokio::test]
+async fn concurrent_redemptions_of_one_token_issue_once() {
+    for kind in backends() {
+        let app = app(kind).await;
+        let b = app.spawn_replica().await;
+        let first = start_family(&app).await;
+        let rt = str_of(&first, "refresh_token").to_owned();
+        // Eight at once, on two replicas: they share group commits and race in the
+        // database; exactly one wins, and the others read as the reuse they are.
+        let sends = (0..8).map(|i| {
+            let base = if i % 2 == 0 {
+                app.address.clone()
+            } else {
+                b.address.clone()
+            };
+            let rt = rt.clone();
+            async move { refresh_at(&base, ORDERS, &rt, &[]).await.status() }
+        });
+        let statuses = futures_util::future::join_all(sends).await;
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, 1, "{statuses:?} on {}", kind_name(kind));
+        assert!(statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST));
+    }
+}
