@@ -270,6 +270,9 @@ fn describe_client(c: &ClientEntry) -> String {
     if let Some(max) = c.max_lifetime {
         parts.push(format!("max_lifetime={}", duration(max)));
     }
+    if c.refresh_tokens {
+        parts.push("refresh_tokens=true".to_owned());
+    }
     parts.join("  ")
 }
 
@@ -286,6 +289,18 @@ fn describe_audience(a: &AudienceEntry) -> String {
     }
     if let Some(l) = a.lifetime {
         parts.push(format!("lifetime={}", duration(l)));
+    }
+    if let Some(alg) = a.signing_alg {
+        parts.push(format!("signing_alg={}", alg.name()));
+    }
+    if a.require_dpop {
+        parts.push("require_dpop=true".to_owned());
+    }
+    if let Some(r) = a.refresh {
+        parts.push(format!("refresh_lifetime={}", duration(r.lifetime)));
+        if let Some(idle) = r.idle {
+            parts.push(format!("refresh_idle={}", duration(idle)));
+        }
     }
     parts.join("  ")
 }
