@@ -107,6 +107,8 @@ type Ack = oneshot::Sender<Result<(), String>>;
 
 /// The answer to a token-path write ([`AuditLog::write`]).
 type WriteAck = oneshot::Sender<Result<Written, String>>;
+/// The answer to a guarded row ([`AuditLog::record_guarded`]): what each write found.
+type GuardAck = oneshot::Sender<Result<Vec<Written>, String>>;
 
 enum Message {
     // Boxed: events are large and the channel slot is sized by the largest variant.
@@ -115,6 +117,8 @@ enum Message {
     /// A write of the token path (a single-use id, a refresh rotation): committed in the
     /// same transaction as the audit rows of its batch.
     Write(Write, WriteAck),
+    /// A row committed only if each of its writes wins, in the same transaction.
+    Guarded(Box<AuditEvent>, Vec<Write>, GuardAck),
     /// Everything queued before this is flushed, then the writer stops and acks.
     Shutdown(oneshot::Sender<()>),
 }
@@ -185,6 +189,31 @@ impl AuditLog {
     /// Enqueues `event` and waits until its row is committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.commit_row(event, 1, Some(RECORD_TIMEOUT)).await
+    }
+
+    /// Commits `event` together with `writes` (a refresh rotation, a DPoP proof's `jti`):
+    /// the row is inserted only if each write wins, in the same transaction, so a token
+    /// and its audit row are durable at once (one commit, like any exchange's) or the
+    /// row is not there and the caller refuses. Returns what each write found.
+    pub async fn record_guarded(
+        &self,
+        event: AuditEvent,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Written>, AuditError> {
+        let (ack, done) = oneshot::channel();
+        let gone = || AuditError::Unavailable("audit writer stopped".to_owned());
+        let wait = async {
+            self.tx
+                .send(Message::Guarded(Box::new(event), writes, ack))
+                .await
+                .map_err(|_| gone())?;
+            done.await
+                .map_err(|_| gone())?
+                .map_err(AuditError::Unavailable)
+        };
+        tokio::time::timeout(RECORD_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| Err(AuditError::Unavailable("audit commit timed out".to_owned())))
     }
 
     /// Applies a token-path write (a single-use id recorded, a refresh token rotated) in
@@ -264,6 +293,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
     let mut batch: Vec<(AuditEvent, i64)> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Ack> = Vec::with_capacity(MAX_BATCH);
     let mut writes: Vec<(Write, WriteAck)> = Vec::new();
+    let mut guarded: Vec<(AuditEvent, Vec<Write>, GuardAck)> = Vec::new();
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
         // Wait for one message, then take whatever else is already queued: the batch grows
@@ -277,17 +307,18 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
                     acks.push(ack);
                 }
                 Message::Write(write, ack) => writes.push((write, ack)),
+                Message::Guarded(event, w, ack) => guarded.push((*event, w, ack)),
                 Message::Shutdown(done) => {
                     stop = Some(done);
                     break;
                 }
             }
-            if batch.len() + writes.len() >= MAX_BATCH {
+            if batch.len() + writes.len() + guarded.len() >= MAX_BATCH {
                 break;
             }
             next = rx.try_recv().ok();
         }
-        if batch.is_empty() && writes.is_empty() {
+        if batch.is_empty() && writes.is_empty() && guarded.is_empty() {
             continue;
         }
         let taken = i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -297,6 +328,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
             std::mem::take(&mut batch),
             &mut acks,
             std::mem::take(&mut writes),
+            std::mem::take(&mut guarded),
         )
         .await
         .err();
@@ -313,6 +345,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
                     Message::Write(_, ack) => {
                         let _ = ack.send(Err(error.clone()));
                     }
+                    Message::Guarded(_, _, ack) => {
+                        let _ = ack.send(Err(error.clone()));
+                    }
                     Message::Shutdown(done) => {
                         stop = Some(done);
                         break;
@@ -327,24 +362,32 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metr
     }
 }
 
-/// Commits `writes` and `events` in one transaction and acks every waiter with the
-/// outcome: each write's own result, and the batch's for the audit rows.
+/// Commits `writes`, `events` and the `guarded` rows in one transaction and acks every
+/// waiter with the outcome: each write's own result, each guarded row's writes' results,
+/// and the batch's for the plain audit rows.
 async fn commit(
     store: &Store,
-    events: Vec<(AuditEvent, i64)>,
+    mut events: Vec<(AuditEvent, i64)>,
     acks: &mut Vec<Ack>,
     writes: Vec<(Write, WriteAck)>,
+    guarded: Vec<(AuditEvent, Vec<Write>, GuardAck)>,
 ) -> Result<(), String> {
-    let count = events.len();
-    let (writes, write_acks): (Vec<Write>, Vec<WriteAck>) = writes.into_iter().unzip();
+    let count = events.len() + guarded.len();
+    let (mut all_writes, write_acks): (Vec<Write>, Vec<WriteAck>) = writes.into_iter().unzip();
+    // Guarded rows go after the plain ones, their writes after the plain writes.
+    let mut guards = Vec::with_capacity(guarded.len());
+    let mut guard_acks = Vec::with_capacity(guarded.len());
+    for (event, w, ack) in guarded {
+        let range = all_writes.len()..all_writes.len() + w.len();
+        guards.push((events.len(), range.clone()));
+        events.push((event, 1));
+        all_writes.extend(w);
+        guard_acks.push((range, ack));
+    }
     let committed = store
         .run(move |conn| {
             let rows: Vec<NewAuditRow<'_>> = events.iter().map(|(e, n)| e.as_row(*n)).collect();
-            let written = batch::commit(conn, writes, &rows)?;
-            Ok(written
-                .into_iter()
-                .map(|w| w.map_err(|e| e.to_string()))
-                .collect::<Vec<_>>())
+            batch::commit(conn, all_writes, &rows, &guards)
         })
         .await
         .map_err(|e| e.to_string());
@@ -358,17 +401,27 @@ async fn commit(
     }
     match committed {
         Ok(written) => {
-            for (ack, w) in write_acks.into_iter().zip(written) {
-                let _ = ack.send(w);
+            for (ack, w) in write_acks.into_iter().zip(&written) {
+                let _ = ack.send(answer(w));
+            }
+            for (range, ack) in guard_acks {
+                let _ = ack.send(written[range].iter().map(answer).collect());
             }
         }
         Err(e) => {
             for ack in write_acks {
                 let _ = ack.send(Err(e.clone()));
             }
+            for (_, ack) in guard_acks {
+                let _ = ack.send(Err(e.clone()));
+            }
         }
     }
     result
+}
+
+fn answer(w: &Result<Written, StoreError>) -> Result<Written, String> {
+    w.as_ref().map(|w| *w).map_err(ToString::to_string)
 }
 
 /// Most kinds of refusal pending at once; beyond it new kinds lose their client id (they

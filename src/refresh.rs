@@ -92,13 +92,4 @@ impl RefreshTokens {
             .run(move |conn| refresh::revoke_family(conn, &family, now, reason))
             .await
     }
-
-    /// Puts a rotation back (the old token live again, the new one gone): the answer that
-    /// carried the new one could not leave, so the client will present the old one again,
-    /// and that must not read as a reuse.
-    pub async fn undo_rotation(&self, old: String, new: String) -> Result<(), StoreError> {
-        self.store
-            .run(move |conn| refresh::undo_rotation(conn, &old, &new))
-            .await
-    }
 }

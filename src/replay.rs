@@ -38,14 +38,18 @@ impl ReplayCache {
         Self { store, writes }
     }
 
-    /// Records `key`; `Seen::Before` means the token was already used.
-    pub async fn consume(&self, key: &ReplayKey) -> Result<Seen, StoreError> {
-        let write = Write::Replay {
+    /// The write that records `key` (alone, or with an audit row: `AuditLog::record_guarded`).
+    pub fn write_for(key: &ReplayKey) -> Write {
+        Write::Replay {
             issuer: key.issuer.clone(),
             token_id: hex::encode(Sha256::digest(key.id.as_bytes())),
             expires_at: key.expires_at,
-        };
-        match self.writes.write(write).await? {
+        }
+    }
+
+    /// Records `key`; `Seen::Before` means the token was already used.
+    pub async fn consume(&self, key: &ReplayKey) -> Result<Seen, StoreError> {
+        match self.writes.write(Self::write_for(key)).await? {
             Written::Replay(seen) => Ok(seen),
             Written::Rotate(_) => Err(StoreError::Batch(
                 "a replay write answered as a rotation".into(),

@@ -233,9 +233,11 @@ struct Trail {
     scopes: Option<String>,
     jti: Option<crate::protocol::Jti>,
     token_sha256: Option<String>,
-    /// A refresh token rotated by this request (old and new digests): undone when the
-    /// answer cannot leave.
-    rotation: Option<(String, String)>,
+    /// Writes that must win for the token to leave (a DPoP proof's `jti`, a refresh
+    /// rotation): committed with its audit row, in one transaction (`record_guarded`).
+    guards: Vec<crate::store::batch::Write>,
+    /// The family a guarded rotation spends (a lost race is a reuse that revokes it).
+    rotating: Option<crate::store::refresh::FamilyRow>,
 }
 
 impl Trail {
@@ -372,6 +374,11 @@ impl Exchanger {
                 return result;
             }
         }
+        if result.is_ok() && !trail.guards.is_empty() {
+            let result = self.commit_guarded(&mut trail, event, result).await;
+            self.observe(&trail, &result, started);
+            return result;
+        }
         // The row must be committed before the token leaves; if it cannot be, the token
         // is never handed out.
         let audited = self.audit.record(event).await;
@@ -379,7 +386,6 @@ impl Exchanger {
             (Ok(resp), Ok(())) => Ok(resp),
             (Ok(_), Err(e)) => {
                 tracing::error!(error = %e, "audit write failed; token withheld");
-                self.undo_rotation(trail.rotation.take()).await;
                 Err(ExchangeError::AuditUnavailable)
             }
             (Err(e), Err(audit_err)) => {
@@ -390,6 +396,42 @@ impl Exchanger {
         };
         self.observe(&trail, &result, started);
         result
+    }
+
+    /// The issued row and the request's guarded writes in one commit: the token leaves
+    /// only if each write won. Otherwise nothing of it was written, and the refusal gets a
+    /// row of its own.
+    async fn commit_guarded(
+        &self,
+        trail: &mut Trail,
+        event: AuditEvent,
+        result: Result<TokenResponse, ExchangeError>,
+    ) -> Result<TokenResponse, ExchangeError> {
+        let guards = std::mem::take(&mut trail.guards);
+        let refused_row = event.clone();
+        let written = match self.audit.record_guarded(event, guards).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "audit write failed; token withheld");
+                return Err(ExchangeError::AuditUnavailable);
+            }
+        };
+        let family = trail.rotating.take();
+        let Some(error) = self.guard_refusal(&written, family.as_ref()).await else {
+            return result;
+        };
+        let row = AuditEvent {
+            outcome: error_outcome(&error),
+            reason: Some(error.reason().to_owned()),
+            detail: Some(trail.caller.detail(&error)),
+            jti: None,
+            ..refused_row
+        };
+        trail.jti = None;
+        if let Err(e) = self.audit.record(row).await {
+            tracing::error!(error = %e, "audit write failed for a refusal");
+        }
+        Err(error)
     }
 
     /// Metrics and the log line, from the final result (an audit failure has already
@@ -736,9 +778,16 @@ impl Exchanger {
         trail: &mut Trail,
         record: &mut Record,
     ) -> Result<TokenResponse, ExchangeError> {
-        // The proof first: a replayed proof must not use up a single-use assertion.
-        self.consume_proof(plan.proof_replay.as_ref()).await?;
-        self.consume_single_use(&plan.single_use).await?;
+        if plan.single_use.is_empty() {
+            // The proof's jti rides the audit row's commit: one commit per request.
+            trail
+                .guards
+                .extend(plan.proof_replay.iter().map(ReplayCache::write_for));
+        } else {
+            // The proof first: a replayed proof must not use up a single-use assertion.
+            self.consume_proof(plan.proof_replay.as_ref()).await?;
+            self.consume_single_use(&plan.single_use).await?;
+        }
         // Time-ordered (v7): the audit index on jti then grows at its end instead of dirtying
         // a random page per row. 74 random bits still make it unique.
         let jti = crate::protocol::Jti::new(uuid::Uuid::now_v7().simple().to_string());
@@ -766,15 +815,9 @@ impl Exchanger {
         }
         .map_err(ExchangeError::from_signing)?;
         let refresh_token = match family {
-            Some(family) => Some(self.store_refresh(&plan, family).await?),
+            Some(family) => Some(self.store_refresh(&plan, family, trail).await?),
             None => None,
         };
-        if let (Some(policy::RefreshIssue::Rotate { old_digest, .. }), Some(new)) =
-            (&plan.refresh, &refresh_token)
-        {
-            let new = crate::refresh::digest(new.expose());
-            trail.rotation = Some((old_digest.clone(), new));
-        }
         record.pass(Step::Issue, None, || {
             Detail::new(format!("signed, jti {jti}, kid {}", signed.kid))
         });
@@ -951,10 +994,14 @@ impl Exchanger {
 fn outcome_of(result: &Result<TokenResponse, ExchangeError>) -> AuditOutcome {
     match result {
         Ok(_) => AuditOutcome::Issued,
-        Err(e) => match e.fault() {
-            Fault::Caller => AuditOutcome::Refused,
-            Fault::Issuer | Fault::Broker => AuditOutcome::Error,
-        },
+        Err(e) => error_outcome(e),
+    }
+}
+
+fn error_outcome(e: &ExchangeError) -> AuditOutcome {
+    match e.fault() {
+        Fault::Caller => AuditOutcome::Refused,
+        Fault::Issuer | Fault::Broker => AuditOutcome::Error,
     }
 }
 

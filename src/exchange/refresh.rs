@@ -14,6 +14,7 @@ use crate::metrics::OutcomeLabels;
 use crate::protocol::{Jti, ScopeSet};
 use crate::replay::ReplayKey;
 use crate::secret::Secret;
+use crate::store::batch::{Write, Written};
 use crate::store::refresh::{CreateError, FamilyRow, Found, Rotation};
 use crate::telemetry::token_fingerprint;
 use crate::trust::{AudienceEntry, ClientEntry, IssuerId, Registry, TokenType, LOCAL_ISSUER};
@@ -353,15 +354,35 @@ impl Exchanger {
         }
     }
 
-    /// Puts back a rotation whose answer could not leave (the audit row failed), so the
-    /// client's retry with the old token is not read as a reuse. Best effort: the
-    /// database that refused the row may refuse this too, and then the family ends at the
-    /// retry, which is the safe side.
-    pub(super) async fn undo_rotation(&self, rotation: Option<(String, String)>) {
-        let Some((old, new)) = rotation else { return };
-        if let Err(e) = self.refresh.undo_rotation(old, new).await {
-            tracing::error!(error = %e, "a refresh rotation whose answer was withheld could not be undone");
+    /// What a guarded commit's writes found, as the request's answer: `None` when each
+    /// won; else the refusal (a replayed proof, a token spent meanwhile: a reuse, which
+    /// revokes the family, or a family revoked meanwhile).
+    pub(super) async fn guard_refusal(
+        &self,
+        written: &[Written],
+        family: Option<&FamilyRow>,
+    ) -> Option<ExchangeError> {
+        for w in written {
+            match (w, family) {
+                (Written::Replay(crate::store::replay::Seen::Before), _) => {
+                    return Some(ExchangeError::Dpop(DpopError::Replayed))
+                }
+                (Written::Rotate(Rotation::AlreadyUsed), Some(f)) => {
+                    return Some(self.revoke_reused(f).await)
+                }
+                (Written::Rotate(Rotation::AlreadyUsed | Rotation::FamilyRevoked), _) => {
+                    return Some(ExchangeError::Refresh(RefreshRefusal::FamilyRevoked))
+                }
+                _ => {}
+            }
         }
+        if written
+            .iter()
+            .any(|w| matches!(w, Written::Rotate(Rotation::Rotated)))
+        {
+            self.count_refresh("rotated");
+        }
+        None
     }
 
     /// Revokes a family (reuse, `/revoke`): stored, then learnt by this replica.
@@ -381,12 +402,14 @@ impl Exchanger {
         Ok(())
     }
 
-    /// Stores what minting issued: a new family and its first token, or the redeemed
-    /// token's successor (the old one spent in the same transaction). Returns the token.
+    /// Stores what minting issued: a new family and its first token now; for a redeemed
+    /// token, its successor and the spend go with the audit row (`trail.guards`). Returns
+    /// the new refresh token.
     pub(super) async fn store_refresh(
         &self,
         plan: &Plan,
         family_id: Jti,
+        trail: &mut Trail,
     ) -> Result<Secret, ExchangeError> {
         let token = crate::refresh::new_token();
         let digest = crate::refresh::digest(token.expose());
@@ -429,19 +452,15 @@ impl Exchanger {
                 self.count_refresh("issued");
             }
             Some(RefreshIssue::Rotate { family, old_digest }) => {
-                let rotated = self
-                    .refresh
-                    .rotate(family.family_id.clone(), old_digest.clone(), digest, now)
-                    .await
-                    .map_err(unavailable)?;
-                match rotated {
-                    Rotation::Rotated => self.count_refresh("rotated"),
-                    // Another request spent it between our read and this write: a reuse.
-                    Rotation::AlreadyUsed => return Err(self.revoke_reused(family).await),
-                    Rotation::FamilyRevoked => {
-                        return Err(ExchangeError::Refresh(RefreshRefusal::FamilyRevoked))
-                    }
-                }
+                // Spent in the commit of this request's audit row (`finish`): the new
+                // token, the spend and the row are durable together or not at all.
+                trail.guards.push(Write::Rotate {
+                    family_id: family.family_id.clone(),
+                    old: old_digest.clone(),
+                    new: digest,
+                    now,
+                });
+                trail.rotating = Some(family.clone());
             }
             None => return Err(ExchangeError::Internal("no refresh token to store".into())),
         }

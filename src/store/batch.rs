@@ -60,26 +60,48 @@ pub fn apply(conn: &mut DbConn, write: Write) -> Result<Written, StoreError> {
     }
 }
 
-/// One group commit: `writes` (each in its savepoint, each with its own result) and the
-/// audit `rows`, in one transaction. An error here (the transaction or the rows failed)
-/// fails the whole batch.
+/// One group commit: `writes` (each with its own result) and the audit `rows`, in one
+/// transaction. A row listed in `guards` with a range of `writes` is inserted only if each
+/// of those writes won (the single-use id was new, the rotation spent its token): the
+/// request's token and its row then commit together, or neither does. An error here (the
+/// transaction or the rows failed) fails the whole batch.
 pub fn commit(
     conn: &mut DbConn,
     writes: Vec<Write>,
     rows: &[NewAuditRow<'_>],
+    guards: &[(usize, std::ops::Range<usize>)],
 ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(|conn| {
-        let written = match conn {
+        let written: Vec<Result<Written, StoreError>> = match conn {
             // A statement per write would be a round trip each, in the one writer every
             // request waits for: set-based statements instead, a few per batch.
             DbConn::Pg(pg) => pg::apply_all(pg, writes)?,
             DbConn::Sqlite(_) => writes.into_iter().map(|w| apply(conn, w)).collect(),
         };
-        if !rows.is_empty() {
-            insert_events(conn, rows)?;
+        let lost: Vec<usize> = guards
+            .iter()
+            .filter(|(_, range)| !written[range.clone()].iter().all(won))
+            .map(|(row, _)| *row)
+            .collect();
+        let kept: Vec<NewAuditRow<'_>> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !lost.contains(i))
+            .map(|(_, r)| r.clone())
+            .collect();
+        if !kept.is_empty() {
+            insert_events(conn, &kept)?;
         }
         Ok(written)
     })
+}
+
+/// Whether a write did what its request needs: a new single-use id, a spent token.
+pub fn won(written: &Result<Written, StoreError>) -> bool {
+    matches!(
+        written,
+        Ok(Written::Replay(Seen::First)) | Ok(Written::Rotate(Rotation::Rotated))
+    )
 }
 
 /// PostgreSQL: the batch's writes as a handful of set-based statements, with the same

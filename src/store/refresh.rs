@@ -251,19 +251,6 @@ pub fn rotate(
     Ok(Rotation::Rotated)
 }
 
-/// Undoes [`rotate`]: `old` unspent again, `new` deleted, in one transaction.
-pub fn undo_rotation(conn: &mut DbConn, old: &str, new: &str) -> Result<(), StoreError> {
-    conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        diesel::delete(refresh_tokens::table.filter(refresh_tokens::digest.eq(new)))
-            .execute(conn)?;
-        diesel::update(refresh_tokens::table.filter(refresh_tokens::digest.eq(old)))
-            .set(refresh_tokens::used_at.eq(None::<i64>))
-            .execute(conn)?;
-        Ok(())
-    })?;
-    Ok(())
-}
-
 /// How long past a family's end its revocation is kept: the skew a presented token of it
 /// is still allowed, with room (as for revoked access tokens).
 pub const REVOCATION_MARGIN_SECS: i64 = 300;
