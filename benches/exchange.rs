@@ -506,7 +506,7 @@ fn benches(c: &mut Criterion) {
         verifier: verifier.clone(),
         replay: tessera::replay::ReplayCache::new(store.clone(), audit.clone()),
         revocations: tessera::revocation::Revocations::new(store.clone(), clock.clone()),
-        refresh: tessera::refresh::RefreshTokens::new(store.clone(), audit.clone()),
+        refresh: tessera::refresh::RefreshTokens::new(store.clone()),
         keys: keys.clone(),
         audit,
         clock: clock.clone(),

@@ -4,10 +4,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::AuditLog;
 use crate::clock::UnixTime;
-use crate::store::batch::{Write, Written};
-use crate::store::refresh::{self, CreateError, FamilyRow, Found, Rotation};
+use crate::store::refresh::{self, CreateError, FamilyRow, Found};
 use crate::store::{Store, StoreError};
 
 /// What every tessera refresh token starts with: it tells `/introspect` and `/revoke`
@@ -30,16 +28,16 @@ pub fn new_token() -> crate::secret::Secret {
     ))
 }
 
+/// A family's reads and its rare writes (creation, revocation). A rotation is not here:
+/// it commits with the request's audit row (`AuditLog::record_guarded`).
 #[derive(Clone)]
 pub struct RefreshTokens {
     store: Store,
-    /// Rotations ride the audit writer's group commit.
-    writes: AuditLog,
 }
 
 impl RefreshTokens {
-    pub fn new(store: Store, writes: AuditLog) -> Self {
-        Self { store, writes }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
     pub async fn create(
@@ -57,27 +55,6 @@ impl RefreshTokens {
         self.store
             .run(move |conn| refresh::find(conn, &digest))
             .await
-    }
-
-    pub async fn rotate(
-        &self,
-        family_id: String,
-        old: String,
-        new: String,
-        now: UnixTime,
-    ) -> Result<Rotation, StoreError> {
-        let write = Write::Rotate {
-            family_id,
-            old,
-            new,
-            now,
-        };
-        match self.writes.write(write).await? {
-            Written::Rotate(r) => Ok(r),
-            Written::Replay(_) => Err(StoreError::Batch(
-                "a rotation answered as a replay write".into(),
-            )),
-        }
     }
 
     /// Revokes the family and the access tokens issued from it (through the revocation

@@ -246,7 +246,7 @@ impl Parts {
             verifier: verifier.clone(),
             replay: replay.clone(),
             revocations: revocations.clone(),
-            refresh: crate::refresh::RefreshTokens::new(store.clone(), audit.clone()),
+            refresh: crate::refresh::RefreshTokens::new(store.clone()),
             keys: keys.clone(),
             audit: audit.clone(),
             clock,
