@@ -142,7 +142,8 @@ impl AuditLog {
     /// [`AuditLog::start`], writing the pending summaries every `summary_interval`.
     pub fn start_with(store: Store, metrics: Arc<Metrics>, summary_interval: Duration) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(writer(store, rx, metrics.clone()));
+        // A connection of its own: the group commit never waits behind pooled readers.
+        tokio::spawn(writer(store.dedicated(), rx, metrics.clone()));
         let log = Self {
             tx,
             metrics,

@@ -350,7 +350,7 @@ impl Exchanger {
         let why = match () {
             _ if family.revoked_at.is_some() || revoked => Some("its family was revoked"),
             _ if found.used_at.is_some() => Some("used (rotated)"),
-            _ if self.clock.now() >= family.deadline() => Some("expired"),
+            _ if self.clock.now() >= found.deadline() => Some("expired"),
             _ => None,
         };
         if let Some(why) = why {
@@ -368,7 +368,7 @@ impl Exchanger {
         }
         out.insert("scope".into(), grant.scopes.to_string().into());
         out.insert("iat".into(), found.issued_at.into());
-        out.insert("exp".into(), family.deadline().into());
+        out.insert("exp".into(), found.deadline().into());
         Ok(out)
     }
 

@@ -179,14 +179,7 @@ impl Exchanger {
         record.pass(Step::Refresh, Some(TokenRole::RefreshToken), || {
             family_detail(&found)
         });
-        let plan = self.replan(
-            registry,
-            client,
-            (&req, proof),
-            &found.family,
-            grant,
-            record,
-        )?;
+        let plan = self.replan(registry, client, (&req, proof), &found, grant, record)?;
         trail.audience = Some(plan.audience.audience.to_string());
         trail.scopes = Some(plan.scope());
         trail.actor = plan.act.as_ref().map(|a| a.sub.clone());
@@ -221,7 +214,7 @@ impl Exchanger {
         }
         let expired = if now >= family.expires_at {
             Some(RefreshRefusal::Expired)
-        } else if now >= family.deadline() {
+        } else if now >= found.deadline() {
             Some(RefreshRefusal::Idle)
         } else {
             None
@@ -253,14 +246,15 @@ impl Exchanger {
         registry: &Registry,
         client: &ClientEntry,
         (req, proof): (&RefreshRequest, Option<&DpopProof>),
-        family: &FamilyRow,
+        found: &Found,
         grant: FamilyGrant,
         record: &mut Record,
     ) -> Result<Plan, ExchangeError> {
+        let family = &found.family;
         let audience = self.family_audience(registry, client, req, family)?;
         still_trusted(registry, client, &grant)?;
         let now = self.clock.now();
-        let end = current_end(family, &audience, now)?;
+        let end = current_end(found, &audience, now)?;
         let scopes = policy::grant_scopes(
             req.target.scopes.as_ref(),
             client,
@@ -427,7 +421,6 @@ impl Exchanger {
                     created_at: now,
                     expires_at: now.saturating_add(secs(terms.lifetime)),
                     idle_secs: terms.idle.map(secs),
-                    last_used_at: now,
                     revoked_at: None,
                     revoked_reason: None,
                 };
@@ -513,13 +506,14 @@ fn still_trusted(
 /// When the family ends under today's audience policy: a `refresh_lifetime` or
 /// `refresh_idle` shortened since it started applies to it too (never lengthened).
 fn current_end(
-    family: &FamilyRow,
+    found: &Found,
     audience: &AudienceEntry,
     now: crate::clock::UnixTime,
 ) -> Result<crate::clock::UnixTime, ExchangeError> {
     let Some(policy) = audience.refresh else {
         return Err(ExchangeError::Refresh(RefreshRefusal::NoLongerAllowed));
     };
+    let family = &found.family;
     let end = family
         .expires_at
         .min(family.created_at.saturating_add(secs(policy.lifetime)));
@@ -527,7 +521,8 @@ fn current_end(
         return Err(ExchangeError::Refresh(RefreshRefusal::Expired));
     }
     if let Some(idle) = policy.idle {
-        if now >= family.last_used_at.saturating_add(secs(idle)) {
+        // The family's last use is when this (its newest) token was issued.
+        if now >= found.issued_at.saturating_add(secs(idle)) {
             return Err(ExchangeError::Refresh(RefreshRefusal::Idle));
         }
     }
@@ -541,10 +536,10 @@ fn family_detail(found: &Found) -> Detail {
         f.family_id,
         f.client_id,
         f.expires_at,
-        f.deadline()
+        found.deadline()
     ))
     .with("family", f.family_id.as_str())
     .with("expires_at", f.expires_at)
-    .with("deadline", f.deadline())
+    .with("deadline", found.deadline())
     .with("dpop_bound", f.dpop_bound)
 }

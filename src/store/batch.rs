@@ -42,21 +42,29 @@ pub enum Written {
     Rotate(Rotation),
 }
 
-/// Applies one write (inside the caller's transaction; the functions it calls take their
-/// own savepoints).
+/// Applies one write inside the caller's transaction. On PostgreSQL this is the set-based
+/// path with a batch of one.
 pub fn apply(conn: &mut DbConn, write: Write) -> Result<Written, StoreError> {
+    let lite = match conn {
+        DbConn::Sqlite(lite) => lite,
+        DbConn::Pg(pg) => {
+            return pg::apply_all(pg, vec![write])?
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Batch("a write without its result".into())))
+        }
+    };
     match write {
         Write::Replay {
             issuer,
             token_id,
             expires_at,
-        } => replay::record(conn, &issuer, &token_id, expires_at).map(Written::Replay),
+        } => replay::record_sqlite(lite, &issuer, &token_id, expires_at).map(Written::Replay),
         Write::Rotate {
             family_id,
             old,
             new,
             now,
-        } => refresh::rotate(conn, &family_id, &old, &new, now).map(Written::Rotate),
+        } => refresh::rotate(lite, &family_id, &old, &new, now).map(Written::Rotate),
     }
 }
 
@@ -189,8 +197,8 @@ mod pg {
         revoked: HashSet<String>,
     }
 
-    /// One conditional UPDATE … RETURNING spends every old token whose family is live; then
-    /// the families are touched and the successors stored, one statement each.
+    /// One conditional UPDATE … RETURNING spends every old token whose family is live; one
+    /// INSERT stores the successors.
     fn rotations(pg: &mut PgConnection, writes: &[Write]) -> Result<Rotated, StoreError> {
         let rotations: Vec<(&str, &str, &str, i64)> = writes
             .iter()
@@ -232,13 +240,7 @@ mod pg {
             .iter()
             .filter(|r| out.spent.contains(r.1) && claimed.insert(r.1))
             .collect();
-        let families: Vec<&str> = winners.iter().map(|r| r.0).collect();
         if !winners.is_empty() {
-            diesel::update(
-                refresh_families::table.filter(refresh_families::family_id.eq_any(&families)),
-            )
-            .set(refresh_families::last_used_at.eq(now))
-            .execute(pg)?;
             let fresh: Vec<_> = winners
                 .iter()
                 .map(|r| {

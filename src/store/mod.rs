@@ -289,27 +289,38 @@ impl Store {
     pub fn connect_lazy(url: &str, pool_size: Option<u32>) -> Result<Self, StoreError> {
         let target = DatabaseTarget::parse(url)?;
         let default_size = match target.backend {
-            // One writer at a time anyway; a few readers beside it.
+            // Readers (the audit writer has a connection of its own, `dedicated`).
             Backend::Sqlite => 4,
             Backend::Postgres => 8,
         };
+        Ok(Self::pool_on(target, pool_size.unwrap_or(default_size)))
+    }
+
+    /// A store of one connection of its own on the same database, for a single writer
+    /// (the audit log's group commit): every token-path request waits for its commits, so
+    /// it must never queue for a connection behind the readers of the shared pool.
+    pub fn dedicated(&self) -> Self {
+        Self::pool_on((*self.target).clone(), 1)
+    }
+
+    fn pool_on(target: DatabaseTarget, size: u32) -> Self {
         let backend = target.backend;
         let redacted_url = target.redacted.clone();
         let unpooled = Arc::new(target.clone());
         let pool = Pool::builder()
-            .max_size(pool_size.unwrap_or(default_size).max(1))
+            .max_size(size.max(1))
             // No idle minimum: nothing is attempted in the background while the database
             // is down, and `build_unchecked` never fails on an unreachable database.
             .min_idle(Some(0))
             .connection_timeout(CONNECTION_TIMEOUT)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(ConnectionManager { target });
-        Ok(Self {
+        Self {
             pool,
             backend,
             redacted_url,
             target: unpooled,
-        })
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -18,6 +18,24 @@ pub enum Seen {
     Before,
 }
 
+/// The insert of (issuer, token id, expires_at), on either backend's connection.
+///
+/// ON CONFLICT DO NOTHING rather than catching the unique violation: on PostgreSQL a
+/// failed statement aborts its transaction (the group commit, `batch`), and a savepoint
+/// around it would cost two more round trips per record.
+macro_rules! insert {
+    ($conn:expr, $issuer:expr, $token_id:expr, $expires_at:expr) => {
+        diesel::insert_into(replay_cache::table)
+            .values((
+                replay_cache::issuer.eq($issuer),
+                replay_cache::token_id.eq($token_id),
+                replay_cache::expires_at.eq($expires_at),
+            ))
+            .on_conflict_do_nothing()
+            .execute($conn)
+    };
+}
+
 /// Records (issuer, token id) until `expires_at`. The primary key makes the database the
 /// arbiter between racing replicas: the loser's insert fails with a unique violation,
 /// which is a replay, never retried as a transient error.
@@ -27,25 +45,23 @@ pub fn record(
     token_id: &str,
     expires_at: UnixTime,
 ) -> Result<Seen, StoreError> {
-    // ON CONFLICT DO NOTHING rather than catching the unique violation: on PostgreSQL a
-    // failed statement aborts its transaction (the group commit, `batch`), and a savepoint
-    // around it would cost two more round trips per record.
-    macro_rules! insert {
-        ($c:expr) => {
-            diesel::insert_into(replay_cache::table)
-                .values((
-                    replay_cache::issuer.eq(issuer),
-                    replay_cache::token_id.eq(token_id),
-                    replay_cache::expires_at.eq(expires_at),
-                ))
-                .on_conflict_do_nothing()
-                .execute($c)
-        };
-    }
-    let inserted = match conn {
-        DbConn::Sqlite(c) => insert!(c),
-        DbConn::Pg(c) => insert!(c),
-    };
+    seen(match conn {
+        DbConn::Sqlite(c) => insert!(c, issuer, token_id, expires_at),
+        DbConn::Pg(c) => insert!(c, issuer, token_id, expires_at),
+    })
+}
+
+/// [`record`] on a SQLite connection (the group commit's one-by-one path).
+pub fn record_sqlite(
+    conn: &mut SqliteConnection,
+    issuer: &str,
+    token_id: &str,
+    expires_at: UnixTime,
+) -> Result<Seen, StoreError> {
+    seen(insert!(conn, issuer, token_id, expires_at))
+}
+
+fn seen(inserted: QueryResult<usize>) -> Result<Seen, StoreError> {
     match inserted {
         Ok(0) => Ok(Seen::Before),
         Ok(_) => Ok(Seen::First),

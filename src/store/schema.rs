@@ -64,7 +64,6 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         idle_secs -> Nullable<BigInt>,
-        last_used_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
     }
