@@ -357,7 +357,7 @@ pub enum RefreshIssue {
     /// Spend the redeemed token of this family and issue its successor.
     Rotate {
         family: crate::store::refresh::FamilyRow,
-        old_digest: String,
+        presented: crate::refresh::Presented,
     },
 }
 

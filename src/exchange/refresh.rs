@@ -160,10 +160,10 @@ impl Exchanger {
         trail.token_type = Some(TokenType::RefreshToken);
         trail.token_sha256 = Some(token_fingerprint(&req.token));
         trail.issuer = Some(IssuerId::new(LOCAL_ISSUER));
-        let digest = crate::refresh::digest(&req.token);
+        let presented = crate::refresh::Presented::of(&req.token);
         let found = self
             .refresh
-            .find(digest.clone())
+            .find(presented.clone())
             .await
             .map_err(ExchangeError::RefreshStoreUnavailable)?
             .ok_or(ExchangeError::Refresh(RefreshRefusal::Unknown))?;
@@ -186,7 +186,7 @@ impl Exchanger {
         Ok(Plan {
             refresh: Some(RefreshIssue::Rotate {
                 family: found.family,
-                old_digest: digest,
+                presented,
             }),
             ..plan
         })
@@ -405,8 +405,11 @@ impl Exchanger {
         family_id: Jti,
         trail: &mut Trail,
     ) -> Result<Secret, ExchangeError> {
-        let token = crate::refresh::new_token();
-        let digest = crate::refresh::digest(token.expose());
+        let generation = match &plan.refresh {
+            Some(RefreshIssue::Rotate { presented, .. }) => presented.generation.saturating_add(1),
+            _ => 0,
+        };
+        let (token, stored) = crate::refresh::new_token(family_id.as_str(), generation);
         let now = plan.issued_at;
         let unavailable = ExchangeError::RefreshStoreUnavailable;
         match &plan.refresh {
@@ -431,7 +434,7 @@ impl Exchanger {
                     .map(ToString::to_string)
                     .collect();
                 self.refresh
-                    .create(row, digest, lineage)
+                    .create(row, stored, lineage)
                     .await
                     .map_err(|e| match e {
                         CreateError::LineageRevoked => ExchangeError::Unacceptable {
@@ -444,13 +447,13 @@ impl Exchanger {
                     })?;
                 self.count_refresh("issued");
             }
-            Some(RefreshIssue::Rotate { family, old_digest }) => {
+            Some(RefreshIssue::Rotate { family, presented }) => {
                 // Spent in the commit of this request's audit row (`finish`): the new
                 // token, the spend and the row are durable together or not at all.
                 trail.guards.push(Write::Rotate {
                     family_id: family.family_id.clone(),
-                    old: old_digest.clone(),
-                    new: digest,
+                    old: presented.key.clone(),
+                    new: (stored.key, stored.digest),
                     now,
                 });
                 trail.rotating = Some(family.clone());

@@ -26,11 +26,12 @@ pub enum Write {
         token_id: String,
         expires_at: UnixTime,
     },
-    /// Spend refresh token `old` of `family_id` and store `new`.
+    /// Spend the refresh token stored under key `old` in `family_id` and store its
+    /// successor (key, digest).
     Rotate {
         family_id: String,
         old: String,
-        new: String,
+        new: (String, String),
         now: UnixTime,
     },
 }
@@ -64,7 +65,7 @@ pub fn apply(conn: &mut DbConn, write: Write) -> Result<Written, StoreError> {
             old,
             new,
             now,
-        } => refresh::rotate(lite, &family_id, &old, &new, now).map(Written::Rotate),
+        } => refresh::rotate(lite, &family_id, &old, (&new.0, &new.1), now).map(Written::Rotate),
     }
 }
 
@@ -191,7 +192,7 @@ mod pg {
     }
 
     struct Rotated {
-        /// Old digests spent by this batch.
+        /// Old keys spent by this batch.
         spent: HashSet<String>,
         /// Families of the unspent ones that are revoked.
         revoked: HashSet<String>,
@@ -200,7 +201,7 @@ mod pg {
     /// One conditional UPDATE … RETURNING spends every old token whose family is live; one
     /// INSERT stores the successors.
     fn rotations(pg: &mut PgConnection, writes: &[Write]) -> Result<Rotated, StoreError> {
-        let rotations: Vec<(&str, &str, &str, i64)> = writes
+        let rotations: Vec<(&str, &str, &(String, String), i64)> = writes
             .iter()
             .filter_map(|w| match w {
                 Write::Rotate {
@@ -208,7 +209,7 @@ mod pg {
                     old,
                     new,
                     now,
-                } => Some((family_id.as_str(), old.as_str(), new.as_str(), *now)),
+                } => Some((family_id.as_str(), old.as_str(), new, *now)),
                 Write::Replay { .. } => None,
             })
             .collect();
@@ -225,18 +226,18 @@ mod pg {
             .select(refresh_families::family_id);
         let spent: Vec<String> = diesel::update(
             refresh_tokens::table
-                .filter(refresh_tokens::digest.eq_any(&olds))
+                .filter(refresh_tokens::token_key.eq_any(&olds))
                 .filter(refresh_tokens::used_at.is_null())
                 .filter(refresh_tokens::family_id.eq_any(live)),
         )
         .set(refresh_tokens::used_at.eq(now))
-        .returning(refresh_tokens::digest)
+        .returning(refresh_tokens::token_key)
         .get_results(pg)?;
         out.spent = spent.into_iter().collect();
         // The first write of a spent digest is its rotation; a second one in the batch
         // (a concurrent reuse) is not.
         let mut claimed = HashSet::new();
-        let winners: Vec<&(&str, &str, &str, i64)> = rotations
+        let winners: Vec<&(&str, &str, &(String, String), i64)> = rotations
             .iter()
             .filter(|r| out.spent.contains(r.1) && claimed.insert(r.1))
             .collect();
@@ -245,7 +246,8 @@ mod pg {
                 .iter()
                 .map(|r| {
                     (
-                        refresh_tokens::digest.eq(r.2),
+                        refresh_tokens::token_key.eq(&r.2 .0),
+                        refresh_tokens::digest.eq(&r.2 .1),
                         refresh_tokens::family_id.eq(r.0),
                         refresh_tokens::issued_at.eq(r.3),
                     )

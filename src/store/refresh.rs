@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
+use subtle::ConstantTimeEq;
 
 use super::schema::{refresh_families, refresh_lineage, refresh_tokens, revoked_tokens};
 use super::{revocation, DbConn, StoreError};
@@ -97,9 +98,10 @@ pub enum CreateError {
 /// A token's row (a macro: `create` inserts through the multi-backend connection, `rotate`
 /// through SQLite's own).
 macro_rules! insert_token {
-    ($conn:expr, $digest:expr, $family_id:expr, $now:expr) => {
+    ($conn:expr, $key:expr, $digest:expr, $family_id:expr, $now:expr) => {
         diesel::insert_into(refresh_tokens::table)
             .values((
+                refresh_tokens::token_key.eq($key),
                 refresh_tokens::digest.eq($digest),
                 refresh_tokens::family_id.eq($family_id),
                 refresh_tokens::issued_at.eq($now),
@@ -114,7 +116,7 @@ macro_rules! insert_token {
 pub fn create(
     conn: &mut DbConn,
     family: &FamilyRow,
-    first_digest: &str,
+    (first_key, first_digest): (&str, &str),
     lineage: &[String],
 ) -> Result<(), CreateError> {
     let created = conn.transaction::<_, diesel::result::Error, _>(|conn| {
@@ -130,7 +132,13 @@ pub fn create(
                 refresh_families::idle_secs.eq(family.idle_secs),
             ))
             .execute(conn)?;
-        insert_token!(conn, first_digest, &family.family_id, family.created_at)?;
+        insert_token!(
+            conn,
+            first_key,
+            first_digest,
+            &family.family_id,
+            family.created_at
+        )?;
         for jti in lineage {
             diesel::insert_into(refresh_lineage::table)
                 .values((
@@ -179,32 +187,36 @@ const FAMILY_COLUMNS: (
     refresh_families::revoked_reason,
 );
 
-/// The token of this digest and its family, if tessera ever issued it (and its family has
-/// not been pruned).
-pub fn find(conn: &mut DbConn, digest: &str) -> Result<Option<Found>, StoreError> {
+/// The token stored under `key` and its family, if its digest is `digest`: tessera issued
+/// exactly this token (and its family has not been pruned). A token whose place is right
+/// but whose secret is not was never issued, and finds nothing.
+pub fn find(conn: &mut DbConn, key: &str, digest: &str) -> Result<Option<Found>, StoreError> {
     let query = refresh_tokens::table
         .inner_join(refresh_families::table)
-        .filter(refresh_tokens::digest.eq(digest))
+        .filter(refresh_tokens::token_key.eq(key))
         .select((
+            refresh_tokens::digest,
             refresh_tokens::issued_at,
             refresh_tokens::used_at,
             FAMILY_COLUMNS,
         ));
     // Not `first`: its `LIMIT ?` makes SQLite (the bundled 3.53) re-plan the statement at
-    // every execution, as the bound limit may change the plan; the digest is the primary
+    // every execution, as the bound limit may change the plan; the key is the primary
     // key, so there is at most one row anyway. And on each backend's own connection: the
     // multi-backend wrapper would render the SQL text at every call to find its cached
     // statement, where the backend's own finds it by the query's type.
-    let row: Option<(i64, Option<i64>, FamilyTuple)> = match conn {
+    let row: Option<(String, i64, Option<i64>, FamilyTuple)> = match conn {
         DbConn::Sqlite(c) => query.get_result(c),
         DbConn::Pg(c) => query.get_result(c),
     }
     .optional()?;
-    Ok(row.map(|(issued_at, used_at, family)| Found {
-        issued_at,
-        used_at,
-        family: family.into(),
-    }))
+    Ok(row
+        .filter(|(stored, ..)| bool::from(stored.as_bytes().ct_eq(digest.as_bytes())))
+        .map(|(_, issued_at, used_at, family)| Found {
+            issued_at,
+            used_at,
+            family: family.into(),
+        }))
 }
 
 /// What redeeming a token did.
@@ -227,13 +239,13 @@ pub enum Rotation {
 pub fn rotate(
     conn: &mut SqliteConnection,
     family_id: &str,
-    old: &str,
-    new: &str,
+    old_key: &str,
+    (new_key, new_digest): (&str, &str),
     now: UnixTime,
 ) -> Result<Rotation, StoreError> {
     let spent = Spend {
         family_id,
-        digest: old,
+        key: old_key,
         now,
     }
     .execute(conn)?;
@@ -250,18 +262,18 @@ pub fn rotate(
             Rotation::AlreadyUsed
         });
     }
-    insert_token!(conn, new, family_id, now)?;
+    insert_token!(conn, new_key, new_digest, family_id, now)?;
     Ok(Rotation::Rotated)
 }
 
-/// `UPDATE refresh_tokens SET used_at = now WHERE digest = old AND used_at IS NULL AND
+/// `UPDATE refresh_tokens SET used_at = now WHERE token_key = old AND used_at IS NULL AND
 /// the family is live`, written out so that diesel caches its prepared statement: diesel
 /// never caches an `UPDATE` it builds, and on SQLite parsing and planning this one again
 /// at every rotation was a tenth of a refresh grant's CPU. The column names are checked
 /// against the schema by the tests of `rotate`.
 struct Spend<'a> {
     family_id: &'a str,
-    digest: &'a str,
+    key: &'a str,
     now: UnixTime,
 }
 
@@ -274,8 +286,8 @@ impl QueryFragment<Sqlite> for Spend<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         out.push_sql("UPDATE refresh_tokens SET used_at = ");
         out.push_bind_param::<BigInt, _>(&self.now)?;
-        out.push_sql(" WHERE digest = ");
-        out.push_bind_param::<Text, _>(self.digest)?;
+        out.push_sql(" WHERE token_key = ");
+        out.push_bind_param::<Text, _>(self.key)?;
         out.push_sql(
             " AND used_at IS NULL AND family_id IN (SELECT family_id FROM refresh_families \
              WHERE family_id = ",
@@ -375,15 +387,42 @@ pub fn revoke_descendants(
 /// Drops families that ended before `before` with their tokens and lineage: a token of a
 /// pruned family reads as unknown, which is refused as surely as expired.
 pub fn prune(conn: &mut DbConn, before: UnixTime) -> Result<usize, StoreError> {
-    let gone = refresh_families::table
+    // One transaction (one commit, not one per statement), of a bounded size: on SQLite
+    // it holds the write lock every group commit waits for. The rest go at the next run.
+    conn.transaction(|conn| prune_some(conn, before, PRUNE_FAMILIES))
+}
+
+/// Most families one prune drops.
+const PRUNE_FAMILIES: i64 = 5_000;
+
+fn prune_some(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usize, StoreError> {
+    let gone: Vec<String> = refresh_families::table
         .filter(refresh_families::expires_at.lt(before))
-        .select(refresh_families::family_id);
-    diesel::delete(refresh_tokens::table.filter(refresh_tokens::family_id.eq_any(gone)))
+        .select(refresh_families::family_id)
+        .limit(most)
+        .load(conn)?;
+    for family in &gone {
+        // A family's tokens are the key range `<family>.` up to `<family>/` ('/' follows
+        // '.'): no index on family_id to write at every rotation.
+        diesel::delete(
+            refresh_tokens::table
+                .filter(refresh_tokens::token_key.gt(format!("{family}.")))
+                .filter(refresh_tokens::token_key.lt(format!("{family}/"))),
+        )
         .execute(conn)?;
-    diesel::delete(refresh_lineage::table.filter(refresh_lineage::family_id.eq_any(gone)))
+    }
+    // Tokens stored before migration 000009 are keyed by their digest (hex, so below
+    // every `rf…` key): that range only, never again written.
+    diesel::delete(
+        refresh_tokens::table
+            .filter(refresh_tokens::token_key.lt("g"))
+            .filter(refresh_tokens::family_id.eq_any(&gone)),
+    )
+    .execute(conn)?;
+    diesel::delete(refresh_lineage::table.filter(refresh_lineage::family_id.eq_any(&gone)))
         .execute(conn)?;
     Ok(
-        diesel::delete(refresh_families::table.filter(refresh_families::expires_at.lt(before)))
+        diesel::delete(refresh_families::table.filter(refresh_families::family_id.eq_any(&gone)))
             .execute(conn)?,
     )
 }

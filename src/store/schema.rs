@@ -70,9 +70,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    refresh_tokens (digest) {
-        digest -> Text,
+    refresh_tokens (token_key) {
+        token_key -> Text,
         family_id -> Text,
+        digest -> Text,
         issued_at -> BigInt,
         used_at -> Nullable<BigInt>,
     }

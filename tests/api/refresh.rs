@@ -208,22 +208,26 @@ async fn a_family_rotates_across_replicas_and_a_reuse_revokes_it() {
         assert!(metrics.contains(
             r#"tessera_exchanges_total{grant="refresh_token",subject_token_type="refresh_token",issuer="local",outcome="issued"} 1"#
         ), "replica A redeemed one refresh token");
-        // The database holds digests only.
+        // The database holds digests and places only, never a token's secret.
         let stored = app
             .store
             .run(|conn| {
                 use diesel::prelude::*;
                 use tessera::store::schema::refresh_tokens::dsl::*;
                 refresh_tokens
-                    .select(digest)
-                    .load::<String>(conn)
+                    .select((token_key, digest))
+                    .load::<(String, String)>(conn)
                     .map_err(tessera::store::StoreError::from)
             })
             .await
             .unwrap();
         assert_eq!(stored.len(), 4, "{}", kind_name(kind));
         for t in [rt1, rt2, rt3, rt4] {
-            assert!(!stored.iter().any(|d| d.contains(&t[4..])));
+            let secret = t.rsplit('.').next().unwrap();
+            assert_eq!(secret.len(), 43, "{t}");
+            assert!(!stored
+                .iter()
+                .any(|(k, d)| k.contains(secret) || d.contains(secret)));
         }
     }
 }
@@ -541,4 +545,37 @@ async fn concurrent_redemptions_of_one_token_issue_once() {
             .iter()
             .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST));
     }
+}
+
+/// A token's place (family and generation) is not secret: it is in the token and the
+/// family id in every access token. A forged token at a real place, with a wrong secret,
+/// was never issued: refused as unknown, and it neither spends nor revokes anything (else
+/// anyone who saw an access token could end its family by presenting a fake "reuse").
+#[tokio::test]
+async fn a_forged_secret_at_a_real_place_is_unknown_and_ends_nothing() {
+    let app = app(TestDbKind::Sqlite).await;
+    let first = start_family(&app).await;
+    let rt1 = str_of(&first, "refresh_token");
+    let resp = refresh_at(&app.address, ORDERS, rt1, &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let second: Value = resp.json().await.unwrap();
+    let rt2 = str_of(&second, "refresh_token");
+    let forge = |t: &str| {
+        let (place, secret) = t.rsplit_once('.').unwrap();
+        let other = if secret.starts_with('A') { "B" } else { "A" };
+        format!("{place}.{other}{}", &secret[1..])
+    };
+    // At the spent place (a real reuse would revoke the family) and at the live one.
+    for forged in [forge(rt1), forge(rt2)] {
+        let resp = refresh_at(&app.address, ORDERS, &forged, &[]).await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        assert!(
+            !str_of(&body, "error_description").contains("already used"),
+            "{body}"
+        );
+        app.assert_last_refused("refresh_token_unknown").await;
+    }
+    // The family is untouched: rt2 still redeems, once.
+    let resp = refresh_at(&app.address, ORDERS, rt2, &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }
