@@ -275,3 +275,55 @@ fn a_key_state_outside_the_enum_never_gets_in() {
         assert_eq!(rows[0].state, keys::KeyState::Next);
     }
 }
+
+/// Refresh tokens stored before migration 000010 (keyed by their digest, the token not
+/// carrying its place) are still found after it, by digest, and pruned with their family.
+#[test]
+fn refresh_tokens_from_before_the_keyed_table_are_still_found() {
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        let mut conn = store.get().unwrap();
+        let reverted = match &mut *conn {
+            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+            DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        }
+        .unwrap()
+        .to_string();
+        assert!(reverted.ends_with("000010"), "{kind:?}: {reverted}");
+        let legacy = format!("trt_{}", "Q".repeat(43));
+        let digest = crate::refresh::digest(&legacy);
+        for sql in [
+            "INSERT INTO refresh_families (family_id, client_id, audience_id, grant_json, \
+             dpop_bound, created_at, expires_at) VALUES ('rf1', 'c', 'a', '{}', 0, 100, 200)"
+                .to_owned(),
+            format!(
+                "INSERT INTO refresh_tokens (digest, family_id, issued_at) \
+                 VALUES ('{digest}', 'rf1', 100)"
+            ),
+        ] {
+            diesel::sql_query(sql).execute(&mut *conn).unwrap();
+        }
+        drop(conn);
+        store.run_migrations().unwrap();
+        let mut conn = store.get().unwrap();
+        let presented = crate::refresh::Presented::of(&legacy);
+        let found = refresh::find(&mut conn, &presented.key, &presented.digest)
+            .unwrap()
+            .expect("the legacy token is found by its digest");
+        assert_eq!(
+            (found.family.family_id.as_str(), found.issued_at),
+            ("rf1", 100)
+        );
+        // A token of the new form at no stored place finds nothing.
+        let (fresh, _) = crate::refresh::new_token("rf0193a2b4c5d6e7f8091a2b3c4d5e6f70", 0);
+        let p = crate::refresh::Presented::of(fresh.expose());
+        assert!(refresh::find(&mut conn, &p.key, &p.digest)
+            .unwrap()
+            .is_none());
+        // Pruned with its family.
+        assert_eq!(refresh::prune(&mut conn, 1_000).unwrap(), 1);
+        assert!(refresh::find(&mut conn, &presented.key, &presented.digest)
+            .unwrap()
+            .is_none());
+    }
+}
