@@ -9,7 +9,7 @@
 //! The database stays the arbiter between replicas: the same constraints and conditional
 //! updates decide, only the commits are shared.
 
-use diesel::Connection;
+use diesel::{Connection, SqliteConnection};
 
 use super::audit::{insert_events, NewAuditRow};
 use super::refresh::{self, Rotation};
@@ -43,17 +43,9 @@ pub enum Written {
     Rotate(Rotation),
 }
 
-/// Applies one write inside the caller's transaction. On PostgreSQL this is the set-based
-/// path with a batch of one.
-pub fn apply(conn: &mut DbConn, write: Write) -> Result<Written, StoreError> {
-    let lite = match conn {
-        DbConn::Sqlite(lite) => lite,
-        DbConn::Pg(pg) => {
-            return pg::apply_all(pg, vec![write])?
-                .pop()
-                .unwrap_or_else(|| Err(StoreError::Batch("a write without its result".into())))
-        }
-    };
+/// Applies one write inside the caller's transaction, on SQLite (PostgreSQL applies a
+/// batch's writes set-based, `pg::apply_all`).
+fn apply(lite: &mut SqliteConnection, write: Write) -> Result<Written, StoreError> {
     match write {
         Write::Replay {
             issuer,
@@ -85,7 +77,7 @@ pub fn commit(
             // A statement per write would be a round trip each, in the one writer every
             // request waits for: set-based statements instead, a few per batch.
             DbConn::Pg(pg) => pg::apply_all(pg, writes)?,
-            DbConn::Sqlite(_) => writes.into_iter().map(|w| apply(conn, w)).collect(),
+            DbConn::Sqlite(lite) => writes.into_iter().map(|w| apply(lite, w)).collect(),
         };
         let lost: Vec<usize> = guards
             .iter()
