@@ -1,8 +1,13 @@
-//! tessera's refresh tokens as state (SPEC §3, §6): every call a database round trip, so
-//! every replica honours rotation, reuse detection and revocation at once. Only digests of
-//! refresh tokens are stored or compared, beside each token's public place in its family.
+//! tessera's refresh tokens as state (SPEC §3, §6), in the database, so every replica
+//! honours rotation, reuse detection and revocation at once: the spend that decides them
+//! is always a database write. Only digests of refresh tokens are stored or compared,
+//! beside each token's public place in its family.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::clock::UnixTime;
 use crate::store::refresh::{self, CreateError, FamilyRow, Found};
@@ -114,11 +119,106 @@ pub fn new_token(family_id: &str, generation: u64) -> (crate::secret::Secret, Pr
 #[derive(Clone)]
 pub struct RefreshTokens {
     store: Store,
+    newest: Arc<Mutex<Newest>>,
+}
+
+/// Families this replica has lately issued a token of, each with that newest token (its
+/// key and digest, when it was issued) and the family row as read or written then.
+///
+/// Why: a redeemed token was, nearly always, issued by the same replica a moment ago, and
+/// reading it back cost a blocking-pool hop and a cold B-tree walk (SQLite drops a
+/// reader's page cache whenever another connection has committed): a tenth of a refresh
+/// grant's CPU. What the read decides is decided again where it counts, so a stale entry
+/// can never let a token through:
+/// - the digest is compared here, in constant time, as the read would;
+/// - "not spent" and "family not revoked" are re-checked by the spend itself, in the
+///   commit that must succeed before the token leaves (`store::refresh::rotate`): a token
+///   spent on another replica is found there and is a reuse, as it would be after a read;
+/// - the family's id and lineage are checked against this replica's revocation set, as
+///   after a read.
+///
+/// Two generations of at most [`NEWEST_PER_GENERATION`] families: when the current one
+/// fills it becomes the previous, and the previous is dropped, so memory stays bounded and
+/// a family in use (re-inserted at each rotation) stays.
+#[derive(Default)]
+struct Newest {
+    current: HashMap<String, Arc<Issued>>,
+    previous: HashMap<String, Arc<Issued>>,
+}
+
+const NEWEST_PER_GENERATION: usize = 4096;
+
+struct Issued {
+    key: String,
+    digest: String,
+    issued_at: UnixTime,
+    family: FamilyRow,
+}
+
+impl Newest {
+    fn get(&self, family_id: &str) -> Option<&Arc<Issued>> {
+        self.current
+            .get(family_id)
+            .or_else(|| self.previous.get(family_id))
+    }
+
+    fn insert(&mut self, issued: Issued) {
+        if self.current.len() >= NEWEST_PER_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.previous.remove(&issued.family.family_id);
+        self.current
+            .insert(issued.family.family_id.clone(), Arc::new(issued));
+    }
+
+    fn remove(&mut self, family_id: &str) {
+        self.current.remove(family_id);
+        self.previous.remove(family_id);
+    }
 }
 
 impl RefreshTokens {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            newest: Arc::default(),
+        }
+    }
+
+    fn newest(&self) -> std::sync::MutexGuard<'_, Newest> {
+        // A panic while holding this lock leaves at worst a stale entry, which the checks
+        // above make harmless.
+        self.newest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers that this replica issued `token` (stored as `token`) of `family` at
+    /// `issued_at`: the family's newest token, unspent when it left.
+    pub fn issued(&self, family: &FamilyRow, token: &Presented, issued_at: UnixTime) {
+        self.newest().insert(Issued {
+            key: token.key.clone(),
+            digest: token.digest.clone(),
+            issued_at,
+            family: family.clone(),
+        });
+    }
+
+    /// Forgets a family whose last rotation here failed or which was revoked: its next
+    /// token is read from the database.
+    pub fn forget(&self, family_id: &str) {
+        self.newest().remove(family_id);
+    }
+
+    /// The family's newest token as this replica issued it, if `presented` is exactly it.
+    fn newest_issued(&self, presented: &Presented) -> Option<Found> {
+        let family_id = presented.key.split_once('.')?.0;
+        let issued = self.newest().get(family_id)?.clone();
+        let same = issued.key == presented.key
+            && bool::from(issued.digest.as_bytes().ct_eq(presented.digest.as_bytes()));
+        same.then(|| Found {
+            issued_at: issued.issued_at,
+            used_at: None,
+            family: issued.family.clone(),
+        })
     }
 
     pub async fn create(
@@ -139,8 +239,13 @@ impl RefreshTokens {
             .await?
     }
 
-    /// The presented token's row and family, if tessera issued exactly this token.
+    /// The presented token's row and family, if tessera issued exactly this token: from
+    /// what this replica issued last of its family when it is that token (see [`Newest`]
+    /// for why that is safe), else from the database.
     pub async fn find(&self, presented: Presented) -> Result<Option<Found>, StoreError> {
+        if let Some(found) = self.newest_issued(&presented) {
+            return Ok(Some(found));
+        }
         self.store
             .run(move |conn| refresh::find(conn, &presented.key, &presented.digest))
             .await
@@ -154,6 +259,7 @@ impl RefreshTokens {
         now: UnixTime,
         reason: &'static str,
     ) -> Result<bool, StoreError> {
+        self.forget(&family.family_id);
         self.store
             .run(move |conn| refresh::revoke_family(conn, &family, now, reason))
             .await
@@ -211,5 +317,72 @@ mod tests {
             shown.contains(FAMILY) && !shown.contains(&stored.digest),
             "{shown}"
         );
+    }
+
+    fn family(id: &str) -> FamilyRow {
+        FamilyRow {
+            family_id: id.to_owned(),
+            client_id: "c".into(),
+            audience_id: "a".into(),
+            grant_json: "{}".into(),
+            dpop_bound: false,
+            created_at: 1_800_000_000,
+            expires_at: 1_800_086_400,
+            idle_secs: None,
+            revoked_at: None,
+            revoked_reason: None,
+        }
+    }
+
+    /// A store that is never opened: a hit of the newest-token cache needs no database.
+    fn tokens() -> RefreshTokens {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("never-opened.db").display());
+        RefreshTokens::new(Store::connect_lazy(&url, Some(1)).unwrap())
+    }
+
+    #[test]
+    fn only_the_exact_newest_token_is_answered_from_memory() {
+        let tokens = tokens();
+        let (t1, p1) = new_token(FAMILY, 1);
+        let (t2, p2) = new_token(FAMILY, 2);
+        tokens.issued(&family(FAMILY), &p1, 1_800_000_100);
+        let found = tokens.newest_issued(&Presented::of(t1.expose())).unwrap();
+        assert_eq!((found.issued_at, found.used_at), (1_800_000_100, None));
+        assert_eq!(found.family, family(FAMILY));
+        // Its successor issued: the spent token is no longer answered here (the database
+        // says it is spent), nor is a forged secret at the live place.
+        tokens.issued(&family(FAMILY), &p2, 1_800_000_200);
+        assert!(tokens.newest_issued(&Presented::of(t1.expose())).is_none());
+        let live = t2.expose();
+        let last = if live.ends_with('A') { "B" } else { "A" };
+        let forged = format!("{}{last}", &live[..live.len() - 1]);
+        assert!(tokens.newest_issued(&Presented::of(&forged)).is_none());
+        assert!(tokens.newest_issued(&Presented::of(t2.expose())).is_some());
+        // Forgotten (a failed rotation, a revocation): read from the database again.
+        tokens.forget(FAMILY);
+        assert!(tokens.newest_issued(&Presented::of(t2.expose())).is_none());
+    }
+
+    #[test]
+    fn the_newest_token_cache_is_bounded_and_keeps_families_in_use() {
+        let tokens = tokens();
+        let id = |i: usize| format!("rf{i:032x}");
+        let (kept, kept_stored) = new_token(&id(0), 1);
+        for i in 0..3 * NEWEST_PER_GENERATION {
+            let (_, stored) = new_token(&id(i), 1);
+            tokens.issued(&family(&id(i)), &stored, 1_800_000_000);
+            if i % 1000 == 0 {
+                // Family 0 keeps rotating: re-issued, it stays.
+                tokens.issued(&family(&id(0)), &kept_stored, 1_800_000_000);
+            }
+        }
+        let newest = tokens.newest();
+        assert!(newest.current.len() + newest.previous.len() <= 2 * NEWEST_PER_GENERATION);
+        assert!(newest.get(&id(1)).is_none(), "the oldest are dropped");
+        drop(newest);
+        assert!(tokens
+            .newest_issued(&Presented::of(kept.expose()))
+            .is_some());
     }
 }

@@ -236,8 +236,8 @@ struct Trail {
     /// Writes that must win for the token to leave (a DPoP proof's `jti`, a refresh
     /// rotation): committed with its audit row, in one transaction (`record_guarded`).
     guards: Vec<crate::store::batch::Write>,
-    /// The family a guarded rotation spends (a lost race is a reuse that revokes it).
-    rotating: Option<crate::store::refresh::FamilyRow>,
+    /// The rotation a guarded write makes (a lost race is a reuse that revokes its family).
+    rotating: Option<refresh::Rotating>,
 }
 
 impl Trail {
@@ -416,10 +416,15 @@ impl Exchanger {
                 return Err(ExchangeError::AuditUnavailable);
             }
         };
-        let family = trail.rotating.take();
-        let Some(error) = self.guard_refusal(&written, family.as_ref()).await else {
+        let rotating = trail.rotating.take();
+        let family = rotating.as_ref().map(|r| &r.family);
+        let Some(error) = self.guard_refusal(&written, family).await else {
+            self.rotated(rotating);
             return result;
         };
+        if let Some(family) = family {
+            self.refresh.forget(&family.family_id);
+        }
         let row = AuditEvent {
             outcome: error_outcome(&error),
             reason: Some(error.reason().to_owned()),

@@ -120,6 +120,15 @@ pub(super) fn proof_replay_key(proof: &DpopProof) -> ReplayKey {
     }
 }
 
+/// A rotation riding its request's commit: what this replica remembers of the family
+/// once the commit says it won (`RefreshTokens::issued`).
+#[derive(Debug)]
+pub(super) struct Rotating {
+    pub family: FamilyRow,
+    next: crate::refresh::Presented,
+    issued_at: crate::clock::UnixTime,
+}
+
 /// A refresh token presented: the request, its DPoP proof, and whether this is `/token`.
 pub(super) struct Redeem<'a> {
     pub req: RefreshRequest,
@@ -379,6 +388,13 @@ impl Exchanger {
         None
     }
 
+    /// A guarded rotation won: its new token is now the family's newest.
+    pub(super) fn rotated(&self, rotating: Option<Rotating>) {
+        if let Some(r) = rotating {
+            self.refresh.issued(&r.family, &r.next, r.issued_at);
+        }
+    }
+
     /// Revokes a family (reuse, `/revoke`): stored, then learnt by this replica.
     pub(super) async fn revoke_family(
         &self,
@@ -427,6 +443,8 @@ impl Exchanger {
                     revoked_at: None,
                     revoked_reason: None,
                 };
+                let first = stored.clone();
+                let cached = row.clone();
                 let lineage = plan
                     .exchanged_from
                     .iter()
@@ -445,6 +463,7 @@ impl Exchanger {
                         },
                         CreateError::Store(e) => unavailable(e),
                     })?;
+                self.refresh.issued(&cached, &first, now);
                 self.count_refresh("issued");
             }
             Some(RefreshIssue::Rotate { family, presented }) => {
@@ -453,10 +472,14 @@ impl Exchanger {
                 trail.guards.push(Write::Rotate {
                     family_id: family.family_id.clone(),
                     old: presented.key.clone(),
-                    new: (stored.key, stored.digest),
+                    new: (stored.key.clone(), stored.digest.clone()),
                     now,
                 });
-                trail.rotating = Some(family.clone());
+                trail.rotating = Some(Rotating {
+                    family: family.clone(),
+                    next: stored,
+                    issued_at: now,
+                });
             }
             None => return Err(ExchangeError::Internal("no refresh token to store".into())),
         }

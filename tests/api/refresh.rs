@@ -579,3 +579,38 @@ async fn a_forged_secret_at_a_real_place_is_unknown_and_ends_nothing() {
     let resp = refresh_at(&app.address, ORDERS, rt2, &[]).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// A replica remembers the newest token it issued of a family, to skip reading it back.
+/// That memory must never outvote the database: here the token this replica issued last
+/// is spent on the other replica, and presented here again it is the reuse it is.
+#[tokio::test]
+async fn a_token_spent_on_another_replica_is_a_reuse_where_it_was_issued() {
+    for kind in backends() {
+        let app = app(kind).await;
+        let b = app.spawn_replica().await;
+        let first = start_family(&app).await;
+        let rt1 = str_of(&first, "refresh_token");
+        let resp = refresh_at(&b.address, ORDERS, rt1, &[]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let second: Value = resp.json().await.unwrap();
+        let rt2 = str_of(&second, "refresh_token");
+
+        let resp = refresh_at(&app.address, ORDERS, rt1, &[]).await;
+        let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        assert!(body.get("access_token").is_none(), "{body}");
+        assert!(
+            str_of(&body, "error_description").contains("already used"),
+            "{body}"
+        );
+        app.assert_last_refused("refresh_token_reused").await;
+        // The family is revoked on both replicas.
+        for base in [&app.address, &b.address] {
+            let resp = refresh_at(base, ORDERS, rt2, &[]).await;
+            let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+            assert!(
+                str_of(&body, "error_description").contains("revoked"),
+                "{body}"
+            );
+        }
+    }
+}
