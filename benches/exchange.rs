@@ -498,6 +498,15 @@ fn benches(c: &mut Criterion) {
         b.iter(|| keys.sign(&claims).unwrap())
     });
 
+    // 2b. What a DPoP-bound exchange adds: a proof's checks (RFC 9449 §4.3, all but the
+    // `jti`'s single use), nearly all of it the P-256 signature check.
+    let endpoint = "https://tessera.bench/token";
+    let dpop_key = tessera::dev::dpop::ephemeral_key().unwrap();
+    let proof = tessera::dev::dpop::proof(&dpop_key, endpoint, now).unwrap();
+    c.bench_function("check_dpop_proof_es256", |b| {
+        b.iter(|| tessera::verify::dpop::check_proof(&proof, endpoint, now).unwrap())
+    });
+
     // 3. Whole exchanges, in process, audit rows committed to SQLite.
     let trust_dir = tempfile::tempdir().unwrap();
     let audit = rt.block_on(async { AuditLog::start(store.clone(), metrics.clone()) });

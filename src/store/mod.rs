@@ -7,7 +7,6 @@
 
 pub mod audit;
 pub mod batch;
-mod checkpoint;
 pub mod keys;
 pub mod refresh;
 pub mod replay;
@@ -197,9 +196,6 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Clone)]
 pub struct ConnectionManager {
     target: DatabaseTarget,
-    /// SQLite `wal_autocheckpoint` when not the default: the audit writer's connection,
-    /// whose checkpoints a thread of their own runs (`checkpoint`).
-    autocheckpoint: Option<u32>,
 }
 
 impl fmt::Debug for ConnectionManager {
@@ -227,10 +223,6 @@ impl ManageConnection for ConnectionManager {
                      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
                 ))
                 .map_err(diesel::r2d2::Error::QueryError)?;
-                if let Some(pages) = self.autocheckpoint {
-                    conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {pages};"))
-                        .map_err(diesel::r2d2::Error::QueryError)?;
-                }
                 Ok(DbConn::Sqlite(conn))
             }
             Backend::Postgres => PgConnection::establish(&self.target.target)
@@ -272,8 +264,6 @@ pub struct Store {
     redacted_url: Arc<str>,
     /// For the connections that are not pooled (a LISTEN connection).
     target: Arc<DatabaseTarget>,
-    /// The SQLite writer's checkpoint thread, stopped when the last clone goes.
-    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl fmt::Debug for Store {
@@ -308,30 +298,12 @@ impl Store {
 
     /// A store of one connection of its own on the same database, for a single writer
     /// (the audit log's group commit): every token-path request waits for its commits, so
-    /// it must never queue for a connection behind the readers of the shared pool. On
-    /// SQLite its commits leave WAL checkpoints to a thread of their own (`checkpoint`).
+    /// it must never queue for a connection behind the readers of the shared pool.
     pub fn dedicated(&self) -> Self {
-        let target = (*self.target).clone();
-        match target.backend {
-            Backend::Sqlite => {
-                let checkpointer = checkpoint::Checkpointer::start(ConnectionManager {
-                    target: target.clone(),
-                    autocheckpoint: None,
-                });
-                Self {
-                    _checkpointer: Some(Arc::new(checkpointer)),
-                    ..Self::pool_with(target, 1, Some(checkpoint::WRITER_AUTOCHECKPOINT_PAGES))
-                }
-            }
-            Backend::Postgres => Self::pool_on(target, 1),
-        }
+        Self::pool_on((*self.target).clone(), 1)
     }
 
     fn pool_on(target: DatabaseTarget, size: u32) -> Self {
-        Self::pool_with(target, size, None)
-    }
-
-    fn pool_with(target: DatabaseTarget, size: u32, autocheckpoint: Option<u32>) -> Self {
         let backend = target.backend;
         let redacted_url = target.redacted.clone();
         let unpooled = Arc::new(target.clone());
@@ -342,16 +314,12 @@ impl Store {
             .min_idle(Some(0))
             .connection_timeout(CONNECTION_TIMEOUT)
             .error_handler(Box::new(TracingErrorHandler))
-            .build_unchecked(ConnectionManager {
-                target,
-                autocheckpoint,
-            });
+            .build_unchecked(ConnectionManager { target });
         Self {
             pool,
             backend,
             redacted_url,
             target: unpooled,
-            _checkpointer: None,
         }
     }
 

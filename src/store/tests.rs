@@ -106,46 +106,6 @@ fn sqlite_connections_use_wal_and_a_busy_timeout() {
     assert_eq!(busy[0].timeout, 5000);
 }
 
-/// The audit writer's commits only append to the WAL (its own autocheckpoint is far off);
-/// the database file grows only when a checkpoint copies pages into it, here the
-/// checkpoint thread's, unprompted.
-#[test]
-fn the_sqlite_writer_leaves_checkpoints_to_a_thread_of_their_own() {
-    let (db, store) = migrated(TestDbKind::Sqlite);
-    let path = std::path::PathBuf::from(db.url.strip_prefix("sqlite://").unwrap());
-    let writer = store.dedicated();
-    let mut conn = writer.get().unwrap();
-    #[derive(QueryableByName)]
-    struct Pages {
-        #[diesel(sql_type = BigInt)]
-        wal_autocheckpoint: i64,
-    }
-    let pages: Vec<Pages> = diesel::sql_query("PRAGMA wal_autocheckpoint")
-        .load(&mut *conn)
-        .unwrap();
-    assert_eq!(
-        pages[0].wal_autocheckpoint,
-        i64::from(checkpoint::WRITER_AUTOCHECKPOINT_PAGES)
-    );
-    let before = std::fs::metadata(&path).unwrap().len();
-    // About 800 KB in 200 commits, far below the writer's own threshold (40 MB).
-    conn.batch_execute("CREATE TABLE filler (b BLOB)").unwrap();
-    for _ in 0..200 {
-        conn.batch_execute("INSERT INTO filler VALUES (randomblob(4000))")
-            .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&path).unwrap().len() < before + 700_000 {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint copied the WAL into {} ({} bytes)",
-            path.display(),
-            std::fs::metadata(&path).unwrap().len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn postgres_test_databases_are_isolated_schemas() {
     if !test_kinds().contains(&TestDbKind::Postgres) {
