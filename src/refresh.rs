@@ -246,6 +246,13 @@ impl RefreshTokens {
         if let Some(found) = self.newest_issued(&presented) {
             return Ok(Some(found));
         }
+        self.find_stored(presented).await
+    }
+
+    /// The presented token as the database holds it now, whatever this replica remembers:
+    /// for explain, whose account of a token spent on another replica must be the reuse
+    /// the spend would find.
+    pub async fn find_stored(&self, presented: Presented) -> Result<Option<Found>, StoreError> {
         self.store
             .run(move |conn| refresh::find(conn, &presented.key, &presented.digest))
             .await

@@ -170,12 +170,12 @@ impl Exchanger {
         trail.token_sha256 = Some(token_fingerprint(&req.token));
         trail.issuer = Some(IssuerId::new(LOCAL_ISSUER));
         let presented = crate::refresh::Presented::of(&req.token);
-        let found = self
-            .refresh
-            .find(presented.clone())
-            .await
-            .map_err(ExchangeError::RefreshStoreUnavailable)?
-            .ok_or(ExchangeError::Refresh(RefreshRefusal::Unknown))?;
+        let found = match mode {
+            Redemption::Live => self.refresh.find(presented.clone()).await,
+            Redemption::DryRun => self.refresh.find_stored(presented.clone()).await,
+        }
+        .map_err(ExchangeError::RefreshStoreUnavailable)?
+        .ok_or(ExchangeError::Refresh(RefreshRefusal::Unknown))?;
         let grant = FamilyGrant::read(&found.family)?;
         trail.subject = Some(grant.subject.clone());
         trail.scopes = Some(grant.scopes.to_string());

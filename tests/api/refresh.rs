@@ -595,6 +595,14 @@ async fn a_token_spent_on_another_replica_is_a_reuse_where_it_was_issued() {
         let second: Value = resp.json().await.unwrap();
         let rt2 = str_of(&second, "refresh_token");
 
+        // Explain, on the replica that still remembers rt1 as the newest, gives the
+        // database's account: a reuse (and revokes nothing).
+        let params = [("grant_type", "refresh_token"), ("refresh_token", rt1)];
+        let explained = app.explain("orders-service", &params).await;
+        let json = serde_json::to_value(&explained).unwrap();
+        assert!(!explained.issued(), "{json}");
+        assert_eq!(json["failing_step"], "refresh", "{json}");
+
         let resp = refresh_at(&app.address, ORDERS, rt1, &[]).await;
         let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
         assert!(body.get("access_token").is_none(), "{body}");
