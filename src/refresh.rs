@@ -17,78 +17,91 @@ use crate::store::{Store, StoreError};
 /// which table to look in, and a secret scanner what it found.
 pub const PREFIX: &str = "trt_";
 
-/// A refresh token's place in the store, read off the token: `trt_<family>.<generation>.
-/// <secret>`. The family and generation are not secret (a family id is in the
-/// `exchanged_from` of every access token the family issues); the 256-bit secret is, and
-/// only a digest of the whole token is stored and compared.
+/// A refresh token's place in the store, read off the token: `trt_<family>.<key>.<secret>`,
+/// where `<key>` is `rt` and a UUIDv7, drawn at issue. The family and key are not secret
+/// (a family id is in the `exchanged_from` of every access token the family issues); the
+/// 256-bit secret is, and only a digest of the whole token is stored and compared.
 ///
-/// Keyed by family and generation rather than by a digest, a family's tokens sit side by
-/// side in the table: a rotation spends one row and inserts the next beside it, one page,
-/// where random digest keys dirtied pages all over the table in every group commit.
+/// Why this shape: a redemption finds the family's live token (its head) by the family
+/// id, and a rotation rewrites that head and appends the successor under a key that grows
+/// with time, so the pages a batch of rotations writes are few and shared (see migration
+/// 000011). An old token presented again is found by its key, for the reuse it is.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Presented {
-    /// The row's key, `<family>.<generation>` with the generation zero-padded so that a
-    /// family's rows sort in order.
+    /// The row's key in the token history.
     pub key: String,
     /// SHA-256 of the whole token, hex.
     pub digest: String,
-    /// The next token of this family is generation + 1.
-    pub generation: u64,
+    /// The family, when the token names it (every form but the first).
+    pub family: Option<String>,
 }
 
 impl std::fmt::Debug for Presented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Presented")
             .field("key", &self.key)
-            .field("generation", &self.generation)
+            .field("family", &self.family)
             .finish_non_exhaustive()
     }
 }
 
 impl Presented {
-    /// Where to look for `token`. A token of the earlier form (`trt_<secret>`, stored by its
-    /// digest before migration 000009) and anything unparsable are looked up by digest:
-    /// the unparsable find nothing.
+    /// Where to look for `token`. Earlier forms are still found: `trt_<family>.<generation>.
+    /// <secret>` (migration 000010 to 000011) at `<family>.<generation>`, zero-padded;
+    /// `trt_<secret>` (before 000010) and anything unparsable by digest, where the
+    /// unparsable find nothing.
     pub fn of(token: &str) -> Self {
         let digest = digest(token);
         match parse(token) {
-            Some((family, generation)) => Self {
-                key: key(family, generation),
+            Some((family, key)) => Self {
+                key,
                 digest,
-                generation,
+                family: Some(family.to_owned()),
             },
             None => Self {
                 key: digest.clone(),
                 digest,
-                generation: 0,
+                family: None,
             },
         }
     }
 }
 
-/// `<family>.<generation>` of a token of the current form, or None.
-fn parse(token: &str) -> Option<(&str, u64)> {
+/// The family and the store key of a token of the current or the previous form, or None.
+fn parse(token: &str) -> Option<(&str, String)> {
     let mut parts = token.strip_prefix(PREFIX)?.split('.');
-    let (family, generation, secret) = (parts.next()?, parts.next()?, parts.next()?);
-    let family_ok = family.len() == 34
-        && family.starts_with("rf")
-        && family[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    let generation_ok = !generation.is_empty()
-        && generation.len() <= 19
-        && generation.bytes().all(|b| b.is_ascii_digit());
+    let (family, place, secret) = (parts.next()?, parts.next()?, parts.next()?);
     let secret_ok = secret.len() == 43
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !(family_ok && generation_ok && secret_ok) || parts.next().is_some() {
+    if !(is_id(family, "rf") && secret_ok) || parts.next().is_some() {
         return None;
     }
-    Some((family, generation.parse().ok()?))
+    if is_id(place, KEY_PREFIX) {
+        return Some((family, place.to_owned()));
+    }
+    // The previous form's generation.
+    let generation_ok = !place.is_empty()
+        && place.len() <= 19
+        && place.bytes().all(|b| b.is_ascii_digit());
+    if !generation_ok {
+        return None;
+    }
+    let generation: u64 = place.parse().ok()?;
+    Some((family, format!("{family}.{generation:010}")))
 }
 
-/// The store key of a family's token of this generation.
-pub fn key(family_id: &str, generation: u64) -> String {
-    format!("{family_id}.{generation:010}")
+/// What starts a token's key in the history.
+const KEY_PREFIX: &str = "rt";
+
+/// `<prefix>` and 32 lowercase hex digits (a UUID, simple form).
+fn is_id(s: &str, prefix: &str) -> bool {
+    s.len() == prefix.len() + 32
+        && s.starts_with(prefix)
+        && s[prefix.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The stored form of a refresh token: SHA-256, hex. The token has 256 random bits, so a
@@ -97,19 +110,21 @@ pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// A new refresh token of `family_id`, generation `generation`: the prefix, its place and
-/// 256 random bits, base64url; with what the store keeps of it.
-pub fn new_token(family_id: &str, generation: u64) -> (crate::secret::Secret, Presented) {
+/// A new refresh token of `family_id`: the prefix, its family, a key that grows with time
+/// (a UUIDv7: one process's are strictly ordered, so a batch's successors are appended
+/// side by side) and 256 random bits, base64url; with what the store keeps of it.
+pub fn new_token(family_id: &str) -> (crate::secret::Secret, Presented) {
     use base64::Engine;
+    let key = format!("{KEY_PREFIX}{}", uuid::Uuid::now_v7().simple());
     let bytes: [u8; 32] = rand::random();
     let token = format!(
-        "{PREFIX}{family_id}.{generation}.{}",
+        "{PREFIX}{family_id}.{key}.{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let stored = Presented {
-        key: key(family_id, generation),
+        key,
         digest: digest(&token),
-        generation,
+        family: Some(family_id.to_owned()),
     };
     (crate::secret::Secret::new(token), stored)
 }
@@ -210,13 +225,12 @@ impl RefreshTokens {
 
     /// The family's newest token as this replica issued it, if `presented` is exactly it.
     fn newest_issued(&self, presented: &Presented) -> Option<Found> {
-        let family_id = presented.key.split_once('.')?.0;
-        let issued = self.newest().get(family_id)?.clone();
+        let issued = self.newest().get(presented.family.as_deref()?)?.clone();
         let same = issued.key == presented.key
             && bool::from(issued.digest.as_bytes().ct_eq(presented.digest.as_bytes()));
         same.then(|| Found {
             issued_at: issued.issued_at,
-            used_at: None,
+            spent: false,
             family: issued.family.clone(),
         })
     }
@@ -281,44 +295,57 @@ mod tests {
 
     #[test]
     fn a_new_token_is_found_at_its_place_by_its_digest() {
-        let (token, stored) = new_token(FAMILY, 7);
+        let (token, stored) = new_token(FAMILY);
         assert!(
-            token.expose().starts_with("trt_rf0193"),
+            token.expose().starts_with(&format!("trt_{FAMILY}.rt0")),
             "{}",
             token.expose()
         );
-        assert_eq!(stored.key, format!("{FAMILY}.0000000007"));
+        assert!(is_id(&stored.key, KEY_PREFIX), "{}", stored.key);
+        assert_eq!(stored.family.as_deref(), Some(FAMILY));
         let presented = Presented::of(token.expose());
         assert_eq!(presented, stored);
         // The place is readable, the secret is not kept: only the digest of the whole.
         let secret = token.expose().rsplit('.').next().unwrap();
         assert!(!stored.key.contains(secret) && !stored.digest.contains(secret));
-        // Keys of one family sort by generation.
-        assert!(key(FAMILY, 9) < key(FAMILY, 10));
+        // Keys grow with time: a batch's successors are appended side by side.
+        let (_, next) = new_token(FAMILY);
+        assert!(stored.key < next.key);
+    }
+
+    #[test]
+    fn a_token_of_the_previous_form_is_found_at_its_generation() {
+        let secret = "A".repeat(43);
+        let p = Presented::of(&format!("trt_{FAMILY}.7.{secret}"));
+        assert_eq!(p.key, format!("{FAMILY}.0000000007"));
+        assert_eq!(p.family.as_deref(), Some(FAMILY));
     }
 
     #[test]
     fn earlier_and_malformed_tokens_are_looked_up_by_digest() {
         let secret = "A".repeat(43);
+        let key = format!("rt{}", "0".repeat(32));
         for token in [
-            format!("trt_{secret}"),              // before migration 000009
-            format!("trt_{FAMILY}.7"),            // no secret
-            format!("trt_{FAMILY}.7.{secret}.x"), // a part too many
-            format!("trt_{FAMILY}.-7.{secret}"),  // not a generation
+            format!("trt_{secret}"),                 // before migration 000010
+            format!("trt_{FAMILY}.7"),               // no secret
+            format!("trt_{FAMILY}.{key}.{secret}.x"), // a part too many
+            format!("trt_{FAMILY}.-7.{secret}"),     // not a generation
             format!("trt_{FAMILY}.99999999999999999999.{secret}"), // too large
-            format!("trt_rf0193.7.{secret}"),     // not a family id
-            format!("trt_{FAMILY}.7.{}", "A".repeat(42)), // short secret
-            format!("trt_{FAMILY}.7.{}", "A=".repeat(22)), // not base64url
+            format!("trt_{FAMILY}.rt0193.{secret}"), // a short key
+            format!("trt_{FAMILY}.{}.{secret}", key.to_uppercase()), // not lowercase hex
+            format!("trt_rf0193.{key}.{secret}"),    // not a family id
+            format!("trt_{FAMILY}.{key}.{}", "A".repeat(42)), // short secret
+            format!("trt_{FAMILY}.{key}.{}", "A=".repeat(22)), // not base64url
         ] {
             let p = Presented::of(&token);
             assert_eq!(p.key, digest(&token), "{token}");
-            assert_eq!(p.generation, 0);
+            assert_eq!(p.family, None);
         }
     }
 
     #[test]
     fn debug_shows_the_place_only() {
-        let (_, stored) = new_token(FAMILY, 1);
+        let (_, stored) = new_token(FAMILY);
         let shown = format!("{stored:?}");
         assert!(
             shown.contains(FAMILY) && !shown.contains(&stored.digest),
@@ -351,11 +378,11 @@ mod tests {
     #[test]
     fn only_the_exact_newest_token_is_answered_from_memory() {
         let tokens = tokens();
-        let (t1, p1) = new_token(FAMILY, 1);
-        let (t2, p2) = new_token(FAMILY, 2);
+        let (t1, p1) = new_token(FAMILY);
+        let (t2, p2) = new_token(FAMILY);
         tokens.issued(&family(FAMILY), &p1, 1_800_000_100);
         let found = tokens.newest_issued(&Presented::of(t1.expose())).unwrap();
-        assert_eq!((found.issued_at, found.used_at), (1_800_000_100, None));
+        assert_eq!((found.issued_at, found.spent), (1_800_000_100, false));
         assert_eq!(found.family, family(FAMILY));
         // Its successor issued: the spent token is no longer answered here (the database
         // says it is spent), nor is a forged secret at the live place.
@@ -375,9 +402,9 @@ mod tests {
     fn the_newest_token_cache_is_bounded_and_keeps_families_in_use() {
         let tokens = tokens();
         let id = |i: usize| format!("rf{i:032x}");
-        let (kept, kept_stored) = new_token(&id(0), 1);
+        let (kept, kept_stored) = new_token(&id(0));
         for i in 0..3 * NEWEST_PER_GENERATION {
-            let (_, stored) = new_token(&id(i), 1);
+            let (_, stored) = new_token(&id(i));
             tokens.issued(&family(&id(i)), &stored, 1_800_000_000);
             if i % 1000 == 0 {
                 // Family 0 keeps rotating: re-issued, it stays.

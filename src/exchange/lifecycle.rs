@@ -349,7 +349,7 @@ impl Exchanger {
             .map_err(ExchangeError::RefreshStoreUnavailable)?;
         let why = match () {
             _ if family.revoked_at.is_some() || revoked => Some("its family was revoked"),
-            _ if found.used_at.is_some() => Some("used (rotated)"),
+            _ if found.spent => Some("used (rotated)"),
             _ if self.clock.now() >= found.deadline() => Some("expired"),
             _ => None,
         };

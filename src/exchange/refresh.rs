@@ -218,7 +218,7 @@ impl Exchanger {
         if family.revoked_at.is_some() {
             return Err(RefreshRefusal::FamilyRevoked);
         }
-        if found.used_at.is_some() {
+        if found.spent {
             return Err(RefreshRefusal::Reused);
         }
         let expired = if now >= family.expires_at {
@@ -421,11 +421,7 @@ impl Exchanger {
         family_id: Jti,
         trail: &mut Trail,
     ) -> Result<Secret, ExchangeError> {
-        let generation = match &plan.refresh {
-            Some(RefreshIssue::Rotate { presented, .. }) => presented.generation.saturating_add(1),
-            _ => 0,
-        };
-        let (token, stored) = crate::refresh::new_token(family_id.as_str(), generation);
+        let (token, stored) = crate::refresh::new_token(family_id.as_str());
         let now = plan.issued_at;
         let unavailable = ExchangeError::RefreshStoreUnavailable;
         match &plan.refresh {

@@ -112,6 +112,7 @@ mod pg {
     use std::collections::HashSet;
 
     use diesel::prelude::*;
+    use diesel::sql_types::{Array, BigInt, Text};
     use diesel::PgConnection;
 
     use super::{Rotation, Seen, Write, Written};
@@ -183,6 +184,12 @@ mod pg {
         Ok(inserted.into_iter().collect())
     }
 
+    #[derive(QueryableByName)]
+    struct Moved {
+        #[diesel(sql_type = Text)]
+        old_key: String,
+    }
+
     struct Rotated {
         /// Old keys spent by this batch.
         spent: HashSet<String>,
@@ -190,8 +197,9 @@ mod pg {
         revoked: HashSet<String>,
     }
 
-    /// One conditional UPDATE … RETURNING spends every old token whose family is live; one
-    /// INSERT stores the successors.
+    /// One conditional UPDATE … FROM unnest(…) RETURNING moves the head of every family
+    /// whose head is the presented token and which is live; one INSERT appends the
+    /// successors.
     fn rotations(pg: &mut PgConnection, writes: &[Write]) -> Result<Rotated, StoreError> {
         let rotations: Vec<(&str, &str, &(String, String), i64)> = writes
             .iter()
@@ -209,42 +217,49 @@ mod pg {
             spent: HashSet::new(),
             revoked: HashSet::new(),
         };
-        let Some(now) = rotations.iter().map(|r| r.3).max() else {
+        if rotations.is_empty() {
             return Ok(out);
-        };
-        let olds: Vec<&str> = rotations.iter().map(|r| r.1).collect();
-        let live = refresh_families::table
-            .filter(refresh_families::revoked_at.is_null())
-            .select(refresh_families::family_id);
-        let spent: Vec<String> = diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::token_key.eq_any(&olds))
-                .filter(refresh_tokens::used_at.is_null())
-                .filter(refresh_tokens::family_id.eq_any(live)),
-        )
-        .set(refresh_tokens::used_at.eq(now))
-        .returning(refresh_tokens::token_key)
-        .get_results(pg)?;
-        out.spent = spent.into_iter().collect();
-        // The first write of a spent digest is its rotation; a second one in the batch
-        // (a concurrent reuse) is not.
+        }
+        // Two redemptions of one token in a batch (a concurrent reuse): the first in batch
+        // order is the one tried, as one by one; the others lose.
         let mut claimed = HashSet::new();
-        let winners: Vec<&(&str, &str, &(String, String), i64)> = rotations
+        let tried: Vec<&(&str, &str, &(String, String), i64)> = rotations
             .iter()
-            .filter(|r| out.spent.contains(r.1) && claimed.insert(r.1))
+            .filter(|r| claimed.insert(r.1))
             .collect();
-        if !winners.is_empty() {
-            let fresh: Vec<_> = winners
-                .iter()
-                .map(|r| {
-                    (
-                        refresh_tokens::token_key.eq(&r.2 .0),
-                        refresh_tokens::digest.eq(&r.2 .1),
-                        refresh_tokens::family_id.eq(r.0),
-                        refresh_tokens::issued_at.eq(r.3),
-                    )
-                })
-                .collect();
+        let column = |f: fn(&(&str, &str, &(String, String), i64)) -> String| {
+            tried.iter().map(|r| f(r)).collect::<Vec<String>>()
+        };
+        let moved: Vec<Moved> = diesel::sql_query(
+            "UPDATE refresh_heads h SET token_key = v.new_key, digest = v.new_digest, \
+             issued_at = v.now \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+             AS v(family_id, old_key, new_key, new_digest, now) \
+             WHERE h.family_id = v.family_id AND h.token_key = v.old_key \
+             AND EXISTS (SELECT 1 FROM refresh_families f \
+             WHERE f.family_id = v.family_id AND f.revoked_at IS NULL) \
+             RETURNING v.old_key",
+        )
+        .bind::<Array<Text>, _>(column(|r| r.0.to_owned()))
+        .bind::<Array<Text>, _>(column(|r| r.1.to_owned()))
+        .bind::<Array<Text>, _>(column(|r| r.2 .0.clone()))
+        .bind::<Array<Text>, _>(column(|r| r.2 .1.clone()))
+        .bind::<Array<BigInt>, _>(tried.iter().map(|r| r.3).collect::<Vec<i64>>())
+        .load(pg)?;
+        out.spent = moved.into_iter().map(|m| m.old_key).collect();
+        let fresh: Vec<_> = tried
+            .iter()
+            .filter(|r| out.spent.contains(r.1))
+            .map(|r| {
+                (
+                    refresh_tokens::token_key.eq(&r.2 .0),
+                    refresh_tokens::digest.eq(&r.2 .1),
+                    refresh_tokens::family_id.eq(r.0),
+                    refresh_tokens::issued_at.eq(r.3),
+                )
+            })
+            .collect();
+        if !fresh.is_empty() {
             diesel::insert_into(refresh_tokens::table)
                 .values(&fresh)
                 .execute(pg)?;

@@ -1,7 +1,8 @@
-//! The refresh token tables (SPEC §3 `refresh_token` grant): families, the digests of
-//! their tokens, and the tessera tokens each family descends from. Holds no policy: the
-//! exchange layer decides what a row means; this module makes each change atomic, so two
-//! replicas redeeming one token cannot both win.
+//! The refresh token tables (SPEC §3 `refresh_token` grant): families, each family's live
+//! token (its head), the digests of every token a family issued, and the tessera tokens
+//! each family descends from. Holds no policy: the exchange layer decides what a row
+//! means; this module makes each change atomic, so two replicas redeeming one token cannot
+//! both win.
 
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -9,7 +10,9 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
 use subtle::ConstantTimeEq;
 
-use super::schema::{refresh_families, refresh_lineage, refresh_tokens, revoked_tokens};
+use super::schema::{
+    refresh_families, refresh_heads, refresh_lineage, refresh_tokens, revoked_tokens,
+};
 use super::{revocation, DbConn, StoreError};
 use crate::clock::UnixTime;
 
@@ -62,8 +65,8 @@ impl From<FamilyTuple> for FamilyRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub issued_at: UnixTime,
-    /// Set once the token was redeemed: presented again, it is a reuse.
-    pub used_at: Option<UnixTime>,
+    /// No longer its family's head: redeemed once, so presented again it is a reuse.
+    pub spent: bool,
     pub family: FamilyRow,
 }
 
@@ -96,7 +99,8 @@ pub enum CreateError {
 }
 
 /// A token's row (a macro: `create` inserts through the multi-backend connection, `rotate`
-/// through SQLite's own).
+/// through SQLite's own). Every token a family issues has one, for good: it is how an old
+/// token presented again is known to be genuine.
 macro_rules! insert_token {
     ($conn:expr, $key:expr, $digest:expr, $family_id:expr, $now:expr) => {
         diesel::insert_into(refresh_tokens::table)
@@ -110,7 +114,8 @@ macro_rules! insert_token {
     };
 }
 
-/// Starts a family: its row, its first token's digest and its lineage, in one transaction
+/// Starts a family: its row, its first token (as its head and in its history) and its
+/// lineage, in one transaction
 /// that re-reads the revocations of its lineage, so a revocation committed before it is
 /// never missed.
 pub fn create(
@@ -139,6 +144,14 @@ pub fn create(
             &family.family_id,
             family.created_at
         )?;
+        diesel::insert_into(refresh_heads::table)
+            .values((
+                refresh_heads::family_id.eq(&family.family_id),
+                refresh_heads::token_key.eq(first_key),
+                refresh_heads::digest.eq(first_digest),
+                refresh_heads::issued_at.eq(family.created_at),
+            ))
+            .execute(conn)?;
         for jti in lineage {
             diesel::insert_into(refresh_lineage::table)
                 .values((
@@ -189,15 +202,17 @@ const FAMILY_COLUMNS: (
 
 /// The token stored under `key` and its family, if its digest is `digest`: tessera issued
 /// exactly this token (and its family has not been pruned). A token whose place is right
-/// but whose secret is not was never issued, and finds nothing.
+/// but whose secret is not was never issued, and finds nothing. It is spent unless it is
+/// its family's head.
 pub fn find(conn: &mut DbConn, key: &str, digest: &str) -> Result<Option<Found>, StoreError> {
     let query = refresh_tokens::table
         .inner_join(refresh_families::table)
+        .left_join(refresh_heads::table)
         .filter(refresh_tokens::token_key.eq(key))
         .select((
             refresh_tokens::digest,
             refresh_tokens::issued_at,
-            refresh_tokens::used_at,
+            refresh_heads::token_key.nullable(),
             FAMILY_COLUMNS,
         ));
     // Not `first`: its `LIMIT ?` makes SQLite (the bundled 3.53) re-plan the statement at
@@ -205,16 +220,16 @@ pub fn find(conn: &mut DbConn, key: &str, digest: &str) -> Result<Option<Found>,
     // key, so there is at most one row anyway. And on each backend's own connection: the
     // multi-backend wrapper would render the SQL text at every call to find its cached
     // statement, where the backend's own finds it by the query's type.
-    let row: Option<(String, i64, Option<i64>, FamilyTuple)> = match conn {
+    let row: Option<(String, i64, Option<String>, FamilyTuple)> = match conn {
         DbConn::Sqlite(c) => query.get_result(c),
         DbConn::Pg(c) => query.get_result(c),
     }
     .optional()?;
     Ok(row
         .filter(|(stored, ..)| bool::from(stored.as_bytes().ct_eq(digest.as_bytes())))
-        .map(|(_, issued_at, used_at, family)| Found {
+        .map(|(_, issued_at, head, family)| Found {
             issued_at,
-            used_at,
+            spent: head.as_deref() != Some(key),
             family: family.into(),
         }))
 }
@@ -232,10 +247,10 @@ pub enum Rotation {
 
 /// Spends `old` and stores `new` in its family. Runs inside the caller's transaction (the
 /// group commit, `batch`), with no savepoint of its own. The spend is one conditional
-/// statement that also requires the family to be live, so a refused rotation changes
-/// nothing; the write lock it takes makes it the arbiter between racing replicas (only
-/// one sees its row change). SQLite only: PostgreSQL rotates a batch at once
-/// (`batch::pg`).
+/// statement that moves the family's head from `old` to `new` if the head is `old` and
+/// the family live, so a refused rotation changes nothing; the write lock it takes makes
+/// it the arbiter between racing replicas (only one sees the head move). SQLite only:
+/// PostgreSQL rotates a batch at once (`batch::pg`).
 pub fn rotate(
     conn: &mut SqliteConnection,
     family_id: &str,
@@ -245,7 +260,8 @@ pub fn rotate(
 ) -> Result<Rotation, StoreError> {
     let spent = Spend {
         family_id,
-        key: old_key,
+        old: old_key,
+        new: (new_key, new_digest),
         now,
     }
     .execute(conn)?;
@@ -266,14 +282,15 @@ pub fn rotate(
     Ok(Rotation::Rotated)
 }
 
-/// `UPDATE refresh_tokens SET used_at = now WHERE token_key = old AND used_at IS NULL AND
-/// the family is live`, written out so that diesel caches its prepared statement: diesel
-/// never caches an `UPDATE` it builds, and on SQLite parsing and planning this one again
-/// at every rotation was a tenth of a refresh grant's CPU. The column names are checked
-/// against the schema by the tests of `rotate`.
+/// `UPDATE refresh_heads SET (token_key, digest, issued_at) = new WHERE family_id = family
+/// AND token_key = old AND the family is live`, written out so that diesel caches its
+/// prepared statement: diesel never caches an `UPDATE` it builds, and on SQLite parsing
+/// and planning this one again at every rotation was a tenth of a refresh grant's CPU.
+/// The column names are checked against the schema by the tests of `rotate`.
 struct Spend<'a> {
     family_id: &'a str,
-    key: &'a str,
+    old: &'a str,
+    new: (&'a str, &'a str),
     now: UnixTime,
 }
 
@@ -284,13 +301,18 @@ impl QueryId for Spend<'_> {
 
 impl QueryFragment<Sqlite> for Spend<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("UPDATE refresh_tokens SET used_at = ");
+        out.push_sql("UPDATE refresh_heads SET token_key = ");
+        out.push_bind_param::<Text, _>(self.new.0)?;
+        out.push_sql(", digest = ");
+        out.push_bind_param::<Text, _>(self.new.1)?;
+        out.push_sql(", issued_at = ");
         out.push_bind_param::<BigInt, _>(&self.now)?;
-        out.push_sql(" WHERE token_key = ");
-        out.push_bind_param::<Text, _>(self.key)?;
+        out.push_sql(" WHERE family_id = ");
+        out.push_bind_param::<Text, _>(self.family_id)?;
+        out.push_sql(" AND token_key = ");
+        out.push_bind_param::<Text, _>(self.old)?;
         out.push_sql(
-            " AND used_at IS NULL AND family_id IN (SELECT family_id FROM refresh_families \
-             WHERE family_id = ",
+            " AND family_id IN (SELECT family_id FROM refresh_families WHERE family_id = ",
         );
         out.push_bind_param::<Text, _>(self.family_id)?;
         out.push_sql(" AND revoked_at IS NULL)");
@@ -384,45 +406,65 @@ pub fn revoke_descendants(
     Ok(ending.len())
 }
 
-/// Drops families that ended before `before` with their tokens and lineage: a token of a
-/// pruned family reads as unknown, which is refused as surely as expired.
+/// Drops families that ended before `before` with their heads and lineage, and tokens of
+/// ended families: a token pruned reads as unknown, which is refused as surely as expired.
 pub fn prune(conn: &mut DbConn, before: UnixTime) -> Result<usize, StoreError> {
     // One transaction (one commit, not one per statement), of a bounded size: on SQLite
     // it holds the write lock every group commit waits for. The rest go at the next run.
-    conn.transaction(|conn| prune_some(conn, before, PRUNE_FAMILIES))
+    conn.transaction(|conn| {
+        let families = prune_families(conn, before, PRUNE_FAMILIES)?;
+        prune_tokens(conn, before, PRUNE_TOKENS)?;
+        Ok(families)
+    })
 }
 
 /// Most families one prune drops.
 const PRUNE_FAMILIES: i64 = 5_000;
+/// Most tokens one prune drops (a few hundred milliseconds of SQLite's write lock at most).
+const PRUNE_TOKENS: i64 = 50_000;
 
-fn prune_some(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usize, StoreError> {
+fn prune_families(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usize, StoreError> {
     let gone: Vec<String> = refresh_families::table
         .filter(refresh_families::expires_at.lt(before))
         .select(refresh_families::family_id)
         .limit(most)
         .load(conn)?;
-    for family in &gone {
-        // A family's tokens are the key range `<family>.` up to `<family>/` ('/' follows
-        // '.'): no index on family_id to write at every rotation.
-        diesel::delete(
-            refresh_tokens::table
-                .filter(refresh_tokens::token_key.gt(format!("{family}.")))
-                .filter(refresh_tokens::token_key.lt(format!("{family}/"))),
-        )
+    diesel::delete(refresh_heads::table.filter(refresh_heads::family_id.eq_any(&gone)))
         .execute(conn)?;
-    }
-    // Tokens stored before migration 000009 are keyed by their digest (hex, so below
-    // every `rf…` key): that range only, never again written.
-    diesel::delete(
-        refresh_tokens::table
-            .filter(refresh_tokens::token_key.lt("g"))
-            .filter(refresh_tokens::family_id.eq_any(&gone)),
-    )
-    .execute(conn)?;
     diesel::delete(refresh_lineage::table.filter(refresh_lineage::family_id.eq_any(&gone)))
         .execute(conn)?;
     Ok(
         diesel::delete(refresh_families::table.filter(refresh_families::family_id.eq_any(&gone)))
+            .execute(conn)?,
+    )
+}
+
+/// Tokens issued before the oldest family still stored began: no family has a token older
+/// than itself, so these are all of ended families. Found by issue time (an index that a
+/// rotation appends to), where finding a family's tokens would need an index on the
+/// family written all over at each rotation. A long-lived family holds back the pruning
+/// of what was issued after it began, never more than the longest `refresh_lifetime`.
+/// Never past `before` (an hour ago): a family created meanwhile, seen or not, began
+/// after it.
+fn prune_tokens(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usize, StoreError> {
+    let oldest: Option<i64> = refresh_families::table
+        .select(diesel::dsl::min(refresh_families::created_at))
+        .get_result(conn)?;
+    let horizon = oldest.map_or(before, |o| o.min(before));
+    let ended = || refresh_tokens::table.filter(refresh_tokens::issued_at.lt(horizon));
+    // At most `most`: up to the issue time of the first token past them (or one second
+    // past the oldest, should more than `most` share it: always some progress).
+    let times = ended()
+        .select(refresh_tokens::issued_at)
+        .order(refresh_tokens::issued_at);
+    let first: Option<i64> = times.first(conn).optional()?;
+    let cut: Option<i64> = times.offset(most).first(conn).optional()?;
+    let upto = match (first, cut) {
+        (Some(first), Some(cut)) => cut.max(first.saturating_add(1)),
+        _ => horizon,
+    };
+    Ok(
+        diesel::delete(ended().filter(refresh_tokens::issued_at.lt(upto)))
             .execute(conn)?,
     )
 }

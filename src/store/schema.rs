@@ -75,7 +75,15 @@ diesel::table! {
         family_id -> Text,
         digest -> Text,
         issued_at -> BigInt,
-        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_heads (family_id) {
+        family_id -> Text,
+        token_key -> Text,
+        digest -> Text,
+        issued_at -> BigInt,
     }
 }
 
@@ -87,6 +95,7 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
+diesel::joinable!(refresh_tokens -> refresh_heads (family_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
@@ -95,5 +104,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     revoked_tokens,
     refresh_families,
     refresh_tokens,
+    refresh_heads,
     refresh_lineage
 );

@@ -276,54 +276,119 @@ fn a_key_state_outside_the_enum_never_gets_in() {
     }
 }
 
-/// Refresh tokens stored before migration 000010 (keyed by their digest, the token not
-/// carrying its place) are still found after it, by digest, and pruned with their family.
+/// Refresh tokens of both earlier forms outlive migrations 000010 and 000011: one stored
+/// by its digest (`trt_<secret>`) and the spent and live tokens of a family stored at
+/// `<family>.<generation>`. Each is found, spent or not as before; the live one rotates
+/// (the first of two redemptions in one batch wins, on each backend's path); ended
+/// families' tokens are pruned.
 #[test]
-fn refresh_tokens_from_before_the_keyed_table_are_still_found() {
+fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
+    use crate::refresh::{digest, new_token, Presented};
+    const F1: &str = "rf1";
+    const F2: &str = "rf0193a2b4c5d6e7f8091a2b3c4d5e6f70";
     for kind in test_kinds() {
         let (_db, store) = migrated(kind);
         let mut conn = store.get().unwrap();
-        let reverted = match &mut *conn {
-            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
-            DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        for expected in ["000011", "000010"] {
+            let reverted = match &mut *conn {
+                DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+                DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+            }
+            .unwrap()
+            .to_string();
+            assert!(reverted.ends_with(expected), "{kind:?}: {reverted}");
         }
-        .unwrap()
-        .to_string();
-        assert!(reverted.ends_with("000010"), "{kind:?}: {reverted}");
-        let legacy = format!("trt_{}", "Q".repeat(43));
-        let digest = crate::refresh::digest(&legacy);
-        for sql in [
-            "INSERT INTO refresh_families (family_id, client_id, audience_id, grant_json, \
-             dpop_bound, created_at, expires_at) VALUES ('rf1', 'c', 'a', '{}', 0, 100, 200)"
-                .to_owned(),
+        let sql = |conn: &mut DbConn, sql: String| {
+            diesel::sql_query(sql).execute(conn).unwrap();
+        };
+        let family = |id: &str, created: i64, expires: i64| {
             format!(
-                "INSERT INTO refresh_tokens (digest, family_id, issued_at) \
-                 VALUES ('{digest}', 'rf1', 100)"
+                "INSERT INTO refresh_families (family_id, client_id, audience_id, grant_json, \
+                 dpop_bound, created_at, expires_at) VALUES ('{id}', 'c', 'a', '{{}}', 0, \
+                 {created}, {expires})"
+            )
+        };
+        let first = format!("trt_{}", "Q".repeat(43));
+        sql(&mut conn, family(F1, 50, 200));
+        sql(
+            &mut conn,
+            format!(
+                "INSERT INTO refresh_tokens (digest, family_id, issued_at) VALUES ('{}', '{F1}', 50)",
+                digest(&first)
             ),
-        ] {
-            diesel::sql_query(sql).execute(&mut *conn).unwrap();
+        );
+        match &mut *conn {
+            DbConn::Sqlite(c) => c.run_next_migration(SQLITE_MIGRATIONS),
+            DbConn::Pg(c) => c.run_next_migration(POSTGRES_MIGRATIONS),
         }
+        .unwrap();
+        let spent = format!("trt_{F2}.2.{}", "S".repeat(43));
+        let live = format!("trt_{F2}.3.{}", "L".repeat(43));
+        sql(&mut conn, family(F2, 100, 10_000));
+        sql(
+            &mut conn,
+            format!(
+                "INSERT INTO refresh_tokens (token_key, family_id, digest, issued_at, used_at) \
+                 VALUES ('{F2}.0000000002', '{F2}', '{}', 150, 160), \
+                 ('{F2}.0000000003', '{F2}', '{}', 160, NULL)",
+                digest(&spent),
+                digest(&live)
+            ),
+        );
         drop(conn);
         store.run_migrations().unwrap();
         let mut conn = store.get().unwrap();
-        let presented = crate::refresh::Presented::of(&legacy);
-        let found = refresh::find(&mut conn, &presented.key, &presented.digest)
-            .unwrap()
-            .expect("the legacy token is found by its digest");
-        assert_eq!(
-            (found.family.family_id.as_str(), found.issued_at),
-            ("rf1", 100)
+        let find = |conn: &mut DbConn, p: &Presented| {
+            refresh::find(conn, &p.key, &p.digest)
+                .unwrap()
+                .map(|f| (f.family.family_id, f.issued_at, f.spent))
+        };
+        let (first, spent, live) = (
+            Presented::of(&first),
+            Presented::of(&spent),
+            Presented::of(&live),
         );
-        // A token of the new form at no stored place finds nothing.
-        let (fresh, _) = crate::refresh::new_token("rf0193a2b4c5d6e7f8091a2b3c4d5e6f70", 0);
-        let p = crate::refresh::Presented::of(fresh.expose());
-        assert!(refresh::find(&mut conn, &p.key, &p.digest)
-            .unwrap()
-            .is_none());
-        // Pruned with its family.
+        assert_eq!(find(&mut conn, &first), Some((F1.into(), 50, false)));
+        assert_eq!(find(&mut conn, &spent), Some((F2.into(), 150, true)));
+        assert_eq!(find(&mut conn, &live), Some((F2.into(), 160, false)));
+        // A token of the current form at no stored place finds nothing.
+        let (_, next) = new_token(F2);
+        let (_, other) = new_token(F2);
+        assert_eq!(find(&mut conn, &next), None);
+        let rotate = |new: &Presented| batch::Write::Rotate {
+            family_id: F2.into(),
+            old: live.key.clone(),
+            new: (new.key.clone(), new.digest.clone()),
+            now: 170,
+        };
+        let written = batch::commit(&mut conn, vec![rotate(&next), rotate(&other)], &[], &[])
+            .unwrap();
+        assert!(
+            matches!(
+                written[..],
+                [
+                    Ok(batch::Written::Rotate(refresh::Rotation::Rotated)),
+                    Ok(batch::Written::Rotate(refresh::Rotation::AlreadyUsed))
+                ]
+            ),
+            "{kind:?}: {written:?}"
+        );
+        assert_eq!(find(&mut conn, &live), Some((F2.into(), 160, true)));
+        assert_eq!(find(&mut conn, &next), Some((F2.into(), 170, false)));
+        assert_eq!(find(&mut conn, &other), None);
+        let tokens = |conn: &mut DbConn| {
+            diesel::sql_query("SELECT COUNT(*) AS n FROM refresh_tokens")
+                .get_result::<Count>(conn)
+                .unwrap()
+                .n
+        };
+        assert_eq!(tokens(&mut conn), 4);
+        // F1 ended: its token goes (issued before the oldest family left began).
         assert_eq!(refresh::prune(&mut conn, 1_000).unwrap(), 1);
-        assert!(refresh::find(&mut conn, &presented.key, &presented.digest)
-            .unwrap()
-            .is_none());
+        assert_eq!(find(&mut conn, &first), None);
+        assert_eq!(tokens(&mut conn), 3);
+        // F2 ended too: no family is left, nor any token.
+        assert_eq!(refresh::prune(&mut conn, 100_000).unwrap(), 1);
+        assert_eq!(tokens(&mut conn), 0);
     }
 }
