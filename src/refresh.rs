@@ -82,9 +82,8 @@ fn parse(token: &str) -> Option<(&str, String)> {
         return Some((family, place.to_owned()));
     }
     // The previous form's generation.
-    let generation_ok = !place.is_empty()
-        && place.len() <= 19
-        && place.bytes().all(|b| b.is_ascii_digit());
+    let generation_ok =
+        !place.is_empty() && place.len() <= 19 && place.bytes().all(|b| b.is_ascii_digit());
     if !generation_ok {
         return None;
     }
@@ -326,14 +325,14 @@ mod tests {
         let secret = "A".repeat(43);
         let key = format!("rt{}", "0".repeat(32));
         for token in [
-            format!("trt_{secret}"),                 // before migration 000010
-            format!("trt_{FAMILY}.7"),               // no secret
+            format!("trt_{secret}"),                  // before migration 000010
+            format!("trt_{FAMILY}.7"),                // no secret
             format!("trt_{FAMILY}.{key}.{secret}.x"), // a part too many
-            format!("trt_{FAMILY}.-7.{secret}"),     // not a generation
+            format!("trt_{FAMILY}.-7.{secret}"),      // not a generation
             format!("trt_{FAMILY}.99999999999999999999.{secret}"), // too large
-            format!("trt_{FAMILY}.rt0193.{secret}"), // a short key
+            format!("trt_{FAMILY}.rt0193.{secret}"),  // a short key
             format!("trt_{FAMILY}.{}.{secret}", key.to_uppercase()), // not lowercase hex
-            format!("trt_rf0193.{key}.{secret}"),    // not a family id
+            format!("trt_rf0193.{key}.{secret}"),     // not a family id
             format!("trt_{FAMILY}.{key}.{}", "A".repeat(42)), // short secret
             format!("trt_{FAMILY}.{key}.{}", "A=".repeat(22)), // not base64url
         ] {

@@ -356,7 +356,7 @@ pub enum RefreshIssue {
     Start(RefreshPolicy),
     /// Spend the redeemed token of this family and issue its successor.
     Rotate {
-        family: crate::store::refresh::FamilyRow,
+        family: Box<crate::store::refresh::FamilyRow>,
         presented: crate::refresh::Presented,
     },
 }

@@ -194,7 +194,7 @@ impl Exchanger {
         trail.actor = plan.act.as_ref().map(|a| a.sub.clone());
         Ok(Plan {
             refresh: Some(RefreshIssue::Rotate {
-                family: found.family,
+                family: Box::new(found.family),
                 presented,
             }),
             ..plan
@@ -472,7 +472,7 @@ impl Exchanger {
                     now,
                 });
                 trail.rotating = Some(Rotating {
-                    family: family.clone(),
+                    family: FamilyRow::clone(family),
                     next: stored,
                     issued_at: now,
                 });

@@ -190,6 +190,9 @@ mod pg {
         old_key: String,
     }
 
+    /// A rotation of the batch: family, old key, (new key, new digest), time.
+    type Rot<'a> = (&'a str, &'a str, &'a (String, String), i64);
+
     struct Rotated {
         /// Old keys spent by this batch.
         spent: HashSet<String>,
@@ -201,7 +204,7 @@ mod pg {
     /// whose head is the presented token and which is live; one INSERT appends the
     /// successors.
     fn rotations(pg: &mut PgConnection, writes: &[Write]) -> Result<Rotated, StoreError> {
-        let rotations: Vec<(&str, &str, &(String, String), i64)> = writes
+        let rotations: Vec<Rot<'_>> = writes
             .iter()
             .filter_map(|w| match w {
                 Write::Rotate {
@@ -223,13 +226,9 @@ mod pg {
         // Two redemptions of one token in a batch (a concurrent reuse): the first in batch
         // order is the one tried, as one by one; the others lose.
         let mut claimed = HashSet::new();
-        let tried: Vec<&(&str, &str, &(String, String), i64)> = rotations
-            .iter()
-            .filter(|r| claimed.insert(r.1))
-            .collect();
-        let column = |f: fn(&(&str, &str, &(String, String), i64)) -> String| {
-            tried.iter().map(|r| f(r)).collect::<Vec<String>>()
-        };
+        let tried: Vec<&Rot<'_>> = rotations.iter().filter(|r| claimed.insert(r.1)).collect();
+        let column =
+            |f: fn(&Rot<'_>) -> String| tried.iter().map(|r| f(r)).collect::<Vec<String>>();
         let moved: Vec<Moved> = diesel::sql_query(
             "UPDATE refresh_heads h SET token_key = v.new_key, digest = v.new_digest, \
              issued_at = v.now \

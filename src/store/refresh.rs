@@ -463,8 +463,5 @@ fn prune_tokens(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usize,
         (Some(first), Some(cut)) => cut.max(first.saturating_add(1)),
         _ => horizon,
     };
-    Ok(
-        diesel::delete(ended().filter(refresh_tokens::issued_at.lt(upto)))
-            .execute(conn)?,
-    )
+    Ok(diesel::delete(ended().filter(refresh_tokens::issued_at.lt(upto))).execute(conn)?)
 }

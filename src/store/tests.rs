@@ -361,8 +361,8 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
             new: (new.key.clone(), new.digest.clone()),
             now: 170,
         };
-        let written = batch::commit(&mut conn, vec![rotate(&next), rotate(&other)], &[], &[])
-            .unwrap();
+        let written =
+            batch::commit(&mut conn, vec![rotate(&next), rotate(&other)], &[], &[]).unwrap();
         assert!(
             matches!(
                 written[..],
