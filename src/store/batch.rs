@@ -111,12 +111,14 @@ pub fn won(written: &Result<Written, StoreError>) -> bool {
 mod pg {
     use std::collections::HashSet;
 
+    use diesel::pg::Pg;
     use diesel::prelude::*;
-    use diesel::sql_types::{Array, BigInt, Text};
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::{Array, BigInt, Text, Untyped};
     use diesel::PgConnection;
 
     use super::{Rotation, Seen, Write, Written};
-    use crate::store::schema::{refresh_families, refresh_tokens, replay_cache};
+    use crate::store::schema::{refresh_families, replay_cache};
     use crate::store::StoreError;
 
     pub(super) fn apply_all(
@@ -190,6 +192,58 @@ mod pg {
         old_key: String,
     }
 
+    /// The batch's rotations as one statement, the rotations' columns as arrays: moves each
+    /// family's head if it is still the old key and the family is live, appends the
+    /// successors of those it moved, and returns their old keys. Written out (with a static
+    /// query id) so that diesel keeps it prepared: `sql_query` is parsed and planned again
+    /// at every batch, in the writer every request waits for.
+    struct MoveHeads {
+        family_id: Vec<String>,
+        old_key: Vec<String>,
+        new_key: Vec<String>,
+        new_digest: Vec<String>,
+        now: Vec<i64>,
+    }
+
+    impl QueryId for MoveHeads {
+        type QueryId = MoveHeads;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl Query for MoveHeads {
+        type SqlType = Untyped;
+    }
+
+    impl QueryFragment<Pg> for MoveHeads {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql("WITH v AS (SELECT * FROM unnest(");
+            out.push_bind_param::<Array<Text>, _>(&self.family_id)?;
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<Text>, _>(&self.old_key)?;
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<Text>, _>(&self.new_key)?;
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<Text>, _>(&self.new_digest)?;
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<BigInt>, _>(&self.now)?;
+            out.push_sql(
+                "::bigint[]) AS v(family_id, old_key, new_key, new_digest, now)), \
+                 moved AS (UPDATE refresh_heads h SET token_key = v.new_key, \
+                 digest = v.new_digest, issued_at = v.now FROM v \
+                 WHERE h.family_id = v.family_id AND h.token_key = v.old_key \
+                 AND EXISTS (SELECT 1 FROM refresh_families f \
+                 WHERE f.family_id = v.family_id AND f.revoked_at IS NULL) \
+                 RETURNING v.family_id, v.old_key, v.new_key, v.new_digest, v.now), \
+                 appended AS (INSERT INTO refresh_tokens (token_key, family_id, digest, issued_at) \
+                 SELECT new_key, family_id, new_digest, now FROM moved) \
+                 SELECT old_key FROM moved",
+            );
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<PgConnection> for MoveHeads {}
+
     /// A rotation of the batch: family, old key, (new key, new digest), time.
     type Rot<'a> = (&'a str, &'a str, &'a (String, String), i64);
 
@@ -200,9 +254,8 @@ mod pg {
         revoked: HashSet<String>,
     }
 
-    /// One conditional UPDATE … FROM unnest(…) RETURNING moves the head of every family
-    /// whose head is the presented token and which is live; one INSERT appends the
-    /// successors.
+    /// One statement moves the head of every family whose head is the presented token and
+    /// which is live, and appends the successors of those it moved.
     fn rotations(pg: &mut PgConnection, writes: &[Write]) -> Result<Rotated, StoreError> {
         let rotations: Vec<Rot<'_>> = writes
             .iter()
@@ -226,43 +279,23 @@ mod pg {
         // Two redemptions of one token in a batch (a concurrent reuse): the first in batch
         // order is the one tried, as one by one; the others lose.
         let mut claimed = HashSet::new();
-        let tried: Vec<&Rot<'_>> = rotations.iter().filter(|r| claimed.insert(r.1)).collect();
+        let mut tried: Vec<&Rot<'_>> = rotations.iter().filter(|r| claimed.insert(r.1)).collect();
+        // Heads locked in one order (by family) by every replica's writer: two batches
+        // that touch the same families wait for each other, never deadlock.
+        tried.sort_by_key(|r| r.0);
         let column =
             |f: fn(&Rot<'_>) -> String| tried.iter().map(|r| f(r)).collect::<Vec<String>>();
-        let moved: Vec<Moved> = diesel::sql_query(
-            "UPDATE refresh_heads h SET token_key = v.new_key, digest = v.new_digest, \
-             issued_at = v.now \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-             AS v(family_id, old_key, new_key, new_digest, now) \
-             WHERE h.family_id = v.family_id AND h.token_key = v.old_key \
-             AND EXISTS (SELECT 1 FROM refresh_families f \
-             WHERE f.family_id = v.family_id AND f.revoked_at IS NULL) \
-             RETURNING v.old_key",
-        )
-        .bind::<Array<Text>, _>(column(|r| r.0.to_owned()))
-        .bind::<Array<Text>, _>(column(|r| r.1.to_owned()))
-        .bind::<Array<Text>, _>(column(|r| r.2 .0.clone()))
-        .bind::<Array<Text>, _>(column(|r| r.2 .1.clone()))
-        .bind::<Array<BigInt>, _>(tried.iter().map(|r| r.3).collect::<Vec<i64>>())
+        // One statement, one round trip in the writer every request waits for: the heads
+        // moved, and the successors of those that moved appended.
+        let moved: Vec<Moved> = MoveHeads {
+            family_id: column(|r| r.0.to_owned()),
+            old_key: column(|r| r.1.to_owned()),
+            new_key: column(|r| r.2 .0.clone()),
+            new_digest: column(|r| r.2 .1.clone()),
+            now: tried.iter().map(|r| r.3).collect(),
+        }
         .load(pg)?;
         out.spent = moved.into_iter().map(|m| m.old_key).collect();
-        let fresh: Vec<_> = tried
-            .iter()
-            .filter(|r| out.spent.contains(r.1))
-            .map(|r| {
-                (
-                    refresh_tokens::token_key.eq(&r.2 .0),
-                    refresh_tokens::digest.eq(&r.2 .1),
-                    refresh_tokens::family_id.eq(r.0),
-                    refresh_tokens::issued_at.eq(r.3),
-                )
-            })
-            .collect();
-        if !fresh.is_empty() {
-            diesel::insert_into(refresh_tokens::table)
-                .values(&fresh)
-                .execute(pg)?;
-        }
         let losers: Vec<&str> = rotations
             .iter()
             .filter(|r| !out.spent.contains(r.1))
