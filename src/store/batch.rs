@@ -118,7 +118,7 @@ mod pg {
     use diesel::PgConnection;
 
     use super::{Rotation, Seen, Write, Written};
-    use crate::store::schema::{refresh_families, replay_cache};
+    use crate::store::schema::refresh_families;
     use crate::store::StoreError;
 
     pub(super) fn apply_all(
@@ -160,30 +160,78 @@ mod pg {
         pg: &mut PgConnection,
         writes: &[Write],
     ) -> Result<HashSet<(String, String)>, StoreError> {
-        let rows: Vec<_> = writes
+        let mut ids: Vec<(&str, &str, i64)> = writes
             .iter()
             .filter_map(|w| match w {
                 Write::Replay {
                     issuer,
                     token_id,
                     expires_at,
-                } => Some((
-                    replay_cache::issuer.eq(issuer),
-                    replay_cache::token_id.eq(token_id),
-                    replay_cache::expires_at.eq(*expires_at),
-                )),
+                } => Some((issuer.as_str(), token_id.as_str(), *expires_at)),
                 Write::Rotate { .. } => None,
             })
             .collect();
-        if rows.is_empty() {
+        if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        let inserted: Vec<(String, String)> = diesel::insert_into(replay_cache::table)
-            .values(&rows)
-            .on_conflict_do_nothing()
-            .returning((replay_cache::issuer, replay_cache::token_id))
-            .get_results(pg)?;
-        Ok(inserted.into_iter().collect())
+        // Recorded in one order by every replica's writer: two batches with an id in
+        // common wait for each other, never deadlock.
+        ids.sort_unstable();
+        let inserted: Vec<Recorded> = RecordIds {
+            issuer: ids.iter().map(|i| i.0.to_owned()).collect(),
+            token_id: ids.iter().map(|i| i.1.to_owned()).collect(),
+            expires_at: ids.iter().map(|i| i.2).collect(),
+        }
+        .load(pg)?;
+        Ok(inserted
+            .into_iter()
+            .map(|r| (r.issuer, r.token_id))
+            .collect())
+    }
+
+    /// The batch's single-use ids as one statement, kept prepared (see [`MoveHeads`]):
+    /// `INSERT … ON CONFLICT DO NOTHING RETURNING` what was new.
+    struct RecordIds {
+        issuer: Vec<String>,
+        token_id: Vec<String>,
+        expires_at: Vec<i64>,
+    }
+
+    impl QueryId for RecordIds {
+        type QueryId = RecordIds;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl Query for RecordIds {
+        type SqlType = Untyped;
+    }
+
+    impl QueryFragment<Pg> for RecordIds {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(
+                "INSERT INTO replay_cache (issuer, token_id, expires_at) SELECT * FROM unnest(",
+            );
+            out.push_bind_param::<Array<Text>, _>(&self.issuer)?;
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<Text>, _>(&self.token_id)?;
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<BigInt>, _>(&self.expires_at)?;
+            out.push_sql(
+                "::bigint[]) AS v(issuer, token_id, expires_at) \
+                 ON CONFLICT DO NOTHING RETURNING issuer, token_id",
+            );
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<PgConnection> for RecordIds {}
+
+    #[derive(QueryableByName)]
+    struct Recorded {
+        #[diesel(sql_type = Text)]
+        issuer: String,
+        #[diesel(sql_type = Text)]
+        token_id: String,
     }
 
     #[derive(QueryableByName)]

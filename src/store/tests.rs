@@ -392,3 +392,46 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
         assert_eq!(tokens(&mut conn), 0);
     }
 }
+
+/// A batch's single-use ids on each backend's path: new ones are recorded, one recorded
+/// before or twice in the batch (the first wins) is seen, and every id stays recorded.
+#[test]
+fn a_batch_records_each_single_use_id_once() {
+    use super::replay::Seen;
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        let mut conn = store.get().unwrap();
+        let id = |token_id: &str| batch::Write::Replay {
+            issuer: "dpop:jkt".into(),
+            token_id: token_id.into(),
+            expires_at: 2_000,
+        };
+        let first = batch::commit(&mut conn, vec![id("b")], &[], &[]).unwrap();
+        assert!(matches!(
+            first[..],
+            [Ok(batch::Written::Replay(Seen::First))]
+        ));
+        let written = batch::commit(
+            &mut conn,
+            vec![id("c"), id("b"), id("a"), id("c")],
+            &[],
+            &[],
+        )
+        .unwrap();
+        let seen: Vec<Seen> = written
+            .into_iter()
+            .map(|w| match w {
+                Ok(batch::Written::Replay(s)) => s,
+                other => panic!("{kind:?}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [Seen::First, Seen::Before, Seen::First, Seen::Before],
+            "{kind:?}"
+        );
+        for token_id in ["a", "b", "c"] {
+            assert!(replay::is_recorded(&mut conn, "dpop:jkt", token_id).unwrap());
+        }
+    }
+}
