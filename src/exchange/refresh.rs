@@ -467,7 +467,7 @@ impl Exchanger {
                 // token, the spend and the row are durable together or not at all.
                 trail.guards.push(Write::Rotate {
                     family_id: family.family_id.clone(),
-                    old: presented.key.clone(),
+                    old: presented.digest.clone(),
                     new: (stored.key.clone(), stored.digest.clone()),
                     now,
                 });

@@ -26,8 +26,8 @@ pub enum Write {
         token_id: String,
         expires_at: UnixTime,
     },
-    /// Spend the refresh token stored under key `old` in `family_id` and store its
-    /// successor (key, digest).
+    /// Spend the refresh token of `family_id` whose digest is `old` (the family's head)
+    /// and store its successor (key, digest).
     Rotate {
         family_id: String,
         old: String,
@@ -237,17 +237,17 @@ mod pg {
     #[derive(QueryableByName)]
     struct Moved {
         #[diesel(sql_type = Text)]
-        old_key: String,
+        old_digest: String,
     }
 
     /// The batch's rotations as one statement, the rotations' columns as arrays: moves each
-    /// family's head if it is still the old key and the family is live, appends the
-    /// successors of those it moved, and returns their old keys. Written out (with a static
+    /// family's head if it is still the old digest and the family is live, appends the
+    /// successors of those it moved, and returns their old digests. Written out (with a static
     /// query id) so that diesel keeps it prepared: `sql_query` is parsed and planned again
     /// at every batch, in the writer every request waits for.
     struct MoveHeads {
         family_id: Vec<String>,
-        old_key: Vec<String>,
+        old_digest: Vec<String>,
         new_key: Vec<String>,
         new_digest: Vec<String>,
         now: Vec<i64>,
@@ -267,7 +267,7 @@ mod pg {
             out.push_sql("WITH v AS (SELECT * FROM unnest(");
             out.push_bind_param::<Array<Text>, _>(&self.family_id)?;
             out.push_sql("::text[], ");
-            out.push_bind_param::<Array<Text>, _>(&self.old_key)?;
+            out.push_bind_param::<Array<Text>, _>(&self.old_digest)?;
             out.push_sql("::text[], ");
             out.push_bind_param::<Array<Text>, _>(&self.new_key)?;
             out.push_sql("::text[], ");
@@ -275,16 +275,16 @@ mod pg {
             out.push_sql("::text[], ");
             out.push_bind_param::<Array<BigInt>, _>(&self.now)?;
             out.push_sql(
-                "::bigint[]) AS v(family_id, old_key, new_key, new_digest, now)), \
-                 moved AS (UPDATE refresh_heads h SET token_key = v.new_key, \
-                 digest = v.new_digest, issued_at = v.now FROM v \
-                 WHERE h.family_id = v.family_id AND h.token_key = v.old_key \
+                "::bigint[]) AS v(family_id, old_digest, new_key, new_digest, now)), \
+                 moved AS (UPDATE refresh_heads h SET digest = v.new_digest, \
+                 issued_at = v.now FROM v \
+                 WHERE h.family_id = v.family_id AND h.digest = v.old_digest \
                  AND EXISTS (SELECT 1 FROM refresh_families f \
                  WHERE f.family_id = v.family_id AND f.revoked_at IS NULL) \
-                 RETURNING v.family_id, v.old_key, v.new_key, v.new_digest, v.now), \
+                 RETURNING v.family_id, v.old_digest, v.new_key, v.new_digest, v.now), \
                  appended AS (INSERT INTO refresh_tokens (token_key, family_id, digest, issued_at) \
                  SELECT new_key, family_id, new_digest, now FROM moved) \
-                 SELECT old_key FROM moved",
+                 SELECT old_digest FROM moved",
             );
             Ok(())
         }
@@ -292,11 +292,11 @@ mod pg {
 
     impl RunQueryDsl<PgConnection> for MoveHeads {}
 
-    /// A rotation of the batch: family, old key, (new key, new digest), time.
+    /// A rotation of the batch: family, old digest, (new key, new digest), time.
     type Rot<'a> = (&'a str, &'a str, &'a (String, String), i64);
 
     struct Rotated {
-        /// Old keys spent by this batch.
+        /// Old digests spent by this batch.
         spent: HashSet<String>,
         /// Families of the unspent ones that are revoked.
         revoked: HashSet<String>,
@@ -337,13 +337,13 @@ mod pg {
         // moved, and the successors of those that moved appended.
         let moved: Vec<Moved> = MoveHeads {
             family_id: column(|r| r.0.to_owned()),
-            old_key: column(|r| r.1.to_owned()),
+            old_digest: column(|r| r.1.to_owned()),
             new_key: column(|r| r.2 .0.clone()),
             new_digest: column(|r| r.2 .1.clone()),
             now: tried.iter().map(|r| r.3).collect(),
         }
         .load(pg)?;
-        out.spent = moved.into_iter().map(|m| m.old_key).collect();
+        out.spent = moved.into_iter().map(|m| m.old_digest).collect();
         let losers: Vec<&str> = rotations
             .iter()
             .filter(|r| !out.spent.contains(r.1))

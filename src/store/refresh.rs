@@ -147,7 +147,6 @@ pub fn create(
         diesel::insert_into(refresh_heads::table)
             .values((
                 refresh_heads::family_id.eq(&family.family_id),
-                refresh_heads::token_key.eq(first_key),
                 refresh_heads::digest.eq(first_digest),
                 refresh_heads::issued_at.eq(family.created_at),
             ))
@@ -212,7 +211,7 @@ pub fn find(conn: &mut DbConn, key: &str, digest: &str) -> Result<Option<Found>,
         .select((
             refresh_tokens::digest,
             refresh_tokens::issued_at,
-            refresh_heads::token_key.nullable(),
+            refresh_heads::digest.nullable(),
             FAMILY_COLUMNS,
         ));
     // Not `first`: its `LIMIT ?` makes SQLite (the bundled 3.53) re-plan the statement at
@@ -220,6 +219,7 @@ pub fn find(conn: &mut DbConn, key: &str, digest: &str) -> Result<Option<Found>,
     // key, so there is at most one row anyway. And on each backend's own connection: the
     // multi-backend wrapper would render the SQL text at every call to find its cached
     // statement, where the backend's own finds it by the query's type.
+    // (stored digest, issued at, the family's head's digest, family)
     let row: Option<(String, i64, Option<String>, FamilyTuple)> = match conn {
         DbConn::Sqlite(c) => query.get_result(c),
         DbConn::Pg(c) => query.get_result(c),
@@ -227,9 +227,9 @@ pub fn find(conn: &mut DbConn, key: &str, digest: &str) -> Result<Option<Found>,
     .optional()?;
     Ok(row
         .filter(|(stored, ..)| bool::from(stored.as_bytes().ct_eq(digest.as_bytes())))
-        .map(|(_, issued_at, head, family)| Found {
+        .map(|(stored, issued_at, head, family)| Found {
             issued_at,
-            spent: head.as_deref() != Some(key),
+            spent: head != Some(stored),
             family: family.into(),
         }))
 }
@@ -245,7 +245,7 @@ pub enum Rotation {
     FamilyRevoked,
 }
 
-/// Spends `old` and stores `new` in its family. Runs inside the caller's transaction (the
+/// Spends the token whose digest is `old` and stores `new` in its family. Runs inside the caller's transaction (the
 /// group commit, `batch`), with no savepoint of its own. The spend is one conditional
 /// statement that moves the family's head from `old` to `new` if the head is `old` and
 /// the family live, so a refused rotation changes nothing; the write lock it takes makes
@@ -254,14 +254,14 @@ pub enum Rotation {
 pub fn rotate(
     conn: &mut SqliteConnection,
     family_id: &str,
-    old_key: &str,
+    old_digest: &str,
     (new_key, new_digest): (&str, &str),
     now: UnixTime,
 ) -> Result<Rotation, StoreError> {
     let spent = Spend {
         family_id,
-        old: old_key,
-        new: (new_key, new_digest),
+        old: old_digest,
+        new: new_digest,
         now,
     }
     .execute(conn)?;
@@ -282,15 +282,15 @@ pub fn rotate(
     Ok(Rotation::Rotated)
 }
 
-/// `UPDATE refresh_heads SET (token_key, digest, issued_at) = new WHERE family_id = family
-/// AND token_key = old AND the family is live`, written out so that diesel caches its
+/// `UPDATE refresh_heads SET (digest, issued_at) = new WHERE family_id = family AND digest =
+/// old AND the family is live`, written out so that diesel caches its
 /// prepared statement: diesel never caches an `UPDATE` it builds, and on SQLite parsing
 /// and planning this one again at every rotation was a tenth of a refresh grant's CPU.
 /// The column names are checked against the schema by the tests of `rotate`.
 struct Spend<'a> {
     family_id: &'a str,
     old: &'a str,
-    new: (&'a str, &'a str),
+    new: &'a str,
     now: UnixTime,
 }
 
@@ -301,15 +301,13 @@ impl QueryId for Spend<'_> {
 
 impl QueryFragment<Sqlite> for Spend<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("UPDATE refresh_heads SET token_key = ");
-        out.push_bind_param::<Text, _>(self.new.0)?;
-        out.push_sql(", digest = ");
-        out.push_bind_param::<Text, _>(self.new.1)?;
+        out.push_sql("UPDATE refresh_heads SET digest = ");
+        out.push_bind_param::<Text, _>(self.new)?;
         out.push_sql(", issued_at = ");
         out.push_bind_param::<BigInt, _>(&self.now)?;
         out.push_sql(" WHERE family_id = ");
         out.push_bind_param::<Text, _>(self.family_id)?;
-        out.push_sql(" AND token_key = ");
+        out.push_sql(" AND digest = ");
         out.push_bind_param::<Text, _>(self.old)?;
         out.push_sql(
             " AND family_id IN (SELECT family_id FROM refresh_families WHERE family_id = ",

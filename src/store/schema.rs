@@ -81,7 +81,6 @@ diesel::table! {
 diesel::table! {
     refresh_heads (family_id) {
         family_id -> Text,
-        token_key -> Text,
         digest -> Text,
         issued_at -> BigInt,
     }

@@ -357,7 +357,7 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
         assert_eq!(find(&mut conn, &next), None);
         let rotate = |new: &Presented| batch::Write::Rotate {
             family_id: F2.into(),
-            old: live.key.clone(),
+            old: live.digest.clone(),
             new: (new.key.clone(), new.digest.clone()),
             now: 170,
         };
