@@ -115,9 +115,8 @@ macro_rules! insert_token {
 }
 
 /// Starts a family: its row, its first token (as its head and in its history) and its
-/// lineage, in one transaction
-/// that re-reads the revocations of its lineage, so a revocation committed before it is
-/// never missed.
+/// lineage, in one transaction that re-reads the revocations of its lineage, so a
+/// revocation committed before it is never missed.
 pub fn create(
     conn: &mut DbConn,
     family: &FamilyRow,
@@ -245,12 +244,12 @@ pub enum Rotation {
     FamilyRevoked,
 }
 
-/// Spends the token whose digest is `old` and stores `new` in its family. Runs inside the caller's transaction (the
-/// group commit, `batch`), with no savepoint of its own. The spend is one conditional
-/// statement that moves the family's head from `old` to `new` if the head is `old` and
-/// the family live, so a refused rotation changes nothing; the write lock it takes makes
-/// it the arbiter between racing replicas (only one sees the head move). SQLite only:
-/// PostgreSQL rotates a batch at once (`batch::pg`).
+/// Spends the token whose digest is `old` and stores `new` in its family. Runs inside the
+/// caller's transaction (the group commit, `batch`), with no savepoint of its own. The
+/// spend is one conditional statement that moves the family's head from `old` to `new`
+/// if the head is `old` and the family live, so a refused rotation changes nothing; the
+/// write lock it takes makes it the arbiter between racing replicas (only one sees the
+/// head move). SQLite only: PostgreSQL rotates a batch at once (`batch::pg`).
 pub fn rotate(
     conn: &mut SqliteConnection,
     family_id: &str,
@@ -283,10 +282,10 @@ pub fn rotate(
 }
 
 /// `UPDATE refresh_heads SET (digest, issued_at) = new WHERE family_id = family AND digest =
-/// old AND the family is live`, written out so that diesel caches its
-/// prepared statement: diesel never caches an `UPDATE` it builds, and on SQLite parsing
-/// and planning this one again at every rotation was a tenth of a refresh grant's CPU.
-/// The column names are checked against the schema by the tests of `rotate`.
+/// old AND the family is live`, written out so that diesel caches its prepared statement:
+/// diesel never caches an `UPDATE` it builds, and on SQLite parsing and planning this one
+/// again at every rotation was a tenth of a refresh grant's CPU. The column names are
+/// checked against the schema by the store's tests of the group commit's rotations.
 struct Spend<'a> {
     family_id: &'a str,
     old: &'a str,
