@@ -417,6 +417,8 @@ pub fn prune(conn: &mut DbConn, before: UnixTime) -> Result<usize, StoreError> {
 
 /// Most families one prune drops.
 const PRUNE_FAMILIES: i64 = 5_000;
+/// How far apart replicas' clocks may be for pruning never to take a live family's token.
+const CLOCK_SKEW_MARGIN_SECS: i64 = 3600;
 /// Most tokens one prune drops (a few hundred milliseconds of SQLite's write lock at most).
 const PRUNE_TOKENS: i64 = 50_000;
 
@@ -442,12 +444,16 @@ fn prune_families(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usiz
 /// family written all over at each rotation. A long-lived family holds back the pruning
 /// of what was issued after it began, never more than the longest `refresh_lifetime`.
 /// Never past `before` (an hour ago): a family created meanwhile, seen or not, began
-/// after it.
+/// after it. And [`CLOCK_SKEW_MARGIN_SECS`] earlier still: a family's creation and its
+/// tokens' issue times are read off the clocks of the replicas that wrote them, and a
+/// token rotated at once on a replica whose clock lags may look older than its family.
 fn prune_tokens(conn: &mut DbConn, before: UnixTime, most: i64) -> Result<usize, StoreError> {
     let oldest: Option<i64> = refresh_families::table
         .select(diesel::dsl::min(refresh_families::created_at))
         .get_result(conn)?;
-    let horizon = oldest.map_or(before, |o| o.min(before));
+    let horizon = oldest
+        .map_or(before, |o| o.min(before))
+        .saturating_sub(CLOCK_SKEW_MARGIN_SECS);
     let ended = || refresh_tokens::table.filter(refresh_tokens::issued_at.lt(horizon));
     // At most `most`: up to the issue time of the first token past them (or one second
     // past the oldest, should more than `most` share it: always some progress).

@@ -324,13 +324,14 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
         .unwrap();
         let spent = format!("trt_{F2}.2.{}", "S".repeat(43));
         let live = format!("trt_{F2}.3.{}", "L".repeat(43));
-        sql(&mut conn, family(F2, 100, 10_000));
+        // The spent token was issued by a replica whose clock lagged: before its family began.
+        sql(&mut conn, family(F2, 10_000, 100_000));
         sql(
             &mut conn,
             format!(
                 "INSERT INTO refresh_tokens (token_key, family_id, digest, issued_at, used_at) \
-                 VALUES ('{F2}.0000000002', '{F2}', '{}', 150, 160), \
-                 ('{F2}.0000000003', '{F2}', '{}', 160, NULL)",
+                 VALUES ('{F2}.0000000002', '{F2}', '{}', 9990, 10060), \
+                 ('{F2}.0000000003', '{F2}', '{}', 10060, NULL)",
                 digest(&spent),
                 digest(&live)
             ),
@@ -349,8 +350,8 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
             Presented::of(&live),
         );
         assert_eq!(find(&mut conn, &first), Some((F1.into(), 50, false)));
-        assert_eq!(find(&mut conn, &spent), Some((F2.into(), 150, true)));
-        assert_eq!(find(&mut conn, &live), Some((F2.into(), 160, false)));
+        assert_eq!(find(&mut conn, &spent), Some((F2.into(), 9_990, true)));
+        assert_eq!(find(&mut conn, &live), Some((F2.into(), 10_060, false)));
         // A token of the current form at no stored place finds nothing.
         let (_, next) = new_token(F2);
         let (_, other) = new_token(F2);
@@ -359,7 +360,7 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
             family_id: F2.into(),
             old: live.digest.clone(),
             new: (new.key.clone(), new.digest.clone()),
-            now: 170,
+            now: 10_070,
         };
         let written =
             batch::commit(&mut conn, vec![rotate(&next), rotate(&other)], &[], &[]).unwrap();
@@ -373,8 +374,8 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
             ),
             "{kind:?}: {written:?}"
         );
-        assert_eq!(find(&mut conn, &live), Some((F2.into(), 160, true)));
-        assert_eq!(find(&mut conn, &next), Some((F2.into(), 170, false)));
+        assert_eq!(find(&mut conn, &live), Some((F2.into(), 10_060, true)));
+        assert_eq!(find(&mut conn, &next), Some((F2.into(), 10_070, false)));
         assert_eq!(find(&mut conn, &other), None);
         let tokens = |conn: &mut DbConn| {
             diesel::sql_query("SELECT COUNT(*) AS n FROM refresh_tokens")
@@ -383,12 +384,17 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
                 .n
         };
         assert_eq!(tokens(&mut conn), 4);
-        // F1 ended: its token goes (issued before the oldest family left began).
+        // F1 ended: it is gone, its token once issued an hour (the clocks' margin) before
+        // the oldest family left began. F2's tokens stay, the lagging one too.
         assert_eq!(refresh::prune(&mut conn, 1_000).unwrap(), 1);
         assert_eq!(find(&mut conn, &first), None);
+        assert_eq!(tokens(&mut conn), 4);
+        assert_eq!(refresh::prune(&mut conn, 20_000).unwrap(), 0);
         assert_eq!(tokens(&mut conn), 3);
+        assert_eq!(find(&mut conn, &spent), Some((F2.into(), 9_990, true)));
+        assert_eq!(find(&mut conn, &next), Some((F2.into(), 10_070, false)));
         // F2 ended too: no family is left, nor any token.
-        assert_eq!(refresh::prune(&mut conn, 100_000).unwrap(), 1);
+        assert_eq!(refresh::prune(&mut conn, 200_000).unwrap(), 1);
         assert_eq!(tokens(&mut conn), 0);
     }
 }
