@@ -264,7 +264,8 @@ impl RefreshTokens {
 
     /// The presented token as the database holds it now, whatever this replica remembers:
     /// for explain, whose account of a token spent on another replica must be the reuse
-    /// the spend would find.
+    /// the spend would find, and for `/introspect` and `/revoke`, whose answer must not
+    /// call a token spent elsewhere active.
     pub async fn find_stored(&self, presented: Presented) -> Result<Option<Found>, StoreError> {
         self.store
             .run(move |conn| refresh::find(conn, &presented.key, &presented.digest))

@@ -404,7 +404,7 @@ impl Exchanger {
     ) -> Result<Option<crate::store::refresh::Found>, ExchangeError> {
         let found = self
             .refresh
-            .find(crate::refresh::Presented::of(token))
+            .find_stored(crate::refresh::Presented::of(token))
             .await
             .map_err(ExchangeError::RefreshStoreUnavailable)?;
         if let Some(f) = &found {

@@ -174,8 +174,9 @@ mod pg {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        // Recorded in one order by every replica's writer: two batches with an id in
-        // common wait for each other, never deadlock.
+        // Recorded in one order by every replica's writer (`INSERT … SELECT` takes the
+        // rows in array order): two batches with an id in common wait for each other,
+        // never deadlock.
         ids.sort_unstable();
         let inserted: Vec<Recorded> = RecordIds {
             issuer: ids.iter().map(|i| i.0.to_owned()).collect(),
@@ -328,8 +329,12 @@ mod pg {
         // order is the one tried, as one by one; the others lose.
         let mut claimed = HashSet::new();
         let mut tried: Vec<&Rot<'_>> = rotations.iter().filter(|r| claimed.insert(r.1)).collect();
-        // Heads locked in one order (by family) by every replica's writer: two batches
-        // that touch the same families wait for each other, never deadlock.
+        // Sent in family order by every replica's writer, so that the plan PostgreSQL
+        // picks for a batch (a nested loop over the arrays) locks heads in one order and
+        // two batches touching the same families wait for each other. The order is the
+        // plan's, not promised: should two batches ever deadlock, PostgreSQL aborts one,
+        // nothing of it is written and its requests are refused as unavailable (a retry
+        // then finds its tokens unspent).
         tried.sort_by_key(|r| r.0);
         let column =
             |f: fn(&Rot<'_>) -> String| tried.iter().map(|r| f(r)).collect::<Vec<String>>();

@@ -441,3 +441,82 @@ fn a_batch_records_each_single_use_id_once() {
         }
     }
 }
+
+/// Migration 000011 undone and done again: the tokens issued under it, keyed by their
+/// digest by the down migration, are still found, the spent one spent and the live one
+/// live, and the live one rotates.
+#[test]
+fn refresh_tokens_outlive_undoing_and_redoing_the_heads() {
+    use crate::refresh::{new_token, Presented};
+    const F: &str = "rf0193a2b4c5d6e7f8091a2b3c4d5e6f70";
+    for kind in test_kinds() {
+        let (_db, store) = migrated(kind);
+        let mut conn = store.get().unwrap();
+        let family = refresh::FamilyRow {
+            family_id: F.into(),
+            client_id: "c".into(),
+            audience_id: "a".into(),
+            grant_json: "{}".into(),
+            dpop_bound: false,
+            created_at: 100,
+            expires_at: 10_000,
+            idle_secs: None,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        let (_, first) = new_token(F);
+        refresh::create(&mut conn, &family, (&first.key, &first.digest), &[]).unwrap();
+        let rotate = |conn: &mut DbConn, old: &Presented, new: &Presented, now| {
+            let write = batch::Write::Rotate {
+                family_id: F.into(),
+                old: old.digest.clone(),
+                new: (new.key.clone(), new.digest.clone()),
+                now,
+            };
+            let written = batch::commit(conn, vec![write], &[], &[]).unwrap();
+            assert!(batch::won(&written[0]), "{kind:?}: {written:?}");
+        };
+        let (_, second) = new_token(F);
+        rotate(&mut conn, &first, &second, 110);
+        let reverted = match &mut *conn {
+            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+            DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        }
+        .unwrap()
+        .to_string();
+        assert!(reverted.ends_with("000011"), "{kind:?}: {reverted}");
+        let count = |conn: &mut DbConn, sql: &str| {
+            diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+        };
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT COUNT(*) AS n FROM refresh_tokens WHERE token_key >= 'rt'"
+            ),
+            0,
+            "{kind:?}: keyed by digest"
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT COUNT(*) AS n FROM refresh_tokens WHERE used_at IS NULL"
+            ),
+            1,
+            "{kind:?}: one unspent"
+        );
+        drop(conn);
+        store.run_migrations().unwrap();
+        let mut conn = store.get().unwrap();
+        let find = |conn: &mut DbConn, p: &Presented| {
+            refresh::find(conn, &p.key, &p.digest)
+                .unwrap()
+                .map(|f| (f.issued_at, f.spent))
+        };
+        assert_eq!(find(&mut conn, &first), Some((100, true)), "{kind:?}");
+        assert_eq!(find(&mut conn, &second), Some((110, false)), "{kind:?}");
+        let (_, third) = new_token(F);
+        rotate(&mut conn, &second, &third, 120);
+        assert_eq!(find(&mut conn, &second), Some((110, true)), "{kind:?}");
+        assert_eq!(find(&mut conn, &third), Some((120, false)), "{kind:?}");
+    }
+}
