@@ -602,6 +602,15 @@ async fn a_token_spent_on_another_replica_is_a_reuse_where_it_was_issued() {
         let json = serde_json::to_value(&explained).unwrap();
         assert!(!explained.issued(), "{json}");
         assert_eq!(json["failing_step"], "refresh", "{json}");
+        // So does introspection there: not active, where the memory would say it is.
+        let seen = post(
+            &app.address,
+            "/introspect",
+            ORDERS,
+            &[("token", rt1), ("token_type_hint", "refresh_token")],
+        )
+        .await;
+        assert_eq!(seen["active"], false, "{kind:?}: {seen}");
 
         let resp = refresh_at(&app.address, ORDERS, rt1, &[]).await;
         let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
