@@ -137,7 +137,8 @@ pub struct RefreshTokens {
 }
 
 /// Families this replica has lately issued a token of, each with that newest token (its
-/// key and digest, when it was issued) and the family row as read or written then.
+/// digest, which names it as the family's head does, and when it was issued) and the
+/// family row as read or written then.
 ///
 /// Why: a redeemed token was, nearly always, issued by the same replica a moment ago, and
 /// reading it back cost a blocking-pool hop and a cold B-tree walk (SQLite drops a
@@ -163,7 +164,6 @@ struct Newest {
 const NEWEST_PER_GENERATION: usize = 4096;
 
 struct Issued {
-    key: String,
     digest: String,
     issued_at: UnixTime,
     family: FamilyRow,
@@ -209,7 +209,6 @@ impl RefreshTokens {
     /// `issued_at`: the family's newest token, unspent when it left.
     pub fn issued(&self, family: &FamilyRow, token: &Presented, issued_at: UnixTime) {
         self.newest().insert(Issued {
-            key: token.key.clone(),
             digest: token.digest.clone(),
             issued_at,
             family: family.clone(),
@@ -225,8 +224,8 @@ impl RefreshTokens {
     /// The family's newest token as this replica issued it, if `presented` is exactly it.
     fn newest_issued(&self, presented: &Presented) -> Option<Found> {
         let issued = self.newest().get(presented.family.as_deref()?)?.clone();
-        let same = issued.key == presented.key
-            && bool::from(issued.digest.as_bytes().ct_eq(presented.digest.as_bytes()));
+        // The digest covers the whole token, its family and key with its secret.
+        let same = bool::from(issued.digest.as_bytes().ct_eq(presented.digest.as_bytes()));
         same.then(|| Found {
             issued_at: issued.issued_at,
             spent: false,

@@ -190,6 +190,23 @@ mod pg {
             .collect())
     }
 
+    /// What lets diesel keep a hand-written statement prepared (a static query id) and
+    /// load its rows by name.
+    macro_rules! prepared {
+        ($statement:ident) => {
+            impl QueryId for $statement {
+                type QueryId = $statement;
+                const HAS_STATIC_QUERY_ID: bool = true;
+            }
+
+            impl Query for $statement {
+                type SqlType = Untyped;
+            }
+
+            impl RunQueryDsl<PgConnection> for $statement {}
+        };
+    }
+
     /// The batch's single-use ids as one statement, kept prepared (see [`MoveHeads`]):
     /// `INSERT … ON CONFLICT DO NOTHING RETURNING` what was new.
     struct RecordIds {
@@ -198,14 +215,7 @@ mod pg {
         expires_at: Vec<i64>,
     }
 
-    impl QueryId for RecordIds {
-        type QueryId = RecordIds;
-        const HAS_STATIC_QUERY_ID: bool = true;
-    }
-
-    impl Query for RecordIds {
-        type SqlType = Untyped;
-    }
+    prepared!(RecordIds);
 
     impl QueryFragment<Pg> for RecordIds {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -224,8 +234,6 @@ mod pg {
             Ok(())
         }
     }
-
-    impl RunQueryDsl<PgConnection> for RecordIds {}
 
     #[derive(QueryableByName)]
     struct Recorded {
@@ -254,14 +262,7 @@ mod pg {
         now: Vec<i64>,
     }
 
-    impl QueryId for MoveHeads {
-        type QueryId = MoveHeads;
-        const HAS_STATIC_QUERY_ID: bool = true;
-    }
-
-    impl Query for MoveHeads {
-        type SqlType = Untyped;
-    }
+    prepared!(MoveHeads);
 
     impl QueryFragment<Pg> for MoveHeads {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -290,8 +291,6 @@ mod pg {
             Ok(())
         }
     }
-
-    impl RunQueryDsl<PgConnection> for MoveHeads {}
 
     /// A rotation of the batch: family, old digest, (new key, new digest), time.
     type Rot<'a> = (&'a str, &'a str, &'a (String, String), i64);

@@ -276,6 +276,16 @@ fn a_key_state_outside_the_enum_never_gets_in() {
     }
 }
 
+/// Undoes the newest migration applied; its name.
+fn revert_last_migration(conn: &mut DbConn) -> String {
+    match conn {
+        DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+        DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    }
+    .unwrap()
+    .to_string()
+}
+
 /// Refresh tokens of both earlier forms outlive migrations 000010 and 000011: one stored
 /// by its digest (`trt_<secret>`) and the spent and live tokens of a family stored at
 /// `<family>.<generation>`. Each is found, spent or not as before; the live one rotates
@@ -290,12 +300,7 @@ fn refresh_tokens_of_earlier_forms_are_found_rotated_and_pruned() {
         let (_db, store) = migrated(kind);
         let mut conn = store.get().unwrap();
         for expected in ["000011", "000010"] {
-            let reverted = match &mut *conn {
-                DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
-                DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
-            }
-            .unwrap()
-            .to_string();
+            let reverted = revert_last_migration(&mut conn);
             assert!(reverted.ends_with(expected), "{kind:?}: {reverted}");
         }
         let sql = |conn: &mut DbConn, sql: String| {
@@ -478,12 +483,7 @@ fn refresh_tokens_outlive_undoing_and_redoing_the_heads() {
         };
         let (_, second) = new_token(F);
         rotate(&mut conn, &first, &second, 110);
-        let reverted = match &mut *conn {
-            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
-            DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
-        }
-        .unwrap()
-        .to_string();
+        let reverted = revert_last_migration(&mut conn);
         assert!(reverted.ends_with("000011"), "{kind:?}: {reverted}");
         let count = |conn: &mut DbConn, sql: &str| {
             diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
